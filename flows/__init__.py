@@ -1,0 +1,1 @@
+"""Prefect flows: wiring only; every step calls one function from src/facerealism."""

@@ -1,0 +1,1 @@
+"""facerealism: a learned realism head for fast text-to-image portraits."""

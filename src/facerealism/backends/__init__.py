@@ -1,0 +1,1 @@
+"""Generation backends: procedural offline pairs and diffusers pipelines."""
