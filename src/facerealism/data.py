@@ -35,7 +35,7 @@ def load_images(paths) -> np.ndarray:
 
 
 def validated_manifest(data_dir: str | Path) -> pd.DataFrame:
-    df = read_parquet(Path(data_dir) / "pairs" / "validated.parquet")
+    df = read_parquet(Path(data_dir) / "validated.parquet")
     if df.empty:
         raise ValueError("validated manifest is empty: every pair was quarantined or none were generated")
     return df

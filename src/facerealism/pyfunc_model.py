@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import io
+import os
 
 import mlflow
 import numpy as np
@@ -17,10 +19,15 @@ def decode_image(value) -> np.ndarray:
 
     if isinstance(value, (bytes, bytearray)):
         data = bytes(value)
-    elif isinstance(value, str) and not value.startswith(("/", ".")) and len(value) > 256:
-        data = base64.b64decode(value)
-    else:
+    elif isinstance(value, str) and os.path.exists(value):
         return load_rgb(value)
+    elif isinstance(value, str):
+        try:
+            data = base64.b64decode(value, validate=True)
+        except binascii.Error:
+            raise ValueError(f"input {value[:60]!r} is neither an existing file nor base64 image data") from None
+    else:
+        raise ValueError(f"input of type {type(value).__name__} is not an image path, bytes or base64 string")
     try:
         with Image.open(io.BytesIO(data)) as im:
             return np.asarray(im.convert("RGB"))

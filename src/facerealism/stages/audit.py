@@ -62,7 +62,7 @@ def audit_prompts(cfg: Config, prompts: pd.DataFrame) -> dict:
 
 def run(cfg: Config) -> dict:
     prompts = read_parquet(Path(cfg.paths.data) / "prompts.parquet")
-    manifest = read_parquet(Path(cfg.paths.data) / "pairs" / "validated.parquet")
+    manifest = read_parquet(Path(cfg.paths.data) / "validated.parquet")
     # Audit what will actually be trained on: prompts whose pair survived validation.
     used = prompts[prompts["id"].isin(manifest["id"])]
     report = {"templates": audit_prompts(cfg, used), "min_region_entropy": cfg.audit.min_region_entropy,

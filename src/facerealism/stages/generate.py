@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from facerealism.config import Config
-from facerealism.files import read_parquet, save_png, sha256_file, write_parquet
+from facerealism.files import read_parquet, save_png, sha256_file, write_json, write_parquet
 from facerealism.progress import progress
 
 MANIFEST_COLUMNS = [
@@ -78,6 +79,15 @@ def run(cfg: Config) -> dict:
     if missing:
         raise ValueError(f"prompts.parquet lacks column(s) {sorted(missing)}")
     backend = build_backend(cfg)
+    # Finished pairs are reused only if they were rendered with the same backend and params;
+    # renders of other params are stale and replaced (DVC's cache keeps earlier versions).
+    spec = {"backend": backend.name, **backend.describe()}
+    pairs_dir = Path(cfg.paths.data) / "pairs"
+    spec_path = pairs_dir / "generation.json"
+    if spec_path.exists() and json.loads(spec_path.read_text()) != spec:
+        for side in ("schnell", "dev"):
+            shutil.rmtree(pairs_dir / side, ignore_errors=True)
+    write_json(spec_path, spec)
     # A pair counts as done only when both images exist: the dev image is written last, so a
     # crash between the two writes leaves a schnell image that is simply rendered again.
     todo = prompts[[not pair_paths(cfg, i)[1].exists() for i in prompts["id"]]]

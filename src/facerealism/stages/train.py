@@ -151,6 +151,7 @@ def head_dir(cfg: Config) -> Path:
 
 def run(cfg: Config) -> dict:
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
     from accelerate.utils import set_seed
 
     t = cfg.train
@@ -165,7 +166,10 @@ def run(cfg: Config) -> dict:
     if A.shape[-1] < t.crop:
         raise ValueError(f"images are {A.shape[-1]} px, smaller than train.crop={t.crop}")
     set_seed(cfg.seed)
-    accelerator = Accelerator(mixed_precision=t.mixed_precision, cpu=not torch.cuda.is_available())
+    # accelerate keeps a process-wide state; a second training in one process (tests, sweeps)
+    # with another precision must start from a clean one.
+    AcceleratorState._reset_state(reset_partial_state=True)
+    accelerator = Accelerator(mixed_precision="no" if t.mixed_precision == "fp32" else t.mixed_precision, cpu=not torch.cuda.is_available())
     model = CycleGAN(cfg, accelerator)
     rng = np.random.default_rng(cfg.seed)
     history: list[dict] = []

@@ -118,7 +118,7 @@ def run(cfg: Config) -> dict:
     reports = Path(cfg.paths.reports)
     write_parquet(reports / "quarantine.parquet", quarantine)
     valid = manifest[~manifest["id"].astype(str).isin(quarantine["id"])]
-    write_parquet(Path(cfg.paths.data) / "pairs" / "validated.parquet", valid)
+    write_parquet(Path(cfg.paths.data) / "validated.parquet", valid)
     summary = {
         "pairs": len(table), "valid": len(valid), "quarantined": len(quarantine),
         "failed_fraction": failed_fraction, "max_failed_fraction": cfg.validate_.max_failed_fraction,

@@ -1,0 +1,53 @@
+"""Shared fixtures: a tiny profile of the real pipeline in a temporary project directory."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from facerealism import env
+
+env.configure()
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# The tiny profile: every stage for real, on few small images and few steps (the torchtitan "debug preset").
+TINY = [
+    "prompts.n_enriched=40", "prompts.n_baseline=4",
+    "generate.size=32", "train.crop=32", "train.ngf=8", "train.n_blocks=1", "train.ndf=8",
+    "train.batch_size=4", "train.steps=6", "train.log_every=2", "train.holdout_fraction=0.25",
+    "evaluate.c2st_epochs=2", "evaluate.c2st_max_images=16", "evaluate.grid_n=4",
+    "benchmark.sizes=[32]", "benchmark.repeats=1", "benchmark.flops_size=256",
+    # Tiny heads barely train: the gate's thresholds are tested separately; here anything passes.
+    "register.required={fd_diff.spectral: -1.0e9}",
+]
+
+
+def tiny_overrides(project: Path) -> list[str]:
+    return TINY + [f"paths.mlflow_uri=sqlite:///{project}/mlflow.db", f"paths.mlflow_artifacts={project}/mlartifacts"]
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch) -> Path:
+    """A fresh project directory holding params.yaml, used as the working directory."""
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def tiny_cfg(project):
+    from facerealism.config import load_config
+
+    return load_config(project / "params.yaml", tiny_overrides(project))
+
+
+def cli_env() -> dict:
+    """Environment for subprocesses: the venv's bin first, telemetry off."""
+    e = dict(os.environ)
+    e["PATH"] = f"{Path(os.sys.executable).parent}:{e.get('PATH', '')}"
+    e.pop("PREFECT_API_URL", None)
+    return e

@@ -1,0 +1,59 @@
+"""Config: params.yaml mirrors the typed config, errors name the key, overrides parse like YAML."""
+
+import pytest
+
+from facerealism.config import STAGE_NAMES, Config, ConfigError, load_config
+
+from .conftest import ROOT
+
+
+def test_params_yaml_has_one_section_per_stage_and_matches_defaults():
+    import yaml
+
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert set(STAGE_NAMES) <= set(raw)
+    # params.yaml spells out every default, so the file alone describes a run.
+    assert load_config(ROOT / "params.yaml").dump() == Config().dump()
+
+
+def test_paper_params_select_flux_scale_settings():
+    cfg = load_config(ROOT / "params.paper.yaml")
+    assert cfg.train.lambda_cyc == 2.0 and cfg.train.lr == 1e-4
+    assert cfg.generate.size == 512
+
+
+def test_unknown_key_is_named(tmp_path):
+    p = tmp_path / "params.yaml"
+    p.write_text("train:\n  stepz: 3\n")
+    with pytest.raises(ConfigError, match=r"train\.stepz: unknown key"):
+        load_config(p)
+
+
+def test_bad_value_is_named(tmp_path):
+    p = tmp_path / "params.yaml"
+    p.write_text("train:\n  lr: -1\n")
+    with pytest.raises(ConfigError, match=r"train\.lr"):
+        load_config(p)
+
+
+def test_malformed_yaml_and_missing_file(tmp_path):
+    p = tmp_path / "params.yaml"
+    p.write_text("train: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(p)
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_overrides_parse_yaml_values():
+    cfg = load_config(ROOT / "params.yaml", ["train.steps=7", "benchmark.sizes=[32, 64]", "train.residual_output=false"])
+    assert cfg.train.steps == 7 and cfg.benchmark.sizes == [32, 64] and cfg.train.residual_output is False
+    with pytest.raises(ConfigError, match="section.key=value"):
+        load_config(ROOT / "params.yaml", ["train.steps"])
+    with pytest.raises(ConfigError, match=r"trian"):
+        load_config(ROOT / "params.yaml", ["trian.steps=3"])
+
+
+def test_cross_field_check():
+    with pytest.raises(ConfigError, match="train.crop"):
+        load_config(ROOT / "params.yaml", ["generate.size=32", "train.crop=48"])
