@@ -45,7 +45,7 @@ def to_tensor(images: np.ndarray):
     """uint8 (n, h, w, 3) -> float (n, 3, h, w) in [-1, 1]."""
     import torch
 
-    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+    return torch.from_numpy(np.ascontiguousarray(images).copy()).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
 
 
 def to_uint8(tensor) -> np.ndarray:

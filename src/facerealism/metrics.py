@@ -368,6 +368,9 @@ def inception_metrics(
         kid_subset_size=subset,
         cuda=torch.cuda.is_available(),
         cache=False,  # folders change between runs; a stale feature cache would hide that
+        # In 0.4.0 this only sets the loader's num_workers to 0 for FID/KID; its default of 4 loader processes
+        # on a 2-core machine competes with the extractor itself.
+        save_cpu_ram=(os.cpu_count() or 1) <= 2,
         verbose=False,
     )
     return {

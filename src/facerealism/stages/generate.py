@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from facerealism.backends.flux import FluxBackend  # torch/diffusers load only when it renders
 from facerealism.config import Config
 from facerealism.files import read_parquet, save_png, sha256_file, write_json, write_parquet
 from facerealism.progress import progress
@@ -40,7 +41,7 @@ class SyntheticBackend:
         return {"size": self.size, **self.params}
 
 
-BACKENDS = {"synthetic": SyntheticBackend}
+BACKENDS = {"synthetic": SyntheticBackend, "flux": FluxBackend}
 
 
 def build_backend(cfg: Config):

@@ -56,7 +56,7 @@ def champion_metrics(client, name: str) -> tuple[str | None, dict | None]:
     except MlflowException:
         return None, None
     metrics = {k[len("metric."):]: float(v) for k, v in mv.tags.items() if k.startswith("metric.")}
-    return mv.version, metrics
+    return str(mv.version), metrics
 
 
 def log_pyfunc(cfg: Config, head_dir: Path, run_id: str) -> str:
@@ -89,18 +89,19 @@ def run(cfg: Config) -> dict:
     name = cfg.register.model_name
     model_uri = log_pyfunc(cfg, head_dir, meta["mlflow_run_id"])
     mv = mlflow.register_model(model_uri, name)
+    version = str(mv.version)
     champ_version, champ = champion_metrics(client, name)
     passed, reasons = gate(cfg, candidate, champ)
     numeric = {k: v for k, v in candidate.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     for k, v in numeric.items():
-        client.set_model_version_tag(name, mv.version, f"metric.{k}", str(v))
-    client.set_model_version_tag(name, mv.version, "gate.passed", str(passed))
-    client.set_model_version_tag(name, mv.version, "gate.reasons", " | ".join(reasons))
-    client.set_registered_model_alias(name, "challenger", mv.version)
+        client.set_model_version_tag(name, version, f"metric.{k}", str(v))
+    client.set_model_version_tag(name, version, "gate.passed", str(passed))
+    client.set_model_version_tag(name, version, "gate.reasons", " | ".join(reasons))
+    client.set_registered_model_alias(name, "challenger", version)
     if passed:
-        client.set_registered_model_alias(name, "champion", mv.version)
-    decision = {"model": name, "version": mv.version, "promoted": passed, "reasons": reasons,
-                "previous_champion": champ_version, "champion": mv.version if passed else champ_version,
-                "model_uri": f"models:/{name}/{mv.version}"}
+        client.set_registered_model_alias(name, "champion", version)
+    decision = {"model": name, "version": version, "promoted": passed, "reasons": reasons,
+                "previous_champion": champ_version, "champion": version if passed else champ_version,
+                "model_uri": f"models:/{name}/{version}"}
     write_json(Path(cfg.paths.reports) / "promotion.json", decision)
-    return {"version": mv.version, "promoted": passed, "champion": decision["champion"]}
+    return {"version": version, "promoted": passed, "champion": decision["champion"]}

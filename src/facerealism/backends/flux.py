@@ -1,0 +1,177 @@
+"""The paper's data engine through diffusers: FLUX fast text-to-image, then FLUX slow image-to-image on that image."""
+
+# Each pair: the fast model (FLUX.1-schnell: 4 steps, no guidance) renders the prompt from the
+# row's seed; the slow model (FLUX.1-dev) re-renders that image at img2img strength 0.7 with
+# the same prompt and seed, so the pair shares its layout and differs in detail. Both pipelines
+# are loaded once per backend, on first use, and reused for every batch.
+#
+# Precision: `generate.flux.dtype` is used as configured on every device. bfloat16 runs on CPU
+# in torch 2.x (tiny models render the same images to within a grey level of float32) and is
+# the only precision at which the real 12B transformers fit in ordinary RAM, so the config is
+# not second-guessed; describe() records it.
+#
+# Seeds: each prompt gets its own CPU torch.Generator, so an image depends only on its seed,
+# never on its neighbours in the batch or the device (diffusers draws CPU noise, then moves it).
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from facerealism.config import Config
+
+
+def resolve_device(device: str) -> str:
+    """`auto` -> cuda when available, else cpu; anything else is passed to torch unchanged."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def _one_line(err: BaseException, limit: int = 240) -> str:
+    text = re.sub(r"\s+", " ", str(err)).strip()
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _looks_like_path(model: str) -> bool:
+    """True for what cannot be a hub id ('owner/name' or 'name'), so it must have meant a local directory."""
+    return model.startswith(("/", ".", "~")) or model.count("/") > 1 or os.sep != "/" and os.sep in model
+
+
+def load_pipeline(pipeline_cls, model: str, key: str, dtype: str):
+    """`pipeline_cls.from_pretrained(model)`, with one actionable line when the weights cannot be found.
+
+    Args:
+        pipeline_cls: FluxPipeline or FluxImg2ImgPipeline.
+        model: hub id or local diffusers directory.
+        key: the config key that named it ("fast_model" / "slow_model"), for the message.
+        dtype: "bfloat16", "float16" or "float32".
+    Returns:
+        The loaded pipeline (on CPU; the caller places it).
+    Raises:
+        ValueError: no such directory, a directory that is not a diffusers pipeline, or a hub id
+            that is neither cached nor downloadable (offline); names the model and the key.
+    """
+    import torch
+
+    fix = (f"set generate.flux.{key}=/path/to/local/copy (a diffusers directory with model_index.json, "
+           f"e.g. a hub snapshot or save_pretrained output)")
+    path = Path(model).expanduser()
+    if path.is_dir():
+        if not (path / "model_index.json").is_file():
+            raise ValueError(f"generate.flux.{key}: {model} has no model_index.json, so it is not a diffusers "
+                             f"pipeline directory; {fix}")
+    elif _looks_like_path(model):
+        raise ValueError(f"generate.flux.{key}: no such local directory {model}; {fix}")
+    try:
+        # Gated hub models (FLUX.1-dev) authenticate with HF_TOKEN, read by huggingface_hub itself.
+        return pipeline_cls.from_pretrained(str(path) if path.is_dir() else model, dtype=getattr(torch, dtype))
+    except (OSError, ValueError) as e:  # missing files, not cached while offline, invalid repo id, gated
+        from huggingface_hub import constants
+
+        where = "a local directory" if path.is_dir() else (
+            "hub id, not in the local Hugging Face cache and the hub is offline (HF_HUB_OFFLINE=1)"
+            if constants.HF_HUB_OFFLINE else "hub id")
+        raise ValueError(f"generate.flux.{key}: cannot load {model} ({where}): {_one_line(e)}; {fix}") from e
+
+
+class FluxBackend:
+    """FLUX schnell -> dev pairs: `generate(rows)` yields (id, schnell uint8 (h, w, 3), dev uint8 (h, w, 3))."""
+
+    name = "flux"
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg.generate.flux
+        self.size = cfg.generate.size
+        self.device = resolve_device(self.cfg.device)
+        if self.cfg.cpu_offload and not self.device.startswith("cuda"):
+            raise ValueError(f"generate.flux.cpu_offload needs a CUDA device, but the device is {self.device}; "
+                             f"set generate.flux.cpu_offload=false")
+        self.fast_pipe = None  # loaded on first generate(), then reused
+        self.slow_pipe = None
+
+    def load(self) -> None:
+        """Load both pipelines once (no-op when loaded): the fast T2I one, then the slow I2I one."""
+        if self.fast_pipe is not None:
+            return
+        import torch
+        from diffusers import FluxImg2ImgPipeline, FluxPipeline
+
+        c = self.cfg
+        fast = load_pipeline(FluxPipeline, c.fast_model, "fast_model", c.dtype)
+        # check_inputs would only warn and resize to another size, which validation then rejects.
+        multiple = 2 * fast.vae_scale_factor  # 2x2 patches of the VAE's latents
+        if self.size % multiple:
+            raise ValueError(f"generate.size must be a multiple of {multiple} for {c.fast_model}, got {self.size}")
+        if c.slow_model == c.fast_model:
+            # One set of weights in memory; from_pipe casts to float32 unless told the dtype.
+            slow = FluxImg2ImgPipeline.from_pipe(fast, dtype=getattr(torch, c.dtype))
+        else:
+            slow = load_pipeline(FluxImg2ImgPipeline, c.slow_model, "slow_model", c.dtype)
+        for pipe in (fast, slow):
+            if c.cpu_offload:
+                pipe.enable_model_cpu_offload(device=self.device)
+            else:
+                pipe.to(self.device)
+            if c.vae_slicing:
+                pipe.vae.enable_slicing()
+            if c.vae_tiling:
+                pipe.vae.enable_tiling()
+            pipe.set_progress_bar_config(disable=True)  # the stage draws its own per-pair bar
+        self.fast_pipe, self.slow_pipe = fast, slow
+
+    def _generators(self, seeds: list[int]) -> list:
+        import torch
+
+        return [torch.Generator("cpu").manual_seed(int(s)) for s in seeds]
+
+    def render(self, prompts: list[str], seeds: list[int]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Render one batch of pairs.
+
+        Args:
+            prompts: the text prompts (one image each).
+            seeds: one generation seed per prompt; the slow model reuses it.
+        Returns:
+            (schnell images, dev images), each a list of uint8 (size, size, 3) arrays.
+        """
+        self.load()
+        c, size = self.cfg, self.size
+        fast = self.fast_pipe(
+            prompt=prompts, num_inference_steps=c.fast_steps, guidance_scale=c.fast_guidance,
+            max_sequence_length=c.max_sequence_length, height=size, width=size,
+            generator=self._generators(seeds), output_type="pil",
+        ).images
+        # img2img starts from the 8-bit image that is saved, so a pair can be re-derived from its files.
+        slow = self.slow_pipe(
+            prompt=prompts, image=fast, strength=c.strength, num_inference_steps=c.slow_steps,
+            guidance_scale=c.slow_guidance, max_sequence_length=c.max_sequence_length, height=size, width=size,
+            generator=self._generators(seeds), output_type="pil",
+        ).images
+        to_array = lambda im: np.asarray(im.convert("RGB"), dtype=np.uint8)  # noqa: E731
+        return [to_array(im) for im in fast], [to_array(im) for im in slow]
+
+    def generate(self, rows: pd.DataFrame) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+        bs = self.cfg.batch_size
+        for start in range(0, len(rows), bs):
+            batch = rows.iloc[start:start + bs]
+            schnell, dev = self.render([str(p) for p in batch["prompt"]], [int(s) for s in batch["seed"]])
+            yield from zip(batch["id"], schnell, dev)
+
+    def describe(self) -> dict:
+        """Everything that changes the pixels; memory/throughput knobs (batch_size, offload, slicing) are left out
+        so that changing them does not invalidate finished pairs."""
+        c = self.cfg
+        return {
+            "size": self.size, "fast_model": c.fast_model, "slow_model": c.slow_model,
+            "fast_steps": c.fast_steps, "fast_guidance": c.fast_guidance,
+            "max_sequence_length": c.max_sequence_length, "strength": c.strength,
+            "slow_steps": c.slow_steps, "slow_guidance": c.slow_guidance,
+            "dtype": c.dtype, "vae_tiling": c.vae_tiling,
+        }

@@ -1,0 +1,154 @@
+"""Each stage on the tiny profile, in order, in one temporary project; behaviour that could break."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from facerealism.config import load_config
+from facerealism.stages import run_stage
+
+from .conftest import ROOT, tiny_overrides
+
+
+@pytest.fixture(scope="module")
+def proj(tmp_path_factory):
+    """One tiny project shared by the ordered tests below (stages build on each other)."""
+    import os
+
+    root = tmp_path_factory.mktemp("proj")
+    (root / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    old = os.getcwd()
+    os.chdir(root)
+    yield root, load_config(root / "params.yaml", tiny_overrides(root))
+    os.chdir(old)
+
+
+def test_prompts_are_diverse_and_seeded(proj):
+    root, cfg = proj
+    out = run_stage("prompts", cfg)
+    df = pd.read_parquet(root / "data/prompts.parquet")
+    assert out["prompts"] == len(df) == 44
+    enriched = df[df.template == "enriched"]
+    assert enriched["region"].nunique() == 8 and set(enriched["gender"]) == {"female", "male"}
+    assert enriched["prompt"].str.startswith("A professional portrait of ").all()
+    assert (df[df.template == "baseline"]["prompt"] == "A professional business portrait").all()
+    assert df["id"].is_unique and df["seed"].is_unique
+    # Same seed, same prompts: the stage is reproducible.
+    again = run_stage("prompts", cfg) and pd.read_parquet(root / "data/prompts.parquet")
+    pd.testing.assert_frame_equal(df, again)
+
+
+def test_generate_writes_pairs_and_resumes(proj):
+    root, cfg = proj
+    out = run_stage("generate", cfg)
+    m = pd.read_parquet(root / "data/pairs/manifest.parquet")
+    assert out["pairs"] == len(m) == 44 and out["generated"] == 44
+    assert {"id", "prompt", "seed", "schnell_path", "dev_path", "schnell_sha256", "backend", "params"} <= set(m.columns)
+    assert (m.width == 32).all()
+    # A crash between the two writes of a pair leaves a schnell image without its dev partner.
+    victim = m.iloc[3]
+    Path(victim.dev_path).unlink()
+    before = {p: Path(p).stat().st_mtime_ns for p in m.schnell_path}
+    out = run_stage("generate", cfg)
+    assert out["generated"] == 1 and out["skipped"] == 43
+    m2 = pd.read_parquet(root / "data/pairs/manifest.parquet")
+    pd.testing.assert_frame_equal(m, m2)  # deterministic: the redone pair is identical
+    untouched = [p for p in m.schnell_path if p != victim.schnell_path]
+    assert all(Path(p).stat().st_mtime_ns == before[p] for p in untouched)
+
+
+def test_validate_quarantines_a_corrupt_pair_and_gates(proj):
+    root, cfg = proj
+    out = run_stage("validate", cfg)
+    assert out["passed"] and out["quarantined"] == 0
+    m = pd.read_parquet(root / "data/pairs/manifest.parquet")
+    bad = Path(m.iloc[5].dev_path)
+    good_bytes = bad.read_bytes()
+    bad.write_bytes(good_bytes[:40])  # a truncated PNG
+    with pytest.raises(RuntimeError, match=r"expect_column_values_to_be_in_set\(dev_decodes\) x1$"):
+        run_stage("validate", cfg)  # 1/44 > 2 %: the gate trips and names the expectation
+    q = pd.read_parquet(root / "reports/quarantine.parquet")
+    assert list(q["id"]) == [m.iloc[5].id] and "dev_decodes" in q.iloc[0].reasons
+    loose = cfg.model_copy(deep=True)
+    loose.validate_.max_failed_fraction = 0.1
+    out = run_stage("validate", loose)
+    assert out["passed"] and out["valid"] == 43
+    assert m.iloc[5].id not in set(pd.read_parquet(root / "data/validated.parquet")["id"])
+    bad.write_bytes(good_bytes)
+    assert run_stage("validate", cfg)["valid"] == 44
+
+
+def test_audit_reports_prompt_side_mix(proj):
+    root, cfg = proj
+    out = run_stage("audit", cfg)
+    report = json.loads((root / "reports/audit.json").read_text())
+    enriched = report["templates"]["enriched"]
+    assert abs(sum(enriched["region"].values()) - 1) < 1e-3
+    assert enriched["region_entropy"] > 0.95 and out["diverse"]
+    assert report["templates"]["baseline"]["region"] == {"unspecified": 1.0}
+    assert report["face_attributes"]["available"] is False and report["face_attributes"]["reason"]
+
+
+def test_train_writes_a_self_describing_head(proj):
+    root, cfg = proj
+    out = run_stage("train", cfg)
+    assert out["steps"] == 6 and out["train_pairs"] + out["holdout_pairs"] == 44
+    meta = json.loads((root / "models/head/head.json").read_text())
+    assert meta["arch"] == "esa_resnet" and meta["config"]["train"]["steps"] == 6
+    from facerealism.head import load_head
+
+    G, _ = load_head(root / "models/head")
+    assert sum(p.numel() for p in G.parameters()) > 0
+    history = json.loads((root / "reports/train.json").read_text())["history"]
+    assert [h["step"] for h in history] == [2, 4, 6]
+    assert (root / "reports/train_samples.png").stat().st_size > 0
+
+
+def test_evaluate_reports_every_offline_space(proj):
+    root, cfg = proj
+    run_stage("evaluate", cfg)
+    m = json.loads((root / "reports/metrics.json").read_text())
+    for space in ("spectral", "random_conv"):
+        assert np.isclose(m[f"fd_diff.{space}"], m[f"fd_enh_schnell.{space}"] - m[f"fd_enh_dev.{space}"])
+        assert m[f"fd_schnell_dev.{space}"] > 0
+    assert 0 <= m["c2st.dev_vs_schnell"] <= 1
+    assert m["fid.available"] is False and "inception_weights" in m["fid.reason"]
+    assert (root / "reports/before_after.png").exists()
+
+
+def test_benchmark_counts_flux_flops(proj):
+    root, cfg = proj
+    out = run_stage("benchmark", cfg)
+    b = json.loads((root / "reports/benchmark.json").read_text())
+    assert b["flops"]["dev50_tflop"] > 10 * b["flops"]["schnell4_tflop"] / 4
+    assert 80 < out["flops.cost_reduction_pct"] < 99
+    assert b["head_speed"]["32"]["fp32"]["images_per_s"] > 0
+
+
+def test_register_gate_and_champion(proj):
+    root, cfg = proj
+    out = run_stage("register", cfg)
+    assert out["promoted"] and out["champion"] == out["version"] == "1"
+    # The same candidate again does not beat the champion (margin 0): champion stays on v1.
+    out = run_stage("register", cfg)
+    assert out["version"] == "2" and not out["promoted"] and out["champion"] == "1"
+    decision = json.loads((root / "reports/promotion.json").read_text())
+    assert any("does not beat champion" in r for r in decision["reasons"])
+
+
+def test_gate_policy_unit():
+    from facerealism.stages.register import gate
+
+    cfg = load_config(ROOT / "params.yaml")
+    ok = {"fd_diff.spectral": 2.0, "fd_diff.random_conv": 0.01}
+    assert gate(cfg, ok, None)[0]
+    assert not gate(cfg, {**ok, "fd_diff.random_conv": -0.01}, None)[0]
+    passed, reasons = gate(cfg, {"fd_diff.spectral": 2.0}, None)
+    assert not passed and any("missing" in r for r in reasons)
+    assert not gate(cfg, ok, {"fd_diff.spectral": 3.0})[0]
+    assert gate(cfg, ok, {"fd_diff.spectral": 1.0})[0]
