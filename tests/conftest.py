@@ -45,9 +45,23 @@ def tiny_cfg(project):
     return load_config(project / "params.yaml", tiny_overrides(project))
 
 
+def write_tiny_params(project: Path) -> Path:
+    """params.yaml of the tiny profile, for tools that read the file itself (DVC, the CLI)."""
+    import yaml
+
+    from facerealism.config import load_config
+
+    cfg = load_config(ROOT / "params.yaml", TINY)
+    path = project / "params.yaml"
+    path.write_text(yaml.safe_dump(cfg.dump(), sort_keys=False))
+    return path
+
+
 def cli_env() -> dict:
     """Environment for subprocesses: the venv's bin first, telemetry off."""
     e = dict(os.environ)
     e["PATH"] = f"{Path(os.sys.executable).parent}:{e.get('PATH', '')}"
-    e.pop("PREFECT_API_URL", None)
+    # Each project keeps its own Prefect home; never inherit the test process's.
+    for key in ("PREFECT_API_URL", "PREFECT_HOME"):
+        e.pop(key, None)
     return e

@@ -16,6 +16,7 @@ from facerealism.metrics import (
     fd_diff,
     frechet_distance,
     inception_metrics,
+    inception_weights_problem,
     random_conv_features,
     spectral_features,
 )
@@ -190,6 +191,16 @@ def test_inception_metrics_without_weights_is_unavailable(tmp_path):
     assert r["available"] is False and missing in r["reason"]
 
 
+def test_inception_metrics_rejects_tiny_folders(tmp_path):
+    weights = tmp_path / INCEPTION_WEIGHTS_FILE
+    weights.touch()  # only existence is checked before the folders
+    one = _write_pngs(tmp_path / "one", make_dev(1, seed=0))
+    with pytest.raises(ValueError, match=">= 2"):
+        inception_metrics(one, one, str(weights))
+    with pytest.raises(ValueError, match="does not exist"):
+        inception_metrics(str(tmp_path / "nowhere"), one, str(weights))
+
+
 def _write_pngs(folder, images):
     folder.mkdir()
     for i, im in enumerate(images):
@@ -210,6 +221,7 @@ def test_inception_metrics_with_local_weights_runs(tmp_path, monkeypatch):
     weights = tmp_path / INCEPTION_WEIGHTS_FILE
     torch.save(net.state_dict(), weights)
     del net
+    assert inception_weights_problem(str(weights)) is None
 
     dir1 = _write_pngs(tmp_path / "a", make_dev(4, seed=20))
     dir2 = _write_pngs(tmp_path / "b", blur(make_dev(4, seed=21)))

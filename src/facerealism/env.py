@@ -16,3 +16,5 @@ def configure(project: str | Path = ".") -> None:
     # The ephemeral Prefect server can take >20 s to start on a loaded 2-core machine.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+    # MLflow narrates database migrations on stderr; keep stderr for what the user must act on.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")

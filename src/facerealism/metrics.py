@@ -1,4 +1,4 @@
-"""Distribution metrics for the realism gap: Fréchet distances in offline feature spaces, FID_diff, C2ST, torch-fidelity FID/KID."""
+"""Realism-gap metrics: Fréchet distances in offline feature spaces, FD_diff, C2ST, torch-fidelity FID/KID."""
 
 from __future__ import annotations
 
@@ -318,6 +318,26 @@ def c2st_accuracy(
 # ---------------------------------------------------------------------------------------------------------------
 
 
+def inception_weights_problem(weights_path: str | None) -> str | None:
+    """Why FID/KID cannot run with these Inception weights, or None when the file is there.
+
+    Args:
+        weights_path: the setting evaluate.inception_weights.
+
+    Returns:
+        A reason naming the setting and the expected file, or None.
+    """
+    expected = (
+        f"a torch-fidelity FeatureExtractorInceptionV3 state_dict (torch-fidelity's release file "
+        f"{INCEPTION_WEIGHTS_FILE})"
+    )
+    if weights_path is None:
+        return f"evaluate.inception_weights is not set; point it at {expected}"
+    if not os.path.isfile(weights_path):
+        return f"evaluate.inception_weights={weights_path!r} does not exist; expected {expected}"
+    return None
+
+
 def inception_metrics(
     dir_input1: str, dir_input2: str, weights_path: str | None, kid_subset_size: int = 50
 ) -> dict:
@@ -334,17 +354,9 @@ def inception_metrics(
         {"available": False, "reason"} when no weights file is given or it does not exist.
     """
     # Random Inception weights give FID ~0 (features collapse): never fall back to them.
-    expected = (
-        f"a torch-fidelity FeatureExtractorInceptionV3 state_dict (torch-fidelity's release file "
-        f"{INCEPTION_WEIGHTS_FILE})"
-    )
-    if weights_path is None:
-        return {"available": False, "reason": f"evaluate.inception_weights is not set; point it at {expected}"}
-    if not os.path.isfile(weights_path):
-        return {
-            "available": False,
-            "reason": f"evaluate.inception_weights={weights_path!r} does not exist; expected {expected}",
-        }
+    problem = inception_weights_problem(weights_path)
+    if problem is not None:
+        return {"available": False, "reason": problem}
 
     import torch_fidelity  # heavy import, only paid when weights exist
     from torch_fidelity.utils import glob_samples_paths

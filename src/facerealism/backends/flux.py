@@ -5,16 +5,20 @@
 # the same prompt and seed, so the pair shares its layout and differs in detail. Both pipelines
 # are loaded once per backend, on first use, and reused for every batch.
 #
-# Precision: `generate.flux.dtype` is used as configured on every device. bfloat16 runs on CPU
-# in torch 2.x (tiny models render the same images to within a grey level of float32) and is
-# the only precision at which the real 12B transformers fit in ordinary RAM, so the config is
-# not second-guessed; describe() records it.
+# Precision: `generate.flux.dtype` is used as configured on every device, CPU included. bfloat16
+# runs on CPU in torch 2.14 (tiny models: schnell images within ~0.5 grey levels of float32 on
+# average, dev ~1.3; float16 works but is ~4x slower there) and is the only precision at which
+# the real 12B transformers fit in ordinary RAM, so the config is not second-guessed; describe()
+# records it. Use generate.flux.dtype=float32 for bit-stable CPU renders.
 #
-# Seeds: each prompt gets its own CPU torch.Generator, so an image depends only on its seed,
-# never on its neighbours in the batch or the device (diffusers draws CPU noise, then moves it).
+# Seeds: each prompt gets its own CPU torch.Generator, so its noise depends only on its seed, not
+# on its neighbours in the batch or the device (diffusers draws CPU noise, then moves it). Pixels
+# still carry kernel numerics: in float32 on CPU a batch of 3 renders exactly as 3 batches of 1;
+# in bfloat16 dev images moved by up to 8 grey levels (tiny models, 2026-11-22).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterator
@@ -38,6 +42,11 @@ def resolve_device(device: str) -> str:
 def _one_line(err: BaseException, limit: int = 240) -> str:
     text = re.sub(r"\s+", " ", str(err)).strip()
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _to_uint8(image) -> np.ndarray:
+    """PIL image -> uint8 (h, w, 3)."""
+    return np.asarray(image.convert("RGB"), dtype=np.uint8)
 
 
 def _looks_like_path(model: str) -> bool:
@@ -65,21 +74,29 @@ def load_pipeline(pipeline_cls, model: str, key: str, dtype: str):
            f"e.g. a hub snapshot or save_pretrained output)")
     path = Path(model).expanduser()
     if path.is_dir():
-        if not (path / "model_index.json").is_file():
+        index = path / "model_index.json"
+        if not index.is_file():
             raise ValueError(f"generate.flux.{key}: {model} has no model_index.json, so it is not a diffusers "
                              f"pipeline directory; {fix}")
+        # diffusers would report a missing component folder as a missing config.json in the root.
+        declared = [k for k, v in json.loads(index.read_text()).items()
+                    if not k.startswith("_") and isinstance(v, list) and v[0] is not None]
+        absent = [k for k in declared if not (path / k).is_dir()]
+        if absent:
+            raise ValueError(f"generate.flux.{key}: {model} lacks component folder(s) {absent} that its "
+                             f"model_index.json declares; {fix}")
     elif _looks_like_path(model):
         raise ValueError(f"generate.flux.{key}: no such local directory {model}; {fix}")
     try:
         # Gated hub models (FLUX.1-dev) authenticate with HF_TOKEN, read by huggingface_hub itself.
         return pipeline_cls.from_pretrained(str(path) if path.is_dir() else model, dtype=getattr(torch, dtype))
     except (OSError, ValueError) as e:  # missing files, not cached while offline, invalid repo id, gated
-        from huggingface_hub import constants
-
-        where = "a local directory" if path.is_dir() else (
-            "hub id, not in the local Hugging Face cache and the hub is offline (HF_HUB_OFFLINE=1)"
-            if constants.HF_HUB_OFFLINE else "hub id")
-        raise ValueError(f"generate.flux.{key}: cannot load {model} ({where}): {_one_line(e)}; {fix}") from e
+        if path.is_dir():
+            raise ValueError(f"generate.flux.{key}: cannot load {model} as a diffusers FLUX pipeline "
+                             f"({_one_line(e)}); {fix}") from e
+        raise ValueError(f"generate.flux.{key}: cannot load hub model {model}: not in the local Hugging Face "
+                         f"cache, and the hub is offline, unreachable or refused access ({_one_line(e)}); run "
+                         f"`hf download {model}` where the hub is reachable, or {fix}") from e
 
 
 class FluxBackend:
@@ -154,8 +171,7 @@ class FluxBackend:
             guidance_scale=c.slow_guidance, max_sequence_length=c.max_sequence_length, height=size, width=size,
             generator=self._generators(seeds), output_type="pil",
         ).images
-        to_array = lambda im: np.asarray(im.convert("RGB"), dtype=np.uint8)  # noqa: E731
-        return [to_array(im) for im in fast], [to_array(im) for im in slow]
+        return [_to_uint8(im) for im in fast], [_to_uint8(im) for im in slow]
 
     def generate(self, rows: pd.DataFrame) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
         bs = self.cfg.batch_size

@@ -26,9 +26,9 @@ def holdout_sets(cfg: Config) -> tuple[np.ndarray, np.ndarray]:
 def inception_block(cfg: Config, sets: dict[str, np.ndarray]) -> dict:
     """FID/KID through torch-fidelity when Inception weights are supplied; otherwise why not."""
     weights = cfg.evaluate.inception_weights
-    probe = metrics.inception_metrics("", "", weights)
-    if not probe.get("available", False):
-        return {"available": False, "reason": probe["reason"]}
+    problem = metrics.inception_weights_problem(weights)
+    if problem:
+        return {"available": False, "reason": problem}
     out = {"available": True}
     with tempfile.TemporaryDirectory() as tmp:
         dirs = {}

@@ -1,0 +1,70 @@
+"""The whole DAG on the tiny profile: the Prefect flow end to end, then a consumer of @champion; and `dvc repro`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from .conftest import ROOT, cli_env, write_tiny_params
+
+pytestmark = pytest.mark.slow
+
+
+def sh(args, cwd, timeout=900) -> subprocess.CompletedProcess:
+    res = subprocess.run(args, cwd=cwd, env=cli_env(), capture_output=True, text=True, timeout=timeout)
+    assert res.returncode == 0, f"{args} failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
+    return res
+
+
+def test_prefect_flow_end_to_end_then_enhance_with_champion(tmp_path):
+    write_tiny_params(tmp_path)
+    res = sh(["facerealism", "run"], tmp_path)
+    for stage in ("prompts", "generate", "validate", "audit", "train", "evaluate", "benchmark", "register"):
+        assert stage in res.stdout
+    promotion = json.loads((tmp_path / "reports/promotion.json").read_text())
+    assert promotion["promoted"] and promotion["champion"] == "1"
+    # Prefect kept its state inside the project.
+    assert (tmp_path / ".prefect").is_dir()
+
+    # A consumer: enhance a folder with a good image, a grayscale one and a broken one via @champion.
+    inp = tmp_path / "in"
+    inp.mkdir()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (48, 40, 3), dtype=np.uint8)).save(inp / "a.png")
+    Image.new("L", (36, 36), 128).save(inp / "gray.png")
+    (inp / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    res = sh(["facerealism", "enhance", "in", "--out", "out"], tmp_path)
+    out = Image.open(tmp_path / "out/a.png")
+    assert out.size == (40, 48) and out.mode == "RGB"
+    assert Image.open(tmp_path / "out/gray.png").size == (36, 36)
+    assert not (tmp_path / "out/broken.png").exists()
+    assert "broken.png" in res.stderr
+    # Existing outputs are kept unless --overwrite.
+    before = (tmp_path / "out/a.png").stat().st_mtime_ns
+    res = sh(["facerealism", "enhance", "in/a.png", "--out", "out"], tmp_path)
+    assert "skipped 1 existing" in res.stdout and (tmp_path / "out/a.png").stat().st_mtime_ns == before
+
+
+def test_dvc_repro_reruns_only_dependent_stages(tmp_path):
+    shutil.copytree(ROOT / "src", tmp_path / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    shutil.copy(ROOT / "dvc.yaml", tmp_path / "dvc.yaml")
+    params = write_tiny_params(tmp_path)
+    sh(["git", "init", "-q"], tmp_path)
+    sh(["dvc", "init", "-q"], tmp_path)
+    first = sh(["dvc", "repro"], tmp_path).stdout
+    for stage in ("prompts", "generate", "validate", "audit", "train", "evaluate", "benchmark", "register"):
+        assert f"Running stage '{stage}'" in first
+    assert "changed" not in sh(["dvc", "status"], tmp_path).stdout
+
+    # Touch one stage's param: only that stage reruns.
+    params.write_text(params.read_text().replace("repeats: 1", "repeats: 2"))
+    second = sh(["dvc", "repro"], tmp_path).stdout
+    assert "Running stage 'benchmark'" in second
+    for stage in ("prompts", "generate", "validate", "train", "evaluate"):
+        assert f"Running stage '{stage}'" not in second
+    metrics = sh(["dvc", "metrics", "show", "--json"], tmp_path).stdout
+    assert "fd_diff.spectral" in metrics or "fd_diff" in metrics
