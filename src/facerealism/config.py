@@ -41,8 +41,15 @@ class Paths(Section):
 
 
 class PromptsConfig(Section):
-    source: Literal["faker"] = "faker"
-    """faker: offline names across many locales."""
+    source: Literal["faker", "imdb"] = "faker"
+    """faker: offline names across many locales; imdb: actor/actress names from IMDb's name.basics.tsv(.gz)."""
+    imdb_path: str | None = None
+    """IMDb name.basics.tsv or .tsv.gz (https://datasets.imdbws.com); required when source is imdb."""
+    target_regions: dict[str, float] | None = None
+    """Region -> share of enriched prompts (normalised); null: uniform over the source's regions.
+    IMDb carries no birthplace or nationality, so its names all have region 'unknown'."""
+    female_fraction: float = Field(0.5, ge=0.0, le=1.0)
+    """Share of enriched prompts with a female name (IMDb: actress; Faker: female first name)."""
     n_enriched: int = Field(480, ge=1)
     """Prompts built from a full name: 'A professional portrait of {name}'."""
     n_baseline: int = Field(32, ge=0)
@@ -97,31 +104,136 @@ class FluxConfig(Section):
     batch_size: int = Field(1, ge=1)
 
 
+class DiffusersConfig(Section):
+    """Any fast/slow model pair through diffusers' AutoPipelines: fast text-to-image, slow image-to-image on it."""
+
+    fast_model: str = "stabilityai/stable-diffusion-3.5-large-turbo"
+    """Hub id or local diffusers directory, loaded with AutoPipelineForText2Image."""
+    slow_model: str = "stabilityai/stable-diffusion-3.5-large"
+    """Hub id or local diffusers directory, loaded with AutoPipelineForImage2Image."""
+    fast_kwargs: dict[str, Any] = Field(default_factory=lambda: {"num_inference_steps": 4, "guidance_scale": 0.0})
+    """Call arguments of the fast pipeline (SD3.5 Large Turbo: 4 steps, no guidance)."""
+    slow_kwargs: dict[str, Any] = Field(default_factory=lambda: {"num_inference_steps": 28, "guidance_scale": 3.5})
+    """Call arguments of the slow pipeline, for img2img and for reference renders (SD3.5 Large: 28 steps, 3.5)."""
+    strength: float = Field(0.7, gt=0, le=1)
+    """img2img strength of the slow pass."""
+    dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
+    device: str = "auto"
+    """auto: cuda when available (one GPU per shard on a multi-GPU worker), else cpu."""
+    batch_size: int = Field(1, ge=1)
+
+
 class GenerateConfig(Section):
-    backend: Literal["synthetic", "flux"] = "synthetic"
-    """synthetic: procedural pairs, offline; flux: FLUX schnell -> dev through diffusers."""
+    backend: Literal["synthetic", "flux", "diffusers"] = "synthetic"
+    """synthetic: procedural pairs, offline; flux: FLUX schnell -> dev; diffusers: any AutoPipeline model pair."""
     size: int = Field(64, ge=16, le=2048)
     """Square image side in pixels."""
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
     flux: FluxConfig = Field(default_factory=FluxConfig)
+    diffusers: DiffusersConfig = Field(default_factory=DiffusersConfig)
+    reference_count: int = Field(0, ge=0)
+    """Slow-model text-to-image renders (no fast image involved) into data/reference, the FID_dev reference set; 0: off."""
+    shards: int = Field(1, ge=1)
+    """The prompts are split round-robin into this many shards, each rendered by one pipeline (one worker)."""
+    shard_index: int | None = None
+    """Render only this shard (0-based) in `facerealism stage generate`; null: every shard, one after another."""
+    workers: int = Field(2, ge=1)
+    """Local Dask worker processes of flows/generate.py (one pipeline each); ignored with dask_address."""
+    dask_address: str | None = None
+    """Scheduler of an existing Dask cluster (tcp://host:8786) for flows/generate.py; env FACEREALISM_DASK_ADDRESS wins."""
+    sample_pairs: int = Field(8, ge=0)
+    """Pairs shown in reports/generate_samples.png (schnell row over dev row); 0: no contact sheet."""
+
+    @model_validator(mode="after")
+    def _shard_in_range(self) -> "GenerateConfig":
+        if self.shard_index is not None and not 0 <= self.shard_index < self.shards:
+            raise ValueError(f"shard_index {self.shard_index} is outside 0..{self.shards - 1} (generate.shards)")
+        return self
 
 
 class ValidateConfig(Section):
     min_std: float = Field(4.0, ge=0.0)
-    """Pixel std below this is a blank frame."""
+    """Pixel std (contrast) below this is a blank frame."""
+    max_std: float = Field(110.0, ge=0.0)
+    """Pixel std above this is salt-and-pepper-like garbage, not a portrait."""
+    min_brightness: float = Field(16.0, ge=0.0, le=255.0)
+    """Mean grey level below this is a black frame."""
+    max_brightness: float = Field(240.0, ge=0.0, le=255.0)
+    """Mean grey level above this is a white / blown-out frame."""
+    min_sharpness: float = Field(0.5, ge=0.0)
+    """Variance of the Laplacian below this is a smeared frame. It falls with resolution: blurred synthetic
+    faces measure 40+ at 64 px but 0.7 at 512 px; raise it for photographic backends."""
+    max_sharpness: float = Field(20000.0, ge=0.0)
+    """Variance of the Laplacian above this is noise (uniform noise measures ~1e5)."""
+    phash_size: int = Field(16, ge=4, le=32)
+    """Perceptual hash side: phash_size**2 bits. 64-bit hashes (8) called distinct 64 px synthetic faces
+    near-duplicates (distance 2); with 256 bits their closest pair is 34 apart."""
+    phash_max_distance: int = Field(10, ge=0)
+    """Hamming distance at or below which two images of one side are near-duplicates (+-1 pixel noise: 4)."""
+    face_check_backends: list[str] = Field(default_factory=lambda: ["flux", "diffusers"])
+    """Backends whose images must show exactly one plausible face; synthetic cartoons are not photographs
+    (dlib's HOG finds a face in some 256 px schnell-like cartoons and none in their dev partners)."""
+    face_detector: Literal["hog", "cnn"] = "hog"
+    """dlib detector: hog (fast CPU) or cnn (MMOD; slow without a GPU)."""
+    face_upsample: int = Field(1, ge=0, le=3)
+    """Image upsamplings before detection; HOG's window is 80 px, one upsampling finds faces down to ~40 px."""
+    face_min_score: float = Field(0.5, ge=-2.0)
+    """Detector confidence below this is ignored (a false positive on astronaut.png scores 0.12, the face 1.16)."""
+    face_min_size: float = Field(0.1, gt=0.0, le=1.0)
+    """Smallest plausible face box side, as a fraction of the image side."""
+    face_max_size: float = Field(0.9, gt=0.0, le=1.0)
+    face_center_margin: float = Field(0.1, ge=0.0, lt=0.5)
+    """A face whose centre lies within this fraction of an image border is cut off, not a portrait."""
     max_failed_fraction: float = Field(0.02, ge=0.0, le=1.0)
     """The gate: more failed pairs than this fails the pipeline."""
+
+    @model_validator(mode="after")
+    def _ranges_ordered(self) -> "ValidateConfig":
+        for lo, hi in (("min_std", "max_std"), ("min_brightness", "max_brightness"),
+                       ("min_sharpness", "max_sharpness"), ("face_min_size", "face_max_size")):
+            if getattr(self, lo) > getattr(self, hi):
+                raise ValueError(f"{lo} ({getattr(self, lo)}) is larger than {hi} ({getattr(self, hi)})")
+        return self
 
 
 class AuditConfig(Section):
     min_region_entropy: float = Field(0.8, ge=0.0, le=1.0)
     """Normalised entropy of regions below this marks the enriched prompts as not diverse."""
     target_female_fraction: float = Field(0.5, ge=0.0, le=1.0)
+    image_side: Literal["dev", "schnell"] = "dev"
+    """Which image of each validated pair the face side audits (dev: the quality the head learns)."""
+    min_face_fraction: float = Field(0.5, ge=0.0, le=1.0)
+    """Below this fraction of images with a detected face, the face side falls back to a labelled image-feature
+    embedding (synthetic cartoons give no dlib faces)."""
+    identity_threshold: float = Field(0.6, gt=0.0)
+    """dlib descriptor distance below which two faces count as the same identity (dlib's own threshold)."""
+    tsne_perplexity: float = Field(30.0, gt=1.0)
+    """Capped at (n - 1) / 3 for small audits."""
+    deepface_weights: str | None = None
+    """Directory holding DeepFace's weights ($DEEPFACE_HOME/.deepface/weights); perceived gender/age/ethnicity
+    are reported unavailable unless deepface is importable and this directory exists."""
+
+
+class SweepConfig(Section):
+    """The paper's hyper-parameter search: a grid over lambda_cyc x lr, one training per cell."""
+
+    lambda_cyc: list[float] = Field(default_factory=lambda: [1.0, 2.0, 5.0, 10.0])
+    """Cycle-consistency weights to try."""
+    lr: list[float] = Field(default_factory=lambda: [1e-4, 2e-4])
+    """Learning rates to try."""
+    steps: int | None = Field(None, ge=1)
+    """Training steps per trial; null uses train.steps."""
+    workers: int = Field(2, ge=1)
+    """Trials trained at once, each in its own process (torch and accelerate state is per process)."""
+    min_cycle_ssim: float = Field(0.9, ge=0, le=1)
+    """SSIM(x, F(G(x))) on held-out images below this marks a trial as failed (it lost the content)."""
+    holdout_images: int = Field(16, ge=1)
+    """Held-out schnell images scored for the cycle SSIM."""
 
 
 class TrainConfig(Section):
-    model: Literal["esa_resnet", "resnet"] = "esa_resnet"
-    """Generator architecture: ESA-CycleGAN (the paper's) or plain CycleGAN."""
+    model: Literal["esa_resnet", "resnet", "unet_cbam"] = "esa_resnet"
+    """esa_resnet: ESA-CycleGAN (the paper's); resnet: plain CycleGAN; unet_cbam: the paired U-Net+CBAM baseline."""
     ngf: int = Field(32, ge=4)
     """Generator width; slim so 2 CPU cores train it in minutes."""
     n_blocks: int = Field(4, ge=1)
@@ -146,8 +258,31 @@ class TrainConfig(Section):
     """bf16 autocast (~1.8x faster on this CPU) or plain fp32."""
     log_every: int = Field(50, ge=1)
     checkpoint_every: int = Field(250, ge=1)
+    """Steps between full-state checkpoints in models/checkpoints (what train.resume continues from)."""
+    resume: bool = False
+    """Continue from the newest checkpoint in models/checkpoints (a fresh start when there is none)."""
     threads: int = Field(0, ge=0)
     """torch CPU threads; 0 keeps torch's default."""
+    unet_depth: int = Field(4, ge=1)
+    """unet_cbam levels; train.crop must be divisible by 2**(unet_depth-1)."""
+    lambda_grad: float = Field(1.0, ge=0)
+    """unet_cbam: weight of L1 between the image gradients of output and input (keeps the content)."""
+    lambda_lpips: float = Field(1.0, ge=0)
+    """unet_cbam: weight of LPIPS(output, dev target)."""
+    lambda_l1: float = Field(1.0, ge=0)
+    """unet_cbam fallback when LPIPS is unavailable: weight of L1(output, dev target)."""
+    lpips_net: Literal["alex", "vgg"] = "alex"
+    """LPIPS backbone; train.lpips_weights must hold the matching torchvision state dict."""
+    lpips_weights: str | None = None
+    """Local torchvision AlexNet/VGG16 state dict (.pth or .safetensors); absent -> L1 fallback, recorded."""
+    sweep: SweepConfig = Field(default_factory=SweepConfig)
+
+    @model_validator(mode="after")
+    def _unet_crop_divides(self) -> "TrainConfig":
+        multiple = 2 ** (self.unet_depth - 1)
+        if self.model == "unet_cbam" and self.crop % multiple:
+            raise ValueError(f"crop ({self.crop}) must be divisible by {multiple} for unet_depth={self.unet_depth}")
+        return self
 
 
 class EvaluateConfig(Section):
@@ -156,15 +291,43 @@ class EvaluateConfig(Section):
     c2st_max_images: int = Field(200, ge=8)
     inception_weights: str | None = None
     """Local pt_inception-2015-12-05 weights file for torch-fidelity FID/KID; absent -> reported unavailable."""
+    lpips_weights: str | None = None
+    """Local torchvision AlexNet state_dict (alexnet-owt-7be5be79.pth) for LPIPS; absent -> reported unavailable."""
+    bootstrap: int = Field(100, ge=0)
+    """Bootstrap resamples for the 95 % CIs of the Fréchet distances; 0 skips the intervals."""
+    face_upsample: int = Field(1, ge=0, le=3)
+    """dlib HOG detector upsampling for identity; each step doubles the image (finds ~40 px faces at 1)."""
+    extra_heads: dict[str, str] = Field(default_factory=dict)
+    """Table 4 label -> trained head folder (e.g. CycleGAN: models/head_resnet), evaluated beside models/head."""
     grid_n: int = Field(8, ge=1)
 
 
 class BenchmarkConfig(Section):
     sizes: list[int] = Field(default_factory=lambda: [64, 256])
+    """Image sides at which the head's inference variants are timed."""
     batch_size: int = Field(1, ge=1)
+    """Batch of the batched variant (bf16 autocast); 1 skips it."""
     repeats: int = Field(5, ge=1)
+    """Timed calls per measurement after one warm-up; the best is reported (least disturbed by other load)."""
+    compile: bool = False
+    """Also time torch.compile variants; off by default because compiling costs ~25 s on 2 CPU cores."""
     flops_size: int = Field(512, ge=64)
     """Image side for the weights-free FLUX cost model."""
+    pipelines: Literal["tiny", "configured", "off"] = "tiny"
+    """Fig. 8 pipelines: tiny = random tiny FLUX built locally (plumbing-scale timings); configured =
+    generate.flux.fast_model / slow_model (the real models, on a GPU); off = skip the pipeline timings."""
+    pipeline_sizes: list[int] = Field(default_factory=lambda: [64, 128])
+    """Image sides of the Fig. 8 timings (multiples of 16); the paper's are 256, 512, 768, 1024."""
+    pipeline_repeats: int = Field(2, ge=1)
+    """Timed images per pipeline and size after one warm-up."""
+
+    @field_validator("pipeline_sizes")
+    @classmethod
+    def _multiple_of_16(cls, v: list[int]) -> list[int]:
+        bad = [s for s in v if s % 16 or s <= 0]
+        if bad:
+            raise ValueError(f"FLUX image sides must be positive multiples of 16, got {bad}")
+        return v
 
 
 class RegisterConfig(Section):
@@ -176,6 +339,13 @@ class RegisterConfig(Section):
     champion_metric: str = "fd_diff.spectral"
     """Compared against the current champion's value; higher is better."""
     margin_over_champion: float = 0.0
+    """The candidate must beat the champion's champion_metric by more than this to replace it."""
+    on_split_change: Literal["absolute_only", "fail"] = "absolute_only"
+    """Champion scored on another held-out split: decide on absolute thresholds only, or refuse to promote."""
+    min_images_per_s: float = Field(0.5, ge=0)
+    """Throughput floor: fp32 head images/s from reports/benchmark.json; a missing benchmark fails the gate."""
+    throughput_size: int | None = None
+    """Image side whose benchmark is read; null = the first of benchmark.sizes."""
 
 
 class Config(Section):

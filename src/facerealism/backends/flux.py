@@ -54,7 +54,7 @@ def _looks_like_path(model: str) -> bool:
     return model.startswith(("/", ".", "~")) or model.count("/") > 1 or os.sep != "/" and os.sep in model
 
 
-def load_pipeline(pipeline_cls, model: str, key: str, dtype: str):
+def load_pipeline(pipeline_cls, model: str, key: str, dtype: str, section: str = "flux"):
     """`pipeline_cls.from_pretrained(model)`, with one actionable line when the weights cannot be found.
 
     Args:
@@ -62,6 +62,7 @@ def load_pipeline(pipeline_cls, model: str, key: str, dtype: str):
         model: hub id or local diffusers directory.
         key: the config key that named it ("fast_model" / "slow_model"), for the message.
         dtype: "bfloat16", "float16" or "float32".
+        section: the generate sub-section holding the key ("flux" or "diffusers").
     Returns:
         The loaded pipeline (on CPU; the caller places it).
     Raises:
@@ -70,31 +71,31 @@ def load_pipeline(pipeline_cls, model: str, key: str, dtype: str):
     """
     import torch
 
-    fix = (f"set generate.flux.{key}=/path/to/local/copy (a diffusers directory with model_index.json, "
+    fix = (f"set generate.{section}.{key}=/path/to/local/copy (a diffusers directory with model_index.json, "
            f"e.g. a hub snapshot or save_pretrained output)")
     path = Path(model).expanduser()
     if path.is_dir():
         index = path / "model_index.json"
         if not index.is_file():
-            raise ValueError(f"generate.flux.{key}: {model} has no model_index.json, so it is not a diffusers "
+            raise ValueError(f"generate.{section}.{key}: {model} has no model_index.json, so it is not a diffusers "
                              f"pipeline directory; {fix}")
         # diffusers would report a missing component folder as a missing config.json in the root.
         declared = [k for k, v in json.loads(index.read_text()).items()
                     if not k.startswith("_") and isinstance(v, list) and v[0] is not None]
         absent = [k for k in declared if not (path / k).is_dir()]
         if absent:
-            raise ValueError(f"generate.flux.{key}: {model} lacks component folder(s) {absent} that its "
+            raise ValueError(f"generate.{section}.{key}: {model} lacks component folder(s) {absent} that its "
                              f"model_index.json declares; {fix}")
     elif _looks_like_path(model):
-        raise ValueError(f"generate.flux.{key}: no such local directory {model}; {fix}")
+        raise ValueError(f"generate.{section}.{key}: no such local directory {model}; {fix}")
     try:
         # Gated hub models (FLUX.1-dev) authenticate with HF_TOKEN, read by huggingface_hub itself.
         return pipeline_cls.from_pretrained(str(path) if path.is_dir() else model, dtype=getattr(torch, dtype))
     except (OSError, ValueError) as e:  # missing files, not cached while offline, invalid repo id, gated
         if path.is_dir():
-            raise ValueError(f"generate.flux.{key}: cannot load {model} as a diffusers FLUX pipeline "
+            raise ValueError(f"generate.{section}.{key}: cannot load {model} as a diffusers pipeline "
                              f"({_one_line(e)}); {fix}") from e
-        raise ValueError(f"generate.flux.{key}: cannot load hub model {model}: not in the local Hugging Face "
+        raise ValueError(f"generate.{section}.{key}: cannot load hub model {model}: not in the local Hugging Face "
                          f"cache, and the hub is offline, unreachable or refused access ({_one_line(e)}); run "
                          f"`hf download {model}` where the hub is reachable, or {fix}") from e
 
@@ -113,6 +114,7 @@ class FluxBackend:
                              f"set generate.flux.cpu_offload=false")
         self.fast_pipe = None  # loaded on first generate(), then reused
         self.slow_pipe = None
+        self.ref_pipe = None  # slow model as text-to-image, built from slow_pipe on the first reference()
 
     def load(self) -> None:
         """Load both pipelines once (no-op when loaded): the fast T2I one, then the slow I2I one."""
@@ -172,6 +174,26 @@ class FluxBackend:
             generator=self._generators(seeds), output_type="pil",
         ).images
         return [_to_uint8(im) for im in fast], [_to_uint8(im) for im in slow]
+
+    def reference(self, rows: pd.DataFrame) -> Iterator[tuple[str, np.ndarray]]:
+        """The slow model text-to-image from the row's seed, with no fast image involved: the FID_dev reference set."""
+        self.load()
+        if self.ref_pipe is None:
+            import torch
+            from diffusers import FluxPipeline
+
+            # Shares the slow pipeline's modules: no second copy of the weights.
+            self.ref_pipe = FluxPipeline.from_pipe(self.slow_pipe, dtype=getattr(torch, self.cfg.dtype))
+            self.ref_pipe.set_progress_bar_config(disable=True)
+        c, bs = self.cfg, self.cfg.batch_size
+        for start in range(0, len(rows), bs):
+            batch = rows.iloc[start:start + bs]
+            images = self.ref_pipe(
+                prompt=[str(p) for p in batch["prompt"]], num_inference_steps=c.slow_steps,
+                guidance_scale=c.slow_guidance, max_sequence_length=c.max_sequence_length,
+                height=self.size, width=self.size, generator=self._generators(list(batch["seed"])), output_type="pil",
+            ).images
+            yield from zip(batch["id"], [_to_uint8(im) for im in images])
 
     def generate(self, rows: pd.DataFrame) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
         bs = self.cfg.batch_size

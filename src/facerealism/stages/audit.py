@@ -1,4 +1,4 @@
-"""Stage `audit`: who the prompts depict — region and name-gender mix of enriched vs baseline prompts."""
+"""Stage `audit`: who the data depicts — prompt-side region/name-gender mix and face-side diversity, Table 1 layout."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def normalised_entropy(counts: pd.Series, n_categories: int) -> float:
     p = counts[counts > 0] / counts.sum()
     if n_categories <= 1 or p.empty:
         return 0.0
-    return float(-(p * np.log(p)).sum() / np.log(n_categories))
+    return max(0.0, float(-(p * np.log(p)).sum() / np.log(n_categories)))  # a single category gives -0.0
 
 
 def kl_to_target(counts: pd.Series, target: dict[str, float]) -> float:
@@ -60,17 +60,229 @@ def audit_prompts(cfg: Config, prompts: pd.DataFrame) -> dict:
     return out
 
 
+# Face side ------------------------------------------------------------------------------------------------------
+
+FALLBACK_KIND = "image_pixels"
+FALLBACK_LABEL = "FALLBACK image-feature embedding (16x16 RGB pixels), NOT face identity"
+
+
+def embed_images(cfg: Config, paths: list[str]) -> dict:
+    """dlib 128-D face descriptors, or a clearly labelled pixel embedding when too few faces are found.
+
+    Returns:
+        {"kind", "label", "features" (n, d) float32 with NaN rows for images left out, "has_face" (n,) bool,
+         "reason"}.
+    """
+    from PIL import Image
+
+    from facerealism.faces import descriptor, detect_faces
+    from facerealism.files import load_rgb
+    from facerealism.progress import progress
+
+    descs, pixels, has_face = [], [], []
+    with progress() as bar:
+        task = bar.add_task("audit: faces", total=len(paths))
+        for path in paths:
+            img = load_rgb(path)
+            faces = detect_faces(img)  # dlib HOG, upsample 1, score >= 0.5
+            has_face.append(bool(faces))
+            descs.append(descriptor(img, faces[0]) if faces else np.full(128, np.nan, np.float32))
+            pixels.append(np.asarray(Image.fromarray(img).resize((16, 16), Image.BILINEAR), np.float32).ravel() / 255)
+            bar.advance(task)
+    has_face = np.array(has_face, dtype=bool)
+    found = f"dlib HOG found a face in {int(has_face.sum())}/{len(paths)} {cfg.audit.image_side} images"
+    if len(paths) and has_face.mean() >= cfg.audit.min_face_fraction:
+        return {"kind": "dlib_face_descriptor", "label": "dlib 128-D face descriptors (identity space)",
+                "features": np.stack(descs), "has_face": has_face, "reason": found}
+    return {"kind": FALLBACK_KIND, "label": FALLBACK_LABEL,
+            "features": np.stack(pixels) if pixels else np.zeros((0, 768), np.float32), "has_face": has_face,
+            "reason": f"{found} (< audit.min_face_fraction {cfg.audit.min_face_fraction}): identity diversity "
+                      "unavailable, pixel-space spread reported instead"}
+
+
+def embedding_diversity(features: np.ndarray, identity_threshold: float | None) -> dict:
+    """Mean pairwise distance and, for identity descriptors, pairs closer than the same-person threshold."""
+    from scipy.spatial.distance import pdist
+
+    x = features[~np.isnan(features).any(axis=1)]
+    if len(x) < 2:
+        return {"n": len(x), "mean_pairwise_distance": None, "near_duplicate_pairs": None,
+                "near_duplicate_images": None}
+    d = pdist(x)
+    out = {"n": len(x), "mean_pairwise_distance": round(float(d.mean()), 4),
+           "near_duplicate_pairs": None, "near_duplicate_images": None}
+    if identity_threshold is not None:
+        from scipy.spatial.distance import squareform
+
+        close = squareform(d) < identity_threshold
+        np.fill_diagonal(close, False)
+        out["near_duplicate_pairs"] = int(close.sum() // 2)
+        out["near_duplicate_images"] = int(close.any(axis=1).sum())
+    return out
+
+
+def tsne_plot(emb: dict, df: pd.DataFrame, path: Path, perplexity: float, seed: int) -> str | None:
+    """t-SNE of the embedding coloured by region (marker by template); returns why it is unavailable, or None."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keep = ~np.isnan(emb["features"]).any(axis=1)
+    x, sub = emb["features"][keep], df[keep]
+    fig, ax = plt.subplots(figsize=(7, 6), dpi=100)
+    title = f"t-SNE of {emb['label']}"
+    reason = None
+    if len(x) < 5:
+        reason = f"only {len(x)} embedded images (t-SNE needs at least 5)"
+        ax.text(0.5, 0.5, f"t-SNE unavailable:\n{reason}", ha="center", va="center", transform=ax.transAxes)
+    else:
+        from sklearn.manifold import TSNE
+
+        xy = TSNE(n_components=2, perplexity=min(perplexity, (len(x) - 1) / 3), init="pca",
+                  random_state=seed).fit_transform(x)  # (n, 2)
+        regions = sorted(sub["region"].unique())
+        cmap = plt.get_cmap("tab10" if len(regions) <= 10 else "tab20")
+        markers = {t: m for t, m in zip(sorted(sub["template"].unique()), "o^sDv")}
+        for i, region in enumerate(regions):
+            for template, marker in markers.items():
+                m = ((sub["region"] == region) & (sub["template"] == template)).to_numpy()
+                if m.any():
+                    ax.scatter(xy[m, 0], xy[m, 1], s=18, color=cmap(i % cmap.N), marker=marker,
+                               label=f"{region} ({template})", alpha=0.8)
+        ax.legend(fontsize=7, loc="best", markerscale=1.2)
+    ax.set_title(title, fontsize=9)
+    ax.set_xticks([]), ax.set_yticks([])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return reason
+
+
+def perceived_attributes(cfg: Config, df: pd.DataFrame, path_col: str) -> dict:
+    """Perceived gender/age/ethnicity per template from the pluggable analyser, or why it is unavailable."""
+    from facerealism.faces import build_analyser
+    from facerealism.files import load_rgb
+
+    analyser, why = build_analyser(cfg.audit.deepface_weights)
+    if analyser is None:
+        return {"available": False, "reason": why}
+    rows = [{"template": t, **analyser.analyse(load_rgb(p))} for t, p in zip(df["template"], df[path_col])]
+    res = pd.DataFrame(rows)
+    out = {"available": True, "analyser": analyser.name, "templates": {}}
+    for template, g in res.groupby("template"):
+        out["templates"][str(template)] = {
+            "gender": distribution(g, "gender"), "ethnicity": distribution(g, "ethnicity"),
+            "age_mean": round(float(g["age"].mean()), 2), "age_std": round(float(g["age"].std(ddof=0)), 2)}
+    return out
+
+
+# Table 1 ---------------------------------------------------------------------------------------------------------
+
+def _mix(d: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.0%}" for k, v in sorted(d.items(), key=lambda kv: -kv[1])) or "-"
+
+
+def _num(v) -> str:
+    if v is None:
+        return "n/a"
+    if isinstance(v, float) and np.isinf(v):
+        return "inf (off-target categories)"
+    return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def table1(report: dict) -> dict:
+    """The paper's Table 1 layout: one row per diversity measure, one column per prompt set."""
+    templates = [t for t in ("baseline", "enriched") if t in report["templates"]]
+    templates += [t for t in report["templates"] if t not in templates]
+    p, f, a = report["templates"], report["face_side"], report["face_attributes"]
+    rows = [
+        ("images", lambda t: str(p[t]["n"])),
+        ("regions (distinct)", lambda t: str(len(p[t]["region"]))),
+        ("region mix", lambda t: _mix(p[t]["region"])),
+        ("region entropy (normalised)", lambda t: _num(p[t]["region_entropy"])),
+        ("region KL to target", lambda t: _num(p[t]["region_kl_to_target"])),
+        ("name gender mix", lambda t: _mix(p[t]["gender"])),
+        ("name gender KL to target", lambda t: _num(p[t]["gender_kl_to_target"])),
+        ("faces detected (dlib HOG)", lambda t: f"{f['templates'][t]['faces_detected']}/{p[t]['n']}"),
+        (f"embedding mean pairwise distance [{f['kind']}]",
+         lambda t: _num(f["templates"][t]["mean_pairwise_distance"])),
+        (f"near-duplicate identities (d < {f['identity_threshold']})",
+         lambda t: _num(f["templates"][t]["near_duplicate_pairs"]) if f["kind"] != FALLBACK_KIND
+         else "unavailable: no face descriptors"),
+    ]
+    for attr, key in (("perceived gender", "gender"), ("perceived age", "age_mean"),
+                      ("perceived ethnicity", "ethnicity")):
+        if a["available"]:
+            rows.append((attr, lambda t, key=key: (_mix(a["templates"][t][key]) if key != "age_mean"
+                                                   else f"{a['templates'][t]['age_mean']:.1f} ± {a['templates'][t]['age_std']:.1f}")
+                         if t in a["templates"] else "n/a"))
+        else:
+            rows.append((attr, lambda t: f"unavailable: {a['reason']}"))
+    return {"columns": ["measure", *templates],
+            "rows": [{"measure": name, **{t: fn(t) for t in templates}} for name, fn in rows]}
+
+
+def print_table1(t1: dict, embedding_label: str) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title="Table 1: dataset diversity, baseline vs enriched prompts", show_lines=True,
+                  caption=escape(f"face side: {embedding_label}"))
+    for c in t1["columns"]:
+        table.add_column(c, style="bold" if c == "measure" else None, overflow="fold")
+    for r in t1["rows"]:
+        table.add_row(*[escape(r[c]) for c in t1["columns"]])  # '[image_pixels]' is not markup
+    Console().print(table)
+
+
+def markdown(report: dict) -> str:
+    t1, f = report["table1"], report["face_side"]
+    out = ["# Diversity audit", "", "Table 1 layout: prompt side (sampled name locale/gender) and face side "
+           "(what the images show), per prompt set.", "",
+           "| " + " | ".join(t1["columns"]) + " |", "|" + "---|" * len(t1["columns"])]
+    out += ["| " + " | ".join(str(r[c]).replace("|", "/") for c in t1["columns"]) + " |" for r in t1["rows"]]
+    out += ["", f"- face side embedding: **{f['label']}** — {f['reason']}",
+            f"- t-SNE plot: reports/audit_tsne.png" + (f" (unavailable: {f['tsne_unavailable']})"
+                                                        if f["tsne_unavailable"] else ""),
+            f"- perceived attributes: " + ("analyser " + report["face_attributes"]["analyser"]
+                                            if report["face_attributes"]["available"]
+                                            else "unavailable: " + report["face_attributes"]["reason"]),
+            f"- enriched prompts diverse (region entropy >= {report['min_region_entropy']}): {report['diverse']}"]
+    return "\n".join(out) + "\n"
+
+
 def run(cfg: Config) -> dict:
+    from facerealism.files import atomic_write_bytes
+
     prompts = read_parquet(Path(cfg.paths.data) / "prompts.parquet")
     manifest = read_parquet(Path(cfg.paths.data) / "validated.parquet")
     # Audit what will actually be trained on: prompts whose pair survived validation.
     used = prompts[prompts["id"].isin(manifest["id"])]
+    path_col = f"{cfg.audit.image_side}_path"
+    images = used.merge(manifest[["id", path_col]], on="id", how="left").reset_index(drop=True)
+    reports = Path(cfg.paths.reports)
+    emb = embed_images(cfg, list(images[path_col]))
+    identity = cfg.audit.identity_threshold if emb["kind"] != FALLBACK_KIND else None
+    tsne_reason = tsne_plot(emb, images, reports / "audit_tsne.png", cfg.audit.tsne_perplexity, cfg.seed)
+    face_side = {"kind": emb["kind"], "label": emb["label"], "reason": emb["reason"],
+                 "identity_threshold": cfg.audit.identity_threshold, "image_side": cfg.audit.image_side,
+                 "tsne_unavailable": tsne_reason, "templates": {}}
+    for template, idx in images.groupby("template").groups.items():
+        idx = np.asarray(list(idx))
+        face_side["templates"][str(template)] = {
+            "faces_detected": int(emb["has_face"][idx].sum()),
+            **embedding_diversity(emb["features"][idx], identity)}
     report = {"templates": audit_prompts(cfg, used), "min_region_entropy": cfg.audit.min_region_entropy,
-              "face_attributes": {"available": False,
-                                  "reason": "no offline model predicts perceived gender/age/ethnicity here; "
-                                            "prompt-side (sampled name) attributes are reported instead"}}
+              "face_side": face_side, "face_attributes": perceived_attributes(cfg, images, path_col)}
     enriched = report["templates"].get("enriched", {})
     report["diverse"] = enriched.get("region_entropy", 0.0) >= cfg.audit.min_region_entropy
-    write_json(Path(cfg.paths.reports) / "audit.json", report)
+    report["table1"] = table1(report)
+    write_json(reports / "audit.json", report)
+    atomic_write_bytes(reports / "audit.md", markdown(report).encode())
+    print_table1(report["table1"], emb["label"])
     return {"enriched_region_entropy": enriched.get("region_entropy"),
-            "enriched_regions": len(enriched.get("region", {})), "diverse": report["diverse"]}
+            "enriched_regions": len(enriched.get("region", {})), "diverse": report["diverse"],
+            "face_embedding": emb["kind"]}

@@ -1,4 +1,4 @@
-"""Stage `evaluate`: on the held-out split, does the head move schnell-like images toward dev-like ones?"""
+"""Stage `evaluate`: the paper's Table 4 on the held-out split — schnell, dev and each trained head, side by side."""
 
 from __future__ import annotations
 
@@ -14,6 +14,10 @@ from facerealism.files import save_png, write_json
 from facerealism.grids import save_grid
 from facerealism.head import enhance_array, load_head
 
+# Table 4 row labels of the architectures the train stage can build.
+ARCH_LABELS = {"esa_resnet": "ESA-CycleGAN", "resnet": "CycleGAN", "unet_cbam": "U-Net+CBAM (paired)"}
+SCHNELL, DEV = "FLUX.1-schnell", "FLUX.1-dev"
+
 
 def holdout_sets(cfg: Config) -> tuple[np.ndarray, np.ndarray]:
     """(schnell, dev) uint8 images of the held-out split."""
@@ -23,57 +27,205 @@ def holdout_sets(cfg: Config) -> tuple[np.ndarray, np.ndarray]:
     return load_images(holdout["schnell_path"]), load_images(holdout["dev_path"])
 
 
-def inception_block(cfg: Config, sets: dict[str, np.ndarray]) -> dict:
-    """FID/KID through torch-fidelity when Inception weights are supplied; otherwise why not."""
-    weights = cfg.evaluate.inception_weights
+def head_dirs(cfg: Config) -> dict[str, Path]:
+    """Table 4 label -> head folder: models/head (labelled by its architecture), then evaluate.extra_heads."""
+    main = Path(cfg.paths.models) / "head"
+    heads = {"": main}
+    for label, folder in cfg.evaluate.extra_heads.items():
+        if label in (SCHNELL, DEV):
+            raise ValueError(f"evaluate.extra_heads: label {label!r} is reserved for a reference row")
+        heads[label] = Path(folder)
+    return heads
+
+
+def _optional(fn, *args, **kwargs) -> dict:
+    """Run an optional column; our own ValueErrors (bad or too-small input) become its reason, not a lost report.
+
+    FD and C2ST are not wrapped: the register gate reads them, so they must fail loudly.
+    """
+    try:
+        return fn(*args, **kwargs)
+    except ValueError as e:
+        return {"available": False, "reason": str(e)}
+
+
+def _fid_columns(weights: str | None, dirs: dict[str, Path], label: str) -> dict:
     problem = metrics.inception_weights_problem(weights)
     if problem:
         return {"available": False, "reason": problem}
-    out = {"available": True}
-    with tempfile.TemporaryDirectory() as tmp:
-        dirs = {}
-        for name, imgs in sets.items():
-            dirs[name] = Path(tmp) / name
-            for i, img in enumerate(imgs):
-                save_png(dirs[name] / f"{i:05d}.png", img)
-        for a, b in (("enhanced", "schnell"), ("enhanced", "dev"), ("schnell", "dev")):
-            r = metrics.inception_metrics(str(dirs[a]), str(dirs[b]), weights)
-            out[f"fid_{a}_{b}"] = r.get("fid")
-            out[f"kid_{a}_{b}"] = r.get("kid_mean")
-    out["fid_diff"] = out["fid_enhanced_schnell"] - out["fid_enhanced_dev"]
+    out: dict = {"available": True}
+    for ref in (SCHNELL, DEV):
+        r = metrics.inception_metrics(str(dirs[label]), str(dirs[ref]), weights)
+        key = "schnell" if ref == SCHNELL else "dev"
+        out[f"fid_{key}"], out[f"kid_{key}"] = r["fid"], r["kid_mean"]
+    out["fid_diff"] = out["fid_schnell"] - out["fid_dev"]
     return out
 
 
-def evaluate_sets(cfg: Config, schnell: np.ndarray, dev: np.ndarray, enhanced: np.ndarray) -> dict:
-    """Flat metrics dict: fd_* per offline space, c2st.*, fid.* (or its reason)."""
+def table4(cfg: Config, schnell: np.ndarray, dev: np.ndarray, outputs: dict[str, np.ndarray]) -> dict:
+    """Every Table 4 column for the reference rows (schnell, dev) and each head's outputs.
+
+    Args:
+        cfg: the resolved config (evaluate section and seed).
+        schnell: (n, h, w, 3) uint8 held-out schnell images, the heads' inputs.
+        dev: (n, h, w, 3) uint8 held-out dev images, paired with schnell.
+        outputs: head label -> (n, h, w, 3) uint8 outputs on `schnell`.
+
+    Returns:
+        {"rows": {label: {"fd": {space: {...}}, "c2st_vs_dev", "ssim", "lpips", "identity", "fid", "fd_dinov2",
+        "clip_iqa"}}, "n_images", "notes"}; a column that cannot be computed holds {"available": False, "reason"}.
+    """
     e = cfg.evaluate
+    rows = {SCHNELL: schnell, DEV: dev, **outputs}
+    for label, imgs in rows.items():
+        if imgs.shape != schnell.shape:
+            raise ValueError(f"Table 4 row {label!r} has images {imgs.shape}, expected {schnell.shape} like schnell")
+    feats = {space: {label: metrics.FEATURE_SPACES[space](imgs) for label, imgs in rows.items()} for space in e.spaces}
+    n_c2st = min(e.c2st_max_images, len(dev))
+    table: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        dirs: dict[str, Path] = {}
+        if metrics.inception_weights_problem(e.inception_weights) is None:
+            for i, (label, imgs) in enumerate(rows.items()):
+                dirs[label] = Path(tmp) / f"row{i}"
+                for j, img in enumerate(imgs):
+                    save_png(dirs[label] / f"{j:05d}.png", img)
+        for label, imgs in rows.items():
+            fd = {space: metrics.fd_row(f[label], f[SCHNELL], f[DEV], n_boot=e.bootstrap, seed=cfg.seed)
+                  for space, f in feats.items()}
+            lp = _optional(metrics.lpips_pairs, schnell, imgs, e.lpips_weights)
+            lp.pop("per_pair", None)
+            ssim = _optional(lambda: {"available": True, "mean": float(metrics.ssim_pairs(schnell, imgs).mean())})
+            table[label] = {
+                "fd": fd,
+                "c2st_vs_dev": metrics.c2st_accuracy(dev[:n_c2st], imgs[:n_c2st], seed=cfg.seed,
+                                                     epochs=e.c2st_epochs),
+                "ssim": ssim,
+                "lpips": lp,
+                "identity": _optional(metrics.identity_similarity, schnell, imgs, upsample=e.face_upsample),
+                "fid": _optional(_fid_columns, e.inception_weights, dirs, label),
+                "fd_dinov2": {"available": False, "reason": metrics.NO_OFFLINE_WEIGHTS["fd_dinov2"]},
+                "clip_iqa": {"available": False, "reason": metrics.NO_OFFLINE_WEIGHTS["clip_iqa"]},
+            }
+    return {
+        "rows": table,
+        "n_images": len(schnell),
+        "bootstrap": e.bootstrap,
+        "notes": [
+            "FD_* are Fréchet distances in offline feature spaces (spectral: radial log power spectrum; random_conv: "
+            "statistics of a seeded random conv net), not FID; FD_diff = FD_schnell - FD_dev > 0: nearer dev.",
+            f"Reference rows compare a set with itself (FD 0 by construction); their bootstrap CI is the resampling "
+            f"noise floor. CIs: {e.bootstrap} resamples, 95 %.",
+            "SSIM, LPIPS and identity compare each row's image with its schnell input (the head's input).",
+        ],
+    }
+
+
+def flat_metrics(table: dict, head_label: str) -> dict:
+    """metrics.json: the main head's row under the flat keys the register gate and DVC read."""
+    rows = table["rows"]
+    head, ref = rows[head_label], rows[SCHNELL]
     flat: dict = {}
-    for space, vals in metrics.fd_diff(enhanced, schnell, dev, spaces=tuple(e.spaces)).items():
-        for k, v in vals.items():
-            flat[f"{k}.{space}"] = v
-    n = min(e.c2st_max_images, len(dev))
-    flat["c2st.dev_vs_schnell"] = metrics.c2st_accuracy(dev[:n], schnell[:n], seed=cfg.seed, epochs=e.c2st_epochs)
-    flat["c2st.dev_vs_enhanced"] = metrics.c2st_accuracy(dev[:n], enhanced[:n], seed=cfg.seed, epochs=e.c2st_epochs)
-    inc = inception_block(cfg, {"schnell": schnell, "dev": dev, "enhanced": enhanced})
-    for k, v in inc.items():
-        flat[f"fid.{k}"] = v
+    for space, r in head["fd"].items():
+        flat[f"fd_enh_schnell.{space}"] = r["fd_schnell"]
+        flat[f"fd_enh_dev.{space}"] = r["fd_dev"]
+        flat[f"fd_diff.{space}"] = r["fd_diff"]
+        flat[f"fd_schnell_dev.{space}"] = ref["fd"][space]["fd_dev"]
+        if "fd_diff_ci" in r:
+            flat[f"fd_diff_ci_low.{space}"], flat[f"fd_diff_ci_high.{space}"] = r["fd_diff_ci"]
+    flat["c2st.dev_vs_schnell"] = ref["c2st_vs_dev"]
+    flat["c2st.dev_vs_enhanced"] = head["c2st_vs_dev"]
+    for col, value_key in (("ssim", "mean"), ("lpips", "mean"), ("identity", "mean_cosine")):
+        c = head[col]
+        flat[f"{col}.available"] = c["available"]
+        flat[f"{col}.{value_key}" if c["available"] else f"{col}.reason"] = c[value_key] if c["available"] else c["reason"]
+    fid = head["fid"]
+    flat["fid.available"] = fid["available"]
+    if fid["available"]:
+        flat.update({"fid.fid_enhanced_schnell": fid["fid_schnell"], "fid.fid_enhanced_dev": fid["fid_dev"],
+                     "fid.kid_enhanced_schnell": fid["kid_schnell"], "fid.kid_enhanced_dev": fid["kid_dev"],
+                     "fid.fid_diff": fid["fid_diff"]})
+    else:
+        flat["fid.reason"] = fid["reason"]
     return flat
 
 
+def rich_table4(table: dict):
+    """Table 4 as a rich Table: one line per row, FD columns per space with 95 % CIs."""
+    from rich.table import Table
+
+    def ci(r: dict, key: str) -> str:
+        lo_hi = r.get(f"{key}_ci")
+        return f"{r[key]:.4g}" + (f" [{lo_hi[0]:.3g}, {lo_hi[1]:.3g}]" if lo_hi else "")
+
+    def opt(c: dict, key: str) -> str:
+        return f"{c[key]:.3f}" if c["available"] else "n/a"
+
+    rows = table["rows"]
+    spaces = list(next(iter(rows.values()))["fd"])
+    t = Table(title=f"Table 4 — held-out split, {table['n_images']} images (95 % bootstrap CIs)", show_lines=True)
+    t.add_column("row", style="bold")
+    for space in spaces:
+        for col in ("FD_schnell", "FD_dev", "FD_diff"):
+            t.add_column(f"{col}\n{space}", justify="right")
+    for col in ("C2ST vs dev", "SSIM", "LPIPS", "identity", "FID_diff"):
+        t.add_column(col, justify="right")
+    for label, r in rows.items():
+        cells = [ci(r["fd"][s], k) for s in spaces for k in ("fd_schnell", "fd_dev", "fd_diff")]
+        cells += [f"{r['c2st_vs_dev']:.3f}", opt(r["ssim"], "mean"), opt(r["lpips"], "mean"),
+                  opt(r["identity"], "mean_cosine"), opt(r["fid"], "fid_diff")]
+        t.add_row(label, *cells)
+    return t
+
+
+def unavailable_reasons(table: dict) -> dict[str, str]:
+    """Column -> reason, for the columns unavailable in every row (printed under the table)."""
+    rows = list(table["rows"].values())
+    out = {}
+    for col in ("ssim", "lpips", "identity", "fid", "fd_dinov2", "clip_iqa"):
+        if all(not r[col]["available"] for r in rows):
+            out[col] = rows[-1][col]["reason"]
+    return out
+
+
 def run(cfg: Config) -> dict:
+    from rich.console import Console
+
+    from facerealism import report
+
     schnell, dev = holdout_sets(cfg)
-    head_dir = Path(cfg.paths.models) / "head"
-    G, meta = load_head(head_dir)
-    enhanced = enhance_array(G, schnell)
-    flat = evaluate_sets(cfg, schnell, dev, enhanced)
+    outputs, head_label, run_id = {}, None, None
+    for label, folder in head_dirs(cfg).items():
+        G, meta = load_head(folder)
+        label = label or ARCH_LABELS.get(meta["arch"], meta["arch"])
+        if label in outputs:
+            raise ValueError(f"two heads share the Table 4 label {label!r}; rename it in evaluate.extra_heads")
+        outputs[label] = enhance_array(G, schnell)
+        if head_label is None:  # the first is models/head: its run and the gate's metrics
+            head_label, run_id = label, meta.get("mlflow_run_id")
+    table = table4(cfg, schnell, dev, outputs)
+    table["head_label"] = head_label
+    flat = flat_metrics(table, head_label)
     flat["holdout_pairs"] = len(schnell)
+
     reports = Path(cfg.paths.reports)
     write_json(reports / "metrics.json", flat)
+    write_json(reports / "table4.json", table)
     k = min(cfg.evaluate.grid_n, len(schnell))
-    grid = save_grid(reports / "before_after.png", [schnell[:k], enhanced[:k], dev[:k]],
-                     ["schnell", "enhanced", "dev"], scale=4)
-    with tracking.run(cfg, "evaluate", run_id=meta.get("mlflow_run_id")):
-        tracking.log_metrics({f"eval.{k}": v for k, v in flat.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
-        tracking.log_artifact(grid)
-        tracking.log_artifact(reports / "metrics.json")
-    return {k: v for k, v in flat.items() if k.startswith(("fd_diff", "c2st", "fid.available"))}
+    grid = save_grid(reports / "before_after.png", [schnell[:k], *(o[:k] for o in outputs.values()), dev[:k]],
+                     ["schnell", *outputs, "dev"], scale=4)
+    crops = report.save_crops(reports / "crops.png", {"schnell": schnell[:k], **{l: o[:k] for l, o in outputs.items()},
+                                                     "dev": dev[:k]})
+    html = report.write_report(reports)
+
+    console = Console()
+    console.print(rich_table4(table))
+    for col, reason in unavailable_reasons(table).items():
+        console.print(f"[dim]{col}: unavailable — {reason}[/]", highlight=False)
+
+    with tracking.run(cfg, "evaluate", run_id=run_id):
+        tracking.log_metrics({f"eval.{k}": v for k, v in flat.items()
+                              if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        for path in (grid, crops, reports / "metrics.json", reports / "table4.json", html):
+            tracking.log_artifact(path, "evaluate")
+    return {k: v for k, v in flat.items() if k.startswith(("fd_diff.", "c2st", "fid.available"))}

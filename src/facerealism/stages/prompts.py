@@ -45,8 +45,54 @@ def prompt_seed(global_seed: int, prompt_id: str) -> int:
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
-def faker_names(locales: list[str], n: int, seed: int) -> pd.DataFrame:
-    """Sample n (name, gender, locale) rows stratified round-robin over locales and both genders."""
+def allocate(n: int, weights: dict[str, float]) -> dict[str, int]:
+    """Split n into integer counts proportional to weights (largest remainder: counts sum to n exactly)."""
+    total = sum(weights.values())
+    if total <= 0 or any(w < 0 for w in weights.values()):
+        raise ValueError(f"weights must be >= 0 with a positive sum, got {weights}")
+    exact = {k: n * w / total for k, w in weights.items()}
+    counts = {k: int(v) for k, v in exact.items()}
+    for k in sorted(exact, key=lambda k: (counts[k] - exact[k], k))[: n - sum(counts.values())]:
+        counts[k] += 1
+    return counts
+
+
+def stratum_counts(n: int, regions: list[str], target_regions: dict[str, float] | None,
+                   female_fraction: float) -> dict[tuple[str, str], int]:
+    """How many enriched prompts each (region, name gender) stratum gets.
+
+    Args:
+        n: enriched prompts in all.
+        regions: the regions the name source can supply.
+        target_regions: region -> share (normalised); None: uniform over `regions`.
+        female_fraction: share of female names within each region.
+    Returns:
+        {(region, gender): count}, counts summing to n.
+    """
+    if target_regions is None:
+        target_regions = {r: 1.0 for r in regions}
+    unknown = sorted(set(target_regions) - set(regions))
+    if unknown:
+        raise ValueError(f"prompts.target_regions: {unknown} not available from this name source; "
+                         f"available: {sorted(regions)}")
+    # Regions first, then each region's female count from the running total, so both margins land
+    # on target (within one): splitting each region alone would round every odd count toward one gender.
+    counts, done, female_done = {}, 0, 0
+    for region, k in sorted(allocate(n, target_regions).items()):
+        done += k
+        female = min(k, max(0, round(female_fraction * done) - female_done))
+        female_done += female
+        counts.update({key: c for key, c in (((region, "female"), female), ((region, "male"), k - female)) if c})
+    return counts
+
+
+def faker_names(locales: list[str], n: int, seed: int, target_regions: dict[str, float] | None = None,
+                female_fraction: float = 0.5) -> pd.DataFrame:
+    """Sample n distinct (name, gender, locale, region) rows to the target region / gender mix.
+
+    Within a region, names cycle over its locales, so a region with many Faker locales (Europe)
+    gets no more prompts than its target share, and no locale dominates its region.
+    """
     from faker import Faker
     from faker.config import AVAILABLE_LOCALES
 
@@ -57,38 +103,61 @@ def faker_names(locales: list[str], n: int, seed: int) -> pd.DataFrame:
     if unmapped:
         raise ValueError(f"prompts.locales: no region known for {unmapped}; add them to LOCALE_REGIONS")
     rng = np.random.default_rng(seed)
-    # Round-robin over regions first, then over each region's locales, so a region with
-    # many Faker locales (Europe) does not dominate; genders alternate within a region.
     by_region: dict[str, list[str]] = {}
     for loc in locales:
         by_region.setdefault(LOCALE_REGIONS[loc], []).append(loc)
-    regions = [str(r) for r in rng.permutation(sorted(by_region))]
     fakers = {}
     rows, seen = [], set()
-    i = 0
-    while len(rows) < n:
-        if i > 50 * n:
-            raise ValueError(f"prompts: could not draw {n} distinct names from {len(locales)} locales")
-        region = regions[i % len(regions)]
-        turn = i // len(regions)
-        locale = by_region[region][turn // 2 % len(by_region[region])]
-        gender = "female" if turn % 2 == 0 else "male"
-        i += 1
-        if locale not in fakers:
-            fakers[locale] = Faker(locale)
-            fakers[locale].seed_instance(int(rng.integers(2**31)))
-        name = _full_name(fakers[locale], locale, gender)
-        if name in seen:
-            continue
-        seen.add(name)
-        rows.append({"name": name, "gender": gender, "locale": locale, "region": region})
-    return pd.DataFrame(rows)
+    for (region, gender), k in sorted(stratum_counts(n, sorted(by_region), target_regions, female_fraction).items()):
+        got, tries = 0, 0
+        while got < k:
+            if tries > 50 * k + 100:
+                raise ValueError(f"prompts: could not draw {k} distinct {gender} names for {region} "
+                                 f"from locales {by_region[region]}; add locales or lower prompts.n_enriched")
+            locale = by_region[region][tries % len(by_region[region])]
+            tries += 1
+            if locale not in fakers:
+                fakers[locale] = Faker(locale)
+                fakers[locale].seed_instance(int(rng.integers(2**31)))
+            name = _full_name(fakers[locale], locale, gender)
+            if name in seen:
+                continue
+            seen.add(name)
+            got += 1
+            rows.append({"name": name, "gender": gender, "locale": locale, "region": region})
+    # Interleave the strata: any prefix or round-robin shard of the table is itself a mixed sample.
+    return pd.DataFrame(rows).iloc[rng.permutation(len(rows))].reset_index(drop=True)
+
+
+def imdb_names(path: str, n: int, seed: int, target_regions: dict[str, float] | None = None,
+               female_fraction: float = 0.5) -> pd.DataFrame:
+    """Sample n distinct actor/actress names from IMDb name.basics to the target gender mix (region: unknown)."""
+    from facerealism.imdb import load_actor_names
+
+    people = load_actor_names(path)
+    rng = np.random.default_rng(seed)
+    parts = []
+    for (region, gender), k in sorted(stratum_counts(n, sorted(people["region"].unique()), target_regions,
+                                                     female_fraction).items()):
+        pool = people[(people["region"] == region) & (people["gender"] == gender)]
+        if len(pool) < k:
+            raise ValueError(f"prompts: {path} has {len(pool)} distinct {gender} names (region {region}), "
+                             f"{k} needed; lower prompts.n_enriched or change prompts.female_fraction")
+        parts.append(pool.iloc[np.sort(rng.choice(len(pool), size=k, replace=False))])
+    names = pd.concat(parts, ignore_index=True).assign(locale=None)[["name", "gender", "locale", "region"]]
+    return names.iloc[rng.permutation(len(names))].reset_index(drop=True)
 
 
 def build_prompts(cfg: Config) -> pd.DataFrame:
-    """Enriched prompts from sampled names plus name-free baseline prompts."""
+    """Enriched prompts from sampled names plus name-free baseline prompts; names live only in the table,
+    never in a file path (ids do)."""
     p = cfg.prompts
-    names = faker_names(p.locales, p.n_enriched, cfg.seed)
+    if p.source == "imdb":
+        if not p.imdb_path:
+            raise ValueError("prompts.source is imdb but prompts.imdb_path is not set; point it at name.basics.tsv.gz")
+        names = imdb_names(p.imdb_path, p.n_enriched, cfg.seed, p.target_regions, p.female_fraction)
+    else:
+        names = faker_names(p.locales, p.n_enriched, cfg.seed, p.target_regions, p.female_fraction)
     enriched = names.assign(
         id=[f"e{i:05d}" for i in range(len(names))],
         template="enriched",
@@ -114,5 +183,7 @@ def run(cfg: Config) -> dict:
     df = build_prompts(cfg)
     out = Path(cfg.paths.data) / "prompts.parquet"
     write_parquet(out, df)
-    return {"prompts": len(df), "enriched": int((df.template == "enriched").sum()),
-            "regions": int(df.loc[df.template == "enriched", "region"].nunique()), "path": str(out)}
+    enriched = df[df.template == "enriched"]
+    return {"prompts": len(df), "enriched": len(enriched), "source": cfg.prompts.source,
+            "regions": int(enriched["region"].nunique()),
+            "female_fraction": round(float((enriched["gender"] == "female").mean()), 3), "path": str(out)}

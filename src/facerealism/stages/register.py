@@ -1,30 +1,55 @@
-"""Stage `register`: log the head as an MLflow pyfunc, register it, and let the gate decide on `champion`."""
+"""Stage `register`: log the head as an MLflow pyfunc with its model card, register it, let the gate decide `champion`."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import math
+import random
+import tempfile
+import time
+import uuid
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from facerealism import tracking
 from facerealism.config import Config
-from facerealism.files import read_json, write_json
+from facerealism.files import read_json, sha256_file, write_json
+
+LOCK_TAG = "promotion.lock"
+SPLIT_TAG = "holdout.fingerprint"
 
 
-def gate(cfg: Config, candidate: dict, champion: dict | None) -> tuple[bool, list[str]]:
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def throughput(cfg: Config, benchmark: dict) -> tuple[int, float | None]:
+    """(image side, fp32 head images/s at that side) read from reports/benchmark.json; None when absent."""
+    size = cfg.register.throughput_size or cfg.benchmark.sizes[0]
+    value = benchmark.get("head_speed", {}).get(str(size), {}).get("fp32", {}).get("images_per_s")
+    return size, value if _number(value) else None
+
+
+def gate(cfg: Config, candidate: dict, champion: dict | None, benchmark: dict | None = None,
+         split_changed: bool = False) -> tuple[bool, list[str]]:
     """The promotion policy; returns (passed, reasons). Every reason is a sentence a reviewer can check.
 
     Args:
         candidate: the candidate's flat metrics (reports/metrics.json).
         champion: the current champion's metrics, or None when there is none.
+        benchmark: reports/benchmark.json; None skips the throughput floor (the stage always passes it).
+        split_changed: the champion was scored on another held-out split, so its numbers are not comparable.
     """
     r = cfg.register
     reasons, passed = [], True
     for key, bound in r.required.items():
         value = candidate.get(key)
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        if not _number(value):
             passed = False
             reasons.append(f"{key} is missing or not a number: fail")
         elif value <= bound:
@@ -32,76 +57,270 @@ def gate(cfg: Config, candidate: dict, champion: dict | None) -> tuple[bool, lis
             reasons.append(f"{key} = {value:.4g} is not > {bound:g}: fail")
         else:
             reasons.append(f"{key} = {value:.4g} > {bound:g}: ok")
+    if benchmark is None:
+        reasons.append("throughput not checked (no benchmark given)")
+    else:
+        size, speed = throughput(cfg, benchmark)
+        if speed is None:
+            passed = False
+            reasons.append(f"benchmark has no fp32 images/s at {size}px: fail")
+        elif speed < r.min_images_per_s:
+            passed = False
+            reasons.append(f"throughput {speed:.3g} images/s at {size}px is below the floor {r.min_images_per_s:g}: fail")
+        else:
+            reasons.append(f"throughput {speed:.3g} images/s at {size}px >= {r.min_images_per_s:g}: ok")
+    key, margin = r.champion_metric, r.margin_over_champion
+    ours = candidate.get(key)
     if champion is None:
         reasons.append("no current champion")
-    else:
-        key, margin = r.champion_metric, r.margin_over_champion
-        ours, theirs = candidate.get(key), champion.get(key)
-        if theirs is None:
-            reasons.append(f"champion has no {key}; not compared")
-        elif ours is None or ours <= theirs + margin:
+    elif split_changed:
+        if r.on_split_change == "fail":
             passed = False
-            reasons.append(f"{key} = {ours} does not beat champion's {theirs:.4g} + margin {margin:g}: fail")
+            reasons.append("champion was scored on another held-out split and register.on_split_change=fail: fail")
         else:
-            reasons.append(f"{key} = {ours:.4g} beats champion's {theirs:.4g} + margin {margin:g}: ok")
+            reasons.append("champion was scored on another held-out split; decided on absolute thresholds only")
+    elif not _number(champion.get(key)):
+        reasons.append(f"champion has no {key}; not compared")
+    elif not _number(ours):
+        passed = False
+        reasons.append(f"{key} is missing, so it cannot beat the champion: fail")
+    elif ours <= champion[key] + margin:
+        passed = False
+        reasons.append(f"{key} = {ours:.4g} does not beat champion's {champion[key]:.4g} + margin {margin:g}: fail")
+    else:
+        reasons.append(f"{key} = {ours:.4g} beats champion's {champion[key]:.4g} + margin {margin:g}: ok")
     return passed, reasons
 
 
-def champion_metrics(client, name: str) -> tuple[str | None, dict | None]:
-    """(version, metrics) of the current champion, from the tags the gate wrote when it was registered."""
-    from mlflow.exceptions import MlflowException
+# --- provenance -------------------------------------------------------------------------------
 
-    try:
-        mv = client.get_model_version_by_alias(name, "champion")
-    except MlflowException:
-        return None, None
-    metrics = {k[len("metric."):]: float(v) for k, v in mv.tags.items() if k.startswith("metric.")}
-    return str(mv.version), metrics
+def holdout_fingerprint(cfg: Config) -> str:
+    """Hash of the sorted held-out ids: two models' metrics are comparable only when this matches."""
+    from facerealism.data import split, validated_manifest
+
+    _, holdout = split(validated_manifest(cfg.paths.data), cfg.train.holdout_fraction)
+    ids = "\n".join(sorted(str(i) for i in holdout["id"]))
+    return hashlib.sha256(ids.encode()).hexdigest()[:16]
 
 
-def log_pyfunc(cfg: Config, head_dir: Path, run_id: str) -> str:
-    """Log the head into its training run; returns the model URI."""
+def data_version(cfg: Config) -> str:
+    """The DVC md5 of data/validated.parquet from dvc.lock when present, else the file's sha256."""
+    target = Path(cfg.paths.data) / "validated.parquet"
+    lock = Path("dvc.lock")
+    if lock.exists():
+        stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
+        for stage in stages.values():
+            for out in stage.get("outs", []):
+                if Path(out.get("path", "")) == Path("data/validated.parquet") and out.get("md5"):
+                    return f"dvc-md5:{out['md5']}"
+    if not target.exists():
+        raise FileNotFoundError(f"missing input {target}: run the stage that produces it first")
+    return f"sha256:{sha256_file(target)[:16]}"
+
+
+def count_parameters(head_dir: Path) -> int:
+    """Parameters in the head's safetensors file, read from its header (no tensors loaded)."""
+    from safetensors import safe_open
+
+    from facerealism.head import WEIGHTS
+
+    with safe_open(str(head_dir / WEIGHTS), "pt") as f:
+        return sum(int(np.prod(f.get_slice(k).get_shape())) for k in f.keys())
+
+
+def model_card(cfg: Config, meta: dict, candidate: dict, provenance: dict) -> str:
+    """README-like markdown describing one registered head: what, trained how, scored how, from which data/code."""
+    rows = "\n".join(f"| {k} | {v:.6g} |" for k, v in sorted(candidate.items()) if _number(v))
+    prov = "\n".join(f"- **{k}**: `{v}`" for k, v in provenance.items())
+    params = provenance.get("parameters")
+    return f"""# {cfg.register.model_name}
+
+A realism head (arXiv 2505.02255): maps FLUX.1-schnell-like portraits toward FLUX.1-dev-like detail.
+Architecture `{meta.get('arch')}` {json.dumps(meta.get('kwargs', {}))}{f', {params} parameters' if params else ''};
+weights as safetensors (`artifacts/head/head.safetensors`), no pickled objects.
+
+## Use
+```python
+import mlflow, pandas as pd
+m = mlflow.pyfunc.load_model("models:/{cfg.register.model_name}@champion")
+out = m.predict(pd.DataFrame({{"image": ["portrait.png"]}}))  # column image: path, bytes or base64 PNG
+```
+Output: column `image`, base64 PNG of the same size.
+
+## Held-out metrics
+Higher `fd_diff.*` means the head moved images toward the dev-like domain.
+
+| metric | value |
+|---|---|
+{rows}
+
+## Provenance
+{prov}
+
+## Resolved config
+```yaml
+{yaml.safe_dump(cfg.dump(), sort_keys=False)}```
+"""
+
+
+# --- logging and registering ------------------------------------------------------------------
+
+def log_pyfunc(cfg: Config, head_dir: Path, run_id: str | None, card: str, provenance: dict) -> str:
+    """Log the head (plus its card and config) into its training run; returns the model URI."""
     import mlflow
     from mlflow.models import infer_signature
 
     from facerealism import pyfunc_model
 
-    example = pd.DataFrame({"image": [pyfunc_model.encode_image(np.zeros((64, 64, 3), np.uint8))]})
+    example = pd.DataFrame({"image": [pyfunc_model.encode_image(np.zeros((32, 32, 3), np.uint8))]})
     signature = infer_signature(example, example)
-    with tracking.run(cfg, "register", run_id=run_id):
+    with tempfile.TemporaryDirectory() as tmp, tracking.run(cfg, "register", run_id=run_id):
+        (Path(tmp) / "README.md").write_text(card)
+        (Path(tmp) / "config.json").write_text(json.dumps(cfg.dump(), indent=2))
         info = mlflow.pyfunc.log_model(
             name="head",
             python_model=str(Path(pyfunc_model.__file__)),
-            artifacts={"head": str(head_dir)},
+            artifacts={"head": str(head_dir), "model_card": str(Path(tmp) / "README.md"),
+                       "config": str(Path(tmp) / "config.json")},
             signature=signature,
             input_example=example,
+            metadata=provenance,
             pip_requirements=["facerealism", "torch", "safetensors", "pillow", "pandas", "mlflow"],
         )
+        mlflow.log_text(card, "model_card.md")
     return info.model_uri
+
+
+def version_state(mv) -> tuple[dict, str | None]:
+    """(metrics, held-out fingerprint) a registered version was tagged with."""
+    metrics = {k[len("metric."):]: float(v) for k, v in mv.tags.items() if k.startswith("metric.")}
+    return metrics, mv.tags.get(SPLIT_TAG)
+
+
+def champion_state(client, name: str):
+    """The current champion's ModelVersion, or None."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(name, "champion")
+    except MlflowException:
+        return None
+
+
+def champion_metrics(client, name: str) -> tuple[str | None, dict | None]:
+    """(version, metrics) of the current champion, from the tags the gate wrote when it was registered."""
+    mv = champion_state(client, name)
+    return (None, None) if mv is None else (str(mv.version), version_state(mv)[0])
+
+
+@contextlib.contextmanager
+def promotion_lock(client, cfg: Config, name: str, timeout: float = 120.0):
+    """Serialise read-champion -> gate -> move-alias across processes.
+
+    A SQLite store gets an OS file lock next to the database (exact). A server or database store has no
+    compare-and-set, so a lease tag on the registered model is written and read back after a pause; two
+    writers can rarely both read their own token, which is why `settle_champion` re-checks afterwards.
+    """
+    uri = tracking._uri(cfg)
+    if uri.startswith("sqlite:///"):
+        import fcntl
+
+        lock_path = Path(uri[len("sqlite:///"):]).with_suffix(".promotion.lock")
+        with open(lock_path, "a+") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+        return
+    token, deadline = uuid.uuid4().hex, time.monotonic() + timeout
+    while True:
+        holder = client.get_registered_model(name).tags.get(LOCK_TAG, "")
+        owner, _, expires = holder.partition(" ")
+        if not owner or float(expires or 0) < time.time():
+            client.set_registered_model_tag(name, LOCK_TAG, f"{token} {time.time() + timeout:.0f}")
+            time.sleep(0.5)  # let a competing writer's tag land before reading back
+            if client.get_registered_model(name).tags.get(LOCK_TAG, "").startswith(token):
+                break
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"registered model {name!r}: promotion lock held by {owner} for over {timeout:.0f}s; "
+                               f"delete its tag {LOCK_TAG!r} if that process died")
+        time.sleep(random.uniform(0.2, 0.8))
+    try:
+        yield
+    finally:
+        if client.get_registered_model(name).tags.get(LOCK_TAG, "").startswith(token):
+            client.delete_registered_model_tag(name, LOCK_TAG)
+
+
+def settle_champion(client, cfg: Config, name: str, rounds: int = 10) -> str | None:
+    """Re-check after moving the alias: champion ends on the best version that passed the gate on its split.
+
+    Covers a promotion that raced ours and set `champion` last with a worse model: whoever settles last
+    sees every version tagged so far and moves the alias up. Returns the final champion version.
+    """
+    key, margin = cfg.register.champion_metric, cfg.register.margin_over_champion
+    for _ in range(rounds):
+        cur = champion_state(client, name)
+        if cur is None:
+            return None
+        cur_metrics, cur_split = version_state(cur)
+        best, best_value = cur, cur_metrics.get(key, -math.inf)
+        for mv in client.search_model_versions(f"name='{name}'"):
+            metrics, split = version_state(mv)
+            if mv.tags.get("gate.passed") == "True" and split == cur_split and metrics.get(key, -math.inf) > best_value:
+                best, best_value = mv, metrics[key]
+        if best is cur or best_value <= cur_metrics.get(key, -math.inf) + margin:
+            return str(cur.version)
+        client.set_registered_model_alias(name, "champion", best.version)
+    return str(champion_state(client, name).version)
+
+
+def promote(client, cfg: Config, version: str, candidate: dict, benchmark: dict | None, split: str) -> dict:
+    """Gate one registered version against the current champion and move the aliases; returns the decision."""
+    name = cfg.register.model_name
+    with promotion_lock(client, cfg, name):
+        champ = champion_state(client, name)
+        champ_metrics, champ_split = version_state(champ) if champ is not None else (None, None)
+        split_changed = champ is not None and champ_split != split
+        passed, reasons = gate(cfg, candidate, champ_metrics, benchmark, split_changed=split_changed)
+        client.set_model_version_tag(name, version, "gate.passed", str(passed))
+        client.set_model_version_tag(name, version, "gate.reasons", " | ".join(reasons)[:4900])
+        client.set_model_version_tag(name, version, "gate.decided_at", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        client.set_registered_model_alias(name, "challenger", version)
+        if passed:
+            client.set_registered_model_alias(name, "champion", version)
+        final = settle_champion(client, cfg, name)
+    prev = None if champ is None else str(champ.version)
+    return {"model": name, "version": version, "promoted": passed, "reasons": reasons,
+            "previous_champion": prev, "champion": final, "model_uri": f"models:/{name}/{version}"}
 
 
 def run(cfg: Config) -> dict:
     head_dir = Path(cfg.paths.models) / "head"
     meta = read_json(head_dir / "head.json")
     candidate = read_json(Path(cfg.paths.reports) / "metrics.json")
+    benchmark = read_json(Path(cfg.paths.reports) / "benchmark.json")
+    provenance = {"data_version": data_version(cfg), "holdout_fingerprint": holdout_fingerprint(cfg),
+                  "git_commit": tracking.git_commit(), "parameters": count_parameters(head_dir)}
+    card = model_card(cfg, meta, candidate, provenance)
     mlflow = tracking.setup(cfg)
     client = mlflow.MlflowClient()
     name = cfg.register.model_name
-    model_uri = log_pyfunc(cfg, head_dir, meta["mlflow_run_id"])
-    mv = mlflow.register_model(model_uri, name)
-    version = str(mv.version)
-    champ_version, champ = champion_metrics(client, name)
-    passed, reasons = gate(cfg, candidate, champ)
-    numeric = {k: v for k, v in candidate.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    for k, v in numeric.items():
-        client.set_model_version_tag(name, version, f"metric.{k}", str(v))
-    client.set_model_version_tag(name, version, "gate.passed", str(passed))
-    client.set_model_version_tag(name, version, "gate.reasons", " | ".join(reasons))
-    client.set_registered_model_alias(name, "challenger", version)
-    if passed:
-        client.set_registered_model_alias(name, "champion", version)
-    decision = {"model": name, "version": version, "promoted": passed, "reasons": reasons,
-                "previous_champion": champ_version, "champion": version if passed else champ_version,
-                "model_uri": f"models:/{name}/{version}"}
+    model_uri = log_pyfunc(cfg, head_dir, meta.get("mlflow_run_id"), card, provenance)
+    version = str(mlflow.register_model(model_uri, name).version)
+    # Tags first, decision second: a racing promotion's settle step must see our metrics and split.
+    for k, v in candidate.items():
+        if _number(v):
+            client.set_model_version_tag(name, version, f"metric.{k}", str(v))
+    size, speed = throughput(cfg, benchmark)
+    if speed is not None:
+        client.set_model_version_tag(name, version, f"benchmark.images_per_s.{size}px", str(speed))
+    client.set_model_version_tag(name, version, SPLIT_TAG, provenance["holdout_fingerprint"])
+    client.set_model_version_tag(name, version, "data.version", provenance["data_version"])
+    client.set_model_version_tag(name, version, "git.commit", provenance["git_commit"])
+    client.update_model_version(name, version, description=card[:4900])
+    decision = promote(client, cfg, version, candidate, benchmark, provenance["holdout_fingerprint"])
+    decision.update(provenance)
     write_json(Path(cfg.paths.reports) / "promotion.json", decision)
-    return {"version": version, "promoted": passed, "champion": decision["champion"]}
+    return {"version": version, "promoted": decision["promoted"], "champion": decision["champion"]}

@@ -1,4 +1,4 @@
-"""Stage `train`: unpaired ESA-CycleGAN (or plain CycleGAN) head, schnell-like (A) -> dev-like (B).
+"""Stage `train`: the head, schnell-like (A) -> dev-like (B): unpaired (ESA-)CycleGAN or the paired U-Net+CBAM.
 
 Paper symbols -> code names (as in the reference CycleGAN):
     G: A -> B   = G_A        F: B -> A   = G_B
@@ -7,15 +7,19 @@ Paper symbols -> code names (as in the reference CycleGAN):
 
 from __future__ import annotations
 
+import contextlib
+import os
 import random
 import time
+import uuid
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from facerealism import tracking
+from facerealism import checkpoint, tracking
 from facerealism.config import Config
 from facerealism.data import load_images, split, to_tensor, validated_manifest
 from facerealism.files import write_json
@@ -24,7 +28,7 @@ from facerealism.head import enhance_array, save_head
 from facerealism.models import build_discriminator, build_generator, init_weights
 from facerealism.progress import progress
 
-LOSS_NAMES = ["D_A", "G_A", "cycle_A", "idt_A", "D_B", "G_B", "cycle_B", "idt_B"]
+CYCLE_MODELS = ("esa_resnet", "resnet")
 
 
 class ImagePool:
@@ -53,7 +57,13 @@ class ImagePool:
 
 def generator_kwargs(cfg: Config) -> dict:
     t = cfg.train
+    if t.model == "unet_cbam":
+        return {"base": t.ngf, "depth": t.unet_depth, "residual_output": t.residual_output}
     return {"ngf": t.ngf, "n_blocks": t.n_blocks, "residual_output": t.residual_output}
+
+
+def output_mode(cfg: Config) -> str:
+    return "residual: clamp(x + body(x))" if cfg.train.residual_output else "tanh: tanh(body(x))"
 
 
 def random_crops(images: torch.Tensor, idx: np.ndarray, crop: int, rng: np.random.Generator) -> torch.Tensor:
@@ -67,12 +77,102 @@ def random_crops(images: torch.Tensor, idx: np.ndarray, crop: int, rng: np.rando
     return torch.stack(out)  # (b, 3, crop, crop)
 
 
+def paired_crops(A: torch.Tensor, B: torch.Tensor, idx: np.ndarray, crop: int, rng: np.random.Generator):
+    """The same crop window and flip in both images of each pair; returns two (b, 3, crop, crop)."""
+    _, _, h, w = A.shape
+    out_a, out_b = [], []
+    for i in idx:
+        y, x = rng.integers(0, h - crop + 1), rng.integers(0, w - crop + 1)
+        flip = rng.random() < 0.5
+        for src, out in ((A, out_a), (B, out_b)):
+            patch = src[i, :, y : y + crop, x : x + crop]
+            out.append(patch.flip(-1) if flip else patch)
+    return torch.stack(out_a), torch.stack(out_b)
+
+
+class Sampler:
+    """Draws training batches from in-memory images; its one RNG is part of the checkpoint."""
+
+    def __init__(self, A: torch.Tensor, B: torch.Tensor, cfg: Config, device, seed):
+        self.A, self.B, self.t, self.device = A, B, cfg.train, device
+        self.paired = cfg.train.model not in CYCLE_MODELS
+        self.rng = np.random.default_rng(seed)
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        t, rng = self.t, self.rng
+        if self.paired:
+            a, b = paired_crops(self.A, self.B, rng.integers(0, len(self.A), t.batch_size), t.crop, rng)
+        else:
+            # Unpaired: A and B batches are drawn independently, never as pairs.
+            a = random_crops(self.A, rng.integers(0, len(self.A), t.batch_size), t.crop, rng)
+            b = random_crops(self.B, rng.integers(0, len(self.B), t.batch_size), t.crop, rng)
+        return a.to(self.device), b.to(self.device)
+
+
 def lsgan(pred: torch.Tensor, real: bool) -> torch.Tensor:
     return F.mse_loss(pred.float(), torch.full_like(pred.float(), 1.0 if real else 0.0))
 
 
-class CycleGAN:
+def linear_decay(t) -> callable:
+    decay_from = int(t.steps * t.decay_start)
+    # Constant, then linear decay to zero: the reference CycleGAN schedule, counted in steps.
+    return lambda step: 1.0 - max(0, step - decay_from) / max(1, t.steps - decay_from)
+
+
+class Trainer:
+    """What every head trainer shares: named nets/optimisers/schedulers/pools and their full state."""
+
+    nets: dict[str, torch.nn.Module]
+    optimizers: dict[str, torch.optim.Optimizer]
+    schedulers: dict
+    pools: dict[str, ImagePool]
+    pool_rng: random.Random | None = None
+    loss_names: list[str]
+    head_name: str
+
+    def head(self) -> torch.nn.Module:
+        """The shipped generator (schnell -> dev), unwrapped, fp32, on the CPU."""
+        return self.acc.unwrap_model(self.nets[self.head_name]).float().cpu()
+
+    def state(self) -> tuple[dict[str, torch.Tensor], dict]:
+        tensors, meta = {}, {"optimizers": {}, "schedulers": {}, "pools": {}}
+        for name, net in self.nets.items():
+            for k, v in self.acc.unwrap_model(net).state_dict().items():
+                tensors[f"net.{name}.{k}"] = v
+        for name, opt in self.optimizers.items():
+            opt_t, meta["optimizers"][name] = checkpoint.flatten_optimizer(f"opt.{name}", opt.state_dict())
+            tensors.update(opt_t)
+        for name, sched in self.schedulers.items():
+            meta["schedulers"][name] = sched.state_dict()
+        for name, pool in self.pools.items():
+            meta["pools"][name] = len(pool.images)
+            if pool.images:
+                tensors[f"pool.{name}"] = torch.cat(pool.images)  # (n, 3, crop, crop)
+        if self.pool_rng is not None:
+            meta["pool_rng"] = checkpoint.py_rng_state(self.pool_rng)
+        return tensors, meta
+
+    def load_state(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+        for name, net in self.nets.items():
+            prefix = f"net.{name}."
+            own = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+            self.acc.unwrap_model(net).load_state_dict(own, strict=True)
+        for name, opt in self.optimizers.items():
+            opt.load_state_dict(checkpoint.unflatten_optimizer(f"opt.{name}", tensors, meta["optimizers"][name]))
+        for name, sched in self.schedulers.items():
+            sched.load_state_dict(meta["schedulers"][name])
+        for name, pool in self.pools.items():
+            n = meta["pools"][name]
+            pool.images = list(tensors[f"pool.{name}"].to(self.acc.device).split(1)) if n else []
+        if self.pool_rng is not None:
+            checkpoint.set_py_rng_state(self.pool_rng, meta["pool_rng"])
+
+
+class CycleGAN(Trainer):
     """Two generators, two discriminators, their optimisers; the step reads top to bottom."""
+
+    loss_names = ["D_A", "G_A", "cycle_A", "idt_A", "D_B", "G_B", "cycle_B", "idt_B"]
+    head_name = "G_A"
 
     def __init__(self, cfg: Config, accelerator):
         t = cfg.train
@@ -88,16 +188,17 @@ class CycleGAN:
             init_weights(net)
         opt_g = torch.optim.Adam(list(nets["G_A"].parameters()) + list(nets["G_B"].parameters()), lr=t.lr, betas=(t.beta1, 0.999))
         opt_d = torch.optim.Adam(list(nets["D_A"].parameters()) + list(nets["D_B"].parameters()), lr=t.lr, betas=(t.beta1, 0.999))
-        decay_from = int(t.steps * t.decay_start)
-        # Constant, then linear decay to zero: the reference CycleGAN schedule, counted in steps.
-        rule = lambda step: 1.0 - max(0, step - decay_from) / max(1, t.steps - decay_from)  # noqa: E731
-        sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, rule)
-        sched_d = torch.optim.lr_scheduler.LambdaLR(opt_d, rule)
+        sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, linear_decay(t))
+        sched_d = torch.optim.lr_scheduler.LambdaLR(opt_d, linear_decay(t))
         prepared = accelerator.prepare(nets["G_A"], nets["G_B"], nets["D_A"], nets["D_B"], opt_g, opt_d, sched_g, sched_d)
         self.G_A, self.G_B, self.D_A, self.D_B, self.opt_g, self.opt_d, self.sched_g, self.sched_d = prepared
         self.acc = accelerator
-        rng = random.Random(cfg.seed)
-        self.pool_A, self.pool_B = ImagePool(t.pool_size, rng), ImagePool(t.pool_size, rng)
+        self.pool_rng = random.Random(cfg.seed)
+        self.pool_A, self.pool_B = ImagePool(t.pool_size, self.pool_rng), ImagePool(t.pool_size, self.pool_rng)
+        self.nets = {"G_A": self.G_A, "G_B": self.G_B, "D_A": self.D_A, "D_B": self.D_B}
+        self.optimizers = {"G": self.opt_g, "D": self.opt_d}
+        self.schedulers = {"G": self.sched_g, "D": self.sched_d}
+        self.pools = {"A": self.pool_A, "B": self.pool_B}
 
     def forward(self, real_A, real_B):
         self.real_A, self.real_B = real_A, real_B
@@ -111,11 +212,15 @@ class CycleGAN:
         lam_idt = t.lambda_idt * t.lambda_cyc
         for d in (self.D_A, self.D_B):
             d.requires_grad_(False)
+        cyc_A = F.l1_loss(self.rec_A.float(), self.real_A)
+        cyc_B = F.l1_loss(self.rec_B.float(), self.real_B)
+        # Unweighted, so trials with different lambda_cyc compare on one scale (the sweep's criterion).
+        self.cycle_l1 = float(0.5 * (cyc_A + cyc_B).detach())
         losses = {
             "G_A": lsgan(self.D_A(self.fake_B), True),
             "G_B": lsgan(self.D_B(self.fake_A), True),
-            "cycle_A": F.l1_loss(self.rec_A.float(), self.real_A) * t.lambda_cyc,
-            "cycle_B": F.l1_loss(self.rec_B.float(), self.real_B) * t.lambda_cyc,
+            "cycle_A": cyc_A * t.lambda_cyc,
+            "cycle_B": cyc_B * t.lambda_cyc,
         }
         if lam_idt > 0:
             losses["idt_A"] = F.l1_loss(self.G_A(self.real_B).float(), self.real_B) * lam_idt
@@ -142,21 +247,131 @@ class CycleGAN:
             self.opt_d.step()
         self.sched_g.step()
         self.sched_d.step()
+        out = {k: float(v.detach()) for k, v in losses.items()}
+        out["cycle_l1"] = self.cycle_l1
+        return out
+
+    def cycle(self, images: np.ndarray) -> np.ndarray:
+        """F(G(x)) for uint8 (n, h, w, 3) schnell images."""
+        G = self.acc.unwrap_model(self.G_A).float().cpu()
+        Fb = self.acc.unwrap_model(self.G_B).float().cpu()
+        return enhance_array(Fb, enhance_array(G, images))
+
+
+def image_gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward differences along width and height of (b, c, h, w)."""
+    return x[..., :, 1:] - x[..., :, :-1], x[..., 1:, :] - x[..., :-1, :]
+
+
+def gradient_loss(out: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """L1 between image gradients: the output keeps the input's edges (its content), not its colours."""
+    (ox, oy), (rx, ry) = image_gradients(out.float()), image_gradients(ref.float())
+    return F.l1_loss(ox, rx) + F.l1_loss(oy, ry)
+
+
+def build_lpips(net: str, weights: str | None, device) -> tuple[torch.nn.Module | None, str]:
+    """LPIPS with its backbone from a local torchvision state dict; (None, reason) when there is none.
+
+    lpips' own linear layers ship in its wheel; the AlexNet/VGG backbone would be downloaded,
+    which is impossible offline, and a random backbone would make LPIPS meaningless.
+
+    Returns:
+        (module or None, a status string recorded in MLflow and head.json).
+    """
+    if not weights:
+        return None, "unavailable (train.lpips_weights is not set); using L1 to the target instead"
+    if not os.path.isfile(weights):
+        return None, f"unavailable (train.lpips_weights={weights!r} does not exist); using L1 to the target instead"
+    import lpips
+
+    if weights.endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        state = load_file(weights)
+    else:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    with warnings.catch_warnings():  # lpips asks torchvision with the deprecated `pretrained=` argument
+        warnings.simplefilter("ignore")
+        model = lpips.LPIPS(net=net, pnet_rand=True, verbose=False)
+    # lpips splits torchvision's `features` into slices but keeps the layer indices: slice2.3.weight = features.3.weight.
+    wanted = {k: "features." + k.split(".", 1)[1] for k in model.net.state_dict()}
+    missing = [v for v in wanted.values() if v not in state]
+    if missing:
+        raise ValueError(f"train.lpips_weights={weights!r} is not a torchvision {net} state dict (no {missing[0]})")
+    try:
+        model.net.load_state_dict({k: state[v] for k, v in wanted.items()})
+    except RuntimeError as e:
+        raise ValueError(f"train.lpips_weights={weights!r} does not fit lpips net={net!r}: {str(e).splitlines()[-1].strip()}") from None
+    return model.to(device).eval().requires_grad_(False), f"{net}: {weights}"
+
+
+class Paired(Trainer):
+    """The U-Net+CBAM baseline on aligned (schnell, dev) crops: gradient loss to the input + LPIPS to the target."""
+
+    head_name = "G"
+
+    def __init__(self, cfg: Config, accelerator):
+        t = cfg.train
+        torch.manual_seed(cfg.seed)
+        self.t = t
+        G = init_weights(build_generator(t.model, **generator_kwargs(cfg)))
+        opt = torch.optim.Adam(G.parameters(), lr=t.lr, betas=(t.beta1, 0.999))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, linear_decay(t))
+        self.G, self.opt, self.sched = accelerator.prepare(G, opt, sched)
+        self.acc = accelerator
+        self.lpips, self.lpips_status = build_lpips(t.lpips_net, t.lpips_weights, accelerator.device)
+        self.loss_names = ["grad", "lpips" if self.lpips is not None else "l1"]
+        self.nets, self.optimizers, self.schedulers, self.pools = {"G": self.G}, {"G": self.opt}, {"G": self.sched}, {}
+
+    def optimize_parameters(self, schnell, dev) -> dict[str, float]:
+        t = self.t
+        with self.acc.autocast():
+            out = self.G(schnell)
+            losses = {"grad": gradient_loss(out, schnell) * t.lambda_grad}
+            if self.lpips is not None:
+                losses["lpips"] = self.lpips(out.float(), dev).mean() * t.lambda_lpips
+            else:
+                losses["l1"] = F.l1_loss(out.float(), dev) * t.lambda_l1
+            self.opt.zero_grad(set_to_none=True)
+            self.acc.backward(sum(losses.values()))
+            self.opt.step()
+        self.sched.step()
         return {k: float(v.detach()) for k, v in losses.items()}
+
+
+def build_trainer(cfg: Config, accelerator) -> Trainer:
+    return CycleGAN(cfg, accelerator) if cfg.train.model in CYCLE_MODELS else Paired(cfg, accelerator)
 
 
 def head_dir(cfg: Config) -> Path:
     return Path(cfg.paths.models) / "head"
 
 
-def run(cfg: Config) -> dict:
+def checkpoint_dir(cfg: Config) -> Path:
+    return Path(cfg.paths.models) / "checkpoints"
+
+
+def architecture(cfg: Config) -> dict:
+    """What a checkpoint must share with the run resuming it (tensor shapes and meaning)."""
+    t = cfg.train
+    return {"model": t.model, "kwargs": generator_kwargs(cfg), "ndf": t.ndf if t.model in CYCLE_MODELS else None}
+
+
+def make_accelerator(mixed_precision: str):
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
-    from accelerate.utils import set_seed
 
+    # accelerate keeps a process-wide state; a second training in one process (tests, benchmarks)
+    # with another precision must start from a clean one.
+    AcceleratorState._reset_state(reset_partial_state=True)
+    # step_scheduler_with_optimizer=False: accelerate would otherwise step the schedule once per
+    # process per step, decaying num_processes times too fast for our per-step schedule.
+    return Accelerator(mixed_precision="no" if mixed_precision == "fp32" else mixed_precision,
+                       cpu=not torch.cuda.is_available(), step_scheduler_with_optimizer=False)
+
+
+def load_data(cfg: Config):
     t = cfg.train
-    if t.threads:
-        torch.set_num_threads(t.threads)
     manifest = validated_manifest(cfg.paths.data)
     train_rows, holdout_rows = split(manifest, t.holdout_fraction)
     if len(train_rows) < 2:
@@ -165,43 +380,168 @@ def run(cfg: Config) -> dict:
     B = to_tensor(load_images(train_rows["dev_path"]))  # domain B: dev-like
     if A.shape[-1] < t.crop:
         raise ValueError(f"images are {A.shape[-1]} px, smaller than train.crop={t.crop}")
+    return train_rows, holdout_rows, A, B
+
+
+def find_resume(cfg: Config) -> tuple[dict, dict, Path] | None:
+    """The newest checkpoint, verified and checked against this run's architecture; None if there is none."""
+    found = checkpoint.list_checkpoints(checkpoint_dir(cfg))
+    if not found:
+        return None
+    tensors, meta = checkpoint.load(found[-1])
+    mine, theirs = architecture(cfg), meta.get("architecture")
+    if theirs != mine:
+        raise ValueError(f"checkpoint {found[-1]} is for {theirs}, but this run builds {mine}; "
+                         f"set train.resume=false to start over or restore the matching train.* params")
+    return tensors, meta, found[-1]
+
+
+@contextlib.contextmanager
+def mlflow_run(cfg: Config, parent_run_id: str | None, resume_run_id: str | None, run_name: str = "train"):
+    """The run this training logs into: the resumed one, a child of a sweep, or a new one."""
+    if resume_run_id:
+        mlflow = tracking.setup(cfg)
+        if mlflow.tracking.MlflowClient().search_runs([mlflow.get_experiment_by_name(cfg.paths.experiment).experiment_id],
+                                                     f"attributes.run_id = '{resume_run_id}'"):
+            with tracking.run(cfg, "train", run_id=resume_run_id) as active:
+                yield active
+            return
+    if parent_run_id:
+        mlflow = tracking.setup(cfg)
+        with mlflow.start_run(run_name=run_name, nested=True, parent_run_id=parent_run_id,
+                              tags={"facerealism.stage": "train", "git_commit": tracking.git_commit()}) as active:
+            yield active
+        return
+    with tracking.run(cfg, "train") as active:
+        yield active
+
+
+def train(cfg: Config, parent_run_id: str | None = None, run_name: str = "train") -> dict:
+    """Train the configured head, checkpointing full state; save it under models/head.
+
+    Args:
+        cfg: the resolved config (train.* picks the model, losses, schedule, resume).
+        parent_run_id: log as a nested MLflow run under this one (the sweep).
+        run_name: the MLflow run name of a nested run.
+    Returns:
+        A short summary; the full history goes to reports/train.json.
+    """
+    from accelerate.utils import set_seed
+
+    t = cfg.train
+    if t.threads:
+        torch.set_num_threads(t.threads)
+    train_rows, holdout_rows, A, B = load_data(cfg)
+    resume = find_resume(cfg) if t.resume else None  # verified before anything is built or written
     set_seed(cfg.seed)
-    # accelerate keeps a process-wide state; a second training in one process (tests, sweeps)
-    # with another precision must start from a clean one.
-    AcceleratorState._reset_state(reset_partial_state=True)
-    accelerator = Accelerator(mixed_precision="no" if t.mixed_precision == "fp32" else t.mixed_precision, cpu=not torch.cuda.is_available())
-    model = CycleGAN(cfg, accelerator)
-    rng = np.random.default_rng(cfg.seed)
+    accelerator = make_accelerator(t.mixed_precision)
+    model = build_trainer(cfg, accelerator)
+    # Each process draws its own batches; rank 0 keeps the seed so one process matches a plain run.
+    sampler = Sampler(A, B, cfg, accelerator.device, cfg.seed if accelerator.process_index == 0
+                      else [cfg.seed, accelerator.process_index])
     history: list[dict] = []
-    with tracking.run(cfg, "train") as mlrun:
-        tracking.log_config(cfg)
-        tracking.log_params({"train_pairs": len(train_rows), "holdout_pairs": len(holdout_rows)})
+    start_step, run_token, resumed_from, prior_seconds = 0, uuid.uuid4().hex, None, 0.0
+    window = max(1, t.steps // 10)
+    cycle_tail: list[float] = []  # unweighted cycle L1 of the last `window` steps
+    if resume:
+        tensors, meta, resumed_from = resume
+        model.load_state(tensors, meta["trainer"])
+        if accelerator.process_index == 0:
+            sampler.rng.bit_generator.state = meta["sampler_rng"]
+        else:  # only rank 0's stream is stored; other ranks continue on a fresh, still distinct stream
+            sampler.rng = np.random.default_rng([cfg.seed, accelerator.process_index, meta["step"]])
+        checkpoint.set_rng_state(tensors, meta["rng"])  # last: building the model above consumed RNG
+        start_step, run_token, history = meta["step"], meta["run_token"], meta["history"]
+        cycle_tail, prior_seconds = meta["cycle_tail"], meta["seconds"]
+
+    def save_checkpoint(step: int, seconds: float) -> None:
+        tensors, trainer_meta = model.state()
+        rng_tensors, rng_meta = checkpoint.rng_state()
+        checkpoint.save(checkpoint_dir(cfg), step, {**tensors, **rng_tensors}, {
+            "run_token": run_token, "architecture": architecture(cfg), "trainer": trainer_meta,
+            "sampler_rng": sampler.rng.bit_generator.state, "rng": rng_meta, "history": history,
+            "cycle_tail": cycle_tail, "seconds": seconds, "mlflow_run_id": mlrun.info.run_id, "config": cfg.dump()})
+
+    is_main = accelerator.is_main_process
+    resume_run = resume[1].get("mlflow_run_id") if resume else None
+    run_ctx = mlflow_run(cfg, parent_run_id, resume_run, run_name) if is_main else contextlib.nullcontext()
+    with run_ctx as mlrun:
+        continued = is_main and resume_run is not None and mlrun.info.run_id == resume_run
+        if is_main and not continued:
+            tracking.log_config(cfg)
+            tracking.log_params({"train_pairs": len(train_rows), "holdout_pairs": len(holdout_rows),
+                                 "output_mode": output_mode(cfg)})
+            if isinstance(model, Paired):
+                tracking.log_params({"lpips": model.lpips_status})
+        if is_main and resumed_from:
+            tracking.log_params({f"resumed_from_step_{start_step}": str(resumed_from)})
         start = time.perf_counter()
+        data_seconds = 0.0
         with progress() as bar:
-            task = bar.add_task(f"train [{t.model}]", total=t.steps)
-            for step in range(1, t.steps + 1):
-                # Unpaired: A and B batches are drawn independently, never as pairs.
-                real_A = random_crops(A, rng.integers(0, len(A), t.batch_size), t.crop, rng).to(accelerator.device)
-                real_B = random_crops(B, rng.integers(0, len(B), t.batch_size), t.crop, rng).to(accelerator.device)
+            task = bar.add_task(f"train [{t.model}]", total=t.steps, completed=start_step)
+            for step in range(start_step + 1, t.steps + 1):
+                t0 = time.perf_counter()
+                real_A, real_B = sampler.next()
+                data_seconds += time.perf_counter() - t0
                 losses = model.optimize_parameters(real_A, real_B)
+                if "cycle_l1" in losses and step > t.steps - window:
+                    cycle_tail.append(losses["cycle_l1"])
                 if step % t.log_every == 0 or step == t.steps:
-                    losses["lr"] = model.sched_g.get_last_lr()[0]
-                    losses["steps_per_s"] = step / (time.perf_counter() - start)
+                    losses["lr"] = model.schedulers["G"].get_last_lr()[0]
+                    losses["steps_per_s"] = (step - start_step) / (time.perf_counter() - start)
                     history.append({"step": step, **losses})
-                    tracking.log_metrics({f"train.{k}": v for k, v in losses.items()}, step=step)
+                    if is_main:
+                        tracking.log_metrics({f"train.{k}": v for k, v in losses.items()}, step=step)
+                if step % t.checkpoint_every == 0 and step < t.steps:
+                    if is_main:
+                        save_checkpoint(step, prior_seconds + time.perf_counter() - start)
+                    accelerator.wait_for_everyone()
                 bar.advance(task)
-        G = accelerator.unwrap_model(model.G_A).float().cpu()
-        sample = load_images(holdout_rows["schnell_path"][:8]) if len(holdout_rows) else load_images(train_rows["schnell_path"][:8])
-        grid = save_grid(Path(cfg.paths.reports) / "train_samples.png", [sample, enhance_array(G, sample)],
-                         ["schnell", "G(schnell)"])
-        tracking.log_artifact(grid)
         elapsed = time.perf_counter() - start
+        trained = t.steps - start_step
+        summary = {"model": t.model, "output_mode": output_mode(cfg), "steps": t.steps,
+                   "resumed_from_step": start_step if resume else None,
+                   "seconds": round(prior_seconds + elapsed, 1),
+                   "steps_per_s": round(trained / elapsed, 2) if trained else None,
+                   "data_wait_fraction": round(data_seconds / elapsed, 4) if trained else None,
+                   "train_pairs": len(train_rows), "holdout_pairs": len(holdout_rows)}
+        if not is_main:
+            return summary
+        G = model.head()
+        held = holdout_rows if len(holdout_rows) else train_rows
+        sample = load_images(held["schnell_path"][:8])
+        rows, labels = [sample, enhance_array(G, sample)], ["schnell", "G(schnell)"]
+        if isinstance(model, Paired):
+            rows, labels = rows + [load_images(held["dev_path"][:8])], labels + ["dev (target)"]
+            summary["lpips"] = model.lpips_status
+        else:
+            summary["final_cycle_l1"] = round(float(np.mean(cycle_tail)), 6) if cycle_tail else None
+            summary["holdout_cycle_ssim"] = round(cycle_ssim(model, load_images(
+                held["schnell_path"][: t.sweep.holdout_images])), 4)
+            tracking.log_metrics({"train.final_cycle_l1": summary["final_cycle_l1"],
+                                  "train.holdout_cycle_ssim": summary["holdout_cycle_ssim"]})
+        grid = save_grid(Path(cfg.paths.reports) / "train_samples.png", rows, labels)
+        tracking.log_artifact(grid)
+        if summary["data_wait_fraction"] is not None:
+            tracking.log_metrics({"train.data_wait_fraction": summary["data_wait_fraction"]})
         save_head(G, head_dir(cfg), t.model, generator_kwargs(cfg),
                   {"config": cfg.dump(), "mlflow_run_id": mlrun.info.run_id, "train_pairs": len(train_rows),
-                   "holdout_pairs": len(holdout_rows)})
+                   "holdout_pairs": len(holdout_rows), "residual_output": t.residual_output,
+                   "output_mode": output_mode(cfg), "steps": t.steps, "resumed_from_step": summary["resumed_from_step"],
+                   **({"lpips": model.lpips_status} if isinstance(model, Paired) else {})})
     final = history[-1] if history else {}
-    summary = {"steps": t.steps, "seconds": round(elapsed, 1), "steps_per_s": round(t.steps / elapsed, 2),
-               "train_pairs": len(train_rows), "holdout_pairs": len(holdout_rows),
-               "final_losses": {k: round(v, 4) for k, v in final.items() if k in LOSS_NAMES}}
+    summary["final_losses"] = {k: round(v, 4) for k, v in final.items() if k in model.loss_names}
     write_json(Path(cfg.paths.reports) / "train.json", {**summary, "history": history})
     return summary
+
+
+def cycle_ssim(model: CycleGAN, images: np.ndarray) -> float:
+    """Mean SSIM between held-out inputs x and their full cycle F(G(x)); low means content was lost."""
+    from skimage.metrics import structural_similarity
+
+    rec = model.cycle(images)
+    return float(np.mean([structural_similarity(x, r, channel_axis=-1, data_range=255) for x, r in zip(images, rec)]))
+
+
+def run(cfg: Config) -> dict:
+    return train(cfg)

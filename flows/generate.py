@@ -1,0 +1,68 @@
+"""Sharded pair generation as one Prefect flow: shards run as parallel Dask tasks, one pipeline per worker."""
+
+# Where the workers come from:
+#   - here / one machine: a LocalCluster of `generate.workers` processes, one thread each;
+#   - many GPUs or nodes: an existing Dask scheduler (`generate.dask_address`, or env
+#     FACEREALISM_DASK_ADDRESS), with one `dask worker --nworkers 1 --nthreads 1` per GPU started
+#     with CUDA_VISIBLE_DEVICES=<gpu>; a worker that sees several GPUs puts shard i on GPU i % count.
+# Each worker process keeps its loaded pipelines between shards (stages.generate.cached_backend).
+
+from __future__ import annotations
+
+import os
+
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from prefect_dask import DaskTaskRunner
+
+from facerealism.config import Config, load_config
+from facerealism.stages import generate
+
+
+def local_cluster(**kwargs):
+    """A LocalCluster whose workers report to this flow's Prefect API: a temporary (ephemeral) server has no
+    fixed address, and without it every worker process starts a temporary server of its own (~10 s each)."""
+    from distributed import LocalCluster
+    from prefect.context import FlowRunContext
+
+    ctx = FlowRunContext.get()
+    env = {"PREFECT_API_URL": str(ctx.client.api_url)} if ctx and ctx.client else {}
+    return LocalCluster(env=env, **kwargs)
+
+
+def dask_runner(cfg: Config) -> DaskTaskRunner:
+    address = os.environ.get("FACEREALISM_DASK_ADDRESS") or cfg.generate.dask_address
+    if address:
+        return DaskTaskRunner(address=address)
+    return DaskTaskRunner(cluster_class=local_cluster,
+                          cluster_kwargs={"n_workers": cfg.generate.workers, "threads_per_worker": 1,
+                                          "processes": True, "dashboard_address": None})
+
+
+@task(cache_policy=NO_CACHE)
+def render_shard(cfg: Config, index: int) -> dict:
+    return generate.run_shard(cfg, index, show_progress=False)
+
+
+@flow(name="facerealism-generate", log_prints=True)
+def generate_shards(cfg: Config) -> dict:
+    # 1. check output, drop stale renders, clean temporaries -> 2. shards in parallel -> 3. one manifest from disk
+    generate.prepare(cfg)
+    futures = [render_shard.with_options(task_run_name=f"shard-{i}").submit(cfg, i)
+               for i in range(cfg.generate.shards)]
+    shards = [f.result() for f in futures]
+    return {**generate.finalize(cfg), "shards": shards}
+
+
+def run(params: str = "params.yaml", overrides: list[str] | None = None) -> dict:
+    """Load params, then run the flow on the configured Dask cluster."""
+    cfg = load_config(params, overrides)
+    if cfg.generate.shards < cfg.generate.workers:
+        cfg.generate.shards = cfg.generate.workers  # fewer shards than workers would leave workers idle
+    return generate_shards.with_options(task_runner=dask_runner(cfg))(cfg)
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(run(overrides=sys.argv[1:]))

@@ -1,0 +1,168 @@
+"""Faces, offline: dlib detection, plausibility of a portrait's face, 128-D descriptors, and perceived-attribute analysers."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+
+def model_path(name: str) -> Path:
+    """A .dat file shipped by face-recognition-models.
+
+    The package's __init__ imports pkg_resources (gone with setuptools>=81), so its folder is
+    located through the import spec without executing it.
+    """
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("face-recognition-models is not installed: it ships dlib's face models")
+    path = Path(next(iter(spec.submodule_search_locations))) / "models" / name
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: missing from face-recognition-models")
+    return path
+
+
+@lru_cache(maxsize=None)
+def _hog():
+    import dlib
+
+    return dlib.get_frontal_face_detector()
+
+
+@lru_cache(maxsize=None)
+def _cnn():
+    import dlib
+
+    return dlib.cnn_face_detection_model_v1(str(model_path("mmod_human_face_detector.dat")))
+
+
+@lru_cache(maxsize=None)
+def _landmarks():
+    import dlib
+
+    return dlib.shape_predictor(str(model_path("shape_predictor_5_face_landmarks.dat")))
+
+
+@lru_cache(maxsize=None)
+def _encoder():
+    import dlib
+
+    return dlib.face_recognition_model_v1(str(model_path("dlib_face_recognition_resnet_model_v1.dat")))
+
+
+@dataclass(frozen=True)
+class Face:
+    left: int
+    top: int
+    right: int
+    bottom: int
+    score: float
+
+    @property
+    def size(self) -> int:
+        return max(self.right - self.left, self.bottom - self.top)
+
+    def rect(self):
+        import dlib
+
+        return dlib.rectangle(self.left, self.top, self.right, self.bottom)
+
+
+def detect_faces(image: np.ndarray, detector: str = "hog", upsample: int = 1, min_score: float = 0.5) -> list[Face]:
+    """Faces in a uint8 (h, w, 3) RGB image, most confident first.
+
+    Args:
+        detector: "hog" (fast, CPU) or "cnn" (dlib's MMOD; slow without CUDA).
+        upsample: times the image is doubled first; finds faces smaller than the 80 px HOG window.
+        min_score: detections below this confidence are dropped (HOG scores ~0.1 on textured clutter).
+    """
+    image = np.ascontiguousarray(image, dtype=np.uint8)
+    if detector == "hog":
+        rects, scores, _ = _hog().run(image, upsample, 0.0)
+        found = [(r, s) for r, s in zip(rects, scores)]
+    elif detector == "cnn":
+        found = [(d.rect, d.confidence) for d in _cnn()(image, upsample)]
+    else:
+        raise ValueError(f"unknown face detector {detector!r}; known: hog, cnn")
+    faces = [Face(r.left(), r.top(), r.right(), r.bottom(), float(s)) for r, s in found if s >= min_score]
+    return sorted(faces, key=lambda f: -f.score)
+
+
+def implausible(face: Face, shape: tuple[int, ...], min_size: float, max_size: float, margin: float) -> str | None:
+    """Why a face does not look like a portrait's subject, or None when it does."""
+    h, w = shape[:2]
+    rel = face.size / min(h, w)
+    if not min_size <= rel <= max_size:
+        return f"face size {rel:.2f} of the image outside [{min_size}, {max_size}]"
+    cx, cy = (face.left + face.right) / 2 / w, (face.top + face.bottom) / 2 / h
+    if not (margin <= cx <= 1 - margin and margin <= cy <= 1 - margin):
+        return f"face centre ({cx:.2f}, {cy:.2f}) within {margin} of the border"
+    return None
+
+
+def single_face_check(image: np.ndarray, *, detector: str = "hog", upsample: int = 1, min_score: float = 0.5,
+                      min_size: float = 0.1, max_size: float = 0.9, margin: float = 0.1) -> tuple[int, str | None]:
+    """A portrait shows exactly one face of plausible size and position.
+
+    Returns:
+        (number of faces detected, reason it fails or None).
+    """
+    faces = detect_faces(image, detector, upsample, min_score)
+    if len(faces) != 1:
+        return len(faces), f"{len(faces)} faces detected, expected 1"
+    return 1, implausible(faces[0], image.shape, min_size, max_size, margin)
+
+
+def descriptor(image: np.ndarray, face: Face) -> np.ndarray:
+    """dlib's 128-D identity descriptor of one face; distance < 0.6 means the same person by dlib's convention."""
+    image = np.ascontiguousarray(image, dtype=np.uint8)
+    shape = _landmarks()(image, face.rect())
+    return np.asarray(_encoder().compute_face_descriptor(image, shape), dtype=np.float32)  # (128,)
+
+
+# Perceived attributes ---------------------------------------------------------------------------------------
+
+ATTRIBUTES = ("gender", "age", "ethnicity")
+
+
+class AttributeAnalyser(Protocol):
+    name: str
+
+    def analyse(self, image: np.ndarray) -> dict:
+        """{"gender": str, "age": float, "ethnicity": str} for the dominant face of an RGB image."""
+
+
+class DeepFaceAnalyser:
+    """DeepFace's age/gender/race models, from a local weights folder only (it would download otherwise)."""
+
+    name = "deepface"
+
+    def __init__(self, weights: Path):
+        # DeepFace looks for $DEEPFACE_HOME/.deepface/weights.
+        os.environ["DEEPFACE_HOME"] = str(Path(weights).resolve().parent.parent)
+        from deepface import DeepFace
+
+        self._df = DeepFace
+
+    def analyse(self, image: np.ndarray) -> dict:
+        res = self._df.analyze(img_path=np.ascontiguousarray(image[..., ::-1]), actions=("age", "gender", "race"),
+                               enforce_detection=False, detector_backend="skip", silent=True)
+        r = res[0] if isinstance(res, list) else res
+        return {"gender": str(r["dominant_gender"]).lower(), "age": float(r["age"]),
+                "ethnicity": str(r["dominant_race"])}
+
+
+def build_analyser(weights: str | None) -> tuple[AttributeAnalyser | None, str]:
+    """The perceived-attribute analyser, or None and the reason it is unavailable (never a guess)."""
+    if importlib.util.find_spec("deepface") is None:
+        return None, "deepface is not installed (no offline model here predicts perceived gender/age/ethnicity)"
+    if not weights:
+        return None, "audit.deepface_weights is not set (DeepFace would try to download its weights)"
+    if not Path(weights).is_dir():
+        return None, f"audit.deepface_weights {weights} is not a directory"
+    return DeepFaceAnalyser(Path(weights)), "deepface"

@@ -1,0 +1,229 @@
+"""Stage `generate`: crash safety under kill -9, shards, the reference set, bad input, the Dask flow on tiny FLUX."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from facerealism.config import ConfigError, load_config
+from facerealism.files import load_rgb, sha256_file
+from facerealism.stages import generate, run_stage
+
+from .conftest import ROOT, cli_env
+
+
+def synthetic_cfg(root: Path, *extra: str):
+    return load_config(ROOT / "params.yaml", [
+        "prompts.n_enriched=10", "prompts.n_baseline=2", "generate.size=32", "train.crop=32",
+        f"paths.data={root}/data", f"paths.reports={root}/reports", *extra])
+
+
+def files_on_disk(root: Path, side: str) -> set[str]:
+    return {p.stem for p in (root / "data/pairs" / side).glob("*.png")}
+
+
+def test_kill_9_mid_run_then_rerun_loses_and_duplicates_nothing(tmp_path):
+    params = ["prompts.n_enriched=400", "prompts.n_baseline=0", "generate.size=64",
+              f"paths.data={tmp_path}/data", f"paths.reports={tmp_path}/reports"]
+    cfg = load_config(ROOT / "params.yaml", params)
+    run_stage("prompts", cfg)
+    args = [str(Path(os.sys.executable).parent / "facerealism"), "stage", "generate", "--params", str(ROOT / "params.yaml")]
+    for p in params:
+        args += ["--set", p]
+    proc = subprocess.Popen(args, cwd=tmp_path, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    dev_dir = tmp_path / "data/pairs/dev"
+    deadline = time.monotonic() + 120
+    while (len(list(dev_dir.glob("*.png"))) if dev_dir.is_dir() else 0) < 30:
+        assert proc.poll() is None, f"generate ended before it could be killed: {proc.stderr.read()[-500:]!r}"
+        assert time.monotonic() < deadline, "generate produced no pairs within 120 s"
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    done_before = files_on_disk(tmp_path, "dev")
+    assert 30 <= len(done_before) < 400, "the kill must land mid-run"
+    assert not (tmp_path / "data/pairs/manifest.parquet").exists()
+
+    # What a crash can leave besides: a pair whose dev image is missing, and temporary files of atomic writes.
+    victim = sorted(done_before)[0]
+    (dev_dir / f"{victim}.png").unlink()
+    stray = [dev_dir / f".{victim}.png.k1ll3d.tmp", tmp_path / "data/pairs/schnell" / ".e00399.png.abcd_12.tmp"]
+    for f in stray:
+        f.write_bytes(b"half a png")
+    kept = {i: (dev_dir / f"{i}.png").stat().st_mtime_ns for i in done_before - {victim}}
+
+    out = run_stage("generate", cfg)
+    assert out["pairs"] == 400 and out["skipped"] == len(kept) and out["generated"] == 400 - len(kept)
+    manifest = pd.read_parquet(tmp_path / "data/pairs/manifest.parquet")
+    assert manifest["id"].is_unique
+    ids = set(manifest["id"])
+    assert ids == files_on_disk(tmp_path, "schnell") == files_on_disk(tmp_path, "dev") == set(
+        pd.read_parquet(tmp_path / "data/prompts.parquet")["id"])
+    assert not [f for f in (tmp_path / "data/pairs").rglob("*.tmp")]
+    # Finished pairs were not rendered again; the victim was, and equals an uninterrupted render.
+    assert all((dev_dir / f"{i}.png").stat().st_mtime_ns == t for i, t in kept.items())
+    from facerealism.backends.synthetic import render_pair
+
+    row = manifest.set_index("id").loc[victim]
+    schnell, dev = render_pair(int(row.seed), 64, **cfg.generate.synthetic.model_dump())
+    np.testing.assert_array_equal(load_rgb(row.dev_path), dev)
+    np.testing.assert_array_equal(load_rgb(row.schnell_path), schnell)
+    for r in manifest.itertuples():  # hashes describe the files as they are now
+        assert sha256_file(r.dev_path) == r.dev_sha256
+
+
+def test_shards_render_disjoint_parts_that_add_up_to_the_unsharded_run(tmp_path):
+    whole = synthetic_cfg(tmp_path / "whole")
+    run_stage("prompts", whole)
+    run_stage("generate", whole)
+    ref = pd.read_parquet(tmp_path / "whole/data/pairs/manifest.parquet")
+
+    sharded = [synthetic_cfg(tmp_path / "sharded", "generate.shards=2", f"generate.shard_index={i}") for i in (0, 1)]
+    run_stage("prompts", sharded[0])
+    first = run_stage("generate", sharded[0])
+    assert first["generated"] == 6 and first["pairs"] == 6  # the manifest holds what is on disk so far
+    # Shard 0 must not delete a temporary file of shard 1, which may be mid-write on another worker.
+    other = tmp_path / "sharded/data/pairs/dev" / ".e00001.png.w0rk3r.tmp"
+    mine = tmp_path / "sharded/data/pairs/dev" / ".e00000.png.w0rk3r.tmp"
+    other.write_bytes(b"x"), mine.write_bytes(b"x")
+    assert run_stage("generate", sharded[0])["generated"] == 0
+    assert other.exists() and not mine.exists()
+    second = run_stage("generate", sharded[1])
+    assert second["generated"] == 6 and second["pairs"] == 12
+    manifest = pd.read_parquet(tmp_path / "sharded/data/pairs/manifest.parquet")
+    pd.testing.assert_series_equal(manifest["dev_sha256"], ref["dev_sha256"])  # same pixels, same order
+    with pytest.raises(ConfigError, match="shard_index"):
+        synthetic_cfg(tmp_path, "generate.shards=2", "generate.shard_index=2")
+
+
+def test_reference_set_is_separate_and_independent_of_the_fast_image(tmp_path):
+    cfg = synthetic_cfg(tmp_path, "generate.reference_count=3")
+    run_stage("prompts", cfg)
+    out = run_stage("generate", cfg)
+    assert out["reference"] == 3 and out["pairs"] == 12
+    ref = pd.read_parquet(tmp_path / "data/reference/manifest.parquet")
+    assert len(ref) == 3 and set(ref["template"]) == {"enriched", "baseline"}  # spread over the prompt table
+    pairs = pd.read_parquet(tmp_path / "data/pairs/manifest.parquet").set_index("id")
+    for r in ref.itertuples():
+        assert Path(r.path).parent == tmp_path / "data/reference/images"
+        assert r.sha256 != pairs.loc[r.id, "dev_sha256"]  # not the img2img dev image of the pair
+    # Turned off, the reference manifest is empty (the DVC output still exists) and the pairs stay.
+    off = synthetic_cfg(tmp_path, "generate.reference_count=0")
+    assert run_stage("generate", off)["generated"] == 0
+    assert len(pd.read_parquet(tmp_path / "data/reference/manifest.parquet")) == 0
+
+
+def test_contact_sheet_shows_schnell_over_dev(tmp_path):
+    cfg = synthetic_cfg(tmp_path, "generate.sample_pairs=4")
+    run_stage("prompts", cfg)
+    run_stage("generate", cfg)
+    sheet = load_rgb(tmp_path / "reports/generate_samples.png")
+    scale = 128 // 32
+    assert sheet.shape[0] == 2 * (32 * scale + 2) + 2  # two rows: schnell, dev
+    assert sheet.shape[1] == 70 + 4 * (32 * scale + 2) + 2  # four pairs
+
+
+def test_bad_input_fails_in_one_line_and_keeps_finished_pairs(tmp_path):
+    cfg = synthetic_cfg(tmp_path)
+    run_stage("prompts", cfg)
+    run_stage("generate", cfg)
+    before = {p: p.read_bytes() for p in (tmp_path / "data/pairs").rglob("*.png")}
+
+    with pytest.raises(ConfigError, match=r"generate\.backend"):
+        synthetic_cfg(tmp_path, "generate.backend=nope")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(ValueError, match=r"paths\.data: cannot write to .*a-file"):
+        run_stage("generate", synthetic_cfg(tmp_path, f"paths.data={blocker}/data"))
+    prompts = pd.read_parquet(tmp_path / "data/prompts.parquet")
+    prompts.drop(columns=["seed", "region"]).to_parquet(tmp_path / "data/prompts.parquet")
+    with pytest.raises(ValueError, match=r"lacks column\(s\) \['region', 'seed'\]") as err:
+        run_stage("generate", cfg)
+    assert "\n" not in str(err.value)
+    assert {p: p.read_bytes() for p in (tmp_path / "data/pairs").rglob("*.png")} == before
+
+
+# --- real diffusers pipelines on tiny random FLUX (no weights, no hub) ---
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> dict[str, Path]:
+    from facerealism.backends.tiny_flux import build_tiny_flux
+
+    root = tmp_path_factory.mktemp("tiny_flux")
+    return {"schnell": build_tiny_flux(root / "schnell", seed=0, variant="schnell"),
+            "dev": build_tiny_flux(root / "dev", seed=10, variant="dev")}
+
+
+@pytest.fixture
+def one_thread():
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_diffusers_backend_resolves_flux_through_autopipeline(tiny, tmp_path, one_thread):
+    from facerealism.backends.auto import DiffusersBackend
+
+    cfg = synthetic_cfg(tmp_path, "generate.backend=diffusers", f"generate.diffusers.fast_model={tiny['schnell']}",
+                        f"generate.diffusers.slow_model={tiny['dev']}", "generate.diffusers.dtype=float32",
+                        "generate.diffusers.fast_kwargs={num_inference_steps: 2, guidance_scale: 0.0}",
+                        "generate.diffusers.slow_kwargs={num_inference_steps: 4, guidance_scale: 3.0, "
+                        "max_sequence_length: 64}", "generate.reference_count=2", "prompts.n_enriched=3",
+                        "prompts.n_baseline=0")
+    run_stage("prompts", cfg)
+    out = run_stage("generate", cfg)
+    assert out["pairs"] == 3 and out["reference"] == 2
+    backend = generate._LOADED[next(k for k in generate._LOADED if '"diffusers"' in k)]
+    assert type(backend.fast_pipe).__name__ == "FluxPipeline"
+    assert type(backend.slow_pipe).__name__ == "FluxImg2ImgPipeline"
+    assert type(backend.ref_pipe).__name__ == "FluxPipeline" and backend.ref_pipe.transformer is backend.slow_pipe.transformer
+    m = pd.read_parquet(tmp_path / "data/pairs/manifest.parquet")
+    assert json.loads(m["params"].iloc[0])["slow_kwargs"]["num_inference_steps"] == 4
+    for r in m.itertuples():
+        assert load_rgb(r.dev_path).std() > 4 and r.schnell_sha256 != r.dev_sha256
+
+    with pytest.raises(ValueError, match=r"generate\.diffusers\.slow_kwargs: \['strength'\]"):
+        DiffusersBackend(synthetic_cfg(tmp_path, "generate.backend=diffusers",
+                                       "generate.diffusers.slow_kwargs={strength: 0.3}"))
+    hub = DiffusersBackend(synthetic_cfg(tmp_path, "generate.backend=diffusers",
+                                         "generate.diffusers.fast_model=acme/no-such-model"))
+    with pytest.raises(ValueError, match=r"generate\.diffusers\.fast_model: cannot load hub model acme/no-such-model"):
+        hub.load()
+    wrong = DiffusersBackend(synthetic_cfg(tmp_path, "generate.backend=diffusers",
+                                           f"generate.diffusers.fast_model={tiny['schnell'] / 'vae'}"))
+    with pytest.raises(ValueError, match=r"no model_index\.json"):
+        wrong.load()
+
+
+def test_flow_renders_shards_on_two_dask_workers(tiny, tmp_path):
+    """Two local worker processes, one pipeline each, then one manifest from disk (flows/generate.py)."""
+    overrides = ["generate.backend=flux", "generate.size=32", "train.crop=32", "prompts.n_enriched=5",
+                 "prompts.n_baseline=1", f"generate.flux.fast_model={tiny['schnell']}",
+                 f"generate.flux.slow_model={tiny['dev']}", "generate.flux.slow_steps=4", "generate.workers=2",
+                 f"paths.data={tmp_path}/data", f"paths.reports={tmp_path}/reports"]
+    run_stage("prompts", load_config(ROOT / "params.yaml", overrides))
+    script = (f"import json, sys; from flows.generate import run; "
+              f"r = run({str(ROOT / 'params.yaml')!r}, {overrides!r}); print('RESULT', json.dumps(r))")
+    env = {**cli_env(), "OMP_NUM_THREADS": "1", "PREFECT_HOME": str(tmp_path / ".prefect"),
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "true"}
+    done = subprocess.run([os.sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.split("RESULT ", 1)[1])
+    assert result["pairs"] == 6
+    assert sorted(s["shard"] for s in result["shards"]) == [0, 1]
+    assert sorted(s["generated"] for s in result["shards"]) == [3, 3]
+    manifest = pd.read_parquet(tmp_path / "data/pairs/manifest.parquet")
+    assert set(manifest["id"]) == files_on_disk(tmp_path, "dev") == files_on_disk(tmp_path, "schnell")
+    assert len(manifest) == 6 and (manifest["backend"] == "flux").all()

@@ -1,0 +1,297 @@
+"""Registry, promotion gate and model serving against real MLflow stores: SQLite, and `mlflow server` over HTTP."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from facerealism import servers, tracking
+from facerealism.config import load_config
+from facerealism.files import write_json, write_parquet
+from facerealism.head import enhance_array, load_head, save_head
+from facerealism.models import build_generator
+from facerealism.stages import register
+
+from .conftest import ROOT, cli_env
+
+NAME = "facerealism-head"
+GOOD = {"fd_diff.spectral": 1.0, "fd_diff.random_conv": 0.01}
+
+
+def make_project(root: Path, mlflow_uri: str | None = None):
+    """A project holding what `register` reads: validated ids, a tiny perturbed head, metrics and a benchmark."""
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "params.yaml", root / "params.yaml")
+    uri = mlflow_uri or f"sqlite:///{root}/mlflow.db"
+    overrides = ["generate.size=32", "train.crop=32", "train.ngf=8", "train.n_blocks=1", "benchmark.sizes=[32]",
+                 f"paths.data={root}/data", f"paths.models={root}/models", f"paths.reports={root}/reports",
+                 f"paths.mlflow_uri={uri}", f"paths.mlflow_artifacts={root}/mlartifacts"]
+    cfg = load_config(root / "params.yaml", overrides)
+    write_parquet(root / "data/validated.parquet", pd.DataFrame({"id": [f"pair{i:03d}" for i in range(40)]}))
+    torch.manual_seed(0)
+    kwargs = {"ngf": 8, "n_blocks": 1, "residual_output": True}
+    G = build_generator("esa_resnet", **kwargs)
+    with torch.no_grad():  # a fresh residual head is the identity; perturb it so outputs prove which weights ran
+        for p in G.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    save_head(G, root / "models/head", "esa_resnet", kwargs, {"config": cfg.dump()})
+    write_json(root / "reports/benchmark.json", {"head_speed": {"32": {"fp32": {"images_per_s": 40.0}}}})
+    return cfg
+
+
+def register_with(cfg, metrics: dict) -> dict:
+    write_json(Path(cfg.paths.reports) / "metrics.json", metrics)
+    return register.run(cfg)
+
+
+def png_b64(image: np.ndarray) -> str:
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def decode_b64(value: str) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(value))).convert("RGB"))
+
+
+def sample_image() -> np.ndarray:
+    return np.random.default_rng(1).integers(0, 255, (36, 44, 3), dtype=np.uint8)
+
+
+# --- the gate's policy ----------------------------------------------------------------------
+
+def test_gate_thresholds_throughput_and_split():
+    cfg = load_config(ROOT / "params.yaml", ["benchmark.sizes=[32]"])
+    fast = {"head_speed": {"32": {"fp32": {"images_per_s": 10.0}}}}
+    assert register.gate(cfg, GOOD, None, fast)[0]
+    passed, reasons = register.gate(cfg, {"fd_diff.spectral": 1.0}, None, fast)
+    assert not passed and any("fd_diff.random_conv is missing" in r for r in reasons)
+    slow = {"head_speed": {"32": {"fp32": {"images_per_s": 0.1}}}}
+    passed, reasons = register.gate(cfg, GOOD, None, slow)
+    assert not passed and any("below the floor" in r for r in reasons)
+    passed, reasons = register.gate(cfg, GOOD, None, {"head_speed": {"64": {"fp32": {"images_per_s": 9.0}}}})
+    assert not passed and any("no fp32 images/s at 32px" in r for r in reasons)
+    # A champion scored on another split is not compared (absolute_only) or blocks promotion (fail).
+    better_champ = {"fd_diff.spectral": 5.0}
+    assert not register.gate(cfg, GOOD, better_champ, fast)[0]
+    passed, reasons = register.gate(cfg, GOOD, better_champ, fast, split_changed=True)
+    assert passed and any("another held-out split" in r for r in reasons)
+    cfg.register.on_split_change = "fail"
+    assert not register.gate(cfg, GOOD, better_champ, fast, split_changed=True)[0]
+    # The champion metric itself missing from the candidate fails even when required metrics pass.
+    cfg.register.required = {}
+    assert not register.gate(cfg, {"fd_diff.random_conv": 1.0}, {"fd_diff.spectral": 0.1}, fast)[0]
+
+
+# --- SQLite registry: worse candidate, better candidate, fresh-process load, serving -----------
+
+@pytest.fixture(scope="module")
+def sqlite_registry(tmp_path_factory):
+    """Three registrations in one project: good (v1), worse (v2), better (v3)."""
+    root = tmp_path_factory.mktemp("registry")
+    cfg = make_project(root)
+    old = os.getcwd()
+    os.chdir(root)
+    try:
+        results = [register_with(cfg, GOOD),
+                   register_with(cfg, {**GOOD, "fd_diff.spectral": 0.5}),
+                   register_with(cfg, {**GOOD, "fd_diff.spectral": 2.0})]
+        yield root, cfg, results
+    finally:
+        os.chdir(old)
+
+
+def test_worse_candidate_keeps_champion_and_better_one_moves_it(sqlite_registry):
+    root, cfg, (first, worse, better) = sqlite_registry
+    assert first == {"version": "1", "promoted": True, "champion": "1"}
+    assert worse == {"version": "2", "promoted": False, "champion": "1"}
+    assert better == {"version": "3", "promoted": True, "champion": "3"}
+    client = tracking.setup(cfg).MlflowClient()
+    assert str(client.get_model_version_by_alias(NAME, "champion").version) == "3"
+    assert str(client.get_model_version_by_alias(NAME, "challenger").version) == "3"
+    v2 = client.get_model_version(NAME, "2")
+    assert v2.tags["gate.passed"] == "False" and "does not beat champion's 1" in v2.tags["gate.reasons"]
+    assert v2.tags["metric.fd_diff.spectral"] == "0.5"
+    fingerprints = {client.get_model_version(NAME, v).tags[register.SPLIT_TAG] for v in "123"}
+    assert len(fingerprints) == 1 and len(fingerprints.pop()) == 16
+    decision = json.loads((root / "reports/promotion.json").read_text())
+    assert decision["previous_champion"] == "1" and decision["champion"] == "3"
+    assert decision["data_version"].startswith("sha256:")
+
+
+def test_model_card_safetensors_and_no_pickle(sqlite_registry):
+    root, cfg, _ = sqlite_registry
+    mlflow = tracking.setup(cfg)
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/{NAME}@champion", dst_path=str(root / "dl")))
+    files = [p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file()]
+    assert "artifacts/head/head.safetensors" in files
+    assert not [f for f in files if f.endswith((".pkl", ".pickle", ".pt", ".pth"))], files
+    card = (local / "artifacts/README.md").read_text()
+    assert "| fd_diff.spectral | 2 |" in card and "holdout_fingerprint" in card and "data_version" in card
+    assert "git_commit" in card and "min_images_per_s: 0.5" in card  # the resolved config is in the card
+    mlmodel = (local / "MLmodel").read_text()
+    assert "signature:" in mlmodel and "image" in mlmodel and "holdout_fingerprint" in mlmodel
+    assert (local / "serving_input_example.json").exists()
+    mv = mlflow.MlflowClient().get_model_version(NAME, "3")
+    assert mv.description.startswith(f"# {NAME}") and mv.tags["data.version"].startswith("sha256:")
+
+
+def test_champion_loads_in_a_fresh_process(sqlite_registry, tmp_path):
+    root, cfg, _ = sqlite_registry
+    image = sample_image()
+    Image.fromarray(image).save(tmp_path / "x.png")
+    code = ("import mlflow, pandas as pd, sys; m = mlflow.pyfunc.load_model('models:/facerealism-head@champion'); "
+            "print(m.predict(pd.DataFrame({'image': [sys.argv[1]]}))['image'][0])")
+    env = {**cli_env(), "MLFLOW_TRACKING_URI": tracking._uri(cfg), "OMP_NUM_THREADS": "1"}
+    res = subprocess.run([sys.executable, "-c", code, str(tmp_path / "x.png")], capture_output=True, text=True,
+                         env=env, timeout=180, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    got = decode_b64(res.stdout.strip().splitlines()[-1])
+    G, _ = load_head(root / "models/head")
+    expected = enhance_array(G, image[None])[0]
+    assert got.shape == image.shape and np.array_equal(got, expected) and not np.array_equal(got, image)
+
+
+def test_served_champion_answers_http_post(sqlite_registry):
+    root, cfg, _ = sqlite_registry
+    image = sample_image()
+    server = servers.start_model_server(f"models:/{NAME}@champion", tracking._uri(cfg),
+                                        log_path=root / "serve.log", wait=120)
+    try:
+        body = json.dumps({"dataframe_split": {"columns": ["image"], "data": [[png_b64(image)]]}}).encode()
+        req = urllib.request.Request(server.url + "/invocations", data=body,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=60) as r:
+            predictions = json.loads(r.read())["predictions"]
+        got = decode_b64(predictions[0]["image"])
+        G, _ = load_head(root / "models/head")
+        assert np.array_equal(got, enhance_array(G, image[None])[0])
+    finally:
+        server.stop()
+    assert server.proc.poll() is not None and servers.group_members(server.pid) == []  # workers included
+
+
+def test_settle_moves_a_stale_champion_write_up(sqlite_registry):
+    """A racing promotion that set `champion` last with a worse (but passing) model is repaired by settle."""
+    _, cfg, _ = sqlite_registry
+    client = tracking.setup(cfg).MlflowClient()
+    client.set_registered_model_alias(NAME, "champion", "1")
+    assert register.settle_champion(client, cfg, NAME) == "3"
+    assert str(client.get_model_version_by_alias(NAME, "champion").version) == "3"
+
+
+PROMOTE = """
+import json, sys, time
+from facerealism import tracking
+from facerealism.config import load_config
+from facerealism.stages import register
+a = json.loads(sys.argv[1])
+cfg = load_config(a["params"], a["overrides"])
+client = tracking.setup(cfg).MlflowClient()
+while time.time() < a["start_at"]:
+    time.sleep(0.01)
+print(json.dumps(register.promote(client, cfg, a["version"], a["metrics"], a["benchmark"], a["split"])))
+"""
+
+
+def promote_concurrently(cfg, root: Path, candidates: dict[str, float]) -> list[dict]:
+    """Register one version per spectral value, then promote them from separate processes at the same instant."""
+    client = tracking.setup(cfg).MlflowClient()
+    base = client.get_model_version(NAME, "1")
+    split = base.tags[register.SPLIT_TAG]
+    overrides = [f"paths.mlflow_uri={cfg.paths.mlflow_uri}", "benchmark.sizes=[32]", "generate.size=32",
+                 "train.crop=32"]
+    start_at = time.time() + 8  # both processes have imported mlflow by then
+    procs = []
+    for spectral in candidates.values():
+        mv = tracking.setup(cfg).register_model(base.source, NAME)  # a new version of the same artifacts
+        metrics = {**GOOD, "fd_diff.spectral": spectral}
+        for k, v in metrics.items():
+            client.set_model_version_tag(NAME, mv.version, f"metric.{k}", str(v))
+        client.set_model_version_tag(NAME, mv.version, register.SPLIT_TAG, split)
+        arg = {"params": str(root / "params.yaml"), "overrides": overrides, "start_at": start_at,
+               "version": str(mv.version), "metrics": metrics, "split": split,
+               "benchmark": {"head_speed": {"32": {"fp32": {"images_per_s": 40.0}}}}}
+        procs.append(subprocess.Popen([sys.executable, "-c", PROMOTE, json.dumps(arg)], stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True, env=cli_env(), cwd=root))
+    out = []
+    for p in procs:
+        stdout, stderr = p.communicate(timeout=180)
+        assert p.returncode == 0, stderr[-2000:]
+        out.append(json.loads(stdout.strip().splitlines()[-1]))
+    return out
+
+
+def test_two_processes_promoting_at_once_leave_the_better_champion(sqlite_registry):
+    root, cfg, _ = sqlite_registry
+    decisions = promote_concurrently(cfg, root, {"good": 4.0, "best": 5.0})
+    best = decisions[1]["version"]
+    client = tracking.setup(cfg).MlflowClient()
+    assert str(client.get_model_version_by_alias(NAME, "champion").version) == best
+    assert decisions[1]["promoted"]
+    assert (root / "mlflow.promotion.lock").exists()  # SQLite stores take the exact file lock, not the lease
+
+
+# --- a real tracking server: SQLite and PostgreSQL backends over HTTP ---------------------------
+
+@pytest.fixture(scope="module")
+def tracking_servers(tmp_path_factory):
+    """One `mlflow server` per backend store, started in parallel and stopped by PID at the end."""
+    root = tmp_path_factory.mktemp("servers")
+    started, skips, dbs = {}, {}, []
+    try:
+        try:
+            pg = servers.create_postgres_db()
+            dbs.append(pg)
+            started["postgresql"] = servers.start_tracking_server(pg, root / "pg-artifacts",
+                                                                   log_path=root / "pg.log", wait=None)
+        except ConnectionError as e:
+            skips["postgresql"] = str(e)
+        started["sqlite"] = servers.start_tracking_server(f"sqlite:///{root}/server.db", root / "sq-artifacts",
+                                                           log_path=root / "sq.log", wait=None)
+        for server in started.values():
+            server.wait_healthy(150)
+        yield root, started, skips
+    finally:
+        for server in started.values():
+            server.stop()
+        assert all(s.proc.poll() is not None and not servers.group_members(s.pid) for s in started.values())
+        for db in dbs:
+            servers.drop_postgres_db(db)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_register_alias_load_and_concurrent_promotion_over_http(tracking_servers, backend, monkeypatch):
+    root, started, skips = tracking_servers
+    if backend in skips:
+        pytest.skip(skips[backend])
+    server = started[backend]
+    project = root / f"project-{backend}"
+    cfg = make_project(project, mlflow_uri=server.url)
+    monkeypatch.chdir(project)
+    assert register_with(cfg, GOOD) == {"version": "1", "promoted": True, "champion": "1"}
+    mlflow = tracking.setup(cfg)
+    model = mlflow.pyfunc.load_model(f"models:/{NAME}@champion")
+    image = sample_image()
+    got = decode_b64(model.predict(pd.DataFrame({"image": [png_b64(image)]}))["image"][0])
+    G, _ = load_head(project / "models/head")
+    assert np.array_equal(got, enhance_array(G, image[None])[0])
+    # No file lock reaches a server: the lease tag + settle keep champion on the better model.
+    decisions = promote_concurrently(cfg, project, {"good": 3.0, "best": 6.0})
+    client = mlflow.MlflowClient()
+    assert str(client.get_model_version_by_alias(NAME, "champion").version) == decisions[1]["version"]
+    assert register.LOCK_TAG not in client.get_registered_model(NAME).tags

@@ -1,0 +1,169 @@
+"""Training at full scope on the tiny profile: exact resume after SIGKILL, the three heads, LPIPS, the sweep."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from facerealism.config import load_config
+from facerealism.stages import run_stage
+
+from .conftest import ROOT, cli_env, tiny_overrides
+
+# fp32 and one thread: bit-exact arithmetic is what makes "resumed == uninterrupted" testable.
+EXACT = ["train.mixed_precision=fp32", "train.threads=1", "train.log_every=5"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """One tiny validated dataset shared by the tests below; each test trains into its own models/ folder."""
+    root = tmp_path_factory.mktemp("train")
+    (root / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    old = os.getcwd()
+    os.chdir(root)
+    cfg = load_config(root / "params.yaml", tiny_overrides(root))
+    for stage in ("prompts", "generate", "validate"):
+        run_stage(stage, cfg)
+    yield root
+    os.chdir(old)
+
+
+def cfg_for(root: Path, name: str, *extra: str):
+    return load_config(root / "params.yaml", tiny_overrides(root) + EXACT + [
+        f"paths.models={root / name / 'models'}", f"paths.reports={root / name / 'reports'}", *extra])
+
+
+def head_weights(models: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(models / "head" / "head.safetensors"))
+
+
+def test_sigkilled_training_resumes_to_identical_weights(data):
+    steps = ["train.steps=40", "train.checkpoint_every=5"]
+    ref = run_stage("train", cfg_for(data, "ref", *steps))
+    assert ref["resumed_from_step"] is None
+
+    killed = data / "killed" / "models"
+    sets = [f"--set={s}" for s in tiny_overrides(data) + EXACT + steps +
+            [f"paths.models={killed}", f"paths.reports={data / 'killed' / 'reports'}"]]
+    proc = subprocess.Popen([str(Path(os.sys.executable).parent / "facerealism"), "stage", "train", *sets],
+                            cwd=data, env={**cli_env(), "OMP_NUM_THREADS": "1"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list((killed / "checkpoints").glob("step-*")):
+        assert proc.poll() is None, f"training exited before its first checkpoint: {proc.stderr.read()[-2000:]}"
+        assert time.monotonic() < deadline, "no checkpoint within 120 s"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "head").exists(), "killed too late: training had finished"
+
+    out = run_stage("train", cfg_for(data, "killed", *steps, "train.resume=true"))
+    assert 5 <= out["resumed_from_step"] < 40
+    a, b = head_weights(data / "ref" / "models"), head_weights(killed)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # The loss history across the kill matches the uninterrupted one too (same batches, same pools).
+    hist = lambda name: json.loads((data / name / "reports" / "train.json").read_text())["history"]  # noqa: E731
+    assert hist("ref") == [{**h, "steps_per_s": r["steps_per_s"]} for h, r in zip(hist("killed"), hist("ref"))]
+
+
+def test_bad_checkpoints_fail_in_one_line_and_are_kept(data):
+    cfg = cfg_for(data, "bad", "train.steps=4", "train.checkpoint_every=2")
+    run_stage("train", cfg)
+    ckpts = sorted((data / "bad" / "models" / "checkpoints").glob("step-*"))
+    assert [p.name for p in ckpts] == ["step-00000002"]  # step 4 is the end: the head, not a checkpoint
+
+    other = cfg_for(data, "bad", "train.steps=4", "train.model=resnet", "train.resume=true")
+    with pytest.raises(ValueError, match=r"is for .*esa_resnet.*set train.resume=false"):
+        run_stage("train", other)
+
+    tensors = ckpts[-1] / "state.safetensors"
+    blob = bytearray(tensors.read_bytes())
+    blob[-10] ^= 0xFF
+    tensors.write_bytes(bytes(blob))
+    with pytest.raises(ValueError, match=r"^corrupted checkpoint .*state.safetensors"):
+        run_stage("train", cfg_for(data, "bad", "train.steps=4", "train.resume=true"))
+    assert tensors.read_bytes() == bytes(blob)  # a failed resume leaves the evidence alone
+
+
+@pytest.mark.parametrize("model", ["esa_resnet", "resnet", "unet_cbam"])
+def test_each_head_trains_and_loads(data, model):
+    from facerealism.head import load_head
+
+    out = run_stage("train", cfg_for(data, model, f"train.model={model}", "train.steps=3", "train.unet_depth=3"))
+    G, meta = load_head(data / model / "models" / "head")
+    assert meta["arch"] == model and meta["residual_output"] is True and meta["output_mode"].startswith("residual")
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    assert G(x).shape == x.shape
+    if model == "unet_cbam":
+        assert meta["lpips"].startswith("unavailable (train.lpips_weights is not set")
+        assert set(out["final_losses"]) == {"grad", "l1"}
+    else:
+        assert 0 < out["holdout_cycle_ssim"] <= 1 and out["final_cycle_l1"] > 0
+
+
+def test_unet_trains_with_lpips_from_a_local_backbone_file(data, tmp_path):
+    import torchvision
+
+    torch.manual_seed(0)
+    weights = tmp_path / "alexnet.pth"
+    torch.save(torchvision.models.alexnet().state_dict(), weights)  # random: proves the plumbing only
+    cfg = cfg_for(data, "lpips", "train.model=unet_cbam", "train.steps=2", "train.unet_depth=3",
+                  f"train.lpips_weights={weights}")
+    out = run_stage("train", cfg)
+    assert out["lpips"] == f"alex: {weights}" and set(out["final_losses"]) == {"grad", "lpips"}
+    meta = json.loads((data / "lpips" / "models" / "head" / "head.json").read_text())
+    assert meta["lpips"] == f"alex: {weights}"
+
+    torch.save({"classifier.1.weight": torch.zeros(1)}, weights)
+    with pytest.raises(ValueError, match="is not a torchvision alex state dict"):
+        run_stage("train", cfg)
+
+
+def test_paired_crops_share_the_window_and_the_gradient_loss_ignores_colour():
+    from facerealism.stages.train import gradient_loss, paired_crops
+
+    A = torch.rand(3, 3, 16, 16)
+    a, b = paired_crops(A, A + 1.0, np.array([0, 2, 1]), 8, np.random.default_rng(0))
+    assert a.shape == (3, 3, 8, 8) and torch.allclose(b, a + 1.0)
+    assert gradient_loss(a + 0.3, a) < 1e-6 < gradient_loss(a.flip(-2), a)
+
+
+def test_sweep_flow_runs_nested_trials_and_picks_by_cycle_loss(data):
+    import mlflow
+
+    from flows.sweep import run_sweep
+
+    over = tiny_overrides(data) + ["train.sweep.lambda_cyc=[2.0]", "train.sweep.lr=[0.0001, 0.0002]",
+                                   "train.sweep.steps=3", "train.sweep.workers=1",
+                                   f"paths.models={data / 'sweep' / 'models'}", f"paths.reports={data / 'sweep' / 'reports'}"]
+    report = run_sweep(str(data / "params.yaml"), over)
+    assert json.loads((data / "sweep" / "reports" / "sweep.json").read_text()) == json.loads(json.dumps(report))
+    trials = report["trials"]
+    assert [t["name"] for t in trials] == ["cyc2_lr0.0001", "cyc2_lr0.0002"]
+    ok = [t for t in trials if t["holdout_cycle_ssim"] >= 0.9]
+    assert all(t["failed"] == (t not in ok) for t in trials)
+    assert report["best"] == min(ok, key=lambda t: t["final_cycle_l1"])
+    mlflow.set_tracking_uri(f"sqlite:///{data}/mlflow.db")
+    children = mlflow.search_runs(experiment_names=["facerealism"],
+                                  filter_string=f"tags.mlflow.parentRunId = '{report['mlflow_parent_run_id']}'")
+    assert sorted(children["tags.mlflow.runName"]) == ["cyc2_lr0.0001", "cyc2_lr0.0002"]
+
+
+@pytest.mark.parametrize("name", ["cpu", "1gpu", "8gpu", "multinode"])
+def test_accelerate_configs_are_valid(name):
+    cfg = yaml.safe_load((ROOT / "infra" / "accelerate" / f"{name}.yaml").read_text())
+    expected = {"cpu": (1, 1, "NO"), "1gpu": (1, 1, "NO"), "8gpu": (8, 1, "MULTI_GPU"), "multinode": (16, 2, "MULTI_GPU")}
+    assert (cfg["num_processes"], cfg["num_machines"], cfg["distributed_type"]) == expected[name]
+    assert cfg["use_cpu"] is (name == "cpu") and cfg["mixed_precision"] == "bf16"
+    if name == "multinode":
+        assert cfg["main_process_ip"] and cfg["main_process_port"] and "machine_rank" in cfg

@@ -1,0 +1,231 @@
+"""Validation suite at full scope: every kind of defect lands in quarantine with its reason; the gate; face checks."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from facerealism.config import load_config
+from facerealism.stages import run_stage
+from facerealism.stages.validate import ValidationFailed
+
+from .conftest import ROOT
+
+N_GOOD = 20
+
+
+def png_bytes(img: np.ndarray | Image.Image, fmt: str = "PNG") -> bytes:
+    buf = io.BytesIO()
+    (img if isinstance(img, Image.Image) else Image.fromarray(img)).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def make_project(root: Path, images: dict[str, tuple[bytes | None, bytes | None]], backend: str = "synthetic",
+                 size: int = 32, stale_sha: tuple[str, ...] = ()) -> None:
+    """data/pairs + manifest.parquet as generate writes them; None bytes = the file is absent.
+
+    The manifest's sha256 is that of the bytes written (a generator that produced the defect),
+    except for ids in stale_sha, whose files are corrupted after the fact.
+    """
+    rows = []
+    for i, (pair_id, (schnell, dev)) in enumerate(images.items()):
+        row = {"id": pair_id, "prompt": f"A professional portrait of Person {i}", "seed": 1000 + i,
+               "template": "enriched", "region": "Europe", "gender": "female",
+               "width": size, "height": size, "backend": backend, "params": "{}"}
+        for side, data in (("schnell", schnell), ("dev", dev)):
+            path = root / "data/pairs" / side / f"{pair_id}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            row[f"{side}_path"] = str(path)
+            row[f"{side}_sha256"] = hashlib.sha256(data or b"").hexdigest()
+            if data is not None:
+                path.write_bytes(data)
+        rows.append(row)
+    pd.DataFrame(rows).to_parquet(root / "data/pairs/manifest.parquet", index=False)
+    for pair_id in stale_sha:
+        m = pd.read_parquet(root / "data/pairs/manifest.parquet")
+        m.loc[m.id == pair_id, "dev_sha256"] = hashlib.sha256(b"the bytes that were generated").hexdigest()
+        m.to_parquet(root / "data/pairs/manifest.parquet", index=False)
+
+
+def cfg_for(root: Path, *overrides: str):
+    (root / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    return load_config(root / "params.yaml", ["generate.size=32", f"paths.data={root}/data",
+                                              f"paths.reports={root}/reports", *overrides])
+
+
+@pytest.fixture(scope="module")
+def defects(tmp_path_factory):
+    """20 good synthetic pairs plus one pair per kind of defect; id -> the reason it must be quarantined for."""
+    from facerealism.backends.synthetic import render_pair
+
+    root = tmp_path_factory.mktemp("defects")
+    good = {f"g{i:02d}": render_pair(i, 32) for i in range(N_GOOD)}
+    images = {k: (png_bytes(s), png_bytes(d)) for k, (s, d) in good.items()}
+    s0, d0 = render_pair(100, 32)
+    rng = np.random.default_rng(0)
+    nan = np.full((32, 32), np.nan, dtype=np.float32)
+    bad = {
+        "zero_bytes": ((png_bytes(s0), b""), "dev_bytes"),
+        "truncated": ((png_bytes(s0), png_bytes(d0)[:60]), "dev_decodes"),
+        "jpeg_as_png": ((png_bytes(s0), png_bytes(d0, "JPEG")), "dev_format_matches_extension"),
+        "wrong_size": ((png_bytes(s0), png_bytes(render_pair(101, 48)[1])), "dev_width"),
+        "grayscale": ((png_bytes(s0), png_bytes(Image.fromarray(d0).convert("L"))), "dev_mode"),
+        "rgba": ((png_bytes(s0), png_bytes(Image.fromarray(d0).convert("RGBA"))), "dev_mode"),
+        "missing": ((png_bytes(s0), None), "dev_exists"),
+        "black": ((png_bytes(s0), png_bytes(np.zeros((32, 32, 3), np.uint8))), "dev_brightness"),
+        "blank": ((png_bytes(s0), png_bytes(np.full((32, 32, 3), 128, np.uint8))), "dev_std"),
+        "noise": ((png_bytes(s0), png_bytes(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))), "dev_sharpness"),
+        "nan_frame": ((png_bytes(s0), png_bytes(Image.fromarray(nan), "TIFF")), "dev_finite"),
+        "exact_dup": ((png_bytes(render_pair(102, 32)[0]), images["g00"][1]), "dev_duplicate_of"),
+        "near_dup": ((png_bytes(render_pair(103, 32)[0]),
+                      png_bytes(np.clip(good["g01"][1].astype(int) + rng.integers(-1, 2, (32, 32, 3)), 0, 255)
+                                .astype(np.uint8))), "dev_near_duplicate_of"),
+    }
+    # Distinct renders for the schnell side of defective pairs, so only the intended check fires.
+    for j, k in enumerate(bad):
+        if k not in ("exact_dup", "near_dup"):
+            bad[k] = ((png_bytes(render_pair(200 + j, 32)[0]), bad[k][0][1]), bad[k][1])
+    images.update({k: v for k, (v, _) in bad.items()})
+    make_project(root, images)
+    # A pair whose files are not named after its id, and an image changed after generation.
+    m = pd.read_parquet(root / "data/pairs/manifest.parquet")
+    m = pd.concat([m, m[m.id == "g02"].assign(id="misnamed")], ignore_index=True)
+    m.to_parquet(root / "data/pairs/manifest.parquet", index=False)
+    expected = {k: r for k, (_, r) in bad.items()} | {"misnamed": "pair_complete"}
+    # A schnell image whose dev partner never got written (generation died mid-pair).
+    Image.fromarray(render_pair(300, 32)[0]).save(root / "data/pairs/schnell/orphan.png")
+    expected["orphan"] = "orphan: schnell image"
+    return root, expected
+
+
+def test_each_defect_is_quarantined_for_its_reason_and_nothing_is_deleted(defects):
+    root, expected = defects
+    files_before = sorted(p.name for p in (root / "data/pairs").rglob("*"))
+    cfg = cfg_for(root)
+    with pytest.raises(ValidationFailed, match=r"validation failed \(see .*validation\.md\): 15/35 pairs quarantined") as e:
+        run_stage("validate", cfg)
+    assert "\n" not in str(e.value)
+    q = pd.read_parquet(root / "reports/quarantine.parquet").set_index("id")
+    assert set(q.index) == set(expected), set(q.index) ^ set(expected)
+    for pair_id, reason in expected.items():
+        assert reason in q.at[pair_id, "reasons"], (pair_id, q.at[pair_id, "reasons"])
+    # Readable details ride along: the decoder's complaint, the id of the first copy.
+    assert "JPEG data in a .png file" in q.at["jpeg_as_png", "reasons"]
+    assert "[g00]" in q.at["exact_dup", "reasons"] and "[g01]" in q.at["near_dup", "reasons"]
+    # The first copy of a duplicate stays valid; only later copies are quarantined.
+    assert not {f"g{i:02d}" for i in range(N_GOOD)} & set(q.index)
+    # Reports survive the failed gate, and nothing was deleted.
+    summary = json.loads((root / "reports/validation.json").read_text())
+    assert summary["passed"] is False and summary["orphans"] == 1 and summary["face_checked_pairs"] == 0
+    md = (root / "reports/validation.md").read_text()
+    assert "**FAILED**" in md and "| zero_bytes |" in md and "expect_column_values_to_be_in_set(dev_mode)" in md
+    assert sorted(p.name for p in (root / "data/pairs").rglob("*")) == files_before
+
+
+def test_gate_trips_only_above_its_threshold(tmp_path):
+    from facerealism.backends.synthetic import render_pair
+
+    images = {f"p{i:02d}": tuple(png_bytes(x) for x in render_pair(i, 32)) for i in range(20)}
+    images["p05"] = (images["p05"][0], images["p05"][1][:50])  # 1/20 = 5 % broken
+    make_project(tmp_path, images)
+    out = run_stage("validate", cfg_for(tmp_path, "validate.max_failed_fraction=0.05"))
+    assert out["passed"] and out["valid"] == 19 and out["quarantined"] == 1
+    assert "p05" not in set(pd.read_parquet(tmp_path / "data/validated.parquet")["id"])
+    with pytest.raises(ValidationFailed, match=r"1/20 pairs quarantined \(> 4%\)"):
+        run_stage("validate", cfg_for(tmp_path, "validate.max_failed_fraction=0.04"))
+    assert "**FAILED**" in (tmp_path / "reports/validation.md").read_text()
+
+
+def test_unreadable_manifest_is_a_one_line_error(tmp_path):
+    (tmp_path / "data/pairs").mkdir(parents=True)
+    (tmp_path / "data/pairs/manifest.parquet").write_bytes(b"PAR1 this is not parquet")
+    with pytest.raises(ValueError, match=r"manifest\.parquet: not a readable parquet manifest") as e:
+        run_stage("validate", cfg_for(tmp_path))
+    assert "\n" not in str(e.value)
+
+
+def test_wrong_column_type_fails_the_gate(tmp_path):
+    from facerealism.backends.synthetic import render_pair
+
+    make_project(tmp_path, {f"p{i}": tuple(png_bytes(x) for x in render_pair(i, 32)) for i in range(4)})
+    m = pd.read_parquet(tmp_path / "data/pairs/manifest.parquet")
+    m["seed"] = m["seed"].astype(str)
+    m.to_parquet(tmp_path / "data/pairs/manifest.parquet", index=False)
+    with pytest.raises(ValidationFailed, match=r"expect_column_values_to_be_in_type_list\(seed\)"):
+        run_stage("validate", cfg_for(tmp_path, "validate.max_failed_fraction=1.0"))
+
+
+# Faces ------------------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def photos():
+    from skimage import data
+
+    astro = data.astronaut()  # (512, 512, 3): one real face
+    half = np.asarray(Image.fromarray(astro).resize((256, 256), Image.LANCZOS))
+    two = np.full_like(astro, 120)
+    two[:256] = np.concatenate([half, half[:, ::-1]], axis=1)  # two astronauts side by side, grey below
+    blank = np.full_like(astro, 128)
+    return {"astronaut": astro, "two": two, "blank": blank, "coffee": data.coffee()[:400, :400]}
+
+
+def test_face_check_on_a_photo_a_blank_frame_and_two_faces(photos):
+    from facerealism.faces import single_face_check
+
+    assert single_face_check(photos["astronaut"]) == (1, None)
+    assert single_face_check(photos["blank"]) == (0, "0 faces detected, expected 1")
+    assert single_face_check(photos["two"]) == (2, "2 faces detected, expected 1")
+    # Without the score floor HOG also reports a weak false positive on the astronaut's suit.
+    assert single_face_check(photos["astronaut"], min_score=-0.5)[0] == 2
+    # Size/position plausibility: the same face is too small for a 0.3 floor.
+    count, issue = single_face_check(photos["astronaut"], min_size=0.3)
+    assert count == 1 and issue.startswith("face size 0.18")
+
+
+def test_cnn_detector_and_descriptors(photos):
+    from facerealism.faces import descriptor, detect_faces
+
+    faces = detect_faces(photos["astronaut"], detector="cnn", upsample=0)
+    assert len(faces) == 1 and 150 < faces[0].left < 200
+    hog = detect_faces(photos["two"])
+    left, right = sorted(hog, key=lambda f: f.left)
+    d_left, d_right = descriptor(photos["two"], left), descriptor(photos["two"], right)
+    assert d_left.shape == (128,)
+    # The mirrored copy is the same person by dlib's convention (< 0.6), a different photo is far.
+    assert np.linalg.norm(d_left - d_right) < 0.6
+
+
+def test_face_expectations_apply_to_photographic_backends_only(tmp_path, photos):
+    from facerealism.backends.synthetic import render_pair
+
+    astro = photos["astronaut"]
+    coffee = np.asarray(Image.fromarray(photos["coffee"]).resize((512, 512)))
+    images = {
+        "one_face": (png_bytes(astro), png_bytes(np.clip(astro.astype(int) + 6, 0, 255).astype(np.uint8))),
+        "no_face": (png_bytes(coffee), png_bytes(coffee[:, ::-1].copy())),
+        "two_faces": (png_bytes(photos["two"]), png_bytes(photos["two"][:, ::-1].copy())),
+    }
+    make_project(tmp_path, images, backend="flux", size=512)
+    # A synthetic pair in the same manifest: cartoons are not face-checked.
+    s, d = render_pair(7, 512)
+    m = pd.read_parquet(tmp_path / "data/pairs/manifest.parquet")
+    extra = m.iloc[[0]].assign(id="cartoon", backend="synthetic", seed=7, prompt="cartoon")
+    for side, img in (("schnell", s), ("dev", d)):
+        p = tmp_path / f"data/pairs/{side}/cartoon.png"
+        p.write_bytes(png_bytes(img))
+        extra[f"{side}_path"], extra[f"{side}_sha256"] = str(p), hashlib.sha256(p.read_bytes()).hexdigest()
+    pd.concat([m, extra], ignore_index=True).to_parquet(tmp_path / "data/pairs/manifest.parquet", index=False)
+    out = run_stage("validate", cfg_for(tmp_path, "generate.size=512", "validate.max_failed_fraction=1.0"))
+    assert out["face_checked_pairs"] == 3
+    q = pd.read_parquet(tmp_path / "reports/quarantine.parquet").set_index("id")
+    assert set(q.index) == {"no_face", "two_faces"}
+    assert "0 faces detected" in q.at["no_face", "reasons"] and "2 faces detected" in q.at["two_faces", "reasons"]
+    assert "schnell_faces" in q.at["two_faces", "reasons"] and "dev_faces" in q.at["two_faces", "reasons"]
