@@ -44,9 +44,17 @@ def render_shard(cfg: Config, index: int) -> dict:
     return generate.run_shard(cfg, index, show_progress=False)
 
 
+@task(cache_policy=NO_CACHE)
+def load_pipelines(cfg: Config, index: int) -> float:
+    return generate.load_backend(cfg, index)
+
+
 @flow(name="facerealism-generate", log_prints=True)
 def generate_shards(cfg: Config) -> dict:
-    # 1. check output, drop stale renders, clean temporaries -> 2. shards in parallel -> 3. one manifest from disk
+    # 1. (params changed) load the new models on a worker first, so a bad model id fails before old pairs go
+    # 2. check output, drop stale renders, clean temporaries -> 3. shards in parallel -> 4. one manifest from disk
+    if generate.has_stale_renders(cfg):
+        load_pipelines.submit(cfg, 0).result()
     generate.prepare(cfg)
     futures = [render_shard.with_options(task_run_name=f"shard-{i}").submit(cfg, i)
                for i in range(cfg.generate.shards)]

@@ -14,8 +14,6 @@ from facerealism import ops
 
 from .conftest import ROOT, cli_env, write_tiny_params
 
-pytestmark = pytest.mark.slow
-
 POOL = "facerealism-process"
 
 
@@ -64,6 +62,49 @@ def run_deployment(name: str, params: dict, project, env) -> str:
     return re.search(r"UUID: ([0-9a-f-]{36})", res.stdout).group(1)
 
 
+def test_prefect_yaml_declares_the_schedules_and_entrypoints_that_exist():
+    doc = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    deps = {d["name"]: d for d in doc["deployments"]}
+    assert deps["nightly"]["schedules"][0]["cron"] == "0 2 * * *"
+    assert deps["weekly"]["schedules"][0]["cron"].endswith("* * 6")
+    assert "schedules" not in deps["on-demand"]
+    for d in deps.values():
+        assert d["work_pool"]["name"] == POOL
+        path, func = d["entrypoint"].split(":")
+        if path == "flows/sweep.py" and not (ROOT / path).exists():
+            continue  # written by another part of the project; deployed with --all once it exists
+        assert f"def {func}(" in (ROOT / path).read_text(), d["entrypoint"]
+
+
+def test_infra_compose_and_cluster_files_are_consistent():
+    compose = yaml.safe_load((ROOT / "infra/docker-compose.yml").read_text())
+    services = compose["services"]
+    assert {"postgres", "minio", "prefect-server", "prefect-worker", "mlflow", "dask-scheduler", "dask-worker"} <= set(services)
+    for name, svc in services.items():
+        needed = svc.get("depends_on") or []
+        for dep in (needed if isinstance(needed, list) else needed.keys()):
+            assert dep in services, f"{name} depends on undefined service {dep}"
+        for vol in svc.get("volumes") or []:
+            source = vol.split(":")[0]
+            assert source.startswith(".") or source in compose["volumes"], f"{name}: undefined volume {source}"
+            if source.startswith("."):
+                assert (ROOT / "infra" / source).exists(), f"{name}: missing file {source}"
+        build = svc.get("build")
+        if build:
+            assert (ROOT / "infra" / build["context"] / build["dockerfile"]).exists()
+    worker = services["prefect-worker"]
+    assert POOL in worker["command"] and "prefect.yaml" in worker["command"]
+    assert worker["environment"]["PREFECT_API_URL"].startswith("http://prefect-server:")
+    assert "dask-scheduler:8786" in services["dask-worker"]["command"]
+    # The databases the servers connect to are the ones the init script creates.
+    init = (ROOT / "infra/postgres-init.sql").read_text()
+    assert "CREATE DATABASE prefect" in init and "/prefect" in services["prefect-server"]["environment"]["PREFECT_API_DATABASE_CONNECTION_URL"]
+    assert "CREATE DATABASE mlflow" in init and "/mlflow" in services["mlflow"]["command"]
+    dask = yaml.safe_load((ROOT / "infra/dask-cluster.yaml").read_text())
+    assert dask["kind"] == "DaskCluster" and dask["spec"]["worker"]["replicas"] >= 1
+
+
+@pytest.mark.slow
 def test_nightly_deployment_runs_on_a_worker_and_records_its_data(server, tmp_path):
     project = tmp_path / "project"
     project.mkdir()
@@ -75,7 +116,7 @@ def test_nightly_deployment_runs_on_a_worker_and_records_its_data(server, tmp_pa
     for args in (["git", "init", "-q"], ["git", "config", "user.email", "t@example.com"], ["git", "config", "user.name", "t"],
                  ["dvc", "init", "-q"], ["dvc", "remote", "add", "-d", "local", str(tmp_path / "remote")]):
         sh(args, project)
-    (project / ".gitignore").write_text("/mlflow.db\n/mlartifacts/\n/.prefect/\n")
+    (project / ".gitignore").write_text("/mlflow.db\n/mlflow.promotion.lock\n/mlartifacts/\n/.prefect/\n")
     sh(["git", "add", "-A"], project)
     sh(["git", "commit", "-q", "-m", "project"], project)
 
@@ -112,8 +153,23 @@ def test_nightly_deployment_runs_on_a_worker_and_records_its_data(server, tmp_pa
     assert tags["data.pairs.md5"] == locked["data/pairs"] and tags["data.validated.md5"] == locked["data/validated.parquet"]
     assert tags["git_commit"] == sh(["git", "rev-parse", "HEAD"], project).stdout.strip()
 
+    # The on-demand deployment enhances a folder with the pinned version, in the worker's checkout.
+    from PIL import Image
+
+    (project / "in").mkdir()
+    Image.new("RGB", (40, 32), (120, 90, 70)).save(project / "in/a.png")
+    enhance_id = run_deployment("facerealism-enhance/on-demand",
+                                {"inputs": ["in"], "out": "out", "model": "models:/facerealism-head/1"}, project, env)
+    sh(["prefect", "worker", "start", "--pool", POOL, "--run-once"], tmp_path, env)
+    state = flow_run(server, enhance_id).state
+    assert state.type.value == "COMPLETED", state.message
+    assert Image.open(project / "out/a.png").size == (40, 32)
+    shutil.rmtree(project / "in")
+    shutil.rmtree(project / "out")
+
     # A teammate's fresh clone: pull, nothing to rerun; and the model's data recovered from its tags alone.
-    sh(["git", "add", "dvc.lock"], project)
+    # dvc.lock plus the uncached metrics beside it (DVC's .gitignore files keep cached outputs out of git).
+    sh(["git", "add", "-A"], project)
     sh(["git", "commit", "-q", "-m", "nightly"], project)
     clone = tmp_path / "clone"
     sh(["git", "clone", "-q", str(project), str(clone)], tmp_path)
@@ -132,3 +188,30 @@ def test_nightly_deployment_runs_on_a_worker_and_records_its_data(server, tmp_pa
         nightly = c.read_deployment_by_name("facerealism-pipeline/nightly")
     assert [s.schedule.cron for s in nightly.schedules] == [yaml.safe_load((ROOT / "prefect.yaml").read_text())
                                                             ["deployments"][0]["schedules"][0]["cron"]]
+
+
+def test_rollback_survives_the_next_settle_of_champion(tmp_path):
+    """Moving @champion alone would be undone by the register stage's settle; the rollback withdraws newer winners."""
+    import mlflow
+
+    from facerealism.config import load_config
+    from facerealism.stages.register import settle_champion
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+    name = "facerealism-head"
+    cfg = load_config(ROOT / "params.yaml")
+    client.create_registered_model(name)
+    for value in (1.0, 2.0, 3.0):
+        mv = client.create_model_version(name, source=str(tmp_path))
+        client.set_model_version_tag(name, mv.version, "gate.passed", "True")
+        client.set_model_version_tag(name, mv.version, f"metric.{cfg.register.champion_metric}", str(value))
+    client.set_registered_model_alias(name, "champion", "3")
+
+    assert ops.rollback_champion(name, "2", "artifacts on dark skin", tracking_uri=uri) == "3"
+    assert settle_champion(client, cfg, name) == "2"  # what the next nightly's register stage does
+    assert client.get_model_version(name, "3").tags["rollback.reason"] == "artifacts on dark skin"
+    with pytest.raises(ValueError, match="never passed the gate"):
+        ops.rollback_champion(name, "3", "x", tracking_uri=uri)
+    with pytest.raises(ValueError, match="version 9"):
+        ops.rollback_champion(name, "9", "x", tracking_uri=uri)

@@ -12,7 +12,7 @@ from PIL import Image
 
 from facerealism import ops
 
-from .conftest import ROOT, TINY, cli_env, write_tiny_params
+from .conftest import ROOT, cli_env, write_tiny_params
 
 
 def sh(args, cwd, timeout=600) -> subprocess.CompletedProcess:

@@ -183,6 +183,7 @@ def _run_prompts_generate_validate(cfg) -> tuple[pd.DataFrame, dict]:
 def test_generate_stage_with_flux_backend(tiny, tmp_path):
     cfg = load_config(ROOT / "params.yaml", flux_overrides(
         tiny, "generate.flux.slow_steps=4", "prompts.n_enriched=4", "prompts.n_baseline=0",
+        "validate.face_check_backends=[]",  # tiny random FLUX renders noise, never a face
         f"paths.data={tmp_path}/data", f"paths.reports={tmp_path}/reports"))
     manifest, summary = _run_prompts_generate_validate(cfg)
     assert len(manifest) == 4 and (manifest["backend"] == "flux").all()
@@ -198,6 +199,7 @@ def test_paper_params_with_tiny_flux_produce_a_valid_manifest(tiny, tmp_path):
         f"generate.flux.fast_model={tiny['schnell']}", f"generate.flux.slow_model={tiny['dev']}",
         "generate.size=32", "train.crop=32",  # the paper's crop (512) may not exceed the image size
         "generate.flux.slow_steps=6", "prompts.n_enriched=3", "prompts.n_baseline=2",
+        "validate.face_check_backends=[]",  # tiny random FLUX renders noise, never a face
         f"paths.data={tmp_path}/data", f"paths.reports={tmp_path}/reports",
     ])
     assert cfg.generate.flux.batch_size == 4  # the paper's batch: 5 prompts make a full and a partial batch
@@ -206,3 +208,18 @@ def test_paper_params_with_tiny_flux_produce_a_valid_manifest(tiny, tmp_path):
     params = json.loads(manifest["params"].iloc[0])
     assert params["dtype"] == "bfloat16" and params["slow_guidance"] == 3.0 and params["max_sequence_length"] == 256
     assert summary["passed"] and summary["quarantined"] == 0
+
+
+def test_reference_renders_the_slow_model_from_scratch(tiny):
+    """FID_dev reference images: slow-model text-to-image, sharing the slow pipeline's weights, no schnell input."""
+    cfg = load_config(ROOT / "params.yaml", flux_overrides(tiny, "generate.flux.slow_steps=4",
+                                                           "generate.flux.dtype=float32"))
+    backend = FluxBackend(cfg)
+    [(pid, schnell, dev)] = backend.generate(PROMPTS.iloc[:1])
+    [(rid, ref)] = backend.reference(PROMPTS.iloc[:1])
+    assert rid == pid and ref.shape == (32, 32, 3) and ref.dtype == np.uint8 and ref.std() > 4.0
+    assert type(backend.ref_pipe).__name__ == "FluxPipeline"
+    assert backend.ref_pipe.transformer is backend.slow_pipe.transformer
+    assert not np.array_equal(ref, dev) and not np.array_equal(ref, schnell)
+    [(_, again)] = FluxBackend(cfg).reference(PROMPTS.iloc[:1])
+    np.testing.assert_array_equal(ref, again)  # seeded like the pairs

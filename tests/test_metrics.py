@@ -229,3 +229,123 @@ def test_inception_metrics_with_local_weights_runs(tmp_path, monkeypatch):
     assert r["available"] is True
     assert r["kid_subset_size"] == 4  # lowered to the set size
     assert all(math.isfinite(r[k]) for k in ("fid", "kid_mean", "kid_std"))
+
+
+# --- the fast trace route of the Fréchet distance ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n_a, n_b, d", [(300, 200, 6), (11, 9, 224)])  # eigen route; cross-product SVD route
+def test_trace_sqrt_product_matches_scipy_sqrtm(n_a, n_b, d):
+    import scipy.linalg
+
+    from facerealism.metrics import _trace_sqrt_product
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(n_a, d)) @ rng.normal(size=(d, d))  # correlated features
+    b = rng.normal(size=(n_b, d)) * rng.uniform(0.5, 2, d)
+    a, b = a - a.mean(0), b - b.mean(0)
+    cov_a, cov_b = a.T @ a / (n_a - 1), b.T @ b / (n_b - 1)
+    expected = np.trace(np.real(scipy.linalg.sqrtm(cov_a @ cov_b)))
+    assert _trace_sqrt_product(a, b) == pytest.approx(expected, rel=1e-5)
+
+
+def test_frechet_rejects_non_finite_features():
+    x = np.random.default_rng(0).normal(size=(10, 3))
+    y = x.copy()
+    y[2, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        frechet_distance(x, y)
+
+
+# --- Table 4 rows: FD to both references with bootstrap CIs ----------------------------------------------------
+
+
+@pytest.mark.parametrize("space", sorted(FEATURE_SPACES))
+def test_fd_row_on_paired_sets(space, sets):
+    from facerealism.metrics import fd_row
+
+    # Paired like the held-out split: schnell i is a blurred rendering of dev i.
+    f, dev = FEATURE_SPACES[space], sets["dev"]
+    f_schnell, f_dev = f(blur(dev)), f(dev)
+    gap = fd_row(f_dev, f_schnell, f_dev, n_boot=0)
+    # The dev set itself: 0 to dev by construction and FD_diff is the whole gap.
+    assert gap["fd_dev"] == pytest.approx(0.0, abs=1e-6) and gap["fd_diff"] == pytest.approx(gap["fd_schnell"])
+    assert gap["fd_diff"] > 0
+    # A (more lightly) blurred copy of the dev set as the "enhanced" output: FD_diff < 0, CI entirely below 0.
+    blurred = fd_row(f(blur(dev, sigma=0.9)), f_schnell, f_dev, n_boot=30, seed=0, paired=True)
+    assert blurred["fd_diff"] < 0 and blurred["fd_diff_ci"][1] < 0
+    assert "fd_diff_ci" not in gap  # n_boot=0 skips the intervals
+    # Halfway between the blur and the original lies between those two.
+    half = ((dev.astype(np.float64) + blur(dev)) / 2).round().astype(np.uint8)
+    assert blurred["fd_diff"] < fd_row(f(half), f_schnell, f_dev, n_boot=0)["fd_diff"] < gap["fd_diff"]
+
+
+def test_fd_row_paired_needs_equal_lengths():
+    from facerealism.metrics import fd_row
+
+    x = np.random.default_rng(0).normal(size=(10, 3))
+    with pytest.raises(ValueError, match="one length"):
+        fd_row(x, x[:8], x, n_boot=2, paired=True)
+
+
+def test_c2st_identical_sets_is_chance():
+    a = make_dev(60, seed=12)
+    assert 0.35 <= c2st_accuracy(a, a.copy(), seed=0, epochs=5) <= 0.65
+
+
+def test_empty_and_mismatched_sets_fail_clearly(sets):
+    empty = np.zeros((0, SIZE, SIZE, 3), np.uint8)
+    with pytest.raises(ValueError, match="is empty"):
+        fd_diff(empty, sets["schnell"], sets["dev"])
+    with pytest.raises(ValueError, match="sizes differ"):
+        c2st_accuracy(sets["dev"][:8], sets["dev"][:8, :16, :16])
+
+
+# --- input -> output fidelity: SSIM, LPIPS, identity -----------------------------------------------------------
+
+
+def test_ssim_pairs_identity_is_one_and_mismatch_fails(sets):
+    from facerealism.metrics import ssim_pairs
+
+    dev = sets["dev"][:4]
+    np.testing.assert_allclose(ssim_pairs(dev, dev.copy()), 1.0)
+    assert (ssim_pairs(dev, blur(dev)) < 0.95).all()
+    with pytest.raises(ValueError, match="pair up"):
+        ssim_pairs(dev, dev[:3])
+
+
+def test_lpips_needs_local_backbone_and_uses_it(tmp_path, sets):
+    import torchvision
+
+    from facerealism.metrics import lpips_pairs
+
+    dev = sets["dev"][:3]
+    r = lpips_pairs(dev, dev, None)
+    assert r["available"] is False and "evaluate.lpips_weights" in r["reason"]
+    assert "does not exist" in lpips_pairs(dev, dev, str(tmp_path / "nope.pth"))["reason"]
+    # A seeded random AlexNet in torchvision's state_dict format: plumbing only, values carry no meaning.
+    torch.manual_seed(0)
+    weights = tmp_path / "alexnet.pth"
+    torch.save(torchvision.models.alexnet(weights=None).state_dict(), weights)
+    same = lpips_pairs(dev, dev.copy(), str(weights))
+    assert same["available"] and same["mean"] == pytest.approx(0.0, abs=1e-6)
+    assert lpips_pairs(dev, 255 - dev, str(weights))["mean"] > 0
+    bad = tmp_path / "bad.pth"
+    torch.save({"conv.weight": torch.zeros(1)}, bad)
+    with pytest.raises(ValueError, match="not a torchvision AlexNet"):
+        lpips_pairs(dev, dev, str(bad))
+
+
+def test_identity_on_a_photograph_and_on_cartoons(sets):
+    from skimage import data
+
+    from facerealism.metrics import identity_similarity
+
+    photo = data.astronaut()[None]  # a real portrait bundled with scikit-image (512x512)
+    soft = blur(photo, sigma=1.5)
+    r = identity_similarity(photo, soft)
+    assert r["available"] and r["pairs_scored"] == 1 and 0.9 < r["mean_cosine"] <= 1.0
+    assert identity_similarity(photo, photo.copy())["mean_cosine"] == pytest.approx(1.0, abs=1e-6)
+    # Small procedural images hold no detectable face: unavailable, with the reason.
+    r = identity_similarity(sets["dev"][:4], sets["dev"][:4])
+    assert r["available"] is False and "0/4 inputs" in r["reason"]

@@ -150,6 +150,7 @@ def test_model_card_safetensors_and_no_pickle(sqlite_registry):
     assert mv.description.startswith(f"# {NAME}") and mv.tags["data.version"].startswith("sha256:")
 
 
+@pytest.mark.slow
 def test_champion_loads_in_a_fresh_process(sqlite_registry, tmp_path):
     root, cfg, _ = sqlite_registry
     image = sample_image()
@@ -166,6 +167,7 @@ def test_champion_loads_in_a_fresh_process(sqlite_registry, tmp_path):
     assert got.shape == image.shape and np.array_equal(got, expected) and not np.array_equal(got, image)
 
 
+@pytest.mark.slow
 def test_served_champion_answers_http_post(sqlite_registry):
     root, cfg, _ = sqlite_registry
     image = sample_image()
@@ -215,7 +217,7 @@ def promote_concurrently(cfg, root: Path, candidates: dict[str, float]) -> list[
     split = base.tags[register.SPLIT_TAG]
     overrides = [f"paths.mlflow_uri={cfg.paths.mlflow_uri}", "benchmark.sizes=[32]", "generate.size=32",
                  "train.crop=32"]
-    start_at = time.time() + 8  # both processes have imported mlflow by then
+    start_at = time.time() + 6  # both processes have imported mlflow by then
     procs = []
     for spectral in candidates.values():
         mv = tracking.setup(cfg).register_model(base.source, NAME)  # a new version of the same artifacts
@@ -236,6 +238,7 @@ def promote_concurrently(cfg, root: Path, candidates: dict[str, float]) -> list[
     return out
 
 
+@pytest.mark.slow
 def test_two_processes_promoting_at_once_leave_the_better_champion(sqlite_registry):
     root, cfg, _ = sqlite_registry
     decisions = promote_concurrently(cfg, root, {"good": 4.0, "best": 5.0})
@@ -274,6 +277,7 @@ def tracking_servers(tmp_path_factory):
             servers.drop_postgres_db(db)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_register_alias_load_and_concurrent_promotion_over_http(tracking_servers, backend, monkeypatch):
     root, started, skips = tracking_servers

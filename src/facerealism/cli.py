@@ -80,11 +80,14 @@ def stage(name: Annotated[str, typer.Argument(help="prompts|generate|validate|au
 
 @app.command()
 def enhance(
-    inputs: Annotated[list[Path], typer.Argument(help="image files or folders")],
+    inputs: Annotated[list[Path], typer.Argument(help="image files, folders or quoted glob patterns ('in/**/*.png')")],
     out: Annotated[Path, typer.Option("--out", "-o", help="output folder")],
     model: Annotated[str, typer.Option("--model", "-m", help="MLflow model URI or a head folder")] = "models:/facerealism-head@champion",
     params: ParamsOpt = Path("params.yaml"),
     overwrite: Annotated[bool, typer.Option(help="replace existing outputs")] = False,
+    recursive: Annotated[bool, typer.Option(help="descend into sub-folders of folder inputs")] = True,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="images of one size per forward pass")] = 8,
+    max_pixels: Annotated[int, typer.Option("--max-pixels", min=1, help="refuse larger images (width x height)")] = 4096 * 4096,
 ) -> None:
     """Apply a registered head to image files or folders; outputs keep the input names."""
     from facerealism.config import load_config
@@ -92,7 +95,8 @@ def enhance(
 
     try:
         cfg = load_config(params) if params.exists() else None
-        done, skipped, bad = enhance_paths(inputs, out, model, cfg, overwrite=overwrite)
+        done, skipped, bad = enhance_paths(inputs, out, model, cfg, overwrite=overwrite, recursive=recursive,
+                                           batch_size=batch_size, max_pixels=max_pixels)
     except _errors() as e:
         fail(str(e))
     console.print(f"enhanced {len(done)} image(s) into {out}" + (f", skipped {len(skipped)} existing" if skipped else ""))
@@ -100,6 +104,46 @@ def enhance(
         err.print(f"[yellow]skipped[/] {path}: {reason}", highlight=False)
     if bad and not done and not skipped:
         raise typer.Exit(1)
+
+
+@app.command()
+def generate(
+    prompt: Annotated[str, typer.Argument(help="text prompt, e.g. 'A professional portrait of Ada Lovelace'")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="output folder")],
+    model: Annotated[str, typer.Option("--model", "-m", help="MLflow model URI or a head folder")] = "models:/facerealism-head@champion",
+    n: Annotated[int, typer.Option("--n", "-n", min=1, help="images per prompt (seeds derived from the prompt)")] = 1,
+    enhance_: Annotated[bool, typer.Option("--enhance/--no-enhance", help="--no-enhance keeps the fast model's image, for comparison")] = True,
+    overwrite: Annotated[bool, typer.Option(help="replace existing outputs")] = False,
+    params: ParamsOpt = Path("params.yaml"),
+    set_: SetOpt = None,
+) -> None:
+    """Prompt -> fast (schnell) image -> realism head, through the configured generate backend."""
+    from facerealism.config import load_config
+    from facerealism.enhance import generate_images
+
+    try:
+        cfg = load_config(params, set_)
+        written, skipped = generate_images(cfg, prompt, out, model, n=n, enhance=enhance_, overwrite=overwrite)
+    except _errors() as e:
+        fail(str(e))
+    for path in written:
+        console.print(f"wrote {path}", highlight=False)
+    if skipped:
+        console.print(f"skipped {len(skipped)} existing (use --overwrite)")
+
+
+@app.command()
+def benchmark(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
+    """Time dev vs schnell vs schnell + head (Fig. 8) and the head's inference variants; print the tables."""
+    from facerealism.config import load_config
+    from facerealism.stages import run_stage
+
+    try:
+        # The stage prints the Fig. 8 and head-variant tables; reports/benchmark.json and report.html hold the rest.
+        result = run_stage("benchmark", load_config(params, set_))
+    except _errors() as e:
+        fail(str(e))
+    console.print(summary_table({"benchmark": result}))
 
 
 def main() -> None:

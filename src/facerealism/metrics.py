@@ -117,12 +117,14 @@ def bootstrap_ci(
 
 def fd_row(
     feats: np.ndarray, feats_schnell: np.ndarray, feats_dev: np.ndarray, n_boot: int = 100, seed: int = 0,
-    level: float = 0.95,
+    level: float = 0.95, paired: bool = False,
 ) -> dict[str, float]:
     """One Table 4 row in one feature space: FD to schnell, FD to dev and their difference, with bootstrap CIs.
 
-    Each resample draws the row's set, schnell and dev independently with replacement and evaluates both
-    distances on the same draw of the row's set, so the FD_diff interval accounts for their correlation.
+    Both distances of a resample use the same draw of the row's set, so the FD_diff interval accounts for
+    their correlation. Paired sets (row i, schnell i and dev i show the same prompt and seed, as on the
+    held-out split) are resampled by pair index; resampling them independently would break the pairing and
+    bury the difference in content noise (seen with random_conv features, which also see layout).
 
     Args:
         feats: (n, d) features of the row's images.
@@ -131,6 +133,7 @@ def fd_row(
         n_boot: bootstrap resamples; 0 skips the intervals.
         seed: seed of the resampling.
         level: coverage of the intervals.
+        paired: resample the three sets with one shared index draw; they must have the same length.
 
     Returns:
         {"fd_schnell", "fd_dev", "fd_diff"} plus "<name>_ci": [low, high] for each when n_boot > 0.
@@ -140,15 +143,17 @@ def fd_row(
     out: dict = {"fd_schnell": fd_s, "fd_dev": fd_d, "fd_diff": fd_s - fd_d}
     if n_boot <= 0:
         return out
+    if paired and not len(feats) == len(feats_schnell) == len(feats_dev):
+        raise ValueError(f"paired bootstrap needs sets of one length, got {len(feats)}, {len(feats_schnell)}, "
+                         f"{len(feats_dev)}")
     rng = np.random.default_rng(seed)
-
-    def draw(f: np.ndarray) -> np.ndarray:
-        return f[rng.integers(0, len(f), len(f))]
-
     stats = []
     for _ in range(n_boot):
-        x = draw(feats)
-        s, d = frechet_distance(x, draw(feats_schnell)), frechet_distance(x, draw(feats_dev))
+        i = rng.integers(0, len(feats), len(feats))
+        i_s = i if paired else rng.integers(0, len(feats_schnell), len(feats_schnell))
+        i_d = i if paired else rng.integers(0, len(feats_dev), len(feats_dev))
+        x = feats[i]
+        s, d = frechet_distance(x, feats_schnell[i_s]), frechet_distance(x, feats_dev[i_d])
         stats.append((s, d, s - d))
     tail = (1.0 - level) / 2.0
     q = np.quantile(np.array(stats), [tail, 1.0 - tail], axis=0)  # (2, 3)

@@ -78,7 +78,7 @@ def metric_bars_png(table: dict) -> bytes:
     """FD_diff per feature space (with 95 % CIs) and C2ST vs dev, one bar per Table 4 row."""
     plt = _plt()
     rows = table["rows"]
-    labels = list(rows)
+    labels = table.get("order", list(rows))
     spaces = list(rows[labels[0]]["fd"])
     fig, axes = plt.subplots(1, len(spaces) + 1, figsize=(4.2 * (len(spaces) + 1), 3.4))
     x = np.arange(len(labels))
@@ -167,7 +167,8 @@ def _table4_html(table: dict) -> str:
         header += [f"FD_schnell {s}", f"FD_dev {s}", f"FD_diff {s}", f"FD_diff 95% CI {s}"]
     header += ["C2ST vs dev", "SSIM", "LPIPS", "identity (cos)", "FID_schnell", "FID_dev", "FID_diff"]
     out = []
-    for label, r in rows.items():
+    for label in table.get("order", rows):
+        r = rows[label]
         cells: list = [label]
         for s in spaces:
             f = r["fd"][s]
@@ -194,7 +195,7 @@ def _benchmark_html(bench: dict) -> str:
     pipes = bench.get("pipelines", {})
     if pipes.get("available"):
         rows = []
-        for size, r in pipes["by_size"].items():
+        for size, r in sorted(pipes["by_size"].items(), key=lambda kv: int(kv[0])):  # JSON keys sort as text
             flops = bench.get("flops_by_size", {}).get(size, {})
             for name in ("dev", "schnell", "schnell+head"):
                 m = r[name]
@@ -209,7 +210,7 @@ def _benchmark_html(bench: dict) -> str:
     else:
         parts.append(f"<p>Pipeline timings unavailable: {html.escape(str(pipes.get('reason')))}</p>")
     rows = []
-    for size, variants in bench.get("head_speed", {}).items():
+    for size, variants in sorted(bench.get("head_speed", {}).items(), key=lambda kv: int(kv[0])):
         for name, m in variants.items():
             if isinstance(m, dict):
                 rows.append([size, name, m.get("batch", 1), m["ms_per_image"], m["images_per_s"],

@@ -88,7 +88,7 @@ class Server:
         self.stop()
         raise TimeoutError(f"{self.url}: not healthy after {timeout:.0f}s:\n{self.log_tail()}")
 
-    def stop(self, timeout: float = 20.0) -> None:
+    def stop(self, timeout: float = 3.0) -> None:
         """SIGTERM the process group led by our PID, then SIGKILL whatever is left after `timeout`."""
         if self.proc.poll() is None:
             try:

@@ -91,7 +91,7 @@ def table4(cfg: Config, schnell: np.ndarray, dev: np.ndarray, outputs: dict[str,
                 for j, img in enumerate(imgs):
                     save_png(dirs[label] / f"{j:05d}.png", img)
         for label, imgs in rows.items():
-            fd = {space: metrics.fd_row(f[label], f[SCHNELL], f[DEV], n_boot=e.bootstrap, seed=cfg.seed)
+            fd = {space: metrics.fd_row(f[label], f[SCHNELL], f[DEV], n_boot=e.bootstrap, seed=cfg.seed, paired=True)
                   for space, f in feats.items()}
             lp = _optional(metrics.lpips_pairs, schnell, imgs, e.lpips_weights)
             lp.pop("per_pair", None)
@@ -109,6 +109,7 @@ def table4(cfg: Config, schnell: np.ndarray, dev: np.ndarray, outputs: dict[str,
             }
     return {
         "rows": table,
+        "order": list(table),  # JSON objects are written with sorted keys; this keeps the table's row order
         "n_images": len(schnell),
         "bootstrap": e.bootstrap,
         "notes": [
@@ -170,7 +171,8 @@ def rich_table4(table: dict):
             t.add_column(f"{col}\n{space}", justify="right")
     for col in ("C2ST vs dev", "SSIM", "LPIPS", "identity", "FID_diff"):
         t.add_column(col, justify="right")
-    for label, r in rows.items():
+    for label in table.get("order", rows):
+        r = rows[label]
         cells = [ci(r["fd"][s], k) for s in spaces for k in ("fd_schnell", "fd_dev", "fd_diff")]
         cells += [f"{r['c2st_vs_dev']:.3f}", opt(r["ssim"], "mean"), opt(r["lpips"], "mean"),
                   opt(r["identity"], "mean_cosine"), opt(r["fid"], "fid_diff")]

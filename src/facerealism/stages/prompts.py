@@ -108,14 +108,16 @@ def faker_names(locales: list[str], n: int, seed: int, target_regions: dict[str,
         by_region.setdefault(LOCALE_REGIONS[loc], []).append(loc)
     fakers = {}
     rows, seen = [], set()
+    cursor = dict.fromkeys(by_region, 0)  # per region, shared by both genders: the locales take turns
     for (region, gender), k in sorted(stratum_counts(n, sorted(by_region), target_regions, female_fraction).items()):
         got, tries = 0, 0
         while got < k:
+            tries += 1
             if tries > 50 * k + 100:
                 raise ValueError(f"prompts: could not draw {k} distinct {gender} names for {region} "
                                  f"from locales {by_region[region]}; add locales or lower prompts.n_enriched")
-            locale = by_region[region][tries % len(by_region[region])]
-            tries += 1
+            locale = by_region[region][cursor[region] % len(by_region[region])]
+            cursor[region] += 1
             if locale not in fakers:
                 fakers[locale] = Faker(locale)
                 fakers[locale].seed_instance(int(rng.integers(2**31)))

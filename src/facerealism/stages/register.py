@@ -258,6 +258,8 @@ def settle_champion(client, cfg: Config, name: str, rounds: int = 10) -> str | N
 
     Covers a promotion that raced ours and set `champion` last with a worse model: whoever settles last
     sees every version tagged so far and moves the alias up. Returns the final champion version.
+    To roll back for reasons the metrics miss, move the alias and tag the demoted version gate.passed=revoked,
+    or the next promotion would move champion back to it.
     """
     key, margin = cfg.register.champion_metric, cfg.register.margin_over_champion
     for _ in range(rounds):
@@ -319,7 +321,9 @@ def run(cfg: Config) -> dict:
     client.set_model_version_tag(name, version, SPLIT_TAG, provenance["holdout_fingerprint"])
     client.set_model_version_tag(name, version, "data.version", provenance["data_version"])
     client.set_model_version_tag(name, version, "git.commit", provenance["git_commit"])
-    client.update_model_version(name, version, description=card[:4900])
+    # The registry caps descriptions at 5000 characters: the summary here, the whole card in the model's artifacts.
+    summary = card.split("## Resolved config")[0] + "Full card with the resolved config: `artifacts/README.md`.\n"
+    client.update_model_version(name, version, description=summary[:5000])
     decision = promote(client, cfg, version, candidate, benchmark, provenance["holdout_fingerprint"])
     decision.update(provenance)
     write_json(Path(cfg.paths.reports) / "promotion.json", decision)

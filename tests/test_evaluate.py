@@ -1,0 +1,110 @@
+"""Table 4 (evaluate stage) and the HTML report on constructed sets whose answers are known."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from facerealism.config import Config
+from facerealism.stages import run_stage
+from facerealism.stages.evaluate import DEV, SCHNELL, flat_metrics, head_dirs, table4
+
+from .test_metrics import blur, make_dev
+
+
+def small_cfg() -> Config:
+    cfg = Config()
+    cfg.evaluate.c2st_epochs, cfg.evaluate.c2st_max_images, cfg.evaluate.bootstrap = 2, 16, 10
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def paired():
+    dev = make_dev(24, seed=5)
+    return blur(dev), dev  # schnell i is a blurred rendering of dev i, as on the held-out split
+
+
+def test_table4_rows_and_columns(paired):
+    schnell, dev = paired
+    t = table4(small_cfg(), schnell, dev, {"identity head": schnell.copy(), "oracle head": dev.copy()})
+    rows = t["rows"]
+    assert list(rows) == t["order"] == [SCHNELL, DEV, "identity head", "oracle head"]
+    for space in ("spectral", "random_conv"):
+        ref_s, ref_d, ident, oracle = (rows[k]["fd"][space] for k in rows)
+        assert ref_s["fd_schnell"] == pytest.approx(0, abs=1e-9) and ref_d["fd_dev"] == pytest.approx(0, abs=1e-9)
+        # A head that returns its input is schnell; one that returns dev is dev: FD_diff = -gap / +gap.
+        assert ident["fd_diff"] == pytest.approx(-ref_d["fd_diff"]) and oracle["fd_diff"] == pytest.approx(ref_d["fd_diff"])
+        assert oracle["fd_diff"] > 0 and oracle["fd_diff_ci"][0] > 0
+    assert rows["identity head"]["ssim"]["mean"] == pytest.approx(1.0)
+    assert rows["oracle head"]["ssim"]["mean"] < 1.0
+    # Columns that cannot run here say why, per row, and the rest of the table is still there.
+    r = rows["oracle head"]
+    assert r["identity"]["available"] is False and "detected a face in 0/24" in r["identity"]["reason"]
+    assert "evaluate.lpips_weights" in r["lpips"]["reason"] and "evaluate.inception_weights" in r["fid"]["reason"]
+    assert "DINOv2" in r["fd_dinov2"]["reason"] and "CLIP" in r["clip_iqa"]["reason"]
+    assert 0 <= r["c2st_vs_dev"] <= 1
+
+    flat = flat_metrics(t, "oracle head")
+    assert flat["fd_diff.spectral"] > 0 and flat["fd_diff.random_conv"] > 0  # the keys the register gate reads
+    assert flat["fd_diff_ci_low.spectral"] > 0 and flat["fid.available"] is False
+    assert flat["c2st.dev_vs_schnell"] == rows[SCHNELL]["c2st_vs_dev"]
+
+
+def test_table4_rejects_mismatched_outputs(paired):
+    schnell, dev = paired
+    with pytest.raises(ValueError, match="'bad head' has images"):
+        table4(small_cfg(), schnell, dev, {"bad head": schnell[:, :16]})
+
+
+def test_extra_head_labels_cannot_shadow_references():
+    cfg = Config()
+    cfg.evaluate.extra_heads = {DEV: "models/x"}
+    with pytest.raises(ValueError, match="reserved"):
+        head_dirs(cfg)
+
+
+def _save_head(folder, arch):
+    from facerealism.head import save_head
+    from facerealism.models import build_generator
+
+    kwargs = dict(ngf=8, n_blocks=1, residual_output=True)
+    save_head(build_generator(arch, **kwargs), folder, arch, kwargs, {})
+
+
+def test_evaluate_stage_with_an_extra_head_and_report(tiny_cfg, project):
+    for stage in ("prompts", "generate", "validate"):
+        run_stage(stage, tiny_cfg)
+    _save_head(project / "models/head", "esa_resnet")
+    _save_head(project / "models/head_resnet", "resnet")
+    cfg = tiny_cfg.model_copy(deep=True)
+    cfg.evaluate.bootstrap = 10
+    cfg.evaluate.extra_heads = {"CycleGAN": str(project / "models/head_resnet")}
+    out = run_stage("evaluate", cfg)
+    assert {"fd_diff.spectral", "fd_diff.random_conv"} <= set(out)
+
+    t = json.loads((project / "reports/table4.json").read_text())
+    assert t["order"] == [SCHNELL, DEV, "ESA-CycleGAN", "CycleGAN"] and t["head_label"] == "ESA-CycleGAN"
+    m = json.loads((project / "reports/metrics.json").read_text())
+    assert m["fd_diff.spectral"] == t["rows"]["ESA-CycleGAN"]["fd"]["spectral"]["fd_diff"]
+    html = (project / "reports/report.html").read_text()
+    assert "Table 4" in html and "CycleGAN" in html and html.count("data:image/png;base64,") >= 3
+    assert "Not run yet: run the benchmark stage" in html  # the speed section waits for its stage
+    assert (project / "reports/crops.png").stat().st_size > 0
+
+    cfg.evaluate.extra_heads = {"U-Net": str(project / "models/nowhere")}
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        run_stage("evaluate", cfg)
+
+
+def test_report_without_inputs_and_crop_regions(tmp_path):
+    from facerealism.report import crop_region, save_crops, write_report
+
+    html = write_report(tmp_path).read_text()
+    assert "Not run yet: run the evaluate stage" in html and "Not run yet: run the benchmark stage" in html
+    imgs = make_dev(2, size=64)
+    assert crop_region(imgs, "eyes").shape == (2, 13, 32, 3)  # rows 19..32, columns 16..48 of 64
+    with pytest.raises(ValueError, match="unknown crop region"):
+        crop_region(imgs, "nose")
+    assert save_crops(tmp_path / "crops.png", {"a": imgs, "b": imgs}).stat().st_size > 0
