@@ -200,10 +200,8 @@ def test_diffusers_backend_resolves_flux_through_autopipeline(tiny, tmp_path, on
     with pytest.raises(ValueError, match=r"generate\.diffusers\.slow_kwargs: \['strength'\]"):
         DiffusersBackend(synthetic_cfg(tmp_path, "generate.backend=diffusers",
                                        "generate.diffusers.slow_kwargs={strength: 0.3}"))
-    hub = DiffusersBackend(synthetic_cfg(tmp_path, "generate.backend=diffusers",
-                                         "generate.diffusers.fast_model=acme/no-such-model"))
-    with pytest.raises(ValueError, match=r"generate\.diffusers\.fast_model: cannot load hub model acme/no-such-model"):
-        hub.load()
+    # (An uncached hub id gives the same one line as in test_flux.py, but AutoPipeline retries the unreachable
+    # hub for ~25 s first, so it is not repeated here.)
     wrong = DiffusersBackend(synthetic_cfg(tmp_path, "generate.backend=diffusers",
                                            f"generate.diffusers.fast_model={tiny['schnell'] / 'vae'}"))
     with pytest.raises(ValueError, match=r"no model_index\.json"):
@@ -229,6 +227,8 @@ def test_flow_renders_shards_on_two_dask_workers(tiny, tmp_path):
     assert result["pairs"] == 6
     assert sorted(s["shard"] for s in result["shards"]) == [0, 1]
     assert sorted(s["generated"] for s in result["shards"]) == [3, 3]
+    assert len({s["pid"] for s in result["shards"]}) == 2  # two worker processes, one pipeline each
+    assert all(s["load_seconds"] > 0 for s in result["shards"])  # each worker loaded its own pipelines
     manifest = pd.read_parquet(tmp_path / "data/pairs/manifest.parquet")
     assert set(manifest["id"]) == files_on_disk(tmp_path, "dev") == files_on_disk(tmp_path, "schnell")
     assert len(manifest) == 6 and (manifest["backend"] == "flux").all()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -114,7 +115,7 @@ def fig8_png(bench: dict) -> bytes:
         for name, style in (("dev", "o-"), ("schnell", "s-"), ("schnell+head", "^-")):
             ax.plot(sizes, [pipes["by_size"][str(s)][name]["ms_per_image"] for s in sizes], style, label=name)
         ax.set_yscale("log")
-        ax.set_title(f"measured: {pipes['models']} ({bench.get('device', '?')})", fontsize=9)
+        ax.set_title(textwrap.fill(f"measured: {pipes['models']} ({bench.get('device', '?')})", 60), fontsize=8)
         ax.legend()
     else:
         ax.text(0.5, 0.5, "pipeline timings not run:\n" + str(pipes.get("reason", "")), ha="center", va="center",
@@ -204,7 +205,7 @@ def _benchmark_html(bench: dict) -> str:
                              flops.get({"dev": "dev50_tflop", "schnell": "schnell4_tflop",
                                         "schnell+head": "schnell4_plus_head_tflop"}[name], "-")])
         parts.append(f"<p>Measured on {html.escape(pipes['models'])}; peak memory: "
-                     f"{html.escape(pipes['memory_method'])}.</p>")
+                     f"{html.escape(pipes['memory_method'])}. {html.escape(pipes.get('note', ''))}</p>")
         parts.append(_table(["size", "pipeline", "ms/image", "images/s", "peak memory MB",
                              "measured cost reduction vs dev %", "FLOPs model TFLOP (full-size FLUX)"], rows))
     else:

@@ -139,7 +139,10 @@ def flat_metrics(table: dict, head_label: str) -> dict:
     for col, value_key in (("ssim", "mean"), ("lpips", "mean"), ("identity", "mean_cosine")):
         c = head[col]
         flat[f"{col}.available"] = c["available"]
-        flat[f"{col}.{value_key}" if c["available"] else f"{col}.reason"] = c[value_key] if c["available"] else c["reason"]
+        if c["available"]:
+            flat[f"{col}.{value_key}"] = c[value_key]
+        else:
+            flat[f"{col}.reason"] = c["reason"]
     fid = head["fid"]
     flat["fid.available"] = fid["available"]
     if fid["available"]:

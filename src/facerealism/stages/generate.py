@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -226,7 +227,7 @@ def run_shard(cfg: Config, index: int | None = None, show_progress: bool = True)
         index: the shard to render; None renders every shard.
         show_progress: draw a rich bar with pairs/s and ETA.
     Returns:
-        {"shard", "generated", "skipped", "reference_generated", "seconds", "load_seconds"}; seconds includes the
+        {"shard", "generated", "skipped", "reference_generated", "seconds", "load_seconds", "pid"}; seconds includes the
         pipeline load (load_seconds: import + from_pretrained, 0 when this process had it loaded already).
     """
     g = cfg.generate
@@ -261,7 +262,8 @@ def run_shard(cfg: Config, index: int | None = None, show_progress: bool = True)
                     if show_progress:
                         bar.advance(task)
     return {"shard": index, "generated": len(todo), "skipped": len(mine) - len(todo),
-            "reference_generated": len(ref_todo), "seconds": time.perf_counter() - t0, "load_seconds": load_seconds}
+            "reference_generated": len(ref_todo), "seconds": time.perf_counter() - t0, "load_seconds": load_seconds,
+            "pid": os.getpid()}
 
 
 def _for_shard(cfg: Config, index: int | None) -> Config:
