@@ -371,13 +371,13 @@ def rich_tables(report: dict) -> list:
 
     out = []
     pipes, model = report.get("pipelines", {}), report.get("flops_by_size", {})
-    t = Table(title=f"Fig. 8 — {pipes.get('models', 'pipelines not timed')} on {report['device']}; "
-                    f"FLOPs model: full-size FLUX.1", show_lines=False)
-    for col in ("size", "pipeline", "ms/image", "images/s", "peak MB", "Δ vs dev %", "model TFLOP", "model Δ %"):
+    t = Table(title=f"Fig. 8 — measured on {report['device']}; * = FLOPs model of full-size FLUX.1",
+              caption=f"measured: {pipes.get('models', 'pipelines not timed')}")
+    for col in ("side", "pipeline", "ms/img", "img/s", "peak MB", "saved %", "TFLOP*", "saved* %"):
         t.add_column(col, justify="right", no_wrap=True, min_width=len(col))
     keys = {"dev": "dev50_tflop", "schnell": "schnell4_tflop", "schnell+head": "schnell4_plus_head_tflop"}
     if pipes.get("available"):
-        for size, row in pipes["by_size"].items():
+        for size, row in sorted(pipes["by_size"].items(), key=lambda kv: int(kv[0])):  # JSON keys sort as text
             m = model.get(size, {})
             for name in keys:
                 r = row[name]
@@ -395,7 +395,7 @@ def rich_tables(report: dict) -> list:
     h = Table(title=f"head inference variants ({report['head_arch']}), ratio to eager fp32 in the same run")
     for col in ("size", "variant", "batch", "ms/image", "images/s", "× eager fp32"):
         h.add_column(col, justify="right")
-    for size, row in report["head_speed"].items():
+    for size, row in sorted(report["head_speed"].items(), key=lambda kv: int(kv[0])):
         for name, r in row.items():
             if isinstance(r, dict):
                 h.add_row(size, name, str(r["batch"]), f"{r['ms_per_image']:.2f}", f"{r['images_per_s']:.2f}",

@@ -93,16 +93,21 @@ def table4(cfg: Config, schnell: np.ndarray, dev: np.ndarray, outputs: dict[str,
         for label, imgs in rows.items():
             fd = {space: metrics.fd_row(f[label], f[SCHNELL], f[DEV], n_boot=e.bootstrap, seed=cfg.seed, paired=True)
                   for space, f in feats.items()}
-            lp = _optional(metrics.lpips_pairs, schnell, imgs, e.lpips_weights)
-            lp.pop("per_pair", None)
-            ssim = _optional(lambda: {"available": True, "mean": float(metrics.ssim_pairs(schnell, imgs).mean())})
+            if label == SCHNELL:  # the heads' input itself: input -> output comparisons would be trivially perfect
+                ssim = lp = identity = {"available": False, "reason": "not applicable: the schnell row is the input"}
+            else:
+                lp = _optional(metrics.lpips_pairs, schnell, imgs, e.lpips_weights)
+                lp.pop("per_pair", None)
+                ssim = _optional(lambda: {"available": True,
+                                          "mean": float(metrics.ssim_pairs(schnell, imgs).mean())})
+                identity = _optional(metrics.identity_similarity, schnell, imgs, upsample=e.face_upsample)
             table[label] = {
                 "fd": fd,
                 "c2st_vs_dev": metrics.c2st_accuracy(dev[:n_c2st], imgs[:n_c2st], seed=cfg.seed,
                                                      epochs=e.c2st_epochs),
                 "ssim": ssim,
                 "lpips": lp,
-                "identity": _optional(metrics.identity_similarity, schnell, imgs, upsample=e.face_upsample),
+                "identity": identity,
                 "fid": _optional(_fid_columns, e.inception_weights, dirs, label),
                 "fd_dinov2": {"available": False, "reason": metrics.NO_OFFLINE_WEIGHTS["fd_dinov2"]},
                 "clip_iqa": {"available": False, "reason": metrics.NO_OFFLINE_WEIGHTS["clip_iqa"]},
@@ -117,7 +122,8 @@ def table4(cfg: Config, schnell: np.ndarray, dev: np.ndarray, outputs: dict[str,
             "statistics of a seeded random conv net), not FID; FD_diff = FD_schnell - FD_dev > 0: nearer dev.",
             f"Reference rows compare a set with itself (FD 0 by construction); their bootstrap CI is the resampling "
             f"noise floor. CIs: {e.bootstrap} resamples, 95 %.",
-            "SSIM, LPIPS and identity compare each row's image with its schnell input (the head's input).",
+            "SSIM, LPIPS and identity compare each row's image with its schnell input (the head's input); "
+            "identity averages only the pairs where dlib finds a face in both images (pairs_scored).",
         ],
     }
 
@@ -154,38 +160,47 @@ def flat_metrics(table: dict, head_label: str) -> dict:
     return flat
 
 
-def rich_table4(table: dict):
-    """Table 4 as a rich Table: one line per row, FD columns per space with 95 % CIs."""
+def rich_table4(table: dict) -> list:
+    """Table 4 as rich Tables that fit a terminal: one per feature space (FD with 95 % CIs), then the rest."""
     from rich.table import Table
+
+    def g(v: float, digits: int) -> str:
+        return f"{v if abs(v) > 1e-9 else 0.0:.{digits}g}"  # round-off of a set against itself reads as 0
 
     def ci(r: dict, key: str) -> str:
         lo_hi = r.get(f"{key}_ci")
-        return f"{r[key]:.4g}" + (f" [{lo_hi[0]:.3g}, {lo_hi[1]:.3g}]" if lo_hi else "")
+        return g(r[key], 4) + (f" [{g(lo_hi[0], 3)}, {g(lo_hi[1], 3)}]" if lo_hi else "")
 
     def opt(c: dict, key: str) -> str:
         return f"{c[key]:.3f}" if c["available"] else "n/a"
 
-    rows = table["rows"]
-    spaces = list(next(iter(rows.values()))["fd"])
-    t = Table(title=f"Table 4 — held-out split, {table['n_images']} images (95 % bootstrap CIs)", show_lines=True)
-    t.add_column("row", style="bold")
-    for space in spaces:
-        for col in ("FD_schnell", "FD_dev", "FD_diff"):
-            t.add_column(f"{col}\n{space}", justify="right")
+    rows, order = table["rows"], table.get("order", list(table["rows"]))
+    out = []
+    for space in rows[order[0]]["fd"]:
+        t = Table(title=f"Table 4 — FD in {space} space, held-out split, {table['n_images']} images "
+                        f"(95 % bootstrap CI)")
+        t.add_column("row", style="bold", no_wrap=True)
+        for col in ("FD_schnell", "FD_dev", "FD_diff (> 0: nearer dev)"):
+            t.add_column(col, justify="right")
+        for label in order:
+            r = rows[label]["fd"][space]
+            t.add_row(label, *(ci(r, k) for k in ("fd_schnell", "fd_dev", "fd_diff")))
+        out.append(t)
+    t = Table(title="Table 4 — C2ST vs dev (0.5: indistinguishable); input -> output fidelity; FID")
+    t.add_column("row", style="bold", no_wrap=True)
     for col in ("C2ST vs dev", "SSIM", "LPIPS", "identity", "FID_diff"):
         t.add_column(col, justify="right")
-    for label in table.get("order", rows):
+    for label in order:
         r = rows[label]
-        cells = [ci(r["fd"][s], k) for s in spaces for k in ("fd_schnell", "fd_dev", "fd_diff")]
-        cells += [f"{r['c2st_vs_dev']:.3f}", opt(r["ssim"], "mean"), opt(r["lpips"], "mean"),
-                  opt(r["identity"], "mean_cosine"), opt(r["fid"], "fid_diff")]
-        t.add_row(label, *cells)
-    return t
+        t.add_row(label, f"{r['c2st_vs_dev']:.3f}", opt(r["ssim"], "mean"), opt(r["lpips"], "mean"),
+                  opt(r["identity"], "mean_cosine"), opt(r["fid"], "fid_diff"))
+    out.append(t)
+    return out
 
 
 def unavailable_reasons(table: dict) -> dict[str, str]:
     """Column -> reason, for the columns unavailable in every row (printed under the table)."""
-    rows = list(table["rows"].values())
+    rows = [r for label, r in table["rows"].items() if label != SCHNELL]  # schnell: input columns not applicable
     out = {}
     for col in ("ssim", "lpips", "identity", "fid", "fd_dinov2", "clip_iqa"):
         if all(not r[col]["available"] for r in rows):
@@ -224,7 +239,8 @@ def run(cfg: Config) -> dict:
     html = report.write_report(reports)
 
     console = Console()
-    console.print(rich_table4(table))
+    for t in rich_table4(table):
+        console.print(t)
     for col, reason in unavailable_reasons(table).items():
         console.print(f"[dim]{col}: unavailable — {reason}[/]", highlight=False)
 
