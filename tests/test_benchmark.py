@@ -57,8 +57,8 @@ def test_fig8_pipelines_on_tiny_flux(head):
     assert row["dev"]["ms_per_image"] > row["schnell"]["ms_per_image"] > 0
     assert row["cost_reduction_pct_vs_dev"] == pytest.approx(
         100 * (1 - row["schnell+head"]["ms_per_image"] / row["dev"]["ms_per_image"]), abs=0.01)
-    cfg.benchmark.pipelines = "off"
-    assert pipeline_speed(cfg, head, "cpu") == {"available": False, "reason": "benchmark.pipelines is off"}
+    cfg.benchmark.pipelines = "skip"
+    assert pipeline_speed(cfg, head, "cpu") == {"available": False, "reason": "benchmark.pipelines is skip"}
 
 
 def test_fig8_plot_without_pipeline_timings():

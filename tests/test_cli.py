@@ -62,3 +62,10 @@ def test_enhance_unknown_registered_model(project):
     res = cli("enhance", "a.png", "--out", "out", "--model", "models:/no-such-model@champion", cwd=project)
     assert_one_line_error(res, "no-such-model")
     assert not (project / "out" / "a.png").exists()
+
+
+def test_data_for_and_rollback_name_what_is_missing(project):
+    assert_one_line_error(cli("data-for", "models:/no-such-model/1", cwd=project), "no-such-model")
+    assert_one_line_error(cli("data-for", "runs:/abc/head", cwd=project), "models:/NAME/VERSION")
+    res = cli("rollback", "1", "--reason", "bad faces", cwd=project)
+    assert res.returncode == 1 and "Traceback" not in res.stderr and "error:" in res.stderr

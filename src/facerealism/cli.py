@@ -1,4 +1,4 @@
-"""The `facerealism` command: run the pipeline, run one stage, enhance images."""
+"""The `facerealism` command: run the pipeline or one stage, sweep, benchmark, and the consumers."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def _errors():
     from facerealism.config import ConfigError
     from facerealism.stages.validate import ValidationFailed
 
-    return (ConfigError, ValidationFailed, ValueError, FileNotFoundError, PermissionError)
+    return (ConfigError, ValidationFailed, ValueError, FileNotFoundError, PermissionError, TimeoutError)
 
 
 @app.command()
@@ -144,6 +144,59 @@ def benchmark(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> N
     except _errors() as e:
         fail(str(e))
     console.print(summary_table({"benchmark": result}))
+
+
+@app.command()
+def sweep(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
+    """Sweep train.sweep's lambda_cyc x lr grid as a Prefect flow of parallel trials; print the table."""
+    from facerealism import sweep as sweep_lib
+    from facerealism.config import load_config
+
+    try:
+        load_config(params, set_)
+        from flows.sweep import run_sweep
+
+        report = run_sweep(str(params), list(set_ or []))
+    except _errors() as e:
+        fail(str(e))
+    console.print(sweep_lib.table(report))
+
+
+@app.command("data-for")
+def data_for(
+    model_uri: Annotated[str, typer.Argument(help="e.g. models:/facerealism-head/3 or models:/facerealism-head@champion")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="folder inside the project to restore into")] = Path("recovered"),
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Recover the exact dataset a registered model version was trained on (DVC cache or remote)."""
+    from facerealism import ops, tracking
+    from facerealism.config import load_config
+
+    try:
+        cfg = load_config(params)
+        restored = ops.data_for(model_uri, out, tracking_uri=tracking._uri(cfg))
+    except _errors() as e:
+        fail(str(e))
+    for name, path in restored.items():
+        console.print(f"{name}: {path}")
+
+
+@app.command()
+def rollback(
+    version: Annotated[str, typer.Argument(help="the registered version to make champion again")],
+    reason: Annotated[str, typer.Option("--reason", help="recorded on the withdrawn versions")],
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Move @champion back to VERSION and withdraw newer gate-passing versions so the next run keeps it."""
+    from facerealism import ops, tracking
+    from facerealism.config import load_config
+
+    try:
+        cfg = load_config(params)
+        previous = ops.rollback_champion(cfg.register.model_name, version, reason, tracking._uri(cfg))
+    except _errors() as e:
+        fail(str(e))
+    console.print(f"champion: {previous or 'none'} -> {version}")
 
 
 def main() -> None:

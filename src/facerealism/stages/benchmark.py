@@ -303,8 +303,8 @@ def pipeline_speed(cfg: Config, G: torch.nn.Module, device: str) -> dict:
     one prompt per call, batch 1, best of benchmark.pipeline_repeats after one warm-up per pipeline and size.
     """
     b, f = cfg.benchmark, cfg.generate.flux
-    if b.pipelines == "off":
-        return {"available": False, "reason": "benchmark.pipelines is off"}
+    if b.pipelines == "skip":
+        return {"available": False, "reason": "benchmark.pipelines is skip"}
     prompt = "A professional portrait of Ada Lovelace"
     with tempfile.TemporaryDirectory() as tmp:
         schnell, dev, desc = _load_pipelines(cfg, Path(tmp))
