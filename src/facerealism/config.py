@@ -240,9 +240,12 @@ class TrainConfig(Section):
     ndf: int = Field(32, ge=4)
     residual_output: bool = True
     """out = x + body(x), starting at the identity; a tanh head drowned in checkerboard noise on CPU."""
-    crop: int = Field(32, ge=16)
-    """Random crop side: texture is local, small crops make steps cheap."""
-    batch_size: int = Field(8, ge=1)
+    crop: int = Field(64, ge=16)
+    """Random crop side. Measured: 32-px crops of 64-px images made the head paint a fixed blob
+    into each crop's corner and stripes at full size (FD_diff spectral 8.3, C2ST vs dev 0.99);
+    whole 64-px images train what inference sees (FD_diff 34.9, C2ST 0.67) at the same cost."""
+    batch_size: int = Field(2, ge=1)
+    """2 full images carry the pixels of 8 32-px crops, so a step costs the same."""
     steps: int = Field(1500, ge=1)
     lr: float = Field(2e-4, gt=0)
     beta1: float = Field(0.5, ge=0, lt=1)
