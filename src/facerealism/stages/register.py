@@ -221,6 +221,8 @@ def promotion_lock(client, cfg: Config, name: str, timeout: float = 120.0):
     compare-and-set, so a lease tag on the registered model is written and read back after a pause; two
     writers can rarely both read their own token, which is why `settle_champion` re-checks afterwards.
     """
+    from mlflow.exceptions import MlflowException
+
     uri = tracking._uri(cfg)
     if uri.startswith("sqlite:///"):
         import fcntl
@@ -238,10 +240,16 @@ def promotion_lock(client, cfg: Config, name: str, timeout: float = 120.0):
         holder = client.get_registered_model(name).tags.get(LOCK_TAG, "")
         owner, _, expires = holder.partition(" ")
         if not owner or float(expires or 0) < time.time():
-            client.set_registered_model_tag(name, LOCK_TAG, f"{token} {time.time() + timeout:.0f}")
-            time.sleep(0.5)  # let a competing writer's tag land before reading back
-            if client.get_registered_model(name).tags.get(LOCK_TAG, "").startswith(token):
-                break
+            try:
+                client.set_registered_model_tag(name, LOCK_TAG, f"{token} {time.time() + timeout:.0f}")
+            except MlflowException:
+                # Two first-time writers race on the tag's insert and the store rejects one
+                # (PostgreSQL: unique violation): that writer lost; retry after the back-off.
+                pass
+            else:
+                time.sleep(0.5)  # let a competing writer's tag land before reading back
+                if client.get_registered_model(name).tags.get(LOCK_TAG, "").startswith(token):
+                    break
         if time.monotonic() > deadline:
             raise TimeoutError(f"registered model {name!r}: promotion lock held by {owner} for over {timeout:.0f}s; "
                                f"delete its tag {LOCK_TAG!r} if that process died")

@@ -95,17 +95,18 @@ class Sampler:
 
     def __init__(self, A: torch.Tensor, B: torch.Tensor, cfg: Config, device, seed):
         self.A, self.B, self.t, self.device = A, B, cfg.train, device
+        self.crop = cfg.train.crop or A.shape[-1]  # null: whole images
         self.paired = cfg.train.model not in CYCLE_MODELS
         self.rng = np.random.default_rng(seed)
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
         t, rng = self.t, self.rng
         if self.paired:
-            a, b = paired_crops(self.A, self.B, rng.integers(0, len(self.A), t.batch_size), t.crop, rng)
+            a, b = paired_crops(self.A, self.B, rng.integers(0, len(self.A), t.batch_size), self.crop, rng)
         else:
             # Unpaired: A and B batches are drawn independently, never as pairs.
-            a = random_crops(self.A, rng.integers(0, len(self.A), t.batch_size), t.crop, rng)
-            b = random_crops(self.B, rng.integers(0, len(self.B), t.batch_size), t.crop, rng)
+            a = random_crops(self.A, rng.integers(0, len(self.A), t.batch_size), self.crop, rng)
+            b = random_crops(self.B, rng.integers(0, len(self.B), t.batch_size), self.crop, rng)
         return a.to(self.device), b.to(self.device)
 
 
@@ -378,7 +379,7 @@ def load_data(cfg: Config):
         raise ValueError(f"only {len(train_rows)} training pairs after the held-out split; generate more")
     A = to_tensor(load_images(train_rows["schnell_path"]))  # (n, 3, h, w), domain A: schnell-like
     B = to_tensor(load_images(train_rows["dev_path"]))  # domain B: dev-like
-    if A.shape[-1] < t.crop:
+    if t.crop is not None and A.shape[-1] < t.crop:
         raise ValueError(f"images are {A.shape[-1]} px, smaller than train.crop={t.crop}")
     return train_rows, holdout_rows, A, B
 
