@@ -11,6 +11,8 @@ import pytest
 from facerealism import env
 
 env.configure()
+# Prefect narrates server shutdown at interpreter exit, after pytest closed its streams.
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 ROOT = Path(__file__).resolve().parents[1]
 

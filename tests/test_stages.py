@@ -92,6 +92,14 @@ def test_audit_reports_prompt_side_mix(proj):
     assert enriched["region_entropy"] > 0.95 and out["diverse"]
     assert report["templates"]["baseline"]["region"] == {"unspecified": 1.0}
     assert report["face_attributes"]["available"] is False and report["face_attributes"]["reason"]
+    # Data-quality figures sit in MLflow beside the models.
+    from facerealism import tracking
+
+    mlflow = tracking.setup(cfg)
+    for stage, artifact in (("validate", "validation.md"), ("audit", "audit_tsne.png")):
+        runs = mlflow.search_runs(filter_string=f"tags.`facerealism.stage` = '{stage}'", output_format="list")
+        assert runs, stage
+        assert artifact in [a.path for a in mlflow.MlflowClient().list_artifacts(runs[0].info.run_id)]
 
 
 def test_train_writes_a_self_describing_head(proj):

@@ -92,3 +92,14 @@ def log_artifact(path: str | Path, artifact_path: str | None = None) -> None:
     import mlflow
 
     mlflow.log_artifact(str(path), artifact_path)
+
+
+def log_reports(cfg: Config, stage: str, metrics: dict, paths: list[str | Path]) -> None:
+    """A short run per data stage (validate, audit): its numbers and report files beside the training runs."""
+    numeric = {f"{stage}.{k}": v for k, v in metrics.items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and abs(v) != float("inf")}
+    with run(cfg, stage):
+        log_metrics(numeric)
+        for path in paths:
+            if Path(path).exists():
+                log_artifact(path)

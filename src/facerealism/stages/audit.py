@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from facerealism import tracking
 from facerealism.config import Config
 from facerealism.files import read_parquet, write_json
 
@@ -283,6 +284,8 @@ def run(cfg: Config) -> dict:
     write_json(reports / "audit.json", report)
     atomic_write_bytes(reports / "audit.md", markdown(report).encode())
     print_table1(report["table1"], emb["label"])
+    tracking.log_reports(cfg, "audit", {"enriched_region_entropy": enriched.get("region_entropy"), "diverse": report["diverse"]},
+                         [reports / "audit.json", reports / "audit.md", reports / "audit_tsne.png"])
     return {"enriched_region_entropy": enriched.get("region_entropy"),
             "enriched_regions": len(enriched.get("region", {})), "diverse": report["diverse"],
             "face_embedding": emb["kind"]}

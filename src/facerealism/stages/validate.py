@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from facerealism import tracking
 from facerealism.config import Config
 from facerealism.files import atomic_write_bytes, read_parquet, write_json, write_parquet
 from facerealism.progress import progress
@@ -380,6 +381,7 @@ def run(cfg: Config) -> dict:
     write_parquet(Path(cfg.paths.data) / "validated.parquet", valid)
     write_json(reports / "validation.json", summary)
     atomic_write_bytes(reports / "validation.md", markdown_report(summary, quarantine).encode())
+    tracking.log_reports(cfg, "validate", summary, [reports / "validation.json", reports / "validation.md"])
     if not summary["passed"]:
         failing = ", ".join(f"{x['expectation']} x{x['unexpected']}" for x in lines if not x["success"])
         raise ValidationFailed(
