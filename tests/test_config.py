@@ -57,3 +57,18 @@ def test_overrides_parse_yaml_values():
 def test_cross_field_check():
     with pytest.raises(ConfigError, match="train.crop"):
         load_config(ROOT / "params.yaml", ["generate.size=32", "train.crop=48"])
+
+
+def test_every_param_dvc_tracks_is_spelled_out_in_params_yaml():
+    """`dvc commit`/`repro` fail on a param that only exists as a config default."""
+    import yaml
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    for name, stage in stages.items():
+        for entry in stage.get("params", []):
+            for key in entry if isinstance(entry, dict) else [entry]:
+                node = params
+                for part in str(key).split("."):
+                    assert isinstance(node, dict) and part in node, f"dvc.yaml stage {name}: {key} not in params.yaml"
+                    node = node[part]

@@ -142,10 +142,10 @@ def record_outputs(params: str | Path = "params.yaml", overrides: list[str] | No
     why = _why_not_committable(params, overrides, project)
     if why:
         return {"committed": False, "pushed": False, "reason": why}
-    dvc(["commit", "-f", "-q"], project)
+    dvc(["commit", "-f"], project)
     pushed = False
     if push and has_default_remote(project):
-        dvc(["push", "-q"], project)
+        dvc(["push"], project)
         pushed = True
     return {"committed": True, "pushed": pushed, "reason": "ok" if pushed else "no default DVC remote; not pushed"}
 
@@ -197,7 +197,7 @@ def data_for(model_uri: str, dest: str | Path, tracking_uri: str | None = None, 
         dvc_files.append(str(dvc_file.relative_to(project)))
         restored[key] = dest / base
     # pull = fetch from the default remote when the local cache lacks the objects, then check out.
-    dvc(["pull", "-q", *dvc_files], project)
+    dvc(["pull", *dvc_files], project)
     return restored
 
 
