@@ -246,7 +246,7 @@ class TrainConfig(Section):
     whole 64-px images train what inference sees (FD_diff 34.9, C2ST 0.67) at the same cost."""
     batch_size: int = Field(2, ge=1)
     """2 full images carry the pixels of 8 32-px crops, so a step costs the same."""
-    steps: int = Field(1500, ge=1)
+    steps: int = Field(3000, ge=1)
     lr: float = Field(2e-4, gt=0)
     beta1: float = Field(0.5, ge=0, lt=1)
     lambda_cyc: float = Field(2.0, ge=0)
