@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from pathlib import Path
@@ -45,6 +46,20 @@ def tiny_cfg(project):
     from facerealism.config import load_config
 
     return load_config(project / "params.yaml", tiny_overrides(project))
+
+
+@contextlib.contextmanager
+def tiny_project(root: Path):
+    """Work inside `root` holding a copy of params.yaml; yields the tiny-profile config (module-scoped projects)."""
+    from facerealism.config import load_config
+
+    (root / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    old = os.getcwd()
+    os.chdir(root)
+    try:
+        yield load_config(root / "params.yaml", tiny_overrides(root))
+    finally:
+        os.chdir(old)
 
 
 def write_tiny_params(project: Path) -> Path:

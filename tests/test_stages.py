@@ -12,20 +12,15 @@ import pytest
 from facerealism.config import load_config
 from facerealism.stages import run_stage
 
-from .conftest import ROOT, tiny_overrides
+from .conftest import ROOT, tiny_project
 
 
 @pytest.fixture(scope="module")
 def proj(tmp_path_factory):
     """One tiny project shared by the ordered tests below (stages build on each other)."""
-    import os
-
     root = tmp_path_factory.mktemp("proj")
-    (root / "params.yaml").write_text((ROOT / "params.yaml").read_text())
-    old = os.getcwd()
-    os.chdir(root)
-    yield root, load_config(root / "params.yaml", tiny_overrides(root))
-    os.chdir(old)
+    with tiny_project(root) as cfg:
+        yield root, cfg
 
 
 def test_prompts_are_diverse_and_seeded(proj):

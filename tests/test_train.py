@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 from facerealism.config import load_config
 from facerealism.stages import run_stage
 
-from .conftest import ROOT, cli_env, tiny_overrides
+from .conftest import ROOT, cli_env, tiny_overrides, tiny_project
 
 # fp32 and one thread: bit-exact arithmetic is what makes "resumed == uninterrupted" testable.
 EXACT = ["train.mixed_precision=fp32", "train.threads=1", "train.log_every=5"]
@@ -28,14 +28,10 @@ EXACT = ["train.mixed_precision=fp32", "train.threads=1", "train.log_every=5"]
 def data(tmp_path_factory):
     """One tiny validated dataset shared by the tests below; each test trains into its own models/ folder."""
     root = tmp_path_factory.mktemp("train")
-    (root / "params.yaml").write_text((ROOT / "params.yaml").read_text())
-    old = os.getcwd()
-    os.chdir(root)
-    cfg = load_config(root / "params.yaml", tiny_overrides(root))
-    for stage in ("prompts", "generate", "validate"):
-        run_stage(stage, cfg)
-    yield root
-    os.chdir(old)
+    with tiny_project(root) as cfg:
+        for stage in ("prompts", "generate", "validate"):
+            run_stage(stage, cfg)
+        yield root
 
 
 def cfg_for(root: Path, name: str, *extra: str):

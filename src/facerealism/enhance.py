@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import glob
-import hashlib
 import io
 import re
 from collections.abc import Callable
@@ -161,8 +160,9 @@ def enhance_paths(inputs: list[Path | str], out: Path, model: str, cfg: Config |
 
 def prompt_seed(prompt: str, index: int = 0) -> int:
     """A stable seed per (prompt, index): the same prompt always renders the same image."""
-    digest = hashlib.sha256(f"{prompt}\x00{index}".encode()).digest()
-    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+    from facerealism.stages.prompts import stable_seed
+
+    return stable_seed(f"{prompt}\x00{index}")
 
 
 def slug(prompt: str, limit: int = 48) -> str:

@@ -39,10 +39,15 @@ def _full_name(fake, locale: str, gender: str) -> str:
     return f"{last}{first}" if locale in _FAMILY_FIRST else f"{first} {last}"
 
 
+def stable_seed(key: str) -> int:
+    """A 31-bit seed from a string, the same on every machine and Python run (unlike hash())."""
+    digest = hashlib.sha256(key.encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
 def prompt_seed(global_seed: int, prompt_id: str) -> int:
     """A stable per-prompt generation seed: depends only on the global seed and the prompt id."""
-    digest = hashlib.sha256(f"{global_seed}:{prompt_id}".encode()).digest()
-    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+    return stable_seed(f"{global_seed}:{prompt_id}")
 
 
 def allocate(n: int, weights: dict[str, float]) -> dict[str, int]:
