@@ -21,7 +21,7 @@ from facerealism.stages import run_stage
 from .conftest import ROOT, cli_env, tiny_overrides, tiny_project
 
 # fp32 and one thread: bit-exact arithmetic is what makes "resumed == uninterrupted" testable.
-EXACT = ["train.mixed_precision=fp32", "train.threads=1", "train.log_every=5"]
+EXACT = ["train.mixed_precision=fp32", "train.threads=1", "train.log_every=5", "train.baselines=[]"]
 
 
 @pytest.fixture(scope="module")
@@ -163,3 +163,82 @@ def test_accelerate_configs_are_valid(name):
     assert cfg["use_cpu"] is (name == "cpu") and cfg["mixed_precision"] == "bf16"
     if name == "multinode":
         assert cfg["main_process_ip"] and cfg["main_process_port"] and "machine_rank" in cfg
+
+
+def test_gradient_accumulation_steps_the_optimisers_once_per_accumulated_batch(data):
+    from facerealism import checkpoint
+
+    cfg = cfg_for(data, "accum", "train.steps=4", "train.grad_accum=3", "train.batch_size=1", "train.checkpoint_every=2",
+                  "train.log_every=2")
+    out = run_stage("train", cfg)
+    tensors, meta = checkpoint.load(checkpoint.list_checkpoints(data / "accum" / "models" / "checkpoints")[-1])
+    assert meta["step"] == 2
+    # Adam counted 2 steps for 6 micro-batches; the schedule moved once per optimiser step as well.
+    adam_steps = {float(v) for k, v in tensors.items() if k.startswith("opt.G.") and k.endswith(".step")}
+    assert adam_steps == {2.0}
+    assert meta["trainer"]["schedulers"]["G"]["last_epoch"] == 2
+    assert out["steps"] == 4 and [h["step"] for h in out_history(data, "accum")] == [2, 4]
+
+
+def out_history(root: Path, name: str) -> list[dict]:
+    return json.loads((root / name / "reports" / "train.json").read_text())["history"]
+
+
+def test_channels_last_trains_the_same_head_and_ships_it_contiguous(data):
+    from facerealism.head import load_head
+
+    run_stage("train", cfg_for(data, "nchw", "train.steps=3"))
+    run_stage("train", cfg_for(data, "nhwc", "train.steps=3", "train.channels_last=true"))
+    (G, _), (G_cl, _) = (load_head(data / name / "models" / "head") for name in ("nchw", "nhwc"))
+    assert all(p.is_contiguous() for p in G_cl.parameters())
+    # Same function up to float round-off (weights are not compared: Adam amplifies the round-off in the
+    # biases ahead of instance norms, whose true gradient is zero).
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        assert (G(x) - G_cl(x)).abs().max() < 1e-2 and (G(x) - x).abs().max() > 1e-3
+
+
+def test_sample_grids_are_logged_to_mlflow_while_training(data):
+    import mlflow
+
+    out = run_stage("train", cfg_for(data, "grids", "train.steps=6", "train.grid_every=2"))
+    mlflow.set_tracking_uri(f"sqlite:///{data}/mlflow.db")
+    client = mlflow.MlflowClient()
+    names = [a.path for a in client.list_artifacts(out["mlflow_run_id"], "images") if a.path.endswith(".png")]
+    steps = sorted(int(n.split("+step+")[1].split("+")[0]) for n in names if "train_samples" in n)
+    assert steps == [2, 4]  # the final step's grid is reports/train_samples.png
+
+
+def test_baselines_train_beside_the_head_and_evaluate_ranks_them(data):
+    import mlflow
+
+    cfg = cfg_for(data, "base", "train.steps=3", "train.baselines=[resnet]")
+    out = run_stage("train", cfg)
+    models = data / "base" / "models"
+    assert out["baselines"] == ["resnet"] and (models / "baselines" / "resnet" / "head" / "head.safetensors").exists()
+    trained = json.loads((models / "baselines" / "baselines.json").read_text())
+    assert trained["model"] == "esa_resnet" and list(trained["baselines"]) == ["resnet"]
+    mlflow.set_tracking_uri(f"sqlite:///{data}/mlflow.db")
+    child = mlflow.search_runs(experiment_names=["facerealism"],
+                               filter_string=f"tags.mlflow.parentRunId = '{out['mlflow_run_id']}'")
+    assert list(child["tags.mlflow.runName"]) == ["baseline resnet"]
+
+    run_stage("evaluate", cfg)
+    table = json.loads((data / "base" / "reports" / "table4.json").read_text())
+    ranked = table["ranking"]["heads"]
+    assert {r["head"] for r in ranked} == {"ESA-CycleGAN", "CycleGAN"} and table["ranking"]["by"] == "fd_diff.spectral"
+    assert ranked[0]["fd_diff.spectral"] >= ranked[1]["fd_diff.spectral"]
+    metrics = json.loads((data / "base" / "reports" / "metrics.json").read_text())
+    assert metrics["best_head"] == ranked[0]["head"]
+    assert metrics["fd_diff.spectral"] == next(r for r in ranked if r["head"] == "ESA-CycleGAN")["fd_diff.spectral"]
+
+    with pytest.raises(ValueError, match="must not repeat train.model"):
+        cfg_for(data, "base", "train.baselines=[esa_resnet]")
+
+
+def test_train_bench_prints_fp32_bf16_and_channels_last_side_by_side():
+    from facerealism.train_bench import bench
+
+    r = bench(size=32, batch_size=1, steps=1, warmup=1, ngf=8, n_blocks=1, images=2)
+    assert set(r) == {"fp32", "bf16", "bf16 channels_last"} and r["fp32"]["speedup"] == 1.0
+    assert all(v["step_s"] > 0 and 0 <= v["data_wait_fraction"] < 1 for v in r.values())

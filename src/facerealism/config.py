@@ -259,7 +259,20 @@ class TrainConfig(Section):
     """Fraction of steps after which the learning rate decays linearly to 0."""
     holdout_fraction: float = Field(0.2, gt=0, lt=1)
     mixed_precision: Literal["fp32", "bf16"] = "bf16"
-    """bf16 autocast (~1.8x faster on this CPU) or plain fp32."""
+    """bf16 autocast through accelerate (1.75x faster per step than fp32 on this AMX CPU at 128 px) or plain fp32."""
+    grad_accum: int = Field(1, ge=1)
+    """Micro-batches accumulated per optimiser step (accelerate's gradient accumulation); the effective batch
+    is batch_size x grad_accum x processes. train.steps counts optimiser steps."""
+    channels_last: bool = False
+    """Nets and batches in channels-last memory format (faster convolutions on GPUs with tensor cores; measured
+    slower on this CPU: `python -m facerealism.train_bench`)."""
+    compile: bool = False
+    """torch.compile the four nets through accelerate's dynamo plugin (inductor); costs a compile up front."""
+    baselines: list[Literal["esa_resnet", "resnet", "unet_cbam"]] = Field(default_factory=list)
+    """Architectures trained after train.model with the same settings, into models/baselines/NAME, as nested
+    MLflow runs; evaluate adds them to Table 4 and records which head is best."""
+    grid_every: int = Field(0, ge=0)
+    """Steps between sample grids logged to MLflow (key train_samples, with its step); 0: once per epoch."""
     log_every: int = Field(50, ge=1)
     checkpoint_every: int = Field(250, ge=1)
     """Steps between full-state checkpoints in models/checkpoints (what train.resume continues from)."""
@@ -284,8 +297,10 @@ class TrainConfig(Section):
     @model_validator(mode="after")
     def _unet_crop_divides(self) -> "TrainConfig":
         multiple = 2 ** (self.unet_depth - 1)
-        if self.model == "unet_cbam" and self.crop is not None and self.crop % multiple:
+        if "unet_cbam" in (self.model, *self.baselines) and self.crop is not None and self.crop % multiple:
             raise ValueError(f"crop ({self.crop}) must be divisible by {multiple} for unet_depth={self.unet_depth}")
+        if self.model in self.baselines or len(set(self.baselines)) < len(self.baselines):
+            raise ValueError(f"baselines {self.baselines} must not repeat train.model ({self.model}) or themselves")
         return self
 
 

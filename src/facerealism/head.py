@@ -45,14 +45,14 @@ def load_head(head_dir: str | Path) -> tuple[torch.nn.Module, dict]:
 
 
 @torch.inference_mode()
-def enhance_array(G: torch.nn.Module, images: np.ndarray, batch_size: int = 16) -> np.ndarray:
-    """Apply a generator to uint8 (n, h, w, 3) images whose sides are multiples of 4."""
+def enhance_array(G: torch.nn.Module, images: np.ndarray, batch_size: int = 16, device="cpu") -> np.ndarray:
+    """Apply a generator (on `device`) to uint8 (n, h, w, 3) images whose sides are multiples of 4."""
     G.eval()
     n, h, w, _ = images.shape
     if h % 4 or w % 4:
         # The generator downsamples twice; reflect-pad to a multiple of 4 and crop back.
         ph, pw = -h % 4, -w % 4
         padded = np.pad(images, ((0, 0), (0, ph), (0, pw), (0, 0)), mode="reflect")
-        return enhance_array(G, padded, batch_size)[:, :h, :w]
-    out = [to_uint8(G(to_tensor(images[i : i + batch_size]))) for i in range(0, n, batch_size)]
+        return enhance_array(G, padded, batch_size, device)[:, :h, :w]
+    out = [to_uint8(G(to_tensor(images[i : i + batch_size]).to(device))) for i in range(0, n, batch_size)]
     return np.concatenate(out) if out else images.copy()

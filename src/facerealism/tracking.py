@@ -82,10 +82,23 @@ def log_params(params: dict) -> None:
     mlflow.log_params(params)
 
 
+def set_tags(tags: dict[str, str]) -> None:
+    import mlflow
+
+    mlflow.set_tags(tags)
+
+
 def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
     import mlflow
 
     mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None}, step=step)
+
+
+def log_image(image, key: str, step: int) -> None:
+    """An image series (MLflow shows a step slider under `key`), e.g. sample grids during training."""
+    import mlflow
+
+    mlflow.log_image(image, key=key, step=step)
 
 
 def log_artifact(path: str | Path, artifact_path: str | None = None) -> None:

@@ -10,7 +10,7 @@ import numpy as np
 from facerealism import metrics, tracking
 from facerealism.config import Config
 from facerealism.data import load_images, split, validated_manifest
-from facerealism.files import save_png, write_json
+from facerealism.files import read_json, save_png, write_json
 from facerealism.grids import save_grid
 from facerealism.head import enhance_array, load_head
 
@@ -27,15 +27,27 @@ def holdout_sets(cfg: Config) -> tuple[np.ndarray, np.ndarray]:
     return load_images(holdout["schnell_path"]), load_images(holdout["dev_path"])
 
 
-def head_dirs(cfg: Config) -> dict[str, Path]:
-    """Table 4 label -> head folder: models/head (labelled by its architecture), then evaluate.extra_heads."""
-    main = Path(cfg.paths.models) / "head"
-    heads = {"": main}
+def head_dirs(cfg: Config) -> list[tuple[str | None, Path]]:
+    """(Table 4 label, head folder): models/head, the baselines the train stage trained beside it (both labelled
+    by architecture: None), then evaluate.extra_heads."""
+    models = Path(cfg.paths.models)
+    heads: list[tuple[str | None, Path]] = [(None, models / "head")]
+    trained = models / "baselines" / "baselines.json"
+    if trained.exists():
+        heads += [(None, Path(b["head"])) for b in read_json(trained)["baselines"].values()]
     for label, folder in cfg.evaluate.extra_heads.items():
         if label in (SCHNELL, DEV):
             raise ValueError(f"evaluate.extra_heads: label {label!r} is reserved for a reference row")
-        heads[label] = Path(folder)
+        heads.append((label, Path(folder)))
     return heads
+
+
+def ranking(table: dict, space: str) -> list[dict]:
+    """The heads, best first by FD_diff in `space` (higher: nearer dev); what "which head is better" means here."""
+    heads = [label for label in table["order"] if label not in (SCHNELL, DEV)]
+    rows = [{"head": label, **{f"fd_diff.{s}": r["fd_diff"] for s, r in table["rows"][label]["fd"].items()},
+             "c2st_vs_dev": table["rows"][label]["c2st_vs_dev"]} for label in heads]
+    return sorted(rows, key=lambda r: -r[f"fd_diff.{space}"])
 
 
 def _optional(fn, *args, **kwargs) -> dict:
@@ -215,7 +227,7 @@ def run(cfg: Config) -> dict:
 
     schnell, dev = holdout_sets(cfg)
     outputs, head_label, run_id = {}, None, None
-    for label, folder in head_dirs(cfg).items():
+    for label, folder in head_dirs(cfg):
         G, meta = load_head(folder)
         label = label or ARCH_LABELS.get(meta["arch"], meta["arch"])
         if label in outputs:
@@ -225,8 +237,11 @@ def run(cfg: Config) -> dict:
             head_label, run_id = label, meta.get("mlflow_run_id")
     table = table4(cfg, schnell, dev, outputs)
     table["head_label"] = head_label
+    space = cfg.evaluate.spaces[0]
+    table["ranking"] = {"by": f"fd_diff.{space}", "heads": ranking(table, space)}
     flat = flat_metrics(table, head_label)
     flat["holdout_pairs"] = len(schnell)
+    flat["best_head"] = table["ranking"]["heads"][0]["head"]
 
     reports = Path(cfg.paths.reports)
     write_json(reports / "metrics.json", flat)
@@ -243,10 +258,13 @@ def run(cfg: Config) -> dict:
         console.print(t)
     for col, reason in unavailable_reasons(table).items():
         console.print(f"[dim]{col}: unavailable — {reason}[/]", highlight=False)
+    if len(outputs) > 1:
+        console.print(f"best head by {table['ranking']['by']} on the held-out split: [bold]{flat['best_head']}[/]")
 
     with tracking.run(cfg, "evaluate", run_id=run_id):
         tracking.log_metrics({f"eval.{k}": v for k, v in flat.items()
                               if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        tracking.set_tags({"eval.best_head": flat["best_head"]})  # a tag: a re-evaluation may change it
         for path in (grid, crops, reports / "metrics.json", reports / "table4.json", html):
             tracking.log_artifact(path, "evaluate")
     return {k: v for k, v in flat.items() if k.startswith(("fd_diff.", "c2st", "fid.available"))}

@@ -22,8 +22,8 @@ import torch.nn.functional as F
 from facerealism import checkpoint, tracking
 from facerealism.config import Config
 from facerealism.data import load_images, split, to_tensor, validated_manifest
-from facerealism.files import write_json
-from facerealism.grids import save_grid
+from facerealism.files import read_json, write_json
+from facerealism.grids import image_grid, save_grid
 from facerealism.head import enhance_array, save_head
 from facerealism.models import build_discriminator, build_generator, init_weights
 from facerealism.progress import progress
@@ -95,6 +95,7 @@ class Sampler:
 
     def __init__(self, A: torch.Tensor, B: torch.Tensor, cfg: Config, device, seed):
         self.A, self.B, self.t, self.device = A, B, cfg.train, device
+        self.memory_format = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
         self.crop = cfg.train.crop or A.shape[-1]  # null: whole images
         self.paired = cfg.train.model not in CYCLE_MODELS
         self.rng = np.random.default_rng(seed)
@@ -107,7 +108,8 @@ class Sampler:
             # Unpaired: A and B batches are drawn independently, never as pairs.
             a = random_crops(self.A, rng.integers(0, len(self.A), t.batch_size), self.crop, rng)
             b = random_crops(self.B, rng.integers(0, len(self.B), t.batch_size), self.crop, rng)
-        return a.to(self.device), b.to(self.device)
+        return (a.to(self.device).contiguous(memory_format=self.memory_format),
+                b.to(self.device).contiguous(memory_format=self.memory_format))
 
 
 def lsgan(pred: torch.Tensor, real: bool) -> torch.Tensor:
@@ -131,14 +133,31 @@ class Trainer:
     loss_names: list[str]
     head_name: str
 
+    def plain(self, net: torch.nn.Module) -> torch.nn.Module:
+        """The module itself: without accelerate's DDP and torch.compile wrappers (state-dict keys as built)."""
+        return self.acc.unwrap_model(net, keep_torch_compile=False)
+
     def head(self) -> torch.nn.Module:
         """The shipped generator (schnell -> dev), unwrapped, fp32, on the CPU."""
-        return self.acc.unwrap_model(self.nets[self.head_name]).float().cpu()
+        return self.plain(self.nets[self.head_name]).float().cpu().to(memory_format=torch.contiguous_format)
+
+    def preview(self, images: np.ndarray) -> np.ndarray:
+        """The head's current output on uint8 images, leaving the training state as it was."""
+        G = self.plain(self.nets[self.head_name])
+        out = enhance_array(G, images, device=self.acc.device)
+        G.train()
+        return out
+
+    def step_schedulers(self) -> None:
+        """Once per optimiser step: the schedule counts steps, not accumulated micro-batches."""
+        if self.acc.sync_gradients:
+            for sched in self.schedulers.values():
+                sched.step()
 
     def state(self) -> tuple[dict[str, torch.Tensor], dict]:
         tensors, meta = {}, {"optimizers": {}, "schedulers": {}, "pools": {}}
         for name, net in self.nets.items():
-            for k, v in self.acc.unwrap_model(net).state_dict().items():
+            for k, v in self.plain(net).state_dict().items():
                 tensors[f"net.{name}.{k}"] = v
         for name, opt in self.optimizers.items():
             opt_t, meta["optimizers"][name] = checkpoint.flatten_optimizer(f"opt.{name}", opt.state_dict())
@@ -157,7 +176,7 @@ class Trainer:
         for name, net in self.nets.items():
             prefix = f"net.{name}."
             own = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-            self.acc.unwrap_model(net).load_state_dict(own, strict=True)
+            self.plain(net).load_state_dict(own, strict=True)
         for name, opt in self.optimizers.items():
             opt.load_state_dict(checkpoint.unflatten_optimizer(f"opt.{name}", tensors, meta["optimizers"][name]))
         for name, sched in self.schedulers.items():
@@ -187,6 +206,8 @@ class CycleGAN(Trainer):
         }
         for net in nets.values():
             init_weights(net)
+            if t.channels_last:
+                net.to(memory_format=torch.channels_last)
         opt_g = torch.optim.Adam(list(nets["G_A"].parameters()) + list(nets["G_B"].parameters()), lr=t.lr, betas=(t.beta1, 0.999))
         opt_d = torch.optim.Adam(list(nets["D_A"].parameters()) + list(nets["D_B"].parameters()), lr=t.lr, betas=(t.beta1, 0.999))
         sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, linear_decay(t))
@@ -237,26 +258,26 @@ class CycleGAN(Trainer):
         return loss
 
     def optimize_parameters(self, real_A, real_B) -> dict[str, float]:
+        """One micro-batch. Under accelerate's accumulate(), step() and zero_grad() act only on the last
+        micro-batch of an optimiser step, so gradients are zeroed after each step, never before a backward."""
         with self.acc.autocast():
             self.forward(real_A, real_B)
-            self.opt_g.zero_grad(set_to_none=True)
             losses = self.backward_G()
             self.opt_g.step()
-            self.opt_d.zero_grad(set_to_none=True)
+            self.opt_g.zero_grad(set_to_none=True)
             losses["D_A"] = self.backward_D_basic(self.D_A, self.real_B, self.pool_B.query(self.fake_B))
             losses["D_B"] = self.backward_D_basic(self.D_B, self.real_A, self.pool_A.query(self.fake_A))
             self.opt_d.step()
-        self.sched_g.step()
-        self.sched_d.step()
+            self.opt_d.zero_grad(set_to_none=True)
+        self.step_schedulers()
         out = {k: float(v.detach()) for k, v in losses.items()}
         out["cycle_l1"] = self.cycle_l1
         return out
 
     def cycle(self, images: np.ndarray) -> np.ndarray:
         """F(G(x)) for uint8 (n, h, w, 3) schnell images."""
-        G = self.acc.unwrap_model(self.G_A).float().cpu()
-        Fb = self.acc.unwrap_model(self.G_B).float().cpu()
-        return enhance_array(Fb, enhance_array(G, images))
+        G, Fb = self.plain(self.G_A), self.plain(self.G_B)
+        return enhance_array(Fb, enhance_array(G, images, device=self.acc.device), device=self.acc.device)
 
 
 def image_gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -316,6 +337,8 @@ class Paired(Trainer):
         torch.manual_seed(cfg.seed)
         self.t = t
         G = init_weights(build_generator(t.model, **generator_kwargs(cfg)))
+        if t.channels_last:
+            G.to(memory_format=torch.channels_last)
         opt = torch.optim.Adam(G.parameters(), lr=t.lr, betas=(t.beta1, 0.999))
         sched = torch.optim.lr_scheduler.LambdaLR(opt, linear_decay(t))
         self.G, self.opt, self.sched = accelerator.prepare(G, opt, sched)
@@ -333,10 +356,10 @@ class Paired(Trainer):
                 losses["lpips"] = self.lpips(out.float(), dev).mean() * t.lambda_lpips
             else:
                 losses["l1"] = F.l1_loss(out.float(), dev) * t.lambda_l1
-            self.opt.zero_grad(set_to_none=True)
             self.acc.backward(sum(losses.values()))
             self.opt.step()
-        self.sched.step()
+            self.opt.zero_grad(set_to_none=True)
+        self.step_schedulers()
         return {k: float(v.detach()) for k, v in losses.items()}
 
 
@@ -358,7 +381,8 @@ def architecture(cfg: Config) -> dict:
     return {"model": t.model, "kwargs": generator_kwargs(cfg), "ndf": t.ndf if t.model in CYCLE_MODELS else None}
 
 
-def make_accelerator(mixed_precision: str):
+def make_accelerator(mixed_precision: str, grad_accum: int = 1, compile: bool = False):
+    """accelerate owns device placement, precision, gradient accumulation and torch.compile."""
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
 
@@ -368,6 +392,7 @@ def make_accelerator(mixed_precision: str):
     # step_scheduler_with_optimizer=False: accelerate would otherwise step the schedule once per
     # process per step, decaying num_processes times too fast for our per-step schedule.
     return Accelerator(mixed_precision="no" if mixed_precision == "fp32" else mixed_precision,
+                       gradient_accumulation_steps=grad_accum, dynamo_backend="inductor" if compile else None,
                        cpu=not torch.cuda.is_available(), step_scheduler_with_optimizer=False)
 
 
@@ -435,7 +460,7 @@ def train(cfg: Config, parent_run_id: str | None = None, run_name: str = "train"
     train_rows, holdout_rows, A, B = load_data(cfg)
     resume = find_resume(cfg) if t.resume else None  # verified before anything is built or written
     set_seed(cfg.seed)
-    accelerator = make_accelerator(t.mixed_precision)
+    accelerator = make_accelerator(t.mixed_precision, t.grad_accum, t.compile)
     model = build_trainer(cfg, accelerator)
     # Each process draws its own batches; rank 0 keeps the seed so one process matches a plain run.
     sampler = Sampler(A, B, cfg, accelerator.device, cfg.seed if accelerator.process_index == 0
@@ -476,15 +501,25 @@ def train(cfg: Config, parent_run_id: str | None = None, run_name: str = "train"
                 tracking.log_params({"lpips": model.lpips_status})
         if is_main and resumed_from:
             tracking.log_params({f"resumed_from_step_{start_step}": str(resumed_from)})
+        held = holdout_rows if len(holdout_rows) else train_rows
+        sample = load_images(held["schnell_path"][:8])
+        grid_every = t.grid_every or -(-len(train_rows) // (t.batch_size * t.grad_accum))  # 0: once per epoch
         start = time.perf_counter()
         data_seconds = 0.0
         with progress() as bar:
             task = bar.add_task(f"train [{t.model}]", total=t.steps, completed=start_step)
             for step in range(start_step + 1, t.steps + 1):
-                t0 = time.perf_counter()
-                real_A, real_B = sampler.next()
-                data_seconds += time.perf_counter() - t0
-                losses = model.optimize_parameters(real_A, real_B)
+                micro = []
+                for _ in range(t.grad_accum):
+                    t0 = time.perf_counter()
+                    real_A, real_B = sampler.next()
+                    data_seconds += time.perf_counter() - t0
+                    with accelerator.accumulate(*model.nets.values()):
+                        micro.append(model.optimize_parameters(real_A, real_B))
+                losses = {k: float(np.mean([m[k] for m in micro])) for k in micro[0]}
+                if is_main and step % grid_every == 0 and step < t.steps:
+                    tracking.log_image(image_grid([sample, model.preview(sample)], ["schnell", "G(schnell)"]),
+                                       "train_samples", step)
                 if "cycle_l1" in losses and step > t.steps - window:
                     cycle_tail.append(losses["cycle_l1"])
                 if step % t.log_every == 0 or step == t.steps:
@@ -501,6 +536,7 @@ def train(cfg: Config, parent_run_id: str | None = None, run_name: str = "train"
         elapsed = time.perf_counter() - start
         trained = t.steps - start_step
         summary = {"model": t.model, "output_mode": output_mode(cfg), "steps": t.steps,
+                   "mlflow_run_id": mlrun.info.run_id if is_main else None,
                    "resumed_from_step": start_step if resume else None,
                    "seconds": round(prior_seconds + elapsed, 1),
                    "steps_per_s": round(trained / elapsed, 2) if trained else None,
@@ -509,8 +545,6 @@ def train(cfg: Config, parent_run_id: str | None = None, run_name: str = "train"
         if not is_main:
             return summary
         G = model.head()
-        held = holdout_rows if len(holdout_rows) else train_rows
-        sample = load_images(held["schnell_path"][:8])
         rows, labels = [sample, enhance_array(G, sample)], ["schnell", "G(schnell)"]
         if isinstance(model, Paired):
             rows, labels = rows + [load_images(held["dev_path"][:8])], labels + ["dev (target)"]
@@ -544,5 +578,30 @@ def cycle_ssim(model: CycleGAN, images: np.ndarray) -> float:
     return float(np.mean([structural_similarity(x, r, channel_axis=-1, data_range=255) for x, r in zip(images, rec)]))
 
 
+def baseline_config(cfg: Config, model: str) -> Config:
+    """The same training settings with another architecture, in models/baselines/MODEL and reports/baselines/MODEL."""
+    out = cfg.model_copy(deep=True)
+    out.train.baselines = []  # first: a model listed among its own baselines is refused
+    out.train.model = model
+    out.paths.models = str(baselines_dir(cfg) / model)
+    out.paths.reports = str(Path(cfg.paths.reports) / "baselines" / model)
+    return out
+
+
+def baselines_dir(cfg: Config) -> Path:
+    return Path(cfg.paths.models) / "baselines"
+
+
 def run(cfg: Config) -> dict:
-    return train(cfg)
+    """Train train.model, then each of train.baselines with the same settings as nested MLflow runs."""
+    summary = train(cfg)
+    trained = {}
+    for model in cfg.train.baselines:
+        b = train(baseline_config(cfg, model), parent_run_id=summary["mlflow_run_id"], run_name=f"baseline {model}")
+        trained[model] = {"head": str(baselines_dir(cfg) / model / "head"), "seconds": b["seconds"],
+                          "final_losses": b["final_losses"]}
+    # Written even when empty: the DVC output exists, and evaluate reads which baselines belong to this run.
+    write_json(baselines_dir(cfg) / "baselines.json", {"model": cfg.train.model, "baselines": trained})
+    report = Path(cfg.paths.reports) / "train.json"
+    write_json(report, {**read_json(report), "baselines": trained})
+    return {**summary, "baselines": list(trained)}
