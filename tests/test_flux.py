@@ -223,3 +223,11 @@ def test_reference_renders_the_slow_model_from_scratch(tiny):
     assert not np.array_equal(ref, dev) and not np.array_equal(ref, schnell)
     [(_, again)] = FluxBackend(cfg).reference(PROMPTS.iloc[:1])
     np.testing.assert_array_equal(ref, again)  # seeded like the pairs
+
+
+def test_flux_bench_times_reload_once_and_batched_on_the_same_pairs(tiny):
+    from facerealism.backends.flux_bench import measure
+
+    r = measure(tiny["schnell"], tiny["dev"], pairs=2, size=32, batch=2)
+    assert set(r) == {"loaded_once", "loaded_once_batched", "reloaded_per_pair", "load_s", "render_s"}
+    assert all(v > 0 for v in r.values()) and r["load_s"] > 0.01  # a reload really re-reads both pipelines

@@ -232,8 +232,7 @@ def test_baselines_train_beside_the_head_and_evaluate_ranks_them(data):
     assert metrics["best_head"] == ranked[0]["head"]
     assert metrics["fd_diff.spectral"] == next(r for r in ranked if r["head"] == "ESA-CycleGAN")["fd_diff.spectral"]
 
-    with pytest.raises(ValueError, match="must not repeat train.model"):
-        cfg_for(data, "base", "train.baselines=[esa_resnet]")
+    assert cfg_for(data, "x", "train.baselines=[resnet, esa_resnet, resnet]").train.baseline_models == ["resnet"]
 
 
 def test_train_bench_prints_fp32_bf16_and_channels_last_side_by_side():

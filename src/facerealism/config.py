@@ -268,9 +268,9 @@ class TrainConfig(Section):
     slower on this CPU: `python -m facerealism.train_bench`)."""
     compile: bool = False
     """torch.compile the four nets through accelerate's dynamo plugin (inductor); costs a compile up front."""
-    baselines: list[Literal["esa_resnet", "resnet", "unet_cbam"]] = Field(default_factory=list)
+    baselines: list[Literal["esa_resnet", "resnet", "unet_cbam"]] = Field(default_factory=lambda: ["resnet"])
     """Architectures trained after train.model with the same settings, into models/baselines/NAME, as nested
-    MLflow runs; evaluate adds them to Table 4 and records which head is best."""
+    MLflow runs; evaluate adds them to Table 4 and records which head is best. train.model itself is skipped."""
     grid_every: int = Field(0, ge=0)
     """Steps between sample grids logged to MLflow (key train_samples, with its step); 0: once per epoch."""
     log_every: int = Field(50, ge=1)
@@ -299,9 +299,12 @@ class TrainConfig(Section):
         multiple = 2 ** (self.unet_depth - 1)
         if "unet_cbam" in (self.model, *self.baselines) and self.crop is not None and self.crop % multiple:
             raise ValueError(f"crop ({self.crop}) must be divisible by {multiple} for unet_depth={self.unet_depth}")
-        if self.model in self.baselines or len(set(self.baselines)) < len(self.baselines):
-            raise ValueError(f"baselines {self.baselines} must not repeat train.model ({self.model}) or themselves")
         return self
+
+    @property
+    def baseline_models(self) -> list[str]:
+        """train.baselines without train.model itself (switching the model need not edit the list), once each."""
+        return [m for m in dict.fromkeys(self.baselines) if m != self.model]
 
 
 class EvaluateConfig(Section):

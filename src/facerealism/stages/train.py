@@ -581,8 +581,7 @@ def cycle_ssim(model: CycleGAN, images: np.ndarray) -> float:
 def baseline_config(cfg: Config, model: str) -> Config:
     """The same training settings with another architecture, in models/baselines/MODEL and reports/baselines/MODEL."""
     out = cfg.model_copy(deep=True)
-    out.train.baselines = []  # first: a model listed among its own baselines is refused
-    out.train.model = model
+    out.train.model, out.train.baselines = model, []
     out.paths.models = str(baselines_dir(cfg) / model)
     out.paths.reports = str(Path(cfg.paths.reports) / "baselines" / model)
     return out
@@ -596,7 +595,7 @@ def run(cfg: Config) -> dict:
     """Train train.model, then each of train.baselines with the same settings as nested MLflow runs."""
     summary = train(cfg)
     trained = {}
-    for model in cfg.train.baselines:
+    for model in cfg.train.baseline_models:
         b = train(baseline_config(cfg, model), parent_run_id=summary["mlflow_run_id"], run_name=f"baseline {model}")
         trained[model] = {"head": str(baselines_dir(cfg) / model / "head"), "seconds": b["seconds"],
                           "final_losses": b["final_losses"]}
