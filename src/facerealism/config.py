@@ -267,7 +267,9 @@ class TrainConfig(Section):
     """Nets and batches in channels-last memory format (faster convolutions on GPUs with tensor cores; measured
     slower on this CPU: `python -m facerealism.train_bench`)."""
     compile: bool = False
-    """torch.compile the four nets through accelerate's dynamo plugin (inductor); costs a compile up front."""
+    """torch.compile the nets through accelerate's dynamo plugin; costs a compile up front (minutes on 2 CPU cores)."""
+    compile_backend: str = "inductor"
+    """torch.compile backend when train.compile is on (inductor; eager/aot_eager only check the graph capture)."""
     baselines: list[Literal["esa_resnet", "resnet", "unet_cbam"]] = Field(default_factory=lambda: ["resnet"])
     """Architectures trained after train.model with the same settings, into models/baselines/NAME, as nested
     MLflow runs; evaluate adds them to Table 4 and records which head is best. train.model itself is skipped."""

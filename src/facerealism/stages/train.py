@@ -381,7 +381,7 @@ def architecture(cfg: Config) -> dict:
     return {"model": t.model, "kwargs": generator_kwargs(cfg), "ndf": t.ndf if t.model in CYCLE_MODELS else None}
 
 
-def make_accelerator(mixed_precision: str, grad_accum: int = 1, compile: bool = False):
+def make_accelerator(mixed_precision: str, grad_accum: int = 1, compile_backend: str | None = None):
     """accelerate owns device placement, precision, gradient accumulation and torch.compile."""
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
@@ -392,7 +392,7 @@ def make_accelerator(mixed_precision: str, grad_accum: int = 1, compile: bool = 
     # step_scheduler_with_optimizer=False: accelerate would otherwise step the schedule once per
     # process per step, decaying num_processes times too fast for our per-step schedule.
     return Accelerator(mixed_precision="no" if mixed_precision == "fp32" else mixed_precision,
-                       gradient_accumulation_steps=grad_accum, dynamo_backend="inductor" if compile else None,
+                       gradient_accumulation_steps=grad_accum, dynamo_backend=compile_backend,
                        cpu=not torch.cuda.is_available(), step_scheduler_with_optimizer=False)
 
 
@@ -460,7 +460,7 @@ def train(cfg: Config, parent_run_id: str | None = None, run_name: str = "train"
     train_rows, holdout_rows, A, B = load_data(cfg)
     resume = find_resume(cfg) if t.resume else None  # verified before anything is built or written
     set_seed(cfg.seed)
-    accelerator = make_accelerator(t.mixed_precision, t.grad_accum, t.compile)
+    accelerator = make_accelerator(t.mixed_precision, t.grad_accum, t.compile_backend if t.compile else None)
     model = build_trainer(cfg, accelerator)
     # Each process draws its own batches; rank 0 keeps the seed so one process matches a plain run.
     sampler = Sampler(A, B, cfg, accelerator.device, cfg.seed if accelerator.process_index == 0
