@@ -255,3 +255,35 @@ def test_train_bench_prints_fp32_bf16_and_channels_last_side_by_side():
     r = bench(size=32, batch_size=1, steps=1, warmup=1, ngf=8, n_blocks=1, images=2)
     assert set(r) == {"fp32", "bf16", "bf16 channels_last"} and r["fp32"]["speedup"] == 1.0
     assert all(v["step_s"] > 0 and 0 <= v["data_wait_fraction"] < 1 for v in r.values())
+
+
+def test_worker_processes_decode_batches_that_depend_only_on_the_step(data):
+    from facerealism.data import split, to_tensor, validated_manifest
+    from facerealism.files import load_rgb
+    from facerealism.stages.train import FileSampler
+
+    cfg = cfg_for(data, "workers", "train.num_workers=2", "train.batch_size=3")
+    rows, _ = split(validated_manifest(cfg.paths.data), cfg.train.holdout_fraction)
+    full = FileSampler(rows, cfg, "cpu", 0, start=0)
+    batches = [full.next() for _ in range(4)]
+    resumed = FileSampler(rows, cfg, "cpu", 0, start=2)  # what a resume at micro-batch 2 builds
+    for a, b in batches[2:]:
+        ra, rb = resumed.next()
+        assert torch.equal(a, ra) and torch.equal(b, rb)
+    full.close(), resumed.close()
+    a, b = batches[0]
+    assert a.shape == b.shape == (3, 3, 32, 32) and not torch.equal(a, b)  # unpaired: independent draws
+    ia, y, x, flip = resumed.jobs.jobs(0)[0][:4]  # the first sample, cropped by hand from its file
+    want = to_tensor(load_rgb(rows["schnell_path"][ia])[None])[0, :, y:y + 32, x:x + 32]
+    assert torch.equal(a[0], want.flip(-1) if flip else want)
+
+
+def test_training_from_worker_processes_resumes_exactly(data):
+    steps = ["train.num_workers=2", "train.steps=4", "train.checkpoint_every=2"]
+    out = run_stage("train", cfg_for(data, "workers", *steps))
+    assert 0 <= out["data_wait_fraction"] < 1
+    first = head_weights(data / "workers" / "models")
+    again = run_stage("train", cfg_for(data, "workers", *steps, "train.resume=true"))  # from the step-2 checkpoint
+    assert again["resumed_from_step"] == 2
+    second = head_weights(data / "workers" / "models")
+    assert all(torch.equal(first[k], second[k]) for k in first)

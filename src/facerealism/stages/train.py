@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from facerealism import checkpoint, tracking
 from facerealism.config import Config
 from facerealism.data import load_images, split, to_tensor, validated_manifest
-from facerealism.files import read_json, write_json
+from facerealism.files import load_rgb, read_json, write_json
 from facerealism.grids import image_grid, save_grid
 from facerealism.head import enhance_array, save_head
 from facerealism.models import build_discriminator, build_generator, init_weights
@@ -110,6 +110,89 @@ class Sampler:
             b = random_crops(self.B, rng.integers(0, len(self.B), t.batch_size), self.crop, rng)
         return (a.to(self.device).contiguous(memory_format=self.memory_format),
                 b.to(self.device).contiguous(memory_format=self.memory_format))
+
+    def close(self) -> None:
+        """Nothing to stop (FileSampler's interface)."""
+
+
+class CropJobs(torch.utils.data.Dataset):
+    """Decodes one (A, B) sample per job in DataLoader worker processes; the job says which images, where to
+    crop and whether to flip, so every random choice stays in the main process."""
+
+    def __init__(self, a_paths: list[str], b_paths: list[str], crop: int):
+        self.a, self.b, self.crop = a_paths, b_paths, crop
+
+    def __len__(self) -> int:
+        return len(self.a)
+
+    def _patch(self, path: str, y: int, x: int, flip: bool) -> torch.Tensor:
+        img = to_tensor(load_rgb(path)[None])[0]  # (3, h, w)
+        if img.shape[-1] < x + self.crop or img.shape[-2] < y + self.crop:
+            raise ValueError(f"{path} is {img.shape[-1]}x{img.shape[-2]} px, smaller than train.crop={self.crop}")
+        patch = img[:, y : y + self.crop, x : x + self.crop]
+        return patch.flip(-1) if flip else patch
+
+    def __getitem__(self, job: tuple) -> tuple[torch.Tensor, torch.Tensor]:
+        ia, ya, xa, fa, ib, yb, xb, fb = job
+        return self._patch(self.a[ia], ya, xa, fa), self._patch(self.b[ib], yb, xb, fb)
+
+
+class StepJobs:
+    """The jobs of micro-batch k come from an RNG seeded with (seed, k): the data order is a function of the
+    step, so a resumed run continues it without any loader state, however far the workers prefetched."""
+
+    def __init__(self, n: int, side: int, cfg: Config, seed, start: int):
+        self.n, self.side, self.t, self.seed, self.start = n, side, cfg.train, seed, start
+        self.crop = cfg.train.crop or side
+        self.paired = cfg.train.model not in CYCLE_MODELS
+
+    def jobs(self, k: int) -> list[tuple]:
+        rng = np.random.default_rng([*np.atleast_1d(self.seed), k])
+        out = []
+        for _ in range(self.t.batch_size):
+            a = (int(rng.integers(self.n)), *(int(v) for v in rng.integers(0, self.side - self.crop + 1, 2)),
+                 bool(rng.random() < 0.5))
+            # Unpaired: B is drawn independently of A; paired: the same pair, window and flip.
+            b = a if self.paired else (int(rng.integers(self.n)),
+                                       *(int(v) for v in rng.integers(0, self.side - self.crop + 1, 2)),
+                                       bool(rng.random() < 0.5))
+            out.append((*a, *b))
+        return out
+
+    def __iter__(self):
+        k = self.start
+        while True:
+            yield self.jobs(k)
+            k += 1
+
+
+class FileSampler:
+    """Batches decoded from the image files by `train.num_workers` processes (for datasets larger than memory)."""
+
+    def __init__(self, rows, cfg: Config, device, seed, start: int):
+        t = cfg.train
+        side = load_rgb(rows["schnell_path"].iloc[0]).shape[1]
+        if t.crop is not None and side < t.crop:
+            raise ValueError(f"images are {side} px, smaller than train.crop={t.crop}")
+        dataset = CropJobs(list(rows["schnell_path"]), list(rows["dev_path"]), t.crop or side)
+        self.jobs = StepJobs(len(rows), side, cfg, seed, start)
+        self.loader = torch.utils.data.DataLoader(dataset, batch_sampler=self.jobs, num_workers=t.num_workers,
+                                                  persistent_workers=True, pin_memory=torch.cuda.is_available())
+        self.device, self.it = device, None
+        self.memory_format = torch.channels_last if t.channels_last else torch.contiguous_format
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.it is None:
+            self.it = iter(self.loader)  # starts the workers on first use
+        a, b = next(self.it)
+        return (a.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format),
+                b.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format))
+
+    def close(self) -> None:
+        """Stop the workers now: the job stream never ends, so the loader would otherwise wait for the GC."""
+        if self.it is not None:
+            self.it._shutdown_workers()
+            self.it = None
 
 
 def lsgan(pred: torch.Tensor, real: bool) -> torch.Tensor:
@@ -397,11 +480,15 @@ def make_accelerator(mixed_precision: str, grad_accum: int = 1, compile_backend:
 
 
 def load_data(cfg: Config):
+    """(train rows, held-out rows, A, B); A and B are the decoded images, or None when worker processes
+    decode them from the files (train.num_workers > 0)."""
     t = cfg.train
     manifest = validated_manifest(cfg.paths.data)
     train_rows, holdout_rows = split(manifest, t.holdout_fraction)
     if len(train_rows) < 2:
         raise ValueError(f"only {len(train_rows)} training pairs after the held-out split; generate more")
+    if t.num_workers:
+        return train_rows, holdout_rows, None, None
     A = to_tensor(load_images(train_rows["schnell_path"]))  # (n, 3, h, w), domain A: schnell-like
     B = to_tensor(load_images(train_rows["dev_path"]))  # domain B: dev-like
     if t.crop is not None and A.shape[-1] < t.crop:
@@ -463,8 +550,12 @@ def train(cfg: Config, parent_run_id: str | None = None, run_name: str = "train"
     accelerator = make_accelerator(t.mixed_precision, t.grad_accum, t.compile_backend if t.compile else None)
     model = build_trainer(cfg, accelerator)
     # Each process draws its own batches; rank 0 keeps the seed so one process matches a plain run.
-    sampler = Sampler(A, B, cfg, accelerator.device, cfg.seed if accelerator.process_index == 0
-                      else [cfg.seed, accelerator.process_index])
+    seed = cfg.seed if accelerator.process_index == 0 else [cfg.seed, accelerator.process_index]
+    if t.num_workers:
+        start = resume[1]["step"] * t.grad_accum if resume else 0  # micro-batches already consumed
+        sampler = FileSampler(train_rows, cfg, accelerator.device, seed, start)
+    else:
+        sampler = Sampler(A, B, cfg, accelerator.device, seed)
     history: list[dict] = []
     start_step, run_token, resumed_from, prior_seconds = 0, uuid.uuid4().hex, None, 0.0
     window = max(1, t.steps // 10)
@@ -472,10 +563,11 @@ def train(cfg: Config, parent_run_id: str | None = None, run_name: str = "train"
     if resume:
         tensors, meta, resumed_from = resume
         model.load_state(tensors, meta["trainer"])
-        if accelerator.process_index == 0:
-            sampler.rng.bit_generator.state = meta["sampler_rng"]
-        else:  # only rank 0's stream is stored; other ranks continue on a fresh, still distinct stream
-            sampler.rng = np.random.default_rng([cfg.seed, accelerator.process_index, meta["step"]])
+        if isinstance(sampler, Sampler):  # a FileSampler's data order is a function of the step: set above
+            if accelerator.process_index == 0 and meta["sampler_rng"] is not None:
+                sampler.rng.bit_generator.state = meta["sampler_rng"]
+            else:  # only rank 0's in-memory stream is stored; otherwise continue on a fresh, still distinct one
+                sampler.rng = np.random.default_rng([cfg.seed, accelerator.process_index, meta["step"]])
         checkpoint.set_rng_state(tensors, meta["rng"])  # last: building the model above consumed RNG
         start_step, run_token, history = meta["step"], meta["run_token"], meta["history"]
         cycle_tail, prior_seconds = meta["cycle_tail"], meta["seconds"]
@@ -485,7 +577,8 @@ def train(cfg: Config, parent_run_id: str | None = None, run_name: str = "train"
         rng_tensors, rng_meta = checkpoint.rng_state()
         checkpoint.save(checkpoint_dir(cfg), step, {**tensors, **rng_tensors}, {
             "run_token": run_token, "architecture": architecture(cfg), "trainer": trainer_meta,
-            "sampler_rng": sampler.rng.bit_generator.state, "rng": rng_meta, "history": history,
+            "sampler_rng": sampler.rng.bit_generator.state if isinstance(sampler, Sampler) else None,
+            "rng": rng_meta, "history": history,
             "cycle_tail": cycle_tail, "seconds": seconds, "mlflow_run_id": mlrun.info.run_id, "config": cfg.dump()})
 
     is_main = accelerator.is_main_process
@@ -534,6 +627,7 @@ def train(cfg: Config, parent_run_id: str | None = None, run_name: str = "train"
                     accelerator.wait_for_everyone()
                 bar.advance(task)
         elapsed = time.perf_counter() - start
+        sampler.close()
         trained = t.steps - start_step
         summary = {"model": t.model, "output_mode": output_mode(cfg), "steps": t.steps,
                    "mlflow_run_id": mlrun.info.run_id if is_main else None,
