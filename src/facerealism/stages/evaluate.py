@@ -34,7 +34,7 @@ def head_dirs(cfg: Config) -> list[tuple[str | None, Path]]:
     heads: list[tuple[str | None, Path]] = [(None, models / "head")]
     trained = models / "baselines" / "baselines.json"
     if trained.exists():
-        heads += [(None, Path(b["head"])) for b in read_json(trained)["baselines"].values()]
+        heads += [(None, trained.parent / name / "head") for name in read_json(trained)["baselines"]]
     for label, folder in cfg.evaluate.extra_heads.items():
         if label in (SCHNELL, DEV):
             raise ValueError(f"evaluate.extra_heads: label {label!r} is reserved for a reference row")
