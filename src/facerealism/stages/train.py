@@ -176,8 +176,11 @@ class FileSampler:
             raise ValueError(f"images are {side} px, smaller than train.crop={t.crop}")
         dataset = CropJobs(list(rows["schnell_path"]), list(rows["dev_path"]), t.crop or side)
         self.jobs = StepJobs(len(rows), side, cfg, seed, start)
+        # spawn, not fork: the stage runs inside Prefect/MLflow processes with threads of their own, and forked
+        # workers inherited that state (they exited with code 1 at shutdown in the full test suite).
         self.loader = torch.utils.data.DataLoader(dataset, batch_sampler=self.jobs, num_workers=t.num_workers,
-                                                  persistent_workers=True, pin_memory=torch.cuda.is_available())
+                                                  multiprocessing_context="spawn", persistent_workers=True,
+                                                  pin_memory=torch.cuda.is_available())
         self.device, self.it = device, None
         self.memory_format = torch.channels_last if t.channels_last else torch.contiguous_format
 
