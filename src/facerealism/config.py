@@ -259,7 +259,7 @@ class TrainConfig(Section):
     """Fraction of steps after which the learning rate decays linearly to 0."""
     holdout_fraction: float = Field(0.2, gt=0, lt=1)
     mixed_precision: Literal["fp32", "bf16"] = "bf16"
-    """bf16 autocast through accelerate (1.75x faster per step than fp32 on this AMX CPU at 128 px) or plain fp32."""
+    """bf16 autocast through accelerate (1.3-1.75x faster per step than fp32 on a 2-core AMX CPU at 128 px) or fp32."""
     num_workers: int = Field(0, ge=0)
     """0: decode the training images into memory once (fast for the offline default); > 0: DataLoader worker
     processes decode and crop them from the files each step (datasets larger than memory, e.g. the paper's 140k pairs)."""
