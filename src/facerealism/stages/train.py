@@ -149,14 +149,16 @@ class StepJobs:
     def jobs(self, k: int) -> list[tuple]:
         rng = np.random.default_rng([*np.atleast_1d(self.seed), k])
         out = []
+
+        def draw() -> tuple[int, int, int, bool]:  # (image index, y, x, flip)
+            i = int(rng.integers(self.n))
+            y, x = (int(v) for v in rng.integers(0, self.side - self.crop + 1, 2))
+            return i, y, x, bool(rng.random() < 0.5)
+
         for _ in range(self.t.batch_size):
-            a = (int(rng.integers(self.n)), *(int(v) for v in rng.integers(0, self.side - self.crop + 1, 2)),
-                 bool(rng.random() < 0.5))
+            a = draw()
             # Unpaired: B is drawn independently of A; paired: the same pair, window and flip.
-            b = a if self.paired else (int(rng.integers(self.n)),
-                                       *(int(v) for v in rng.integers(0, self.side - self.crop + 1, 2)),
-                                       bool(rng.random() < 0.5))
-            out.append((*a, *b))
+            out.append((*a, *(a if self.paired else draw())))
         return out
 
     def __iter__(self):
