@@ -22,12 +22,16 @@ from facerealism.stages import generate
 def local_cluster(**kwargs):
     """A LocalCluster whose workers report to this flow's Prefect API: a temporary (ephemeral) server has no
     fixed address, and without it every worker process starts a temporary server of its own (~10 s each)."""
+    import dask
     from distributed import LocalCluster
     from prefect.context import FlowRunContext
 
+    from facerealism.servers import RENDER_WORKER_DASK_CONFIG
+
     ctx = FlowRunContext.get()
     env = {"PREFECT_API_URL": str(ctx.client.api_url)} if ctx and ctx.client else {}
-    return LocalCluster(env=env, **kwargs)
+    with dask.config.set(RENDER_WORKER_DASK_CONFIG):  # the nannies hand this config to their workers
+        return LocalCluster(env=env, **kwargs)
 
 
 def dask_runner(cfg: Config) -> DaskTaskRunner:

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from facerealism import servers
 from facerealism.config import ConfigError, load_config
 from facerealism.files import load_rgb, sha256_file
 from facerealism.stages import generate, run_stage
@@ -208,22 +209,30 @@ def test_diffusers_backend_resolves_flux_through_autopipeline(tiny, tmp_path, on
         wrong.load()
 
 
-def test_flow_renders_shards_on_two_dask_workers(tiny, tmp_path):
-    """Two local worker processes, one pipeline each, then one manifest from disk (flows/generate.py)."""
-    overrides = ["generate.backend=flux", "generate.size=32", "train.crop=32", "prompts.n_enriched=5",
-                 "prompts.n_baseline=1", f"generate.flux.fast_model={tiny['schnell']}",
-                 f"generate.flux.slow_model={tiny['dev']}", "generate.flux.slow_steps=4", "generate.workers=2",
-                 f"paths.data={tmp_path}/data", f"paths.reports={tmp_path}/reports"]
+def flux_flow_overrides(tiny, root: Path, *extra: str) -> list[str]:
+    return ["generate.backend=flux", "generate.size=32", "train.crop=32", "prompts.n_enriched=5",
+            "prompts.n_baseline=1", f"generate.flux.fast_model={tiny['schnell']}",
+            f"generate.flux.slow_model={tiny['dev']}", "generate.flux.slow_steps=4",
+            f"paths.data={root}/data", f"paths.reports={root}/reports", *extra]
+
+
+def run_generate_flow(overrides: list[str], cwd: Path, env: dict) -> dict:
+    """flows/generate.run in a fresh process (its own Prefect settings); returns the flow's result."""
     run_stage("prompts", load_config(ROOT / "params.yaml", overrides))
     script = (f"import json, sys; from flows.generate import run; "
               f"r = run({str(ROOT / 'params.yaml')!r}, {overrides!r}); print('RESULT', json.dumps(r))")
-    env = {**cli_env(), "OMP_NUM_THREADS": "1", "PREFECT_HOME": str(tmp_path / ".prefect"),
+    env = {**cli_env(), "OMP_NUM_THREADS": "1", "PREFECT_HOME": str(cwd / ".prefect"),
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "true",
-           "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"}  # the shared machine can be slow to start it
-    done = subprocess.run([os.sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+           "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120", **env}  # the shared machine can be slow
+    done = subprocess.run([os.sys.executable, "-c", script], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    result = json.loads(done.stdout.split("RESULT ", 1)[1])
+    return json.loads(done.stdout.split("RESULT ", 1)[1])
+
+
+def test_flow_renders_shards_on_two_dask_workers(tiny, tmp_path):
+    """Two local worker processes, one pipeline each, then one manifest from disk (flows/generate.py)."""
+    result = run_generate_flow(flux_flow_overrides(tiny, tmp_path, "generate.workers=2"), tmp_path, {})
     assert result["pairs"] == 6
     assert sorted(s["shard"] for s in result["shards"]) == [0, 1]
     assert sorted(s["generated"] for s in result["shards"]) == [3, 3]
@@ -232,3 +241,58 @@ def test_flow_renders_shards_on_two_dask_workers(tiny, tmp_path):
     manifest = pd.read_parquet(tmp_path / "data/pairs/manifest.parquet")
     assert set(manifest["id"]) == files_on_disk(tmp_path, "dev") == files_on_disk(tmp_path, "schnell")
     assert len(manifest) == 6 and (manifest["backend"] == "flux").all()
+
+
+def render_worker_settings() -> tuple:
+    import dask
+
+    return tuple(dask.config.get(key) for key in servers.RENDER_WORKER_DASK_CONFIG)
+
+
+def settings_on(client) -> set[tuple]:
+    """render_worker_settings as each worker sees it (a lambda travels by value; this module is not importable there)."""
+    keys = list(servers.RENDER_WORKER_DASK_CONFIG)
+    return set(client.run(lambda: tuple(__import__("dask").config.get(k) for k in keys)).values())
+
+
+RENDER_SETTINGS = (False, "1s", "1s", "5s")  # no stack-sampling profiler, slow ticks and monitors
+
+
+def test_the_flows_local_cluster_hands_render_settings_to_its_workers():
+    import dask
+    from distributed import Client
+
+    from flows.generate import local_cluster
+
+    assert render_worker_settings() != RENDER_SETTINGS  # Dask's defaults here: only the workers are changed
+    with local_cluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        assert settings_on(client) == {RENDER_SETTINGS}
+    assert dask.config.get("distributed.worker.profile.enabled") is True
+
+
+def test_flow_on_a_long_lived_dask_cluster_loads_each_pipeline_once(tiny, tmp_path):
+    """The scale-out layout (infra/dask-cluster.yaml): flows submit to an existing scheduler through
+    FACEREALISM_DASK_ADDRESS and a worker keeps its pipelines for every later shard and flow."""
+    from distributed import Client
+
+    from facerealism import ops
+
+    prefect = ops.start_prefect_server(tmp_path / "prefect-home", postgres=False)
+    try:
+        api = {"PREFECT_API_URL": prefect.api_url}
+        with servers.start_dask_cluster(1, env=api, log_dir=tmp_path / "dask") as cluster:
+            with Client(cluster.address) as client:
+                worker_pids = set(client.run(os.getpid).values())
+                assert settings_on(client) == {RENDER_SETTINGS}
+            env = {**api, "FACEREALISM_DASK_ADDRESS": cluster.address}
+            first = run_generate_flow(flux_flow_overrides(tiny, tmp_path / "a", "generate.shards=2"), tmp_path, env)
+            second = run_generate_flow(flux_flow_overrides(tiny, tmp_path / "b", "generate.shards=2"), tmp_path, env)
+    finally:
+        ops.stop_prefect_server(prefect)
+    assert first["pairs"] == second["pairs"] == 6
+    shards = sorted(first["shards"], key=lambda s: s["load_seconds"], reverse=True)
+    assert {s["pid"] for s in shards + second["shards"]} == worker_pids  # rendered on the cluster, not locally
+    # Loading takes seconds; finding the pipelines already loaded takes well under 0.1 s.
+    assert shards[0]["load_seconds"] > 1 and shards[1]["load_seconds"] < 0.1  # the second shard reused the first's
+    assert all(s["load_seconds"] < 0.1 and s["generated"] == 3 for s in second["shards"])  # and so did a later flow

@@ -1,4 +1,5 @@
-"""Local MLflow processes on free localhost ports: a tracking server, a model server, and throwaway Postgres databases."""
+"""Local server processes on free localhost ports: MLflow tracking and model servers, a Dask cluster, throwaway
+Postgres databases."""
 
 from __future__ import annotations
 
@@ -158,6 +159,79 @@ def start_model_server(model_uri: str, tracking_uri: str | None = None, port: in
            "-h", "127.0.0.1", "-p", str(port), "-w", "1"]
     env = {"MLFLOW_TRACKING_URI": tracking_uri, "MLFLOW_REGISTRY_URI": tracking_uri} if tracking_uri else None
     return start_process(cmd, port, "/ping", env=env, log_path=log_path, wait=wait)
+
+
+# Dask settings for render workers. A worker renders one long shard at a time, so its periodic housekeeping only
+# takes the GIL away from the render thread: a stack-sampling profiler every 10 ms, an event-loop tick every 20 ms,
+# memory and system monitors every 0.1/0.5 s. With two workers on two cores it cost a fifth of the throughput
+# (`python -m facerealism.backends.shard_bench`). The memory monitor stays on (it restarts a worker over its limit).
+RENDER_WORKER_DASK_CONFIG = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.tick.interval": "1s",
+    "distributed.worker.memory.monitor-interval": "1s",
+    "distributed.admin.system-monitor.interval": "5s",
+}
+
+
+def dask_env(config: dict = RENDER_WORKER_DASK_CONFIG) -> dict[str, str]:
+    """The same settings as DASK_* environment variables, for worker processes started from a shell or a pod."""
+    return {"DASK_" + key.upper().replace(".", "__").replace("-", "_"): str(value) for key, value in config.items()}
+
+
+@dataclass
+class DaskCluster:
+    """`dask scheduler` + one `dask worker --nworkers 1 --nthreads 1` per worker, each in its own process group: the
+    long-lived layout of infra/dask-cluster.yaml (one worker per GPU) on this machine."""
+
+    scheduler: Server
+    workers: list[Server]
+    address: str  # tcp://127.0.0.1:PORT, for generate.dask_address / FACEREALISM_DASK_ADDRESS
+
+    def stop(self) -> None:
+        for s in (*self.workers, self.scheduler):
+            s.stop()
+
+    def __enter__(self) -> "DaskCluster":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def start_dask_cluster(n_workers: int, env: dict | None = None, log_dir: str | Path | None = None,
+                       wait: float = 120.0) -> DaskCluster:
+    """Start a scheduler and `n_workers` single-threaded worker processes; return once all have registered.
+
+    Args:
+        env: extra environment for the workers (e.g. PREFECT_API_URL, so their task runs report to a known server);
+            they get RENDER_WORKER_DASK_CONFIG too.
+        log_dir: where scheduler.log and worker-N.log go (a temporary folder by default).
+    """
+    from distributed import Client
+
+    log_dir = Path(log_dir or tempfile.mkdtemp(prefix="facerealism-dask-"))
+    dask = str(Path(sys.executable).parent / "dask")
+    port, http = free_port(), free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    scheduler = start_process([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                               "--dashboard-address", f"127.0.0.1:{http}"], http, "/health",
+                              log_path=log_dir / "scheduler.log", wait=wait)
+    workers = []
+    try:
+        for i in range(n_workers):
+            http = free_port()
+            workers.append(start_process([dask, "worker", address, "--nworkers", "1", "--nthreads", "1",
+                                          "--host", "127.0.0.1", "--dashboard-address", f"127.0.0.1:{http}"],
+                                         http, "/health", env={**dask_env(), **(env or {})},
+                                         log_path=log_dir / f"worker-{i}.log", wait=None))
+        for w in workers:
+            w.wait_healthy(wait)
+        with Client(address, timeout=wait) as client:
+            client.wait_for_workers(n_workers, timeout=wait)
+    except BaseException:
+        DaskCluster(scheduler, workers, address).stop()
+        raise
+    return DaskCluster(scheduler, workers, address)
 
 
 def create_postgres_db(host: str = "127.0.0.1", port: int = 5432, user: str = "postgres",

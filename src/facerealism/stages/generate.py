@@ -228,7 +228,7 @@ def run_shard(cfg: Config, index: int | None = None, show_progress: bool = True)
         show_progress: draw a rich bar with pairs/s and ETA.
     Returns:
         {"shard", "generated", "skipped", "reference_generated", "seconds", "load_seconds", "pid"}; seconds includes the
-        pipeline load (load_seconds: import + from_pretrained, 0 when this process had it loaded already).
+        pipeline load (load_seconds: import + from_pretrained; under a millisecond when this process had it loaded).
     """
     g = cfg.generate
     prompts = read_prompts(cfg)
