@@ -102,6 +102,13 @@ def test_infra_compose_and_cluster_files_are_consistent():
     assert "CREATE DATABASE mlflow" in init and "/mlflow" in services["mlflow"]["command"]
     dask = yaml.safe_load((ROOT / "infra/dask-cluster.yaml").read_text())
     assert dask["kind"] == "DaskCluster" and dask["spec"]["worker"]["replicas"] >= 1
+    # Both worker manifests carry the render-worker settings of the flow's own local cluster.
+    from facerealism.servers import dask_env
+
+    pod_env = {e["name"]: e["value"] for e in dask["spec"]["worker"]["spec"]["containers"][0]["env"]}
+    assert dask_env().items() <= pod_env.items()
+    assert dask_env().items() <= services["dask-worker"]["environment"].items()
+    assert services["dask-worker"]["environment"]["PREFECT_API_URL"] == worker["environment"]["PREFECT_API_URL"]
 
 
 @pytest.mark.slow

@@ -1,6 +1,6 @@
 """Pairs/s of the flux backend on tiny FLUX: pipelines loaded once per backend vs reloaded for every pair."""
 
-# Run: python -m facerealism.backends.flux_bench [--pairs 8] [--size 32] [--batch 8] [--threads 1]
+# Run: python -m facerealism.backends.flux_bench [--pairs 16] [--size 32] [--batch 8 16] [--threads 1]
 # What it shows: the cost the backend avoids by loading each pipeline once and reusing it, and
 # what reuse makes possible on top: batching prompts (generate.flux.batch_size), which a worker
 # that reloads per pair cannot do. On tiny models a render is cheap, so the reload ratio is mostly
@@ -23,11 +23,11 @@ def _rows(n: int) -> pd.DataFrame:
                          "seed": list(range(n))})
 
 
-def measure(schnell: Path, dev: Path, pairs: int = 8, size: int = 32, batch: int = 8) -> dict[str, float]:
+def measure(schnell: Path, dev: Path, pairs: int = 8, size: int = 32, batches: tuple[int, ...] = (8,)) -> dict:
     """Pairs/s for each strategy with the paper's step counts (fast 4, slow 50 at strength 0.7).
 
     Returns:
-        {"loaded_once": pairs/s one pair per call, "loaded_once_batched": pairs/s with `batch` prompts per call,
+        {"loaded_once": pairs/s one pair per call, "batched": {prompts per call: pairs/s} for each of `batches`,
          "reloaded_per_pair": pairs/s, "load_s": seconds per reload of both pipelines,
          "render_s": seconds per pair with loaded pipelines, one pair per call}
     """
@@ -56,23 +56,25 @@ def measure(schnell: Path, dev: Path, pairs: int = 8, size: int = 32, batch: int
         list(backend.generate(rows.iloc[i:i + 1]))
     reloaded = pairs / (time.perf_counter() - t)
 
-    batched_cfg = cfg.model_copy(deep=True)
-    batched_cfg.generate.flux.batch_size = batch
-    backend = FluxBackend(batched_cfg)
-    backend.load()
-    t = time.perf_counter()
-    assert len(list(backend.generate(rows))) == pairs
-    batched = pairs / (time.perf_counter() - t)
+    batched = {}
+    for batch in batches:
+        batched_cfg = cfg.model_copy(deep=True)
+        batched_cfg.generate.flux.batch_size = batch
+        backend = FluxBackend(batched_cfg)
+        backend.load()
+        t = time.perf_counter()
+        assert len(list(backend.generate(rows))) == pairs
+        batched[batch] = pairs / (time.perf_counter() - t)
     # Where the reload time goes: the ratio is (load + render) / render per pair.
-    return {"loaded_once": once, "loaded_once_batched": batched, "reloaded_per_pair": reloaded,
+    return {"loaded_once": once, "batched": batched, "reloaded_per_pair": reloaded,
             "load_s": load / pairs, "render_s": 1 / once}
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m facerealism.backends.flux_bench", description=__doc__)
-    parser.add_argument("--pairs", type=int, default=8)
+    parser.add_argument("--pairs", type=int, default=16)
     parser.add_argument("--size", type=int, default=32)
-    parser.add_argument("--batch", type=int, default=8, help="prompts per call of the batched variant")
+    parser.add_argument("--batch", type=int, nargs="+", default=[8, 16], help="prompts per call, one row each")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads; tiny ops are too small to split (0: torch's default)")
     args = parser.parse_args(argv)
@@ -99,9 +101,10 @@ def main(argv: list[str] | None = None) -> None:
     for col in ("strategy", "pairs/s", "vs reloaded per pair"):
         table.add_column(col, justify="right")
     reload = r["reloaded_per_pair"]
-    for name, key in (("reloaded per pair", "reloaded_per_pair"), ("loaded once, 1 prompt per call", "loaded_once"),
-                      (f"loaded once, {args.batch} prompts per call", "loaded_once_batched")):
-        table.add_row(name, f"{r[key]:.2f}", f"{r[key] / reload:.1f}x")
+    rows = [("reloaded per pair", reload), ("loaded once, 1 prompt per call", r["loaded_once"])]
+    rows += [(f"loaded once, {b} prompts per call", v) for b, v in r["batched"].items()]
+    for name, value in rows:
+        table.add_row(name, f"{value:.2f}", f"{value / reload:.1f}x")
     table.caption = f"one reload of both pipelines: {r['load_s']:.3f} s; one render, 1 prompt: {r['render_s']:.3f} s"
     Console().print(table)
 
