@@ -233,3 +233,97 @@ def test_flux_bench_times_reload_once_and_batched_on_the_same_pairs(tiny):
     assert set(r["batched"]) == {1, 2} and all(v > 0 for v in r["batched"].values())
     assert all(r[k] > 0 for k in ("loaded_once", "reloaded_per_pair", "render_s"))
     assert r["load_s"] > 0.01  # a reload really re-reads both pipelines
+
+
+@pytest.fixture(scope="module")
+def family(tmp_path_factory) -> dict[str, Path]:
+    """Like the real pair: different transformers, byte-identical text encoders, tokenizers and VAE."""
+    root = tmp_path_factory.mktemp("tiny_flux_family")
+    return {"schnell": build_tiny_flux(root / "schnell", seed=0, variant="schnell", shared_seed=0),
+            "dev": build_tiny_flux(root / "dev", seed=10, variant="dev", shared_seed=0)}
+
+
+def test_slow_model_reuses_the_fast_models_identical_encoders_and_vae(family, tiny):
+    shared = FluxBackend(load_config(ROOT / "params.yaml", flux_overrides(family, "generate.flux.dtype=float32")))
+    apart = FluxBackend(load_config(ROOT / "params.yaml", flux_overrides(
+        family, "generate.flux.dtype=float32", "generate.flux.share_components=false")))
+    for b in (shared, apart):
+        b.load()
+    for name in ("text_encoder", "text_encoder_2", "vae"):
+        assert getattr(shared.slow_pipe, name) is getattr(shared.fast_pipe, name)
+        assert getattr(apart.slow_pipe, name) is not getattr(apart.fast_pipe, name)
+    assert shared.slow_pipe.transformer is not shared.fast_pipe.transformer
+    # One copy renders exactly what two copies of the same weights render.
+    for (_, s1, d1), (_, s2, d2) in zip(shared.generate(PROMPTS), apart.generate(PROMPTS)):
+        np.testing.assert_array_equal(s1, s2)
+        np.testing.assert_array_equal(d1, d2)
+    # Different weights are never shared (the `tiny` pair has its own encoders per model; tokenizers are equal).
+    other = FluxBackend(load_config(ROOT / "params.yaml", flux_overrides(tiny)))
+    other.load()
+    assert other.slow_pipe.text_encoder_2 is not other.fast_pipe.text_encoder_2
+    assert other.slow_pipe.vae is not other.fast_pipe.vae
+
+
+def hub_cache(cache: Path, repo_id: str, folder: Path) -> None:
+    """Lay `folder` out as huggingface_hub caches a download: blobs named by content hash, a snapshot of symlinks."""
+    import hashlib
+    import os
+
+    from facerealism.files import sha256_file
+
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    revision = hashlib.sha1(repo_id.encode()).hexdigest()
+    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+        blob = repo / "blobs" / sha256_file(f)
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        blob.write_bytes(f.read_bytes())
+        link = repo / "snapshots" / revision / f.relative_to(folder)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(os.path.relpath(blob, link.parent))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+
+
+def test_hub_ids_load_offline_from_the_cache_and_share_cached_blobs(family, tmp_path):
+    """The production path: model ids resolved in the local Hugging Face cache (HF_HUB_OFFLINE), where identical
+    files are recognised by their blob names without hashing."""
+    import os
+    import subprocess
+
+    from .conftest import cli_env
+
+    cache = tmp_path / "hub"
+    hub_cache(cache, "tiny-org/FLUX.1-schnell", family["schnell"])
+    hub_cache(cache, "tiny-org/FLUX.1-dev", family["dev"])
+    script = (
+        "import json; from facerealism.backends.flux import FluxBackend, identical_components; "
+        "from facerealism.config import load_config; import pandas as pd; "
+        "cfg = load_config('params.yaml', ['generate.backend=flux', 'generate.size=32', "
+        "'generate.flux.fast_model=tiny-org/FLUX.1-schnell', 'generate.flux.slow_model=tiny-org/FLUX.1-dev']); "
+        "b = FluxBackend(cfg); rows = pd.DataFrame({'id': ['a'], 'prompt': ['A portrait'], 'seed': [1]}); "
+        "[(_, s, d)] = b.generate(rows); "
+        "print('RESULT', json.dumps({'shared': identical_components('tiny-org/FLUX.1-schnell', 'tiny-org/FLUX.1-dev'),"
+        " 'same_t5': b.slow_pipe.text_encoder_2 is b.fast_pipe.text_encoder_2, 'shape': list(d.shape)}))")
+    env = {**cli_env(), "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([os.sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.split("RESULT ", 1)[1])
+    assert result == {"shared": ["text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "vae"],
+                      "same_t5": True, "shape": [32, 32, 3]}
+
+
+def test_diffusers_backend_shares_identical_components_too(family):
+    from facerealism.backends.auto import DiffusersBackend
+
+    def backend(*extra):
+        b = DiffusersBackend(load_config(ROOT / "params.yaml", [
+            "generate.backend=diffusers", "generate.size=32", f"generate.diffusers.fast_model={family['schnell']}",
+            f"generate.diffusers.slow_model={family['dev']}", *extra]))
+        b.load()
+        return b
+
+    shared, apart = backend(), backend("generate.diffusers.share_components=false")
+    assert shared.slow_pipe.text_encoder_2 is shared.fast_pipe.text_encoder_2
+    assert shared.slow_pipe.vae is shared.fast_pipe.vae and shared.slow_pipe.transformer is not shared.fast_pipe.transformer
+    assert apart.slow_pipe.text_encoder_2 is not apart.fast_pipe.text_encoder_2

@@ -102,6 +102,10 @@ class FluxConfig(Section):
     vae_slicing: bool = False
     vae_tiling: bool = False
     batch_size: int = Field(1, ge=1)
+    share_components: bool = True
+    """Load the slow pipeline's text encoders, tokenizers and VAE from the fast one when their files are identical
+    (FLUX.1 schnell and dev ship the same CLIP-L, T5-XXL and autoencoder: ~10 GB less GPU memory). Off with
+    cpu_offload, whose hooks are per pipeline."""
 
 
 class DiffusersConfig(Section):
@@ -121,6 +125,9 @@ class DiffusersConfig(Section):
     device: str = "auto"
     """auto: cuda when available (one GPU per shard on a multi-GPU worker), else cpu."""
     batch_size: int = Field(1, ge=1)
+    share_components: bool = True
+    """Load the slow pipeline's components that are byte-identical to the fast one's (text encoders, VAE, ...) once:
+    SD3.5 Large Turbo and Large, or SDXL-Lightning and SDXL, differ only in the denoiser."""
 
 
 class GenerateConfig(Section):

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import numpy as np
 import pandas as pd
 
-from facerealism.backends.flux import _to_uint8, load_pipeline, resolve_device
+from facerealism.backends.flux import _to_uint8, load_pipeline, resolve_device, shared_modules
 from facerealism.config import Config
 
 # Arguments the stage owns; setting them in *_kwargs would silently fight the stage.
@@ -54,7 +54,8 @@ class DiffusersBackend:
         if c.slow_model == c.fast_model:
             slow = AutoPipelineForImage2Image.from_pipe(fast, dtype=getattr(torch, c.dtype))  # shares the weights
         else:
-            slow = load_pipeline(AutoPipelineForImage2Image, c.slow_model, "slow_model", c.dtype, section="diffusers")
+            slow = load_pipeline(AutoPipelineForImage2Image, c.slow_model, "slow_model", c.dtype, section="diffusers",
+                                 components=shared_modules(fast, c.fast_model, c.slow_model, c.share_components))
         for model, pipe in ((c.fast_model, fast), (c.slow_model, slow)):
             # Transformer models pack 2x2 latent patches (FLUX, SD3): the side must divide by twice the VAE factor.
             multiple = pipe.vae_scale_factor * (2 if hasattr(pipe, "transformer") else 1)

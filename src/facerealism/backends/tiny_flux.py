@@ -48,11 +48,14 @@ def _t5_tokenizer():
     return T5TokenizerFast(vocab=vocab, extra_ids=0)
 
 
-def tiny_flux_components(seed: int = 0, variant: Literal["schnell", "dev"] = "schnell") -> dict:
+def tiny_flux_components(seed: int = 0, variant: Literal["schnell", "dev"] = "schnell",
+                         shared_seed: int | None = None) -> dict:
     """The FluxPipeline components, random-initialised from `seed`, in eval mode.
 
     Args:
         seed: torch seed for every component's initial weights.
+        shared_seed: seed of the VAE and both text encoders instead (the transformer keeps `seed`): two variants
+            built with one shared_seed have byte-identical encoders and VAE, as FLUX.1-schnell and -dev do.
         variant: "schnell" (no guidance embedding, like FLUX.1-schnell) or "dev" (guidance-distilled).
     Returns:
         Keyword arguments for `FluxPipeline(**components)`.
@@ -80,6 +83,7 @@ def tiny_flux_components(seed: int = 0, variant: Literal["schnell", "dev"] = "sc
         guidance_embeds=variant == "dev",  # FLUX.1-dev embeds the guidance scale; schnell ignores it
         axes_dims_rope=(4, 4, 8),  # sums to attention_head_dim
     )
+    seed = seed if shared_seed is None else shared_seed
     torch.manual_seed(seed + 1)
     vae = AutoencoderKL(
         in_channels=3,
@@ -122,20 +126,22 @@ def tiny_flux_components(seed: int = 0, variant: Literal["schnell", "dev"] = "sc
     }
 
 
-def build_tiny_flux(out_dir: str | Path, seed: int = 0, variant: Literal["schnell", "dev"] = "schnell") -> Path:
+def build_tiny_flux(out_dir: str | Path, seed: int = 0, variant: Literal["schnell", "dev"] = "schnell",
+                    shared_seed: int | None = None) -> Path:
     """Build a tiny random FLUX pipeline and save it as a standard diffusers directory.
 
     Args:
         out_dir: where to write (model_index.json plus one folder per component); created if missing.
         seed: weight initialisation seed; the same seed gives byte-identical weights.
         variant: "schnell" or "dev" (see `tiny_flux_components`).
+        shared_seed: see `tiny_flux_components`.
     Returns:
         out_dir, loadable offline by FluxPipeline.from_pretrained and FluxImg2ImgPipeline.from_pretrained.
     """
     from diffusers import FluxPipeline
 
     out_dir = Path(out_dir)
-    FluxPipeline(**tiny_flux_components(seed, variant)).save_pretrained(out_dir)
+    FluxPipeline(**tiny_flux_components(seed, variant, shared_seed)).save_pretrained(out_dir)
     return out_dir
 
 
@@ -148,8 +154,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     for i, variant in enumerate(_VARIANTS):
-        # Different seeds per variant: the two "models" must not be the same random network.
-        path = build_tiny_flux(args.out_dir / variant, seed=args.seed + 10 * i, variant=variant)
+        # Different transformers per variant (the two "models" must not be the same random network), one set of
+        # text encoders and VAE for both, as the real pair.
+        path = build_tiny_flux(args.out_dir / variant, seed=args.seed + 10 * i, variant=variant, shared_seed=args.seed)
         print(f"{variant}: {path}")
 
 
