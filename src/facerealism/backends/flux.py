@@ -25,9 +25,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
-import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -112,7 +112,8 @@ def identical_components(fast_model: str, slow_model: str) -> list[str]:
     return same
 
 
-def load_pipeline(pipeline_cls, model: str, key: str, dtype: str, section: str = "flux", components: dict | None = None):
+def load_pipeline(pipeline_cls, model: str, key: str, dtype: str, section: str = "flux",
+                  components: dict | None = None):
     """`pipeline_cls.from_pretrained(model)`, with one actionable line when the weights cannot be found.
 
     Args:
