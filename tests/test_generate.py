@@ -293,6 +293,6 @@ def test_flow_on_a_long_lived_dask_cluster_loads_each_pipeline_once(tiny, tmp_pa
     assert first["pairs"] == second["pairs"] == 6
     shards = sorted(first["shards"], key=lambda s: s["load_seconds"], reverse=True)
     assert {s["pid"] for s in shards + second["shards"]} == worker_pids  # rendered on the cluster, not locally
-    # Loading takes seconds; finding the pipelines already loaded takes well under 0.1 s.
-    assert shards[0]["load_seconds"] > 1 and shards[1]["load_seconds"] < 0.1  # the second shard reused the first's
+    # Importing and loading takes seconds in a fresh worker; finding the pipelines loaded takes under a millisecond.
+    assert shards[0]["load_seconds"] > 0.5 and shards[1]["load_seconds"] < 0.1  # the second shard reused the first's
     assert all(s["load_seconds"] < 0.1 and s["generated"] == 3 for s in second["shards"])  # and so did a later flow
