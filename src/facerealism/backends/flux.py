@@ -107,7 +107,8 @@ def identical_components(fast_model: str, slow_model: str) -> list[str]:
         if not files_a or files_a.keys() != files_b.keys() \
                 or any(files_a[k].stat().st_size != files_b[k].stat().st_size for k in files_a):
             continue  # sizes differ: no need to hash
-        if all(_content_id(files_a[k]) == _content_id(files_b[k]) for k in files_a):
+        if all(files_a[k].resolve() == files_b[k].resolve() or _content_id(files_a[k]) == _content_id(files_b[k])
+               for k in files_a):  # the same file (links) needs no hashing
             same.append(name)
     return same
 

@@ -59,15 +59,13 @@ def main(argv: list[str] | None = None) -> None:
     # One thread per worker process: 2 workers x 1 thread is the comparison, not thread oversubscription.
     os.environ["OMP_NUM_THREADS"] = "1"
 
+    from prefect.logging.handlers import APILogWorker
+    from prefect.settings import PREFECT_API_URL, temporary_settings
     from rich.console import Console
     from rich.table import Table
 
-    from facerealism.backends.tiny_flux import build_tiny_flux
-
-    from prefect.logging.handlers import APILogWorker
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
     from facerealism import ops, servers
+    from facerealism.backends.tiny_flux import build_tiny_flux
 
     load_before = os.getloadavg()
     results = {}
