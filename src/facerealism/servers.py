@@ -163,8 +163,8 @@ def start_model_server(model_uri: str, tracking_uri: str | None = None, port: in
 
 # Dask settings for render workers. A worker renders one long shard at a time, so its periodic housekeeping only
 # takes the GIL away from the render thread: a stack-sampling profiler every 10 ms, an event-loop tick every 20 ms,
-# memory and system monitors every 0.1/0.5 s. With two workers on two cores it cost a fifth of the throughput
-# (`python -m facerealism.backends.shard_bench`). The memory monitor stays on (it restarts a worker over its limit).
+# memory and system monitors every 0.1/0.5 s. With two workers on two cores it cost up to a fifth of the render
+# throughput (`python -m facerealism.backends.shard_bench`: 2-worker speed-up 1.67-1.76x before, 1.81-1.93x after). The memory monitor stays on (it restarts a worker over its limit).
 RENDER_WORKER_DASK_CONFIG = {
     "distributed.worker.profile.enabled": False,
     "distributed.admin.tick.interval": "1s",

@@ -54,9 +54,9 @@ def tiny_flux_components(seed: int = 0, variant: Literal["schnell", "dev"] = "sc
 
     Args:
         seed: torch seed for every component's initial weights.
+        variant: "schnell" (no guidance embedding, like FLUX.1-schnell) or "dev" (guidance-distilled).
         shared_seed: seed of the VAE and both text encoders instead (the transformer keeps `seed`): two variants
             built with one shared_seed have byte-identical encoders and VAE, as FLUX.1-schnell and -dev do.
-        variant: "schnell" (no guidance embedding, like FLUX.1-schnell) or "dev" (guidance-distilled).
     Returns:
         Keyword arguments for `FluxPipeline(**components)`.
     """
