@@ -24,10 +24,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _mlflow_bin() -> str:
-    # The venv's mlflow, not whatever is first on PATH.
-    candidate = Path(sys.executable).parent / "mlflow"
-    return str(candidate) if candidate.exists() else "mlflow"
+def _venv_bin(name: str) -> str:
+    # The venv's command (mlflow, dask), not whatever is first on PATH.
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else name
 
 
 def _env(extra: dict | None = None) -> dict:
@@ -145,7 +145,7 @@ def start_tracking_server(backend_store_uri: str, artifacts_dir: str | Path, por
                           log_path: str | Path | None = None, wait: float | None = 90.0) -> Server:
     """`mlflow server` (tracking + registry + proxied artifacts) on 127.0.0.1; its URL is `server.url`."""
     port = port or free_port()
-    cmd = [_mlflow_bin(), "server", "--backend-store-uri", backend_store_uri,
+    cmd = [_venv_bin("mlflow"), "server", "--backend-store-uri", backend_store_uri,
            "--artifacts-destination", str(Path(artifacts_dir).resolve()),
            "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
     return start_process(cmd, port, "/health", log_path=log_path, wait=wait)
@@ -155,7 +155,7 @@ def start_model_server(model_uri: str, tracking_uri: str | None = None, port: in
                        log_path: str | Path | None = None, wait: float | None = 90.0) -> Server:
     """`mlflow models serve --env-manager local` for one model; POST `server.url + "/invocations"`."""
     port = port or free_port()
-    cmd = [_mlflow_bin(), "models", "serve", "-m", model_uri, "--env-manager", "local",
+    cmd = [_venv_bin("mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local",
            "-h", "127.0.0.1", "-p", str(port), "-w", "1"]
     env = {"MLFLOW_TRACKING_URI": tracking_uri, "MLFLOW_REGISTRY_URI": tracking_uri} if tracking_uri else None
     return start_process(cmd, port, "/ping", env=env, log_path=log_path, wait=wait)
@@ -210,7 +210,7 @@ def start_dask_cluster(n_workers: int, env: dict | None = None, log_dir: str | P
     from distributed import Client
 
     log_dir = Path(log_dir or tempfile.mkdtemp(prefix="facerealism-dask-"))
-    dask = str(Path(sys.executable).parent / "dask")
+    dask = _venv_bin("dask")
     port, http = free_port(), free_port()
     address = f"tcp://127.0.0.1:{port}"
     scheduler = start_process([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port),
