@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect_dask import DaskTaskRunner
 
@@ -45,7 +45,7 @@ def dask_runner(cfg: Config) -> DaskTaskRunner:
 
 @task(cache_policy=NO_CACHE)
 def render_shard(cfg: Config, index: int) -> dict:
-    return generate.run_shard(cfg, index, show_progress=False)
+    return generate.run_shard(cfg, index, show_progress=False, log=get_run_logger().info)
 
 
 @task(cache_policy=NO_CACHE)

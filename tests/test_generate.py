@@ -122,6 +122,23 @@ def test_reference_set_is_separate_and_independent_of_the_fast_image(tmp_path):
     assert len(pd.read_parquet(tmp_path / "data/reference/manifest.parquet")) == 0
 
 
+def test_a_shard_logs_pairs_per_second_and_eta_for_workers_without_a_terminal(tmp_path):
+    from facerealism.progress import RateLog
+
+    cfg = synthetic_cfg(tmp_path)
+    run_stage("prompts", cfg)
+    lines: list[str] = []
+    result = generate.run_shard(cfg, show_progress=False, log=lines.append)
+    assert result["generated"] == 12
+    assert len(lines) == 1 and lines[0].startswith("generate [synthetic]: 12/12 pairs, ")  # quick: the last line only
+    every: list[str] = []
+    log = RateLog(3, "x", every.append, every_s=0)
+    for _ in range(3):
+        log.advance()
+    assert [line.split(",")[0] for line in every] == ["x: 1/3 pairs", "x: 2/3 pairs", "x: 3/3 pairs"]
+    assert every[-1].endswith("eta 0:00:00") and "pairs/s" in every[0]
+
+
 def test_contact_sheet_shows_schnell_over_dev(tmp_path):
     cfg = synthetic_cfg(tmp_path, "generate.sample_pairs=4")
     run_stage("prompts", cfg)
@@ -271,6 +288,20 @@ def test_the_flows_local_cluster_hands_render_settings_to_its_workers():
     assert dask.config.get("distributed.worker.profile.enabled") is True
 
 
+def progress_lines(api_url: str, text: str, wait: float = 20.0) -> list[str]:
+    """Log lines of the Prefect server containing `text`, once at least two have arrived (workers send in batches)."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    deadline = time.monotonic() + wait
+    with temporary_settings({PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
+        while True:
+            lines = [log.message for log in client.read_logs(limit=200) if text in log.message]
+            if len(lines) >= 2 or time.monotonic() > deadline:
+                return lines
+            time.sleep(0.5)
+
+
 def test_flow_on_a_long_lived_dask_cluster_loads_each_pipeline_once(tiny, tmp_path):
     """The scale-out layout (infra/dask-cluster.yaml): flows submit to an existing scheduler through
     FACEREALISM_DASK_ADDRESS and a worker keeps its pipelines for every later shard and flow."""
@@ -281,15 +312,20 @@ def test_flow_on_a_long_lived_dask_cluster_loads_each_pipeline_once(tiny, tmp_pa
     prefect = ops.start_prefect_server(tmp_path / "prefect-home", postgres=False)
     try:
         api = {"PREFECT_API_URL": prefect.api_url}
-        with servers.start_dask_cluster(1, env=api, log_dir=tmp_path / "dask") as cluster:
+        # INFO: the test session keeps Prefect at WARNING, which would drop the progress lines.
+        worker_env = {**api, "PREFECT_LOGGING_LEVEL": "INFO"}
+        with servers.start_dask_cluster(1, env=worker_env, log_dir=tmp_path / "dask") as cluster:
             with Client(cluster.address) as client:
                 worker_pids = set(client.run(os.getpid).values())
                 assert settings_on(client) == {RENDER_SETTINGS}
             env = {**api, "FACEREALISM_DASK_ADDRESS": cluster.address}
             first = run_generate_flow(flux_flow_overrides(tiny, tmp_path / "a", "generate.shards=2"), tmp_path, env)
             second = run_generate_flow(flux_flow_overrides(tiny, tmp_path / "b", "generate.shards=2"), tmp_path, env)
+            lines = progress_lines(prefect.api_url, "generate [flux] shard 1/2: 3/3 pairs")
     finally:
         ops.stop_prefect_server(prefect)
+    # What people read in Prefect's UI: each shard's pairs/s and ETA, sent from the worker process.
+    assert len(lines) == 2 and all(" pairs/s, eta 0:00:00" in line for line in lines)  # one per flow
     assert first["pairs"] == second["pairs"] == 6
     shards = sorted(first["shards"], key=lambda s: s["load_seconds"], reverse=True)
     assert {s["pid"] for s in shards + second["shards"]} == worker_pids  # rendered on the cluster, not locally

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
+import time
+
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -33,3 +36,22 @@ def progress(transient: bool = False) -> Progress:
         TimeRemainingColumn(),
         transient=transient,
     )
+
+
+class RateLog:
+    """Progress as log lines ("label: 120/500 pairs, 2.10 pairs/s, eta 0:03:01") for workers without a terminal,
+    e.g. Dask tasks whose logs people read in Prefect's UI: at most one line per `every_s`, and one at the end."""
+
+    def __init__(self, total: int, label: str, emit, unit: str = "pairs", every_s: float = 30.0):
+        self.total, self.label, self.emit, self.unit, self.every_s = total, label, emit, unit, every_s
+        self.done = 0
+        self.start = self.last = time.monotonic()
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+        now = time.monotonic()
+        if now - self.last >= self.every_s or self.done >= self.total:
+            self.last = now
+            rate = self.done / max(now - self.start, 1e-9)
+            eta = datetime.timedelta(seconds=round((self.total - self.done) / rate)) if rate else "?"
+            self.emit(f"{self.label}: {self.done}/{self.total} {self.unit}, {rate:.2f} {self.unit}/s, eta {eta}")

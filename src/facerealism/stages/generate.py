@@ -30,7 +30,7 @@ from facerealism.backends.auto import DiffusersBackend  # torch/diffusers load o
 from facerealism.backends.flux import FluxBackend
 from facerealism.config import Config
 from facerealism.files import read_parquet, save_png, sha256_file, write_json, write_parquet
-from facerealism.progress import progress
+from facerealism.progress import RateLog, progress
 
 MANIFEST_COLUMNS = [
     "id", "prompt", "seed", "template", "region", "gender", "schnell_path", "dev_path",
@@ -219,13 +219,15 @@ def pair_done(cfg: Config, pair_id: str) -> bool:
     return all(p.exists() for p in pair_paths(cfg, pair_id))
 
 
-def run_shard(cfg: Config, index: int | None = None, show_progress: bool = True) -> dict:
+def run_shard(cfg: Config, index: int | None = None, show_progress: bool = True, log=None) -> dict:
     """Render the missing pairs (and reference images) of one shard with this process's backend.
 
     Args:
         cfg: the config; generate.shards says how the prompts are split.
         index: the shard to render; None renders every shard.
         show_progress: draw a rich bar with pairs/s and ETA.
+        log: a callable taking one line (e.g. Prefect's run logger .info): progress with pairs/s and ETA every 30 s,
+            for workers whose terminal nobody sees.
     Returns:
         {"shard", "generated", "skipped", "reference_generated", "seconds", "load_seconds", "pid"}; seconds includes the
         pipeline load (load_seconds: import + from_pretrained; under a millisecond when this process had it loaded).
@@ -248,12 +250,15 @@ def run_shard(cfg: Config, index: int | None = None, show_progress: bool = True)
         with progress() if show_progress else contextlib.nullcontext() as bar:
             if show_progress:
                 task = bar.add_task(f"generate [{backend.name}]{label}", total=len(todo))
+            lines = RateLog(len(todo), f"generate [{backend.name}]{label}", log) if log else None
             for pair_id, schnell, dev in backend.generate(todo):
                 schnell_path, dev_path = pair_paths(cfg, pair_id)
                 save_png(schnell_path, schnell)
                 save_png(dev_path, dev)  # last: its presence marks the pair done
                 if show_progress:
                     bar.advance(task)
+                if lines:
+                    lines.advance()
             if len(ref_todo):
                 if show_progress:
                     task = bar.add_task(f"reference [{backend.name}]{label}", total=len(ref_todo))
