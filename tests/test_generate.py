@@ -260,16 +260,15 @@ def test_flow_renders_shards_on_two_dask_workers(tiny, tmp_path):
     assert len(manifest) == 6 and (manifest["backend"] == "flux").all()
 
 
-def render_worker_settings() -> tuple:
-    import dask
-
-    return tuple(dask.config.get(key) for key in servers.RENDER_WORKER_DASK_CONFIG)
+def render_settings_reader():
+    """Reads RENDER_WORKER_DASK_CONFIG's keys where it is called; a lambda, so client.run ships it by value (this
+    test module is not importable on the workers)."""
+    keys = list(servers.RENDER_WORKER_DASK_CONFIG)
+    return lambda: tuple(__import__("dask").config.get(k) for k in keys)
 
 
 def settings_on(client) -> set[tuple]:
-    """render_worker_settings as each worker sees it (a lambda travels by value; this module is not importable there)."""
-    keys = list(servers.RENDER_WORKER_DASK_CONFIG)
-    return set(client.run(lambda: tuple(__import__("dask").config.get(k) for k in keys)).values())
+    return set(client.run(render_settings_reader()).values())
 
 
 RENDER_SETTINGS = (False, "1s", "1s", "5s")  # no stack-sampling profiler, slow ticks and monitors
@@ -281,7 +280,7 @@ def test_the_flows_local_cluster_hands_render_settings_to_its_workers():
 
     from flows.generate import local_cluster
 
-    assert render_worker_settings() != RENDER_SETTINGS  # Dask's defaults here: only the workers are changed
+    assert render_settings_reader()() != RENDER_SETTINGS  # Dask's defaults here: only the workers are changed
     with local_cluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
             Client(cluster) as client:
         assert settings_on(client) == {RENDER_SETTINGS}

@@ -53,5 +53,5 @@ class RateLog:
         if now - self.last >= self.every_s or self.done >= self.total:
             self.last = now
             rate = self.done / max(now - self.start, 1e-9)
-            eta = datetime.timedelta(seconds=round((self.total - self.done) / rate)) if rate else "?"
+            eta = datetime.timedelta(seconds=round((self.total - self.done) / rate))
             self.emit(f"{self.label}: {self.done}/{self.total} {self.unit}, {rate:.2f} {self.unit}/s, eta {eta}")
