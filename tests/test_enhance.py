@@ -75,6 +75,20 @@ def test_folder_with_good_and_bad_files(mixed, head, tmp_path):
     assert Image.open(out / "photo.jpg").format == "JPEG"
 
 
+def test_sides_not_divisible_by_four_come_back_at_their_own_size(head, tmp_path):
+    """The generator downsamples twice: other sides are reflect-padded for it and cropped back (most photos)."""
+    G, _ = load_head(head)
+    for h, w in [(21, 18), (30, 33), (17, 17)]:
+        img = rgb(h, w, h + w)
+        out = enhance_array(G, img[None])[0]
+        assert out.shape == (h, w, 3)
+        padded = np.pad(img, ((0, -h % 4), (0, -w % 4), (0, 0)), mode="reflect")
+        assert np.array_equal(out, enhance_array(G, padded[None])[0, :h, :w])  # the input's own pixels, not a shift
+    Image.fromarray(rgb(21, 18, 0)).save(tmp_path / "odd.png")
+    done, _, bad = enhance_paths([tmp_path / "odd.png"], tmp_path / "out", str(head), None)
+    assert bad == [] and Image.open(done[0]).size == (18, 21)
+
+
 def test_existing_outputs_are_kept_unless_overwrite(mixed, head, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
