@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 from facerealism import servers, tracking
@@ -97,6 +98,15 @@ def test_gate_thresholds_throughput_and_split():
     assert not register.gate(cfg, {"fd_diff.random_conv": 1.0}, {"fd_diff.spectral": 0.1}, fast)[0]
 
 
+def test_gate_needs_the_margin_over_the_champion():
+    cfg = load_config(ROOT / "params.yaml", ["benchmark.sizes=[32]", "register.margin_over_champion=0.5"])
+    champion = {"fd_diff.spectral": 1.0}
+    passed, reasons = register.gate(cfg, {**GOOD, "fd_diff.spectral": 1.4}, champion)
+    assert not passed and "fd_diff.spectral = 1.4 does not beat champion's 1 + margin 0.5: fail" in reasons
+    passed, reasons = register.gate(cfg, {**GOOD, "fd_diff.spectral": 1.6}, champion)
+    assert passed and "fd_diff.spectral = 1.6 beats champion's 1 + margin 0.5: ok" in reasons
+
+
 # --- SQLite registry: worse candidate, better candidate, fresh-process load, serving -----------
 
 @pytest.fixture(scope="module")
@@ -143,10 +153,13 @@ def test_model_card_safetensors_and_no_pickle(sqlite_registry):
     card = (local / "artifacts/README.md").read_text()
     assert "| fd_diff.spectral | 2 |" in card and "holdout_fingerprint" in card and "data_version" in card
     assert "git_commit" in card and "min_images_per_s: 0.5" in card  # the resolved config is in the card
-    mlmodel = (local / "MLmodel").read_text()
-    assert "signature:" in mlmodel and "image" in mlmodel and "holdout_fingerprint" in mlmodel
-    assert (local / "serving_input_example.json").exists()
     mv = mlflow.MlflowClient().get_model_version(NAME, "3")
+    mlmodel = yaml.safe_load((local / "MLmodel").read_text())
+    for side in ("inputs", "outputs"):
+        assert [(c["name"], c["type"]) for c in json.loads(mlmodel["signature"][side])] == [("image", "string")]
+    assert mlmodel["metadata"]["holdout_fingerprint"] == mv.tags[register.SPLIT_TAG]
+    example = json.loads((local / "serving_input_example.json").read_text())["dataframe_split"]
+    assert example["columns"] == ["image"] and decode_b64(example["data"][0][0]).shape == (32, 32, 3)
     assert mv.description.startswith(f"# {NAME}") and mv.tags["data.version"].startswith("sha256:")
 
 
@@ -194,6 +207,44 @@ def test_settle_moves_a_stale_champion_write_up(sqlite_registry):
     client.set_registered_model_alias(NAME, "champion", "1")
     assert register.settle_champion(client, cfg, NAME) == "3"
     assert str(client.get_model_version_by_alias(NAME, "champion").version) == "3"
+
+
+def test_settle_keeps_a_champion_that_a_newer_version_beats_by_less_than_the_margin(sqlite_registry):
+    _, cfg, _ = sqlite_registry
+    client = tracking.setup(cfg).MlflowClient()
+    client.set_registered_model_alias(NAME, "champion", "1")  # v1 scores 1.0, v3 2.0, both passed the gate
+    wide = cfg.model_copy(deep=True)
+    wide.register.margin_over_champion = 1.5
+    assert register.settle_champion(client, wide, NAME) == "1"
+    assert register.settle_champion(client, cfg, NAME) == "3"  # margin 0: v3 wins back
+
+
+def test_a_new_held_out_split_is_judged_on_absolute_thresholds_or_refused(tmp_path, monkeypatch):
+    """v1 on one split; a worse v2 on other held-out ids is promoted (absolute_only), a v3 back on the first split
+    is refused under `fail`; settle never compares versions across splits."""
+    root = tmp_path / "split"
+    cfg = make_project(root)
+    monkeypatch.chdir(root)
+    assert register_with(cfg, GOOD) == {"version": "1", "promoted": True, "champion": "1"}
+    first = register.holdout_fingerprint(cfg)
+    write_parquet(root / "data/validated.parquet", pd.DataFrame({"id": [f"other{i:03d}" for i in range(40)]}))
+    assert register.holdout_fingerprint(cfg) != first
+
+    worse = {**GOOD, "fd_diff.spectral": 0.5}
+    assert register_with(cfg, worse) == {"version": "2", "promoted": True, "champion": "2"}
+    reasons = json.loads((root / "reports/promotion.json").read_text())["reasons"]
+    assert "champion was scored on another held-out split; decided on absolute thresholds only" in reasons
+    client = tracking.setup(cfg).MlflowClient()
+    assert register.settle_champion(client, cfg, NAME) == "2"  # v1 scores higher, but on the other split
+
+    write_parquet(root / "data/validated.parquet", pd.DataFrame({"id": [f"pair{i:03d}" for i in range(40)]}))
+    assert register.holdout_fingerprint(cfg) == first
+    cfg.register.on_split_change = "fail"
+    assert register_with(cfg, GOOD) == {"version": "3", "promoted": False, "champion": "2"}
+    reasons = json.loads((root / "reports/promotion.json").read_text())["reasons"]
+    assert any("another held-out split and register.on_split_change=fail: fail" in r for r in reasons)
+    assert register.settle_champion(client, cfg, NAME) == "2"
+    assert str(client.get_model_version_by_alias(NAME, "challenger").version) == "3"
 
 
 PROMOTE = """
