@@ -89,6 +89,27 @@ def test_sides_not_divisible_by_four_come_back_at_their_own_size(head, tmp_path)
     assert bad == [] and Image.open(done[0]).size == (18, 21)
 
 
+def test_a_saved_head_loads_back_as_the_same_function_or_fails_naming_the_file(head, tmp_path):
+    import json
+    import shutil
+
+    G, meta = load_head(head)
+    x = rgb(24, 32, 5)[None]
+    copy = tmp_path / "copy"
+    save_head(G, copy, meta["arch"], meta["kwargs"], {})
+    G2, meta2 = load_head(copy)
+    assert meta2["arch"] == "esa_resnet" and np.array_equal(enhance_array(G2, x), enhance_array(G, x))
+    assert not np.array_equal(enhance_array(G2, x), x)  # the perturbed weights ran, not a fresh identity
+    wrong = tmp_path / "wrong"
+    shutil.copytree(copy, wrong)
+    (wrong / "head.json").write_text(json.dumps({**meta2, "kwargs": {**meta2["kwargs"], "n_blocks": 2}}))
+    with pytest.raises(ValueError, match="does not fit architecture 'esa_resnet'"):
+        load_head(wrong)
+    (copy / "head.safetensors").write_bytes((copy / "head.safetensors").read_bytes()[:100])
+    with pytest.raises(ValueError, match="head.safetensors: corrupted weights file"):
+        load_head(copy)
+
+
 def test_existing_outputs_are_kept_unless_overwrite(mixed, head, tmp_path):
     out = tmp_path / "out"
     out.mkdir()

@@ -105,6 +105,7 @@ def test_gate_needs_the_margin_over_the_champion():
     assert not passed and "fd_diff.spectral = 1.4 does not beat champion's 1 + margin 0.5: fail" in reasons
     passed, reasons = register.gate(cfg, {**GOOD, "fd_diff.spectral": 1.6}, champion)
     assert passed and "fd_diff.spectral = 1.6 beats champion's 1 + margin 0.5: ok" in reasons
+    assert not register.gate(cfg, {**GOOD, "fd_diff.spectral": 1.5}, champion)[0]  # a tie is not a win
 
 
 # --- SQLite registry: worse candidate, better candidate, fresh-process load, serving -----------
