@@ -13,8 +13,9 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export MLFLOW_DISABLE_TELEMETRY := true
 export DVC_NO_ANALYTICS := 1
 PYTEST_ARGS ?=
+MUTATE_ARGS ?=
 
-.PHONY: install run test repro clean
+.PHONY: install run test repro mutate clean
 
 install:
 	@if [ ! -f "$(VENV)/.complete" ]; then \
@@ -40,6 +41,10 @@ test: install
 
 repro: install
 	$(BIN)/dvc repro
+
+# Breaks src/ one line at a time in a scratch copy and reports which mutations the tests miss (not in CI: minutes).
+mutate: install
+	$(BIN)/python .ci/mutate.py $(MUTATE_ARGS)
 
 clean:
 	rm -rf data reports models mlflow.db mlartifacts .prefect

@@ -103,10 +103,15 @@ def test_train_writes_a_self_describing_head(proj):
     assert out["steps"] == 6 and out["train_pairs"] + out["holdout_pairs"] == 44
     meta = json.loads((root / "models/head/head.json").read_text())
     assert meta["arch"] == "esa_resnet" and meta["config"]["train"]["steps"] == 6
-    from facerealism.head import load_head
+    assert meta["kwargs"] == {"ngf": 8, "n_blocks": 1, "residual_output": True}  # the tiny profile's head
+    assert meta["train_pairs"] == out["train_pairs"] and meta["mlflow_run_id"] == out["mlflow_run_id"]
+    from facerealism.data import load_images
+    from facerealism.head import enhance_array, load_head
 
     G, _ = load_head(root / "models/head")
-    assert sum(p.numel() for p in G.parameters()) > 0
+    x = load_images(pd.read_parquet(root / "data/validated.parquet")["schnell_path"][:4])
+    # Six steps moved the head off the identity it starts as (its last conv is zero-initialised).
+    assert not np.array_equal(enhance_array(G, x), x)
     history = json.loads((root / "reports/train.json").read_text())["history"]
     assert [h["step"] for h in history] == [2, 4, 6]
     assert (root / "reports/train_samples.png").stat().st_size > 0

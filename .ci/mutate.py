@@ -1,0 +1,241 @@
+"""Targeted mutation testing: break src/ one line at a time in a scratch copy and check that the named tests notice.
+
+    python .ci/mutate.py                 # every mutation (make mutate); ~10-20 min on 2 cores
+    python .ci/mutate.py --only split    # mutations whose name contains "split"
+    python .ci/mutate.py --list          # names, files, tests; nothing runs
+
+Each mutation names one snippet that must occur exactly once in its file: when the code moves on, the runner
+stops before running anything and names the snippets it could not find, so update them in MUTATIONS below.
+`tests` are pytest paths or node ids (no flags), so one baseline run checks that they all pass unmutated.
+Exit code: 0 when every mutation was caught, 1 when one was missed or errored, 2 when a snippet drifted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+KA, REG, ENH, SPL = ("tests/test_known_answers.py", "tests/test_registry.py", "tests/test_enhance.py",
+                     "tests/test_split.py")
+
+
+@dataclasses.dataclass(frozen=True)
+class Mutation:
+    name: str
+    file: str  # relative to the repository root
+    original: str  # must occur exactly once in `file`
+    replacement: str
+    tests: tuple[str, ...]  # pytest paths or node ids that must fail under the mutation
+
+
+M = Mutation
+MUTATIONS = [
+    # --- evaluate: what Table 4 scores ----------------------------------------------------------------------
+    M("evaluate: heads enhance dev instead of schnell", "src/facerealism/stages/evaluate.py",
+      "outputs[label] = enhance_array(G, schnell)", "outputs[label] = enhance_array(G, dev)",
+      (f"{KA}::test_evaluate_scores_the_heads_on_the_schnell_images_of_the_held_out_pairs",)),
+    M("evaluate: scores the training pairs", "src/facerealism/stages/evaluate.py",
+      "_, holdout = split(validated_manifest(cfg.paths.data), cfg.train.holdout_fraction)",
+      "holdout, _ = split(validated_manifest(cfg.paths.data), cfg.train.holdout_fraction)",
+      (f"{KA}::test_evaluate_scores_the_heads_on_the_schnell_images_of_the_held_out_pairs",)),
+    M("evaluate: C2ST compares dev with dev", "src/facerealism/stages/evaluate.py",
+      "metrics.c2st_accuracy(dev[:n_c2st], imgs[:n_c2st]", "metrics.c2st_accuracy(dev[:n_c2st], dev[:n_c2st]",
+      (f"{KA}::test_table4_c2st_tells_schnell_from_dev_but_not_dev_from_itself",)),
+    M("evaluate: SSIM against dev, not the input", "src/facerealism/stages/evaluate.py",
+      "metrics.ssim_pairs(schnell, imgs)", "metrics.ssim_pairs(dev, imgs)",
+      (f"{KA}::test_evaluate_scores_the_heads_on_the_schnell_images_of_the_held_out_pairs",)),
+    M("evaluate: schnell and dev references swapped", "src/facerealism/stages/evaluate.py",
+      "metrics.fd_row(f[label], f[SCHNELL], f[DEV]", "metrics.fd_row(f[label], f[DEV], f[SCHNELL]",
+      (f"{KA}::test_evaluate_scores_the_heads_on_the_schnell_images_of_the_held_out_pairs",)),
+    M("evaluate: gate key holds FD to schnell", "src/facerealism/stages/evaluate.py",
+      'flat[f"fd_diff.{space}"] = r["fd_diff"]', 'flat[f"fd_diff.{space}"] = r["fd_schnell"]',
+      (f"{KA}::test_evaluate_scores_the_heads_on_the_schnell_images_of_the_held_out_pairs",)),
+    # --- train: what the head learns from and which generator ships ------------------------------------------
+    M("train: ships G_B (dev -> schnell)", "src/facerealism/stages/train.py",
+      'head_name = "G_A"', 'head_name = "G_B"',
+      (f"{KA}::test_the_shipped_head_moves_schnell_toward_dev",)),
+    M("train: trains on the whole manifest", "src/facerealism/stages/train.py",
+      "train_rows, holdout_rows = split(manifest, t.holdout_fraction)",
+      "train_rows, holdout_rows = manifest, split(manifest, t.holdout_fraction)[1]",
+      (f"{KA}::test_training_loads_only_training_pairs",)),
+    # --- register: the gate and the champion ------------------------------------------------------------------
+    M("register: a split change is never seen", "src/facerealism/stages/register.py",
+      "split_changed = champ is not None and champ_split != split", "split_changed = False",
+      (f"{REG}::test_a_new_held_out_split_is_judged_on_absolute_thresholds_or_refused",)),
+    M("register: settle compares across splits", "src/facerealism/stages/register.py",
+      'mv.tags.get("gate.passed") == "True" and split == cur_split and', 'mv.tags.get("gate.passed") == "True" and',
+      (f"{REG}::test_a_new_held_out_split_is_judged_on_absolute_thresholds_or_refused",)),
+    M("register: on_split_change=fail ignored", "src/facerealism/stages/register.py",
+      'if r.on_split_change == "fail":', "if False:",
+      (f"{REG}::test_a_new_held_out_split_is_judged_on_absolute_thresholds_or_refused",)),
+    M("gate: margin over champion dropped", "src/facerealism/stages/register.py",
+      "elif ours <= champion[key] + margin:", "elif ours <= champion[key]:",
+      (f"{REG}::test_gate_needs_the_margin_over_the_champion",)),
+    M("gate: a tie with the champion wins", "src/facerealism/stages/register.py",
+      "elif ours <= champion[key] + margin:", "elif ours < champion[key] + margin:",
+      (f"{REG}::test_gate_needs_the_margin_over_the_champion",)),
+    M("settle: margin dropped", "src/facerealism/stages/register.py",
+      "best_value <= cur_metrics.get(key, -math.inf) + margin", "best_value <= cur_metrics.get(key, -math.inf)",
+      (f"{REG}::test_settle_keeps_a_champion_that_a_newer_version_beats_by_less_than_the_margin",)),
+    M("gate: required thresholds not enforced", "src/facerealism/stages/register.py",
+      "        elif value <= bound:\n            passed = False\n",
+      "        elif value <= bound:\n            pass\n",
+      ("tests/test_stages.py::test_gate_policy_unit",)),
+    M("gate: throughput floor not enforced", "src/facerealism/stages/register.py",
+      "elif speed < r.min_images_per_s:", "elif speed < 0:",
+      (f"{REG}::test_gate_thresholds_throughput_and_split",)),
+    # --- the held-out split -----------------------------------------------------------------------------------
+    M("split: salted hash()", "src/facerealism/data.py",
+      'int.from_bytes(hashlib.sha256(pair_id.encode()).digest()[:4], "little") % 10_000',
+      "hash(pair_id) % 10_000",
+      (SPL,)),
+    M("split: another stable hash", "src/facerealism/data.py",
+      'hashlib.sha256(pair_id.encode()).digest()[:4], "little"', 'hashlib.md5(pair_id.encode()).digest()[:4], "little"',
+      (SPL,)),
+    M("split: by row position", "src/facerealism/data.py",
+      'mask = manifest["id"].map(lambda i: is_holdout(str(i), fraction)).astype(bool)',
+      'mask = pd.Series([is_holdout(str(n), fraction) for n in range(len(manifest))], index=manifest.index)',
+      (SPL,)),
+    M("split: train and held-out swapped", "src/facerealism/data.py",
+      "return manifest[~mask].reset_index(drop=True), manifest[mask].reset_index(drop=True)",
+      "return manifest[mask].reset_index(drop=True), manifest[~mask].reset_index(drop=True)",
+      (SPL,)),
+    # --- metrics ----------------------------------------------------------------------------------------------
+    M("metrics: FD_diff sign flipped", "src/facerealism/metrics.py",
+      'out: dict = {"fd_schnell": fd_s, "fd_dev": fd_d, "fd_diff": fd_s - fd_d}',
+      'out: dict = {"fd_schnell": fd_s, "fd_dev": fd_d, "fd_diff": fd_d - fd_s}',
+      (f"{KA}::test_evaluate_scores_the_heads_on_the_schnell_images_of_the_held_out_pairs",)),
+    M("metrics: Frechet cross term halved", "src/facerealism/metrics.py",
+      "- 2.0 * _trace_sqrt_product(a_c, b_c)", "- 1.0 * _trace_sqrt_product(a_c, b_c)",
+      ("tests/test_metrics.py",)),
+    M("metrics: C2ST accuracy over one class", "src/facerealism/metrics.py",
+      "return correct / (2 * n)", "return correct / n",
+      ("tests/test_metrics.py", f"{KA}::test_table4_c2st_tells_schnell_from_dev_but_not_dev_from_itself")),
+    M("metrics: spectral features without the window", "src/facerealism/metrics.py",
+      "np.fft.fft2(lum * window)", "np.fft.fft2(lum)",
+      ("tests/test_metrics.py",)),
+    # --- head I/O ---------------------------------------------------------------------------------------------
+    M("enhance: no crop back for sides not divisible by 4", "src/facerealism/head.py",
+      "return enhance_array(G, padded, batch_size, device)[:, :h, :w]",
+      "return enhance_array(G, padded, batch_size, device)",
+      (f"{ENH}::test_sides_not_divisible_by_four_come_back_at_their_own_size",)),
+    M("enhance: crops the wrong corner", "src/facerealism/head.py",
+      "return enhance_array(G, padded, batch_size, device)[:, :h, :w]",
+      "return enhance_array(G, padded, batch_size, device)[:, -h:, -w:]",
+      (f"{ENH}::test_sides_not_divisible_by_four_come_back_at_their_own_size",)),
+    M("head: mismatched weights load silently", "src/facerealism/head.py",
+      "if missing or unexpected:", "if False:",
+      (f"{ENH}::test_a_saved_head_loads_back_as_the_same_function_or_fails_naming_the_file",)),
+    M("head: uint8 conversion truncates", "src/facerealism/data.py",
+      ".mul(127.5).round().byte()", ".mul(127.5).byte()",
+      (f"{KA}::test_evaluate_scores_the_heads_on_the_schnell_images_of_the_held_out_pairs",)),
+]
+
+
+def check_snippets(mutations: list[Mutation]) -> list[str]:
+    """Why each mutation cannot be applied (its snippet is gone or ambiguous); empty when all apply."""
+    problems = []
+    for m in mutations:
+        path = ROOT / m.file
+        count = path.read_text().count(m.original) if path.exists() else -1
+        if count != 1:
+            where = "file is missing" if count < 0 else f"snippet found {count} times, expected once"
+            problems.append(f"{m.name}: {m.file}: {where}: {m.original!r}")
+    return problems
+
+
+def scratch_copy(dest: Path) -> None:
+    """The working tree as git sees it (tracked plus untracked, not ignored): no data, models or caches."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                            capture_output=True, text=True, check=True).stdout.split("\0")
+    for rel in filter(None, listed):
+        src = ROOT / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+
+
+def pytest(scratch: Path, tests: tuple[str, ...], timeout: float) -> tuple[int | None, float, str]:
+    """(exit code or None on timeout, seconds, output tail) of pytest on `tests` inside the scratch copy."""
+    env = {**os.environ, "PYTHONPATH": f"{scratch / 'src'}{os.pathsep}{scratch}",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests]
+    start = time.monotonic()
+    try:
+        res = subprocess.run(cmd, cwd=scratch, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        return None, time.monotonic() - start, str(e.stdout or "")[-2000:]
+    return res.returncode, time.monotonic() - start, (res.stdout + res.stderr)[-2000:]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", default="", help="run the mutations whose name contains this text")
+    ap.add_argument("--list", action="store_true", help="print the mutations and exit")
+    ap.add_argument("--no-baseline", action="store_true", help="skip checking that the tests pass unmutated")
+    ap.add_argument("--timeout", type=float, default=600, help="seconds per pytest run")
+    args = ap.parse_args()
+    chosen = [m for m in MUTATIONS if args.only.lower() in m.name.lower()]
+    if args.list:
+        for m in chosen:
+            print(f"{m.name}\n    {m.file}\n    {' '.join(m.tests)}")
+        return 0
+    problems = check_snippets(chosen)
+    if problems:
+        print("error: the code drifted from these mutations; update their snippets in .ci/mutate.py:", file=sys.stderr)
+        print("\n".join(f"  {p}" for p in problems), file=sys.stderr)
+        return 2
+    if not chosen:
+        print(f"error: no mutation name contains {args.only!r}", file=sys.stderr)
+        return 2
+
+    with tempfile.TemporaryDirectory(prefix="facerealism-mutate-") as tmp:
+        scratch = Path(tmp)
+        scratch_copy(scratch)
+        probe = subprocess.run([sys.executable, "-c", "import facerealism; print(facerealism.__file__)"], cwd=scratch,
+                               env={**os.environ, "PYTHONPATH": str(scratch / "src")}, capture_output=True, text=True)
+        if not probe.stdout.strip().startswith(str(scratch)):
+            print(f"error: the scratch copy's facerealism is not the one imported: {probe.stdout}{probe.stderr}",
+                  file=sys.stderr)
+            return 1
+        if not args.no_baseline:
+            tests = tuple(dict.fromkeys(t for m in chosen for t in m.tests))
+            rc, seconds, tail = pytest(scratch, tests, args.timeout * 2)
+            if rc != 0:
+                print(f"error: the targeted tests fail without any mutation (rc {rc}):\n{tail}", file=sys.stderr)
+                return 1
+            print(f"baseline: {len(tests)} test selections pass unmutated ({seconds:.0f} s)", flush=True)
+        results = []
+        for m in chosen:
+            path = scratch / m.file
+            text = path.read_text()
+            path.write_text(text.replace(m.original, m.replacement))
+            try:
+                rc, seconds, tail = pytest(scratch, m.tests, args.timeout)
+            finally:
+                path.write_text(text)
+            verdict = {0: "MISSED", 1: "caught"}.get(rc, "TIMEOUT" if rc is None else f"ERROR (pytest rc {rc})")
+            results.append((m, verdict, seconds))
+            print(f"{verdict:<8} {seconds:5.0f} s  {m.name}", flush=True)
+            if verdict.startswith(("ERROR", "TIMEOUT")):
+                print(tail, file=sys.stderr)
+
+    width = max(len(m.name) for m, _, _ in results)
+    print(f"\n| {'mutation':<{width}} | file | result |\n|{'-' * (width + 2)}|---|---|")
+    for m, verdict, seconds in results:
+        print(f"| {m.name:<{width}} | {m.file.removeprefix('src/facerealism/')} | {verdict} ({seconds:.0f} s) |")
+    caught = sum(v == "caught" for _, v, _ in results)
+    print(f"\n{caught}/{len(results)} mutations caught")
+    return 0 if caught == len(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
