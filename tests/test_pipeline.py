@@ -66,5 +66,7 @@ def test_dvc_repro_reruns_only_dependent_stages(tmp_path):
     assert "Running stage 'benchmark'" in second
     for stage in ("prompts", "generate", "validate", "train", "evaluate"):
         assert f"Running stage '{stage}'" not in second
-    metrics = sh(["dvc", "metrics", "show", "--json"], tmp_path).stdout
-    assert "fd_diff.spectral" in metrics or "fd_diff" in metrics
+    shown = json.loads(sh(["dvc", "metrics", "show", "--json"], tmp_path).stdout)[""]["data"]
+    recorded = json.loads((tmp_path / "reports/metrics.json").read_text())
+    assert shown["reports/metrics.json"]["data"]["fd_diff.spectral"] == recorded["fd_diff.spectral"]
+    assert shown["reports/validation.json"]["data"]["passed"] is True
