@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-KA, REG, ENH, SPL = ("tests/test_known_answers.py", "tests/test_registry.py", "tests/test_enhance.py",
-                     "tests/test_split.py")
+KA, REG, ENH, SPL, MET = ("tests/test_known_answers.py", "tests/test_registry.py", "tests/test_enhance.py",
+                          "tests/test_split.py", "tests/test_metrics.py")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,13 +115,13 @@ MUTATIONS = [
       (f"{KA}::test_evaluate_scores_the_heads_on_the_schnell_images_of_the_held_out_pairs",)),
     M("metrics: Frechet cross term halved", "src/facerealism/metrics.py",
       "- 2.0 * _trace_sqrt_product(a_c, b_c)", "- 1.0 * _trace_sqrt_product(a_c, b_c)",
-      ("tests/test_metrics.py",)),
+      (f"{MET}::test_frechet_matches_closed_form",)),
     M("metrics: C2ST accuracy over one class", "src/facerealism/metrics.py",
       "return correct / (2 * n)", "return correct / n",
-      ("tests/test_metrics.py", f"{KA}::test_table4_c2st_tells_schnell_from_dev_but_not_dev_from_itself")),
+      (f"{MET}::test_c2st_detects_blur",)),
     M("metrics: spectral features without the window", "src/facerealism/metrics.py",
       "np.fft.fft2(lum * window)", "np.fft.fft2(lum)",
-      ("tests/test_metrics.py",)),
+      (f"{MET}::test_spectral_features_of_a_smooth_ramp_leak_no_high_frequency_power",)),
     # --- head I/O ---------------------------------------------------------------------------------------------
     M("enhance: no crop back for sides not divisible by 4", "src/facerealism/head.py",
       "return enhance_array(G, padded, batch_size, device)[:, :h, :w]",

@@ -349,3 +349,11 @@ def test_identity_on_a_photograph_and_on_cartoons(sets):
     # Small procedural images hold no detectable face: unavailable, with the reason.
     r = identity_similarity(sets["dev"][:4], sets["dev"][:4])
     assert r["available"] is False and "0/4 inputs" in r["reason"]
+
+
+def test_spectral_features_of_a_smooth_ramp_leak_no_high_frequency_power():
+    """A ramp has no texture; only the window keeps the jump at its border (the FFT wraps around) from leaking
+    ~1/f^2 power into every bin (measured: 3.7 decades above the uint8 noise floor without it, 6 with it)."""
+    ramp = np.broadcast_to(np.linspace(40, 200, SIZE)[None, :, None], (SIZE, SIZE, 3)).round().astype(np.uint8)
+    profile = spectral_features(ramp[None])[0]
+    assert profile[len(profile) // 2 :].max() < profile[0] - 4
