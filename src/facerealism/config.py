@@ -325,9 +325,14 @@ class EvaluateConfig(Section):
     c2st_epochs: int = Field(20, ge=1)
     c2st_max_images: int = Field(200, ge=8)
     inception_weights: str | None = None
-    """Local pt_inception-2015-12-05 weights file for torch-fidelity FID/KID; absent -> reported unavailable."""
+    """Local weights-inception-2015-12-05 file for torch-fidelity FID/KID; unset -> torch-fidelity's cache/download."""
     lpips_weights: str | None = None
-    """Local torchvision AlexNet state_dict (alexnet-owt-7be5be79.pth) for LPIPS; absent -> reported unavailable."""
+    """Local torchvision AlexNet state_dict (alexnet-owt-7be5be79.pth) for LPIPS; unset -> torchvision's cache or
+    download; offline and uncached -> reported unavailable. The same order holds for the settings below."""
+    dinov2_weights: str | None = None
+    """Local state dict of torch.hub's facebookresearch/dinov2 dinov2_vitl14 for FD-DINOv2; unset -> torch.hub."""
+    clip_model: str | None = None
+    """Local save_pretrained folder of a CLIP model for CMMD; unset -> openai/clip-vit-large-patch14-336 (HF cache)."""
     bootstrap: int = Field(100, ge=0)
     """Bootstrap resamples for the 95 % CIs of the Fréchet distances; 0 skips the intervals."""
     face_upsample: int = Field(1, ge=0, le=3)

@@ -13,6 +13,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from facerealism import pretrained
+
 # torch-fidelity's own Inception weights (TF 2015-12-05 graph converted to its FeatureExtractorInceptionV3
 # state_dict); this is the name its downloader caches under $TORCH_HOME/hub/checkpoints/.
 INCEPTION_WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"
@@ -379,39 +381,35 @@ def c2st_accuracy(
 
 
 def inception_weights_problem(weights_path: str | None) -> str | None:
-    """Why FID/KID cannot run with these Inception weights, or None when the file is there.
+    """Why FID/KID cannot run: no configured file, none in torch-fidelity's cache, and no download (pretrained.py).
 
     Args:
         weights_path: the setting evaluate.inception_weights.
 
     Returns:
-        A reason naming the setting and the expected file, or None.
+        A reason naming the setting and the expected file, or None when weights are there or can be downloaded.
     """
-    expected = (
-        f"a torch-fidelity FeatureExtractorInceptionV3 state_dict (torch-fidelity's release file "
-        f"{INCEPTION_WEIGHTS_FILE})"
-    )
-    if weights_path is None:
-        return f"evaluate.inception_weights is not set; point it at {expected}"
-    if not os.path.isfile(weights_path):
-        return f"evaluate.inception_weights={weights_path!r} does not exist; expected {expected}"
+    try:
+        pretrained.inception_weights(weights_path)
+    except pretrained.WeightsUnavailable as e:
+        return str(e)
     return None
 
 
 def inception_metrics(
     dir_input1: str, dir_input2: str, weights_path: str | None, kid_subset_size: int = 50
 ) -> dict:
-    """FID and KID from torch-fidelity's Inception, only with a local weights file (nothing is downloaded).
+    """FID and KID from torch-fidelity's Inception: configured file, its cache, or its downloader (pretrained.py).
 
     Args:
         dir_input1: folder of png/jpg images (non-recursive, as torch-fidelity reads it).
         dir_input2: second folder.
-        weights_path: torch-fidelity InceptionV3 state_dict (evaluate.inception_weights), or None.
+        weights_path: torch-fidelity InceptionV3 state_dict (evaluate.inception_weights), or None: its cache.
         kid_subset_size: KID subset size, lowered to the smaller set's size when the sets are smaller.
 
     Returns:
         {"available": True, "fid", "kid_mean", "kid_std", "kid_subset_size"} or
-        {"available": False, "reason"} when no weights file is given or it does not exist.
+        {"available": False, "reason"} when the weights are neither local nor downloadable.
     """
     # Random Inception weights give FID ~0 (features collapse): never fall back to them.
     problem = inception_weights_problem(weights_path)
@@ -436,7 +434,7 @@ def inception_metrics(
         input2=dir_input2,
         fid=True,
         kid=True,
-        feature_extractor_weights_path=weights_path,
+        feature_extractor_weights_path=pretrained.inception_weights(weights_path),
         kid_subset_size=subset,
         cuda=torch.cuda.is_available(),
         cache=False,  # folders change between runs; a stale feature cache would hide that
@@ -460,8 +458,6 @@ def inception_metrics(
 
 # Metrics of the paper's family that need weights nothing here can provide offline; reported, never faked.
 NO_OFFLINE_WEIGHTS = {
-    "fd_dinov2": "FD-DINOv2 needs DINOv2 ViT weights (torch.hub / Hugging Face), which are not available offline "
-                 "here and no local-weights setting exists for them",
     "clip_iqa": "CLIP-IQA needs CLIP weights (openai/clip-vit-base-patch32 via torchmetrics/transformers), which "
                 "are not available offline here",
 }
@@ -493,34 +489,25 @@ def ssim_pairs(inputs: np.ndarray, outputs: np.ndarray) -> np.ndarray:
     return np.array([structural_similarity(a, b, channel_axis=-1, data_range=255) for a, b in zip(inputs, outputs)])
 
 
-def lpips_weights_problem(weights_path: str | None) -> str | None:
-    """Why LPIPS cannot run with this backbone file, or None when it exists."""
-    expected = "a torchvision AlexNet state_dict (torchvision's alexnet-owt-7be5be79.pth)"
-    if weights_path is None:
-        return f"evaluate.lpips_weights is not set; point it at {expected}"
-    if not os.path.isfile(weights_path):
-        return f"evaluate.lpips_weights={weights_path!r} does not exist; expected {expected}"
-    return None
-
-
 def lpips_pairs(inputs: np.ndarray, outputs: np.ndarray, weights_path: str | None, batch_size: int = 16) -> dict:
-    """LPIPS (AlexNet, v0.1) between inputs and outputs, from a local backbone file (nothing is downloaded).
+    """LPIPS (AlexNet, v0.1) between inputs and outputs; the backbone file comes from pretrained.lpips_backbone.
 
     The linear calibration layers ship inside the lpips package; only the AlexNet backbone needs a file.
 
     Args:
         inputs: (n, h, w, 3) uint8.
         outputs: same shape as inputs.
-        weights_path: torchvision AlexNet state_dict (evaluate.lpips_weights), or None.
+        weights_path: torchvision AlexNet state_dict (evaluate.lpips_weights), or None: torchvision's cache.
         batch_size: pairs per forward pass.
 
     Returns:
         {"available": True, "mean", "per_pair"} or {"available": False, "reason"}.
     """
     _check_pairs(inputs, outputs)
-    problem = lpips_weights_problem(weights_path)
-    if problem is not None:
-        return {"available": False, "reason": problem}
+    try:
+        weights_path = pretrained.lpips_backbone("alex", weights_path)
+    except pretrained.WeightsUnavailable as e:
+        return {"available": False, "reason": str(e)}
     import lpips
     import torchvision
 

@@ -166,7 +166,8 @@ def _table4_html(table: dict) -> str:
     header = ["row"]
     for s in spaces:
         header += [f"FD_schnell {s}", f"FD_dev {s}", f"FD_diff {s}", f"FD_diff 95% CI {s}"]
-    header += ["C2ST vs dev", "SSIM", "LPIPS", "identity (cos)", "FID_schnell", "FID_dev", "FID_diff"]
+    header += ["C2ST vs dev", "SSIM", "LPIPS", "identity (cos)", "FID_schnell", "FID_dev", "FID_diff",
+               "FD_diff DINOv2", "CMMD_diff"]
     out = []
     for label in table.get("order", rows):
         r = rows[label]
@@ -179,12 +180,13 @@ def _table4_html(table: dict) -> str:
             cells.append(r[col][key] if r[col]["available"] else "n/a")
         fid = r["fid"]
         cells += [fid[k] if fid["available"] else "n/a" for k in ("fid_schnell", "fid_dev", "fid_diff")]
+        cells += [r[c][k] if r.get(c, {}).get("available") else "n/a" for c, k in (("fd_dinov2", "fd_diff"), ("cmmd", "cmmd_diff"))]
         out.append(cells)
     reasons = {}
     for label, r in rows.items():
         if label == "FLUX.1-schnell":  # its input -> output columns are "not applicable", not missing
             continue
-        for col in ("ssim", "lpips", "identity", "fid", "fd_dinov2", "clip_iqa"):
+        for col in ("ssim", "lpips", "identity", "fid", "fd_dinov2", "cmmd", "clip_iqa"):
             if not r[col]["available"]:
                 reasons.setdefault(col, r[col]["reason"])
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in table.get("notes", []))

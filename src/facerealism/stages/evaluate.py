@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facerealism import metrics, tracking
+from facerealism import features, metrics, tracking
 from facerealism.config import Config
 from facerealism.data import load_images, split, validated_manifest
 from facerealism.files import read_json, save_png, write_json
@@ -70,6 +70,7 @@ def _fid_columns(weights: str | None, dirs: dict[str, Path], label: str) -> dict
         r = metrics.inception_metrics(str(dirs[label]), str(dirs[ref]), weights)
         key = "schnell" if ref == SCHNELL else "dev"
         out[f"fid_{key}"], out[f"kid_{key}"] = r["fid"], r["kid_mean"]
+        out["kid_subset_size"] = r["kid_subset_size"]  # lowered to the sample count when there are fewer images
     out["fid_diff"] = out["fid_schnell"] - out["fid_dev"]
     return out
 
@@ -85,7 +86,7 @@ def table4(cfg: Config, schnell: np.ndarray, dev: np.ndarray, outputs: dict[str,
 
     Returns:
         {"rows": {label: {"fd": {space: {...}}, "c2st_vs_dev", "ssim", "lpips", "identity", "fid", "fd_dinov2",
-        "clip_iqa"}}, "n_images", "notes"}; a column that cannot be computed holds {"available": False, "reason"}.
+        "cmmd", "clip_iqa"}}, "n_images", "notes"}; a column that cannot be computed holds {"available": False, "reason"}.
     """
     e = cfg.evaluate
     rows = {SCHNELL: schnell, DEV: dev, **outputs}
@@ -94,6 +95,8 @@ def table4(cfg: Config, schnell: np.ndarray, dev: np.ndarray, outputs: dict[str,
             raise ValueError(f"Table 4 row {label!r} has images {imgs.shape}, expected {schnell.shape} like schnell")
     feats = {space: {label: metrics.FEATURE_SPACES[space](imgs) for label, imgs in rows.items()} for space in e.spaces}
     n_c2st = min(e.c2st_max_images, len(dev))
+    dinov2 = features.fd_dinov2_columns(rows, SCHNELL, DEV, e.dinov2_weights, n_boot=e.bootstrap, seed=cfg.seed)
+    cmmd = features.cmmd_columns(rows, SCHNELL, DEV, e.clip_model)
     table: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         dirs: dict[str, Path] = {}
@@ -121,7 +124,8 @@ def table4(cfg: Config, schnell: np.ndarray, dev: np.ndarray, outputs: dict[str,
                 "lpips": lp,
                 "identity": identity,
                 "fid": _optional(_fid_columns, e.inception_weights, dirs, label),
-                "fd_dinov2": {"available": False, "reason": metrics.NO_OFFLINE_WEIGHTS["fd_dinov2"]},
+                "fd_dinov2": dinov2[label],
+                "cmmd": cmmd[label],
                 "clip_iqa": {"available": False, "reason": metrics.NO_OFFLINE_WEIGHTS["clip_iqa"]},
             }
     return {
@@ -169,6 +173,10 @@ def flat_metrics(table: dict, head_label: str) -> dict:
                      "fid.fid_diff": fid["fid_diff"]})
     else:
         flat["fid.reason"] = fid["reason"]
+    for col, keys in (("fd_dinov2", ("fd_schnell", "fd_dev", "fd_diff")), ("cmmd", ("cmmd_schnell", "cmmd_dev", "cmmd_diff"))):
+        c = head[col]
+        flat[f"{col}.available"] = c["available"]
+        flat.update({f"{col}.{k}": c[k] for k in keys} if c["available"] else {f"{col}.reason": c["reason"]})
     return flat
 
 
@@ -198,14 +206,15 @@ def rich_table4(table: dict) -> list:
             r = rows[label]["fd"][space]
             t.add_row(label, *(ci(r, k) for k in ("fd_schnell", "fd_dev", "fd_diff")))
         out.append(t)
-    t = Table(title="Table 4 — C2ST vs dev (0.5: indistinguishable); input -> output fidelity; FID")
+    t = Table(title="Table 4 — C2ST vs dev (0.5: indistinguishable); input -> output fidelity; FID, FD-DINOv2, CMMD")
     t.add_column("row", style="bold", no_wrap=True)
-    for col in ("C2ST vs dev", "SSIM", "LPIPS", "identity", "FID_diff"):
+    for col in ("C2ST vs dev", "SSIM", "LPIPS", "identity", "FID_diff", "FD_diff DINOv2", "CMMD_diff"):
         t.add_column(col, justify="right")
     for label in order:
         r = rows[label]
         t.add_row(label, f"{r['c2st_vs_dev']:.3f}", opt(r["ssim"], "mean"), opt(r["lpips"], "mean"),
-                  opt(r["identity"], "mean_cosine"), opt(r["fid"], "fid_diff"))
+                  opt(r["identity"], "mean_cosine"), opt(r["fid"], "fid_diff"), opt(r["fd_dinov2"], "fd_diff"),
+                  opt(r["cmmd"], "cmmd_diff"))
     out.append(t)
     return out
 
@@ -214,7 +223,7 @@ def unavailable_reasons(table: dict) -> dict[str, str]:
     """Column -> reason, for the columns unavailable in every row (printed under the table)."""
     rows = [r for label, r in table["rows"].items() if label != SCHNELL]  # schnell: input columns not applicable
     out = {}
-    for col in ("ssim", "lpips", "identity", "fid", "fd_dinov2", "clip_iqa"):
+    for col in ("ssim", "lpips", "identity", "fid", "fd_dinov2", "cmmd", "clip_iqa"):
         if all(not r[col]["available"] for r in rows):
             out[col] = rows[-1][col]["reason"]
     return out
