@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import socket
 import threading
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -23,6 +22,7 @@ LPIPS_BACKBONE_URLS = {
 # Stein et al. (NeurIPS 2023) use DINOv2 ViT-L/14 from torch.hub; the ref pins the branch so torch.hub does not
 # ask GitHub which default branch the repo has (that request is what hangs or fails offline).
 DINOV2_REPO, DINOV2_MODEL = "facebookresearch/dinov2:main", "dinov2_vitl14"
+DINOV2_REPO_URL = "https://github.com/facebookresearch/dinov2/archive/main.zip"  # what torch.hub downloads
 DINOV2_URL = "https://dl.fbaipublicfiles.com/dinov2/dinov2_vitl14/dinov2_vitl14_pretrain.pth"
 # CMMD (Jayasumana et al. 2024) embeds with this CLIP model from the Hugging Face Hub.
 CLIP_MODEL_ID = "openai/clip-vit-large-patch14-336"
@@ -39,25 +39,30 @@ def torch_hub_dir() -> Path:
     return Path(torch.hub.get_dir())
 
 
-def _connect(host: str, port: int, result: list) -> None:
+def _head(url: str, result: list) -> None:
+    import urllib.error
+    import urllib.request
+
     try:
-        socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S).close()
-    except OSError as e:
-        result.append(f"{type(e).__name__}: {e}")
-    else:
-        result.append(None)
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=PROBE_TIMEOUT_S):
+            result.append(None)
+    except urllib.error.HTTPError as e:
+        result.append(f"HTTP {e.code} from {url}")
+    except (OSError, ValueError) as e:  # URLError, timeouts, refused connections, a proxy's garbage
+        result.append(f"{url}: {getattr(e, 'reason', e)}")
 
 
 @functools.lru_cache(maxsize=None)
-def _probe(host: str, port: int) -> str | None:
+def _probe(url: str) -> str | None:
     result: list = []
-    # A thread bounds the name lookup too, which socket timeouts do not cover.
-    t = threading.Thread(target=_connect, args=(host, port, result), daemon=True)
+    # A HEAD of the very file, not a TCP connect: proxies accept connections they cannot serve. A thread bounds
+    # the whole request, name lookup and redirects included, which urllib's per-socket timeout does not.
+    t = threading.Thread(target=_head, args=(url, result), daemon=True)
     t.start()
     t.join(PROBE_TIMEOUT_S)
     if not result:
-        return f"no answer from {host}:{port} within {PROBE_TIMEOUT_S:g} s"
-    return None if result[0] is None else f"{host}:{port} unreachable ({result[0]})"
+        return f"no answer from {url} within {PROBE_TIMEOUT_S:g} s"
+    return result[0]
 
 
 def offline_reason(url: str) -> str | None:
@@ -67,14 +72,13 @@ def offline_reason(url: str) -> str | None:
         url: the download address a library would use.
 
     Returns:
-        None when a TCP connection to the host opens; else a reason. FACEREALISM_OFFLINE=1 answers at once.
+        None when a HEAD request for `url` succeeds; else a reason. FACEREALISM_OFFLINE=1 answers at once.
     """
+    if urlsplit(url).scheme not in ("http", "https"):
+        raise ValueError(f"not a download URL: {url!r}")
     if os.environ.get("FACEREALISM_OFFLINE", "").lower() in ("1", "true", "yes"):
         return "FACEREALISM_OFFLINE is set"
-    parts = urlsplit(url)
-    if not parts.hostname:
-        raise ValueError(f"not a download URL: {url!r}")
-    return _probe(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+    return _probe(url)
 
 
 def _configured(setting: str, path: str | None) -> Path | None:
@@ -163,7 +167,7 @@ def dinov2(configured: str | None = None):
     repo_dir = torch_hub_dir() / f"{owner_name.replace('/', '_')}_{ref}"
     weights = _configured("evaluate.dinov2_weights", configured)
     checkpoint = torch_hub_dir() / "checkpoints" / os.path.basename(DINOV2_URL)
-    need = ([] if repo_dir.is_dir() else [("https://github.com/", f"the hub repo at {repo_dir}")]) + (
+    need = ([] if repo_dir.is_dir() else [(DINOV2_REPO_URL, f"the hub repo at {repo_dir}")]) + (
         [] if weights or checkpoint.is_file() else [(DINOV2_URL, f"weights at {checkpoint}")])
     for url, missing in need:
         offline = offline_reason(url)
@@ -204,18 +208,18 @@ def clip(configured: str | None = None):
         WeightsUnavailable: not configured, not in the Hugging Face cache, and the Hub does not answer.
     """
     from huggingface_hub import constants, try_to_load_from_cache
-    from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 
     source = _configured("evaluate.clip_model", configured)
     source = str(source) if source is not None else CLIP_MODEL_ID
     local = source != CLIP_MODEL_ID or isinstance(try_to_load_from_cache(CLIP_MODEL_ID, "config.json"), str)
     if not local:
         offline = ("HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE
-                   else offline_reason(constants.ENDPOINT))
+                   else offline_reason(f"{constants.ENDPOINT}/{CLIP_MODEL_ID}/resolve/main/config.json"))
         if offline is not None:
             raise WeightsUnavailable(f"CLIP ({CLIP_MODEL_ID}) is not in the Hugging Face cache "
                                      f"({constants.HF_HUB_CACHE}) and the download is impossible ({offline}); set "
                                      f"evaluate.clip_model to a local folder or fill the cache")
+    from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection  # seconds: only once it can load
     from transformers.utils import logging
 
     with _verbosity(logging, logging.ERROR):  # the text tower's weights are skipped on purpose: no report of them
