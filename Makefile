@@ -1,11 +1,17 @@
 # facerealism: `make run` runs the pipeline on the embedded offline default; `make test` runs the tests.
 SHELL := /bin/bash
 PYTHON ?= python3.11
-# The venv is keyed by a hash of the dependency spec only, so it is reused across clones and
-# sessions and rebuilt only when dependencies change (it is ~6.5 GB; a rebuild takes minutes).
+# The venv is keyed by the lock's hash only, so it is reused across clones and sessions and rebuilt only when the
+# locked versions change (it is ~6.3 GB). `make lock` re-resolves pyproject.toml into requirements.lock.
 VENV_ROOT ?= $(HOME)/.cache/facerealism
-SPEC_HASH := $(shell $(PYTHON) .ci/deps.py --hash)
-VENV := $(VENV_ROOT)/venv-$(SPEC_HASH)
+LOCK := requirements.lock
+LOCK_HASH := $(shell sha256sum $(LOCK) | cut -c1-12)
+VENV := $(VENV_ROOT)/venv-$(LOCK_HASH)
+UV_VERSION := 0.13.9
+UV := $(VENV_ROOT)/uv-$(UV_VERSION)/bin/uv
+# uv ignores pip's config; where this machine keeps wheels on disk (torch among them), uv may take them from there
+# (the lock's hashes decide what is acceptable, so the bytes are PyPI's either way).
+FIND_LINKS := $(foreach d,/opt/wheels /opt/pypi/files /opt/pypi-more/files,$(if $(wildcard $(d)),--find-links $(d)))
 BIN := $(CURDIR)/.venv/bin
 export PATH := $(BIN):$(PATH)
 export DO_NOT_TRACK := true
@@ -14,24 +20,33 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DVC_NO_ANALYTICS := 1
 PYTEST_ARGS ?=
 MUTATE_ARGS ?=
+LOCK_ARGS ?=
 
-.PHONY: install run test repro mutate clean
+.PHONY: install lock run test repro mutate clean
 
-install:
+$(UV):
+	$(PYTHON) -m venv "$(VENV_ROOT)/uv-$(UV_VERSION)"
+	"$(VENV_ROOT)/uv-$(UV_VERSION)/bin/pip" install -q "uv==$(UV_VERSION)"
+
+install: $(UV)
 	@if [ ! -f "$(VENV)/.complete" ]; then \
-		echo "building $(VENV) (first install, or the dependency spec changed)"; \
-		rm -rf "$(VENV)" && mkdir -p "$(VENV_ROOT)" && \
-		$(PYTHON) -m venv "$(VENV)" && \
-		$(PYTHON) .ci/deps.py --requirements > "$(VENV)/requirements.txt" && \
-		"$(VENV)/bin/pip" install -q --upgrade pip && \
-		"$(VENV)/bin/pip" install -q -r "$(VENV)/requirements.txt" && \
+		echo "building $(VENV) from $(LOCK) (first install, or the lock changed)"; \
+		rm -rf "$(VENV)" && \
+		$(UV) venv -q --python $(PYTHON) "$(VENV)" && \
+		$(UV) pip sync -q --python "$(VENV)/bin/python" --require-hashes $(FIND_LINKS) $(LOCK) && \
 		touch "$(VENV)/.complete"; \
 	fi
 	@ln -sfn "$(VENV)" .venv
-	@# The shared venv's editable install must point at this clone; repointing costs seconds.
+	@# The shared venv's editable install must point at this clone; repointing costs a second.
 	@if [ "$$(cat .venv/.editable 2>/dev/null)" != "$(CURDIR)" ]; then \
-		.venv/bin/pip install -q --no-deps --no-build-isolation -e . && echo "$(CURDIR)" > .venv/.editable; \
+		$(UV) pip install -q --python .venv/bin/python --no-deps --no-build-isolation -e . && \
+		echo "$(CURDIR)" > .venv/.editable; \
 	fi
+
+# Re-resolve pyproject.toml (+ the build requirements) into the hashed lock; commit the result.
+lock: $(UV)
+	$(UV) pip compile pyproject.toml .ci/build.in --extra test --universal --python-version 3.11 $(LOCK_ARGS) \
+		--generate-hashes --no-header -o $(LOCK)
 
 run: install
 	$(BIN)/facerealism run
