@@ -43,7 +43,7 @@ def test_table4_rows_and_columns(paired):
     r = rows["oracle head"]
     assert r["identity"]["available"] is False and "detected a face in 0/24" in r["identity"]["reason"]
     assert "evaluate.lpips_weights" in r["lpips"]["reason"] and "evaluate.inception_weights" in r["fid"]["reason"]
-    assert "DINOv2" in r["fd_dinov2"]["reason"] and "CLIP" in r["clip_iqa"]["reason"]
+    assert "DINOv2" in r["fd_dinov2"]["reason"] and "CLIP" in r["clip_iqa"]["reason"] and "CLIP" in r["cmmd"]["reason"]
     assert 0 <= r["c2st_vs_dev"] <= 1
 
     flat = flat_metrics(t, "oracle head")
