@@ -99,6 +99,23 @@ def test_lpips_backbone_order(torch_home, tmp_path):
     assert from_cache["mean"] != pytest.approx(from_config["mean"])
 
 
+def test_lpips_backbone_is_downloaded_into_torchvisions_cache_when_the_host_answers(torch_home, tmp_path,
+                                                                                    http_server, monkeypatch):
+    import hashlib
+
+    from tests.standins import place_alexnet
+
+    # torch.hub checks the file's SHA-256 prefix in its name, as for torchvision's real file.
+    served = place_alexnet(tmp_path / "made", seed=2)
+    name = f"alexnet-owt-{hashlib.sha256(served.read_bytes()).hexdigest()[:8]}.pth"
+    (tmp_path / "www" / name).write_bytes(served.read_bytes())
+    monkeypatch.setitem(pretrained.LPIPS_BACKBONE_URLS, "alex", f"{http_server}/{name}")
+    monkeypatch.delenv("FACEREALISM_OFFLINE")
+    path = pretrained.lpips_backbone("alex", None)
+    assert path == str(torch_home / "hub" / "checkpoints" / name)
+    assert Path(path).read_bytes() == served.read_bytes()
+
+
 def test_inception_weights_order(torch_home, tmp_path):
     from tests.standins import place_inception
 
