@@ -35,7 +35,10 @@ def test_a_missing_config_is_named(tmp_path):
         full_flux.build_modules(tmp_path, "cpu", torch.float32)
 
 
-def test_kit_runs_end_to_end_on_cpu_from_tiny_configs(tmp_path):
+def test_kit_runs_end_to_end_on_cpu_from_tiny_configs(tmp_path, monkeypatch):
+    from facerealism import cli
+
+    monkeypatch.setattr(cli.console, "width", 200)  # the tables unwrapped, to read them below
     out = tmp_path / "gpu_bench.json"
     result = CliRunner().invoke(app, ["gpu-bench", "--out", str(out), *TINY_ARGS])
     assert result.exit_code == 0, result.output
@@ -67,7 +70,8 @@ def test_kit_runs_end_to_end_on_cpu_from_tiny_configs(tmp_path):
     assert all(v["peak_memory_mb"] > 0 for v in h["batches"].values())
     assert set(r["train"]["32"]) == {"fp32", "bf16", "bf16 channels_last"}
     assert all(v["steps_per_s"] > 0 for v in r["train"]["32"].values())
-    for text in ("dev_i2i", "schnell+head", "7.03 model", "compile_bf16", "bf16 channels_last"):
+    model32 = r["flops_model"]["32"]["schnell_plus_head_pct_of_dev"]
+    for text in ("dev_i2i", "schnell+head", f"{model32} model", "gives 7.03 %", "compile_bf16", "bf16 channels_last"):
         assert text in result.output
 
 

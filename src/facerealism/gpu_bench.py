@@ -323,7 +323,8 @@ def tables(report: dict) -> list:
     t = Table(title=f"FLUX.1 on {report['device_name']} ({report['device']}), {report['dtype']}, batch 1 - "
                     f"{report['weights']}",
               caption="ratio: schnell+head as % of dev; counted = FLOPs of the timed call, model = full-size FLOPs "
-                      "model (stages.benchmark)")
+                      f"model (stages.benchmark) at that side; at 512^2 (the paper's point) the model gives "
+                      f"{report['flops_model']['512']['schnell_plus_head_pct_of_dev']} %")
     for col in ("side", "pipeline", "transformer calls", "ms/img", "peak MB", "TFLOP counted", "% of dev_t2i",
                 "% of dev_i2i"):
         t.add_column(col, justify="right")
