@@ -158,3 +158,97 @@ def load(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
         raise ValueError(f"corrupted checkpoint {path / TENSORS} (missing or sha256 mismatch); "
                          f"delete {path} to resume from an older one, or set train.resume=false")
     return load_file(str(path / TENSORS)), meta
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Multi-process training: what differs per rank (batch RNG, image pools, RNGs), gathered into rank 0's checkpoint
+# ---------------------------------------------------------------------------------------------------------------
+# Rank 0's state keeps the single-process keys ("pool.A", "rng.torch", meta["sampler_rng"], ...), so a
+# one-process checkpoint is unchanged; rank r > 0 adds "rank.r." tensors and meta["ranks"]["r"].
+# The weights and optimiser states are the same on every rank (DDP averages gradients) and stored once.
+
+RANK_PREFIX = "rank."
+
+
+def rank_state(trainer, sampler) -> tuple[dict[str, torch.Tensor], dict]:
+    """This process's own state: its RNGs, its image pools and their RNG, its batch sampler's RNG.
+
+    Args:
+        trainer: a stages.train.Trainer (its `pools` and `pool_rng`).
+        sampler: a stages.train Sampler (its `rng`) or FileSampler (data order is a function of the step: None).
+    """
+    tensors, rng_meta = rng_state()
+    meta = {"rng": rng_meta, "pools": {}, "pool_rng": py_rng_state(trainer.pool_rng) if trainer.pool_rng else None,
+            "sampler_rng": sampler.rng.bit_generator.state if getattr(sampler, "rng", None) is not None else None}
+    for name, pool in trainer.pools.items():
+        meta["pools"][name] = len(pool.images)
+        if pool.images:
+            tensors[f"pool.{name}"] = torch.cat(pool.images).cpu()  # (n, 3, crop, crop)
+    return {k: v.cpu() for k, v in tensors.items()}, meta
+
+
+def gather_ranks(accelerator, tensors: dict[str, torch.Tensor], meta: dict) -> list[tuple[dict, dict]]:
+    """Every rank's (tensors, meta), in rank order, on every rank (one process: just its own)."""
+    if accelerator.num_processes == 1:
+        return [(tensors, meta)]
+    from accelerate.utils import gather_object
+
+    return gather_object([(tensors, meta)])  # CPU tensors: pickled over the process group
+
+
+def pack_ranks(ranks: list[tuple[dict, dict]]) -> tuple[dict[str, torch.Tensor], dict]:
+    """Ranks 1.. as prefixed tensors and meta["ranks"] (rank 0's state is saved under the plain keys)."""
+    tensors, meta = {}, {"num_processes": len(ranks), "ranks": {}}
+    for r, (t, m) in enumerate(ranks[1:], start=1):
+        tensors.update({f"{RANK_PREFIX}{r}.{k}": v for k, v in t.items()})
+        meta["ranks"][str(r)] = m
+    return tensors, meta
+
+
+def for_rank(tensors: dict[str, torch.Tensor], meta: dict, rank: int, num_processes: int) -> tuple[dict, dict]:
+    """A checkpoint as rank `rank` must load it: its own pools, sampler and RNGs in place of rank 0's.
+
+    Raises:
+        ValueError: the checkpoint was written by another number of processes (its per-rank batch streams and
+            pools cannot be continued exactly).
+    """
+    written = meta.get("num_processes", 1)
+    if written != num_processes:
+        raise ValueError(f"checkpoint at step {meta.get('step')} was written by {written} process(es), this run has "
+                         f"{num_processes}; resume with the same --num_processes or set train.resume=false")
+    if rank == 0:
+        return {k: v for k, v in tensors.items() if not k.startswith(RANK_PREFIX)}, meta
+    own, prefix = meta["ranks"][str(rank)], f"{RANK_PREFIX}{rank}."
+    shared = {k: v for k, v in tensors.items() if not k.startswith(("pool.", "rng.", RANK_PREFIX))}
+    shared.update({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+    trainer = {**meta["trainer"], "pools": own["pools"]}
+    if own["pool_rng"] is not None:
+        trainer["pool_rng"] = own["pool_rng"]
+    return shared, {**meta, "trainer": trainer, "rng": own["rng"], "sampler_rng": own["sampler_rng"]}
+
+
+def state_digest(modules: dict[str, torch.nn.Module]) -> str:
+    """sha256 over every parameter and buffer, bit for bit: equal digests mean identical weights."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name in sorted(modules):
+        state = modules[name].state_dict()
+        for key in sorted(state):
+            h.update(f"{name}.{key}".encode())
+            h.update(state[key].detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def check_ranks_agree(reports: list[dict]) -> list[dict]:
+    """Each rank's {"rank", "steps", "digest"}, after checking that all ranks trained the same weights.
+
+    Raises:
+        RuntimeError: naming the ranks whose weights differ from rank 0's (a DDP desync: gradients were not
+            averaged, or a rank loaded other state).
+    """
+    diverged = [r["rank"] for r in reports if r["digest"] != reports[0]["digest"]]
+    if diverged:
+        raise RuntimeError(f"ranks {diverged} finished with other weights than rank 0 "
+                           f"({', '.join(r['digest'][:12] for r in reports)}): the processes diverged")
+    return reports

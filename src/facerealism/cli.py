@@ -146,6 +146,39 @@ def benchmark(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> N
     console.print(summary_table({"benchmark": result}))
 
 
+@app.command("gpu-bench")
+def gpu_bench(
+    out: Annotated[Path, typer.Option("--out", "-o", help="JSON report")] = Path("reports/gpu_bench.json"),
+    sizes: Annotated[list[int] | None, typer.Option("--size", help="pipeline side, repeatable (default 512 1024)")] = None,
+    configs: Annotated[str, typer.Option(help="full (configs/flux1), tiny, or a folder of configs")] = "full",
+    schnell: Annotated[str | None, typer.Option(help="real FLUX.1-schnell: hub id in the cache or local folder")] = None,
+    dev: Annotated[str | None, typer.Option(help="real FLUX.1-dev: hub id in the cache or local folder")] = None,
+    random_weights: Annotated[bool, typer.Option("--random-weights", help="never look for real weights")] = False,
+    head: Annotated[str | None, typer.Option(help="trained head folder (default: random, configs' head.json)")] = None,
+    dtype: Annotated[str, typer.Option(help="pipeline precision")] = "bfloat16",
+    device: Annotated[str, typer.Option(help="auto, cuda or cpu")] = "auto",
+    repeats: Annotated[int, typer.Option(min=1, help="timed calls per measurement, after one warm-up")] = 2,
+    budget_s: Annotated[float, typer.Option(help="wall-time budget, model construction included")] = 480,
+    head_size: Annotated[int, typer.Option(help="head throughput side")] = 512,
+    head_batch: Annotated[list[int] | None, typer.Option(help="head batch sizes, repeatable (default 1..64)")] = None,
+    train_size: Annotated[list[int] | None, typer.Option(help="training side, repeatable (default 256 512)")] = None,
+    train_steps: Annotated[int, typer.Option(min=1, help="timed training steps per precision")] = 5,
+    compile: Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile head variants")] = True,
+) -> None:
+    """Full-size FLUX.1 dev img2img vs schnell + head, head throughput, training speed: one JSON and tables."""
+    from facerealism import gpu_bench as kit
+
+    try:
+        report = kit.run_kit(out, sizes or [512, 1024], configs, schnell, dev, head, dtype, device, repeats, budget_s,
+                             head_size, tuple(head_batch or (1, 2, 4, 8, 16, 32, 64)),
+                             tuple(train_size or (256, 512)), train_steps, compile, use_real=not random_weights)
+    except _errors() as e:
+        fail(str(e))
+    for table in kit.tables(report):
+        console.print(table)
+    console.print(f"report: {out} ({report['wall_s']} s of a {budget_s:.0f} s budget)")
+
+
 @app.command()
 def sweep(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
     """Sweep train.sweep's lambda_cyc x lr grid as a Prefect flow of parallel trials; print the table."""

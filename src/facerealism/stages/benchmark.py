@@ -14,22 +14,20 @@ from pathlib import Path
 import torch
 
 from facerealism import tracking
+from facerealism.backends.full_flux import FULL, read_config
 from facerealism.config import Config
 from facerealism.files import write_json
 from facerealism.head import load_head
 from facerealism.models import build_generator
 from facerealism.progress import progress
 
-# Public FLUX.1 configurations (transformer, T5-XXL encoder, VAE) — architecture only, no weights.
-FLUX_TRANSFORMER = dict(patch_size=1, in_channels=64, num_layers=19, num_single_layers=38, attention_head_dim=128,
-                        num_attention_heads=24, joint_attention_dim=4096, pooled_projection_dim=768,
-                        axes_dims_rope=(16, 56, 56))
-T5_XXL = dict(vocab_size=32128, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64,
-              feed_forward_proj="gated-gelu", is_encoder_decoder=False)
-FLUX_VAE = dict(in_channels=3, out_channels=3, latent_channels=16, block_out_channels=(128, 256, 512, 512),
-                layers_per_block=2, down_block_types=("DownEncoderBlock2D",) * 4,
-                up_block_types=("UpDecoderBlock2D",) * 4, use_quant_conv=False, use_post_quant_conv=False)
-PAPER_HEAD = dict(ngf=64, n_blocks=9, residual_output=False)
+# Public FLUX.1 configurations (transformer, T5-XXL encoder, VAE) — architecture only, no weights: the JSON files in
+# configs/flux1, which the GPU kit (gpu_bench) builds full-size models from too.
+_public = lambda cfg: {k: v for k, v in cfg.items() if not k.startswith("_")}  # noqa: E731
+FLUX_TRANSFORMER = {k: v for k, v in _public(read_config(FULL, "transformer_dev")).items() if k != "guidance_embeds"}
+T5_XXL = _public(read_config(FULL, "text_encoder_2"))
+FLUX_VAE = _public(read_config(FULL, "vae"))
+PAPER_HEAD = read_config(FULL, "head")["kwargs"]
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -567,21 +567,25 @@ def train(cfg: Config, parent_run_id: str | None = None, run_name: str = "train"
     cycle_tail: list[float] = []  # unweighted cycle L1 of the last `window` steps
     if resume:
         tensors, meta, resumed_from = resume
+        # Each rank continues its own batch stream, pools and RNGs (rank 0's are the checkpoint's plain keys).
+        tensors, meta = checkpoint.for_rank(tensors, meta, accelerator.process_index, accelerator.num_processes)
         model.load_state(tensors, meta["trainer"])
         if isinstance(sampler, Sampler):  # a FileSampler's data order is a function of the step: set above
-            if accelerator.process_index == 0 and meta["sampler_rng"] is not None:
-                sampler.rng.bit_generator.state = meta["sampler_rng"]
-            else:  # only rank 0's in-memory stream is stored; otherwise continue on a fresh, still distinct one
-                sampler.rng = np.random.default_rng([cfg.seed, accelerator.process_index, meta["step"]])
+            sampler.rng.bit_generator.state = meta["sampler_rng"]
         checkpoint.set_rng_state(tensors, meta["rng"])  # last: building the model above consumed RNG
         start_step, run_token, history = meta["step"], meta["run_token"], meta["history"]
         cycle_tail, prior_seconds = meta["cycle_tail"], meta["seconds"]
 
     def save_checkpoint(step: int, seconds: float) -> None:
+        """On every rank (they send rank 0 their own RNGs and pools); rank 0 alone writes."""
+        ranks = checkpoint.gather_ranks(accelerator, *checkpoint.rank_state(model, sampler))
+        if not accelerator.is_main_process:
+            return
         tensors, trainer_meta = model.state()
         rng_tensors, rng_meta = checkpoint.rng_state()
-        checkpoint.save(checkpoint_dir(cfg), step, {**tensors, **rng_tensors}, {
-            "run_token": run_token, "architecture": architecture(cfg), "trainer": trainer_meta,
+        rank_tensors, rank_meta = checkpoint.pack_ranks(ranks)
+        checkpoint.save(checkpoint_dir(cfg), step, {**tensors, **rng_tensors, **rank_tensors}, {
+            **rank_meta, "run_token": run_token, "architecture": architecture(cfg), "trainer": trainer_meta,
             "sampler_rng": sampler.rng.bit_generator.state if isinstance(sampler, Sampler) else None,
             "rng": rng_meta, "history": history,
             "cycle_tail": cycle_tail, "seconds": seconds, "mlflow_run_id": mlrun.info.run_id, "config": cfg.dump()})
@@ -627,14 +631,18 @@ def train(cfg: Config, parent_run_id: str | None = None, run_name: str = "train"
                     if is_main:
                         tracking.log_metrics({f"train.{k}": v for k, v in losses.items()}, step=step)
                 if step % t.checkpoint_every == 0 and step < t.steps:
-                    if is_main:
-                        save_checkpoint(step, prior_seconds + time.perf_counter() - start)
+                    save_checkpoint(step, prior_seconds + time.perf_counter() - start)
                     accelerator.wait_for_everyone()
                 bar.advance(task)
         elapsed = time.perf_counter() - start
         sampler.close()
         trained = t.steps - start_step
-        summary = {"model": t.model, "output_mode": output_mode(cfg), "steps": t.steps,
+        # Every rank must end with rank 0's weights: DDP averaged the same gradients into each.
+        ranks = checkpoint.check_ranks_agree([r for _, r in checkpoint.gather_ranks(accelerator, {}, {
+            "rank": accelerator.process_index, "steps": trained, "digest": checkpoint.state_digest(
+                {k: model.plain(v) for k, v in model.nets.items()})})])
+        summary = {"model": t.model, "output_mode": output_mode(cfg), "steps": t.steps, "rank": accelerator.process_index,
+                   "ranks": ranks,
                    "mlflow_run_id": mlrun.info.run_id if is_main else None,
                    "resumed_from_step": start_step if resume else None,
                    "seconds": round(prior_seconds + elapsed, 1),
@@ -694,10 +702,12 @@ def run(cfg: Config) -> dict:
     """Train train.model, then each of train.baselines with the same settings as nested MLflow runs."""
     summary = train(cfg)
     trained = {}
-    for model in cfg.train.baseline_models:
+    for model in cfg.train.baseline_models:  # on every rank: each training is one DDP job
         b = train(baseline_config(cfg, model), parent_run_id=summary["mlflow_run_id"], run_name=f"baseline {model}")
         trained[model] = {"head": str(baselines_dir(cfg) / model / "head"), "seconds": b["seconds"],
-                          "final_losses": b["final_losses"]}
+                          "final_losses": b.get("final_losses")}
+    if summary["rank"] != 0:  # rank 0 writes the reports
+        return summary
     # Written even when empty: the DVC output exists, and evaluate reads which baselines belong to this run.
     write_json(baselines_dir(cfg) / "baselines.json", {"model": cfg.train.model, "baselines": trained})
     report = Path(cfg.paths.reports) / "train.json"
