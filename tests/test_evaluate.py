@@ -15,7 +15,7 @@ from .test_metrics import blur, make_dev
 
 def small_cfg() -> Config:
     cfg = Config()
-    cfg.evaluate.c2st_epochs, cfg.evaluate.c2st_max_images, cfg.evaluate.bootstrap = 2, 16, 10
+    cfg.evaluate.c2st_folds, cfg.evaluate.c2st_max_images, cfg.evaluate.bootstrap = 2, 16, 10
     return cfg
 
 
@@ -85,7 +85,8 @@ def test_evaluate_stage_with_an_extra_head_and_report(tiny_cfg, project):
     assert {"fd_diff.spectral", "fd_diff.random_conv"} <= set(out)
 
     t = json.loads((project / "reports/table4.json").read_text())
-    assert t["order"] == [SCHNELL, DEV, "ESA-CycleGAN", "CycleGAN"] and t["head_label"] == "ESA-CycleGAN"
+    controls = [f"control: {name}" for name in cfg.evaluate.controls]
+    assert t["order"] == [SCHNELL, DEV, "ESA-CycleGAN", "CycleGAN", *controls] and t["head_label"] == "ESA-CycleGAN"
     m = json.loads((project / "reports/metrics.json").read_text())
     assert m["fd_diff.spectral"] == t["rows"]["ESA-CycleGAN"]["fd"]["spectral"]["fd_diff"]
     html = (project / "reports/report.html").read_text()

@@ -78,7 +78,7 @@ def test_evaluate_scores_the_heads_on_the_schnell_images_of_the_held_out_pairs(t
     dev = make_dev(N, SIZE, seed=7)
     manifest = write_pairs(tmp_path, blur(dev), dev)
     fresh_head(tmp_path / "models/head")
-    cfg = cfg_for(tmp_path, store, "evaluate.c2st_epochs=1", "evaluate.c2st_max_images=8", "evaluate.bootstrap=5",
+    cfg = cfg_for(tmp_path, store, "evaluate.c2st_folds=2", "evaluate.c2st_max_images=8", "evaluate.bootstrap=5",
                   "evaluate.grid_n=2")
     run_stage("evaluate", cfg)
     m = json.loads((tmp_path / "reports/metrics.json").read_text())
@@ -103,7 +103,7 @@ def test_table4_c2st_tells_schnell_from_dev_but_not_dev_from_itself():
     The dev reference row is the oracle: dev judged against itself.
     """
     dev = make_dev(64, SIZE, seed=8)
-    cfg = load_config(ROOT / "params.yaml", ["evaluate.c2st_epochs=20", "evaluate.c2st_max_images=64",
+    cfg = load_config(ROOT / "params.yaml", ["evaluate.c2st_folds=5", "evaluate.c2st_max_images=64",
                                              "evaluate.bootstrap=0"])
     rows = table4(cfg, blur(dev), dev, {})["rows"]
     schnell, oracle = rows[SCHNELL]["c2st_vs_dev"], rows[DEV]["c2st_vs_dev"]

@@ -12,7 +12,9 @@ from facerealism.metrics import (
     FEATURE_SPACES,
     INCEPTION_WEIGHTS_FILE,
     bootstrap_ci,
-    c2st_accuracy,
+    c2st_images,
+    spectral_chroma_features,
+    wilson_interval,
     fd_diff,
     frechet_distance,
     inception_metrics,
@@ -125,11 +127,11 @@ def test_feature_shapes_and_determinism(sets):
     assert not np.allclose(f, random_conv_features(dev, seed=1))
 
 
-@pytest.mark.parametrize("extract", [spectral_features, random_conv_features, c2st_accuracy])
+@pytest.mark.parametrize("extract", [spectral_features, spectral_chroma_features, random_conv_features, c2st_images])
 def test_non_uint8_images_are_rejected(extract, sets):
     bad = sets["dev"][:4].astype(np.float32)
     with pytest.raises(ValueError, match="uint8"):
-        extract(bad) if extract is not c2st_accuracy else extract(bad, sets["dev"][:4])
+        extract(bad) if extract is not c2st_images else extract(bad, sets["dev"][:4])
 
 
 @pytest.mark.parametrize("space", sorted(FEATURE_SPACES))
@@ -170,13 +172,33 @@ def test_fd_diff_rejects_unknown_space(sets):
 
 def test_c2st_same_distribution_is_chance_and_seeded():
     a, b = make_dev(100, seed=10), make_dev(100, seed=11)
-    acc = c2st_accuracy(a, b, seed=0)
-    assert 0.35 <= acc <= 0.65
-    assert acc == c2st_accuracy(a, b, seed=0)
+    r = c2st_images(a, b, seed=0, paired=False)
+    assert 0.35 <= r["accuracy"] <= 0.65
+    assert r["ci"][0] < 0.5 < r["ci"][1]  # chance lies inside the interval
+    assert r == c2st_images(a, b, seed=0, paired=False)
 
 
-def test_c2st_detects_blur():
-    assert c2st_accuracy(make_dev(100, seed=10), blur(make_dev(100, seed=11)), seed=0) > 0.8
+def test_c2st_detects_blur_with_an_interval_above_chance():
+    r = c2st_images(make_dev(100, seed=10), blur(make_dev(100, seed=11)), seed=0, paired=False)
+    assert r["accuracy"] > 0.9 and r["ci"][0] > 0.8 and r["auc"] > 0.95
+
+
+def test_c2st_sees_colour_speckle_that_luminance_cannot():
+    a = make_dev(100, seed=10)
+    rng = np.random.default_rng(0)
+    # Zero-mean chroma noise: opposite signs in R and B leave the luminance nearly untouched.
+    n = rng.normal(0, 6, (100, SIZE, SIZE, 1)) * np.array([1.0, -0.3, -1.0])
+    speckled = np.clip(a + n, 0, 255).round().astype(np.uint8)
+    luma_only = c2st_images(a, speckled, seed=0, spaces=("spectral",))["accuracy"]
+    with_chroma = c2st_images(a, speckled, seed=0)["accuracy"]
+    assert with_chroma > 0.9 and with_chroma > luma_only + 0.2
+
+
+def test_wilson_interval_known_values():
+    lo, hi = wilson_interval(100, 100)
+    assert hi == pytest.approx(1.0) and lo == pytest.approx(0.963, abs=1e-3)
+    lo, hi = wilson_interval(50, 100)
+    assert lo == pytest.approx(0.404, abs=1e-3) and hi == pytest.approx(0.596, abs=1e-3)
 
 
 # --- torch-fidelity Inception ----------------------------------------------------------------------------------
@@ -290,7 +312,7 @@ def test_fd_row_paired_needs_equal_lengths():
 
 def test_c2st_identical_sets_is_chance():
     a = make_dev(60, seed=12)
-    assert 0.35 <= c2st_accuracy(a, a.copy(), seed=0, epochs=5) <= 0.65
+    assert c2st_images(a, a.copy(), seed=0)["accuracy"] == 0.5  # twins share a fold and get one score
 
 
 def test_empty_and_mismatched_sets_fail_clearly(sets):
@@ -298,7 +320,7 @@ def test_empty_and_mismatched_sets_fail_clearly(sets):
     with pytest.raises(ValueError, match="is empty"):
         fd_diff(empty, sets["schnell"], sets["dev"])
     with pytest.raises(ValueError, match="sizes differ"):
-        c2st_accuracy(sets["dev"][:8], sets["dev"][:8, :16, :16])
+        c2st_images(sets["dev"][:8], sets["dev"][:8, :16, :16])
 
 
 # --- input -> output fidelity: SSIM, LPIPS, identity -----------------------------------------------------------

@@ -103,7 +103,7 @@ def test_train_writes_a_self_describing_head(proj):
     assert out["steps"] == 6 and out["train_pairs"] + out["holdout_pairs"] == 44
     meta = json.loads((root / "models/head/head.json").read_text())
     assert meta["arch"] == "esa_resnet" and meta["config"]["train"]["steps"] == 6
-    assert meta["kwargs"] == {"ngf": 8, "n_blocks": 1, "residual_output": True}  # the tiny profile's head
+    assert meta["kwargs"] == {"ngf": 8, "n_blocks": 1, "residual_output": True, "detail": True}  # the tiny profile's head
     assert meta["train_pairs"] == out["train_pairs"] and meta["mlflow_run_id"] == out["mlflow_run_id"]
     from facerealism.data import load_images
     from facerealism.head import enhance_array, load_head
@@ -127,6 +127,20 @@ def test_evaluate_reports_every_offline_space(proj):
     assert 0 <= m["c2st.dev_vs_schnell"] <= 1
     assert m["fid.available"] is False and "inception_weights" in m["fid.reason"]
     assert (root / "reports/before_after.png").exists()
+    assert m["photo.colour_noise_gain"] > 0 and (root / "reports/photo.png").exists()
+
+
+def test_evaluate_scores_every_control(proj):
+    """Each configured control is a Table 4 row scored like a head, and stays out of the heads' ranking."""
+    root, cfg = proj
+    run_stage("evaluate", cfg)
+    t = json.loads((root / "reports/table4.json").read_text())
+    want = [f"control: {name}" for name in cfg.evaluate.controls]
+    assert want and [label for label in t["order"] if label.startswith("control: ")] == want
+    for label in want:
+        r = t["rows"][label]
+        assert set(r["fd"]) == set(cfg.evaluate.spaces) and 0 <= r["c2st_vs_dev"] <= 1 and len(r["c2st_ci"]) == 2
+    assert all(not h["head"].startswith("control: ") for h in t["ranking"]["heads"])
 
 
 def test_benchmark_counts_flux_flops(proj):
@@ -152,9 +166,11 @@ def test_register_gate_and_champion(proj):
 def test_gate_policy_unit():
     from facerealism.stages.register import gate
 
-    cfg = load_config(ROOT / "params.yaml")
-    ok = {"fd_diff.spectral": 2.0, "fd_diff.random_conv": 0.01}
+    cfg = load_config(ROOT / "params.yaml", ["register.required={fd_diff.spectral: 0.0, fd_diff.random_conv: 0.0}",
+                                             "register.below={}"])
+    ok = {"fd_diff.spectral": 2.0, "fd_diff.random_conv": 0.01, "photo.colour_noise_gain": 1.0}
     assert gate(cfg, ok, None)[0]
+    assert not gate(cfg, {**ok, "photo.colour_noise_gain": 1.2}, None)[0]  # speckle on a photo
     assert not gate(cfg, {**ok, "fd_diff.random_conv": -0.01}, None)[0]
     passed, reasons = gate(cfg, {"fd_diff.spectral": 2.0}, None)
     assert not passed and any("missing" in r for r in reasons)

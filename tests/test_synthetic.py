@@ -118,7 +118,22 @@ def test_no_catchlights_without_texture():
     (dict(seed=0, blur_sigma=-0.1), "blur_sigma"),
     (dict(seed=0, max_shift=-1), "max_shift"),
     (dict(seed=0, texture_strength=-1.0), "texture_strength"),
+    (dict(seed=0, texture_hint=1.5), "texture_hint"),
 ])
 def test_bad_arguments_raise(kwargs, match):
     with pytest.raises(ValueError, match=match):
         render_pair(**kwargs)
+
+
+def test_texture_hint_is_the_fraction_of_dev_detail_schnell_keeps():
+    """No blur, no shift: hint 1 gives dev itself, hint 0 the bare base face, and 0.35 a faint copy of dev's detail."""
+    kw = dict(blur_sigma=0.0, max_shift=0)
+    schnell_full, dev = render_pair(3, texture_hint=1.0, **kw)
+    np.testing.assert_allclose(schnell_full.astype(int), dev.astype(int), atol=1)
+    base, _ = render_pair(3, texture_hint=0.0, **kw)
+    hinted, _ = render_pair(3, texture_hint=0.35, **kw)
+    detail = dev.astype(float) - base
+    # (hinted - base) is 0.35 of dev's detail wherever there is detail (uint8 rounding aside).
+    mask = np.abs(detail) > 8
+    ratio = (hinted.astype(float) - base)[mask] / detail[mask]
+    assert mask.sum() > 100 and abs(np.median(ratio) - 0.35) < 0.05

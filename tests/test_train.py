@@ -97,9 +97,12 @@ def test_each_head_trains_and_loads(data, model):
 
     out = run_stage("train", cfg_for(data, model, f"train.model={model}", "train.steps=3", "train.unet_depth=3"))
     G, meta = load_head(data / model / "models" / "head")
-    assert meta["arch"] == model and meta["residual_output"] is True and meta["output_mode"].startswith("residual")
+    mode = "residual" if model == "unet_cbam" else "detail"  # detail: gains on the input's own detail bands
+    assert meta["arch"] == model and meta["residual_output"] is True and meta["output_mode"].startswith(mode)
     x = torch.rand(2, 3, 32, 32) * 2 - 1
     assert G(x).shape == x.shape
+    if model != "unet_cbam":
+        assert set(out["final_losses"]) >= {"G_A", "cycle_A", "paired_A"}  # the default's paired term trains
     if model == "unet_cbam":
         assert meta["lpips"].startswith("unavailable (train.lpips_weights is not set")
         assert set(out["final_losses"]) == {"grad", "l1"}

@@ -169,24 +169,28 @@ def fd_row(
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def spectral_features(images: np.ndarray, n_bins: int | None = None, chunk: int = 64) -> np.ndarray:
-    """Radial log power-spectrum profile of each image's luminance.
+# ITU-R BT.601 RGB -> Y, Cb, Cr (rows), on [0, 1] values: Y is luminance, Cb/Cr the two colour-difference axes.
+_RGB_TO_YCBCR = np.array([[0.299, 0.587, 0.114],
+                          [-0.168736, -0.331264, 0.5],
+                          [0.5, -0.418688, -0.081312]])
+
+
+def radial_log_power(planes: np.ndarray, n_bins: int | None = None, chunk: int = 64) -> np.ndarray:
+    """Radial log power-spectrum profile of each plane.
 
     Args:
-        images: (n, h, w, 3) uint8.
+        planes: (n, h, w) float images (one channel each).
         n_bins: radial bins over normalised frequency (0, 1], 1 = Nyquist; default min(h, w) // 2, i.e. one
             frequency step per bin.
-        chunk: images per FFT batch (bounds memory on large images).
+        chunk: planes per FFT batch (bounds memory on large images).
 
     Returns:
         (n, n_bins) float64 log10 of the mean power in each bin.
     """
-    _check_images(images)
-    n, h, w, _ = images.shape
+    n, h, w = planes.shape
     n_bins = min(h, w) // 2 if n_bins is None else n_bins
     if n_bins < 1:
         raise ValueError(f"n_bins must be >= 1, got {n_bins} (images are {h}x{w})")
-
     fy = np.fft.fftfreq(h)[:, None]
     fx = np.fft.fftfreq(w)[None, :]
     radius = np.sqrt(fy**2 + fx**2) / 0.5  # (h, w); corners beyond 1 are not isotropic and are dropped
@@ -197,17 +201,80 @@ def spectral_features(images: np.ndarray, n_bins: int | None = None, chunk: int 
     if (counts == 0).any():
         raise ValueError(f"n_bins={n_bins} is too fine for {h}x{w} images: some bins hold no frequency")
     one_hot = np.eye(n_bins)[bin_of[keep]] / counts  # (k, n_bins): averages power within each bin
-
     # A window stops the image border's jump from smearing power across all frequencies.
     window = np.outer(np.hanning(h), np.hanning(w))
-    rgb_to_y = np.array([0.299, 0.587, 0.114])
     out = np.empty((n, n_bins))
     for start in range(0, n, chunk):
-        lum = images[start : start + chunk].astype(np.float64) @ rgb_to_y / 255.0  # (c, h, w)
-        lum -= lum.mean(axis=(1, 2), keepdims=True)
-        power = np.abs(np.fft.fft2(lum * window)) ** 2  # (c, h, w)
+        p = planes[start : start + chunk]
+        p = p - p.mean(axis=(1, 2), keepdims=True)
+        power = np.abs(np.fft.fft2(p * window)) ** 2  # (c, h, w)
         out[start : start + chunk] = np.log10(power[:, keep] @ one_hot + 1e-12)
     return out
+
+
+def _ycbcr(images: np.ndarray, channel: int) -> np.ndarray:
+    return images.astype(np.float64) @ _RGB_TO_YCBCR[channel] / 255.0  # (n, h, w)
+
+
+def spectral_features(images: np.ndarray, n_bins: int | None = None, chunk: int = 64) -> np.ndarray:
+    """Radial log power-spectrum profile of each image's luminance (Y).
+
+    Args:
+        images: (n, h, w, 3) uint8.
+        n_bins: see `radial_log_power`.
+        chunk: images per FFT batch.
+
+    Returns:
+        (n, n_bins) float64.
+    """
+    _check_images(images)
+    return radial_log_power(_ycbcr(images, 0), n_bins, chunk)
+
+
+def high_frequency_energy(images: np.ndarray, sigma: float = 1.0) -> np.ndarray:
+    """Mean squared detail (the plane minus its Gaussian blur) of Y, Cb and Cr per image.
+
+    Args:
+        images: (n, h, w, 3) uint8.
+        sigma: blur in pixels; detail finer than about 2 sigma counts.
+
+    Returns:
+        (n, 3) float64: [Y, Cb, Cr] energies on [0, 1] values.
+    """
+    from scipy import ndimage
+
+    _check_images(images)
+    planes = images.astype(np.float64) @ _RGB_TO_YCBCR.T / 255.0  # (n, h, w, 3)
+    detail = planes - ndimage.gaussian_filter(planes, sigma=(0, sigma, sigma, 0), mode="nearest")
+    return (detail**2).mean(axis=(1, 2))
+
+
+def colour_noise_gain(inputs: np.ndarray, outputs: np.ndarray) -> float:
+    """How much more a filter raised chroma detail than luminance detail, worst image and chroma plane.
+
+    (chroma HF energy out / in) / max(1, luminance HF energy out / in): sharpening that lifts colour edges no
+    more than brightness edges reads <= 1; colour speckle (chroma noise on skin, sky, walls) reads well above.
+
+    Args:
+        inputs, outputs: (n, h, w, 3) uint8, pairwise.
+    """
+    _check_pairs(inputs, outputs)
+    e_in, e_out = high_frequency_energy(inputs), high_frequency_energy(outputs)
+    ratio = e_out / np.maximum(e_in, 1e-12)  # (n, 3)
+    return float((ratio[:, 1:] / np.maximum(ratio[:, :1], 1.0)).max())
+
+
+def spectral_chroma_features(images: np.ndarray, n_bins: int | None = None, chunk: int = 64) -> np.ndarray:
+    """Radial log power spectra of the two chroma planes (Cb, Cr), side by side.
+
+    Colour speckle raises chroma power at high frequencies, while grain that follows the skin's own colour
+    leaves it nearly where it was: the space that tells the two apart, which luminance spectra cannot.
+
+    Returns:
+        (n, 2 * n_bins) float64: [Cb profile, Cr profile].
+    """
+    _check_images(images)
+    return np.concatenate([radial_log_power(_ycbcr(images, c), n_bins, chunk) for c in (1, 2)], axis=1)
 
 
 def _random_conv_weights(seed: int, widths: Sequence[int]) -> list[torch.Tensor]:
@@ -253,6 +320,7 @@ def random_conv_features(
 
 FEATURE_SPACES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "spectral": spectral_features,
+    "spectral_chroma": spectral_chroma_features,
     "random_conv": random_conv_features,
 }
 
@@ -300,79 +368,77 @@ def fd_diff(
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _c2st_net() -> nn.Module:
-    # Small on purpose: a capable classifier saturates on any artifact (environment notes), and it must train
-    # in seconds on 2 CPU cores. Global pooling makes it size-agnostic.
-    return nn.Sequential(
-        nn.Conv2d(3, 16, 3, stride=2, padding=1),
-        nn.ReLU(),
-        nn.Conv2d(16, 32, 3, stride=2, padding=1),
-        nn.ReLU(),
-        nn.Conv2d(32, 64, 3, stride=2, padding=1),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(64, 1),
-    )
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion (95 % for z = 1.96); sound at 0 and 1, unlike p ± z·se."""
+    if n < 1:
+        raise ValueError(f"need n >= 1 trials, got {n}")
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def c2st_accuracy(
-    images_a: np.ndarray,
-    images_b: np.ndarray,
-    seed: int = 0,
-    folds: int = 2,
-    epochs: int = 20,
-    batch_size: int = 16,
-    lr: float = 2e-3,
-) -> float:
-    """Classifier two-sample test: held-out accuracy of a small CNN telling images_a from images_b.
+def c2st(feats_a: np.ndarray, feats_b: np.ndarray, seed: int = 0, folds: int = 5, C: float = 0.1,
+         paired: bool = True) -> dict:
+    """Classifier two-sample test on features: held-out accuracy of a logistic regression telling a from b.
+
+    The classifier is linear on standardised features, so it sees exactly the statistics the feature spaces
+    describe and trains in milliseconds. With `paired`, row i of a and row i of b show the same face (dev and
+    a head's output on its schnell twin): both land in the same fold, so no image is scored by a classifier
+    that trained on its twin.
 
     Args:
-        images_a: (n_a, h, w, 3) uint8.
-        images_b: (n_b, h, w, 3) uint8, same h, w.
-        seed: seeds the subsampling, fold split, init and batch order; same seed -> same accuracy.
-        folds: k of the k-fold split; every image is scored once by a net that never trained on it.
-        epochs: training epochs per fold.
-        batch_size: training batch size; 16 gives enough steps to learn from ~100 images per side.
-        lr: Adam learning rate.
+        feats_a: (n_a, d) features of sample a.
+        feats_b: (n_b, d) features of sample b.
+        seed: seeds the subsampling and the fold split; same seed -> same result.
+        folds: k of the k-fold split; every image is scored once, by a classifier that never saw it.
+        C: inverse L2 strength of the logistic regression.
+        paired: rows of a and b are pairs (needs n_a == n_b).
 
     Returns:
-        Accuracy over all held-out images, with min(n_a, n_b) images per class; ~0.5 = indistinguishable.
+        {"accuracy", "ci": [low, high] (95 % Wilson), "auc", "n": images per class}; 0.5 = indistinguishable.
     """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    if feats_a.ndim != 2 or feats_b.ndim != 2 or feats_a.shape[1] != feats_b.shape[1]:
+        raise ValueError(f"features must be (n, d) with the same d, got {feats_a.shape} and {feats_b.shape}")
+    if paired and len(feats_a) != len(feats_b):
+        raise ValueError(f"paired C2ST needs as many rows on both sides, got {len(feats_a)} and {len(feats_b)}")
+    n = min(len(feats_a), len(feats_b))
+    if folds < 2 or n < folds:
+        raise ValueError(f"need folds >= 2 and at least `folds` images per class, got folds={folds}, n={n}")
+    rng = np.random.default_rng(seed)
+    ia = np.arange(n) if paired else rng.permutation(len(feats_a))[:n]
+    ib = ia if paired else rng.permutation(len(feats_b))[:n]
+    x = np.concatenate([feats_a[ia], feats_b[ib]])  # (2n, d)
+    y = np.concatenate([np.zeros(n), np.ones(n)])
+    fold_of = np.tile(rng.permutation(n) % folds, 2)  # a pair's two rows share a fold; classes stay balanced
+    scores = np.empty(2 * n)
+    for k in range(folds):
+        train, test = fold_of != k, fold_of == k
+        clf = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000))
+        clf.fit(x[train], y[train])
+        scores[test] = clf.decision_function(x[test])
+    correct = int(((scores > 0) == (y == 1)).sum())
+    low, high = wilson_interval(correct, 2 * n)
+    return {"accuracy": correct / (2 * n), "ci": [low, high], "auc": float(roc_auc_score(y, scores)), "n": n}
+
+
+C2ST_SPACES = ("spectral", "spectral_chroma", "random_conv")
+
+
+def c2st_images(images_a: np.ndarray, images_b: np.ndarray, seed: int = 0, folds: int = 5,
+                spaces: Sequence[str] = C2ST_SPACES, paired: bool = True) -> dict:
+    """`c2st` on uint8 images (n, h, w, 3), with the features of `spaces` side by side."""
     _check_images(images_a, "images_a")
     _check_images(images_b, "images_b")
     if images_a.shape[1:] != images_b.shape[1:]:
         raise ValueError(f"image sizes differ: {images_a.shape[1:]} vs {images_b.shape[1:]}")
-    n = min(len(images_a), len(images_b))
-    if folds < 2 or n < folds:
-        raise ValueError(f"need folds >= 2 and at least `folds` images per class, got folds={folds}, n={n}")
-
-    rng = np.random.default_rng(seed)
-    # Equal class sizes so that 0.5 is chance level.
-    x = _to_tensor(np.concatenate([images_a[rng.permutation(len(images_a))[:n]],
-                                   images_b[rng.permutation(len(images_b))[:n]]]))  # (2n, 3, h, w)
-    y = torch.cat([torch.zeros(n), torch.ones(n)])
-    fold_of = np.tile(rng.permutation(n) % folds, 2)  # stratified: each fold holds n/folds of each class
-
-    correct = 0
-    # fork_rng: seed layer init without disturbing the caller's global RNG stream.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        for k in range(folds):
-            train = torch.from_numpy(np.flatnonzero(fold_of != k))
-            test = torch.from_numpy(np.flatnonzero(fold_of == k))
-            net = _c2st_net()
-            opt = torch.optim.Adam(net.parameters(), lr=lr)
-            for _ in range(epochs):
-                for batch in train[torch.randperm(len(train))].split(batch_size):
-                    loss = F.binary_cross_entropy_with_logits(net(x[batch]).squeeze(1), y[batch])
-                    opt.zero_grad()
-                    loss.backward()
-                    opt.step()
-            with torch.inference_mode():
-                pred = (net(x[test]).squeeze(1) > 0).float()
-            correct += int((pred == y[test]).sum())
-    return correct / (2 * n)
+    feats = [np.concatenate([FEATURE_SPACES[s](imgs) for s in spaces], axis=1) for imgs in (images_a, images_b)]
+    return c2st(*feats, seed=seed, folds=folds, paired=paired)
 
 
 # ---------------------------------------------------------------------------------------------------------------

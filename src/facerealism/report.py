@@ -81,8 +81,10 @@ def metric_bars_png(table: dict) -> bytes:
     rows = table["rows"]
     labels = table.get("order", list(rows))
     spaces = list(rows[labels[0]]["fd"])
-    fig, axes = plt.subplots(1, len(spaces) + 1, figsize=(4.2 * (len(spaces) + 1), 3.4))
+    fig, axes = plt.subplots(1, len(spaces) + 1, figsize=(5.0 * (len(spaces) + 1), 4.4))
     x = np.arange(len(labels))
+    # grey: schnell, green: dev, blue: heads, red: negative controls (filters the gate must reject)
+    colors = ["#999", "#2a7", *("#c33" if l.startswith("control: ") else "#36c" for l in labels[2:])]
     for ax, space in zip(axes, spaces):
         vals = np.array([rows[l]["fd"][space]["fd_diff"] for l in labels])
         cis = [rows[l]["fd"][space].get("fd_diff_ci") for l in labels]
@@ -91,12 +93,14 @@ def metric_bars_png(table: dict) -> bytes:
             lo, hi = np.array([c[0] for c in cis]), np.array([c[1] for c in cis])
             # Percentile CIs need not contain the plug-in value; clip so matplotlib gets non-negative lengths.
             err = np.vstack([np.clip(vals - lo, 0, None), np.clip(hi - vals, 0, None)])
-        ax.bar(x, vals, yerr=err, capsize=4, color=["#999", "#2a7", *["#36c"] * (len(labels) - 2)])
+        ax.bar(x, vals, yerr=err, capsize=4, color=colors)
         ax.axhline(0, color="k", lw=0.8)
         ax.set_title(f"FD_diff ({space}); > 0: nearer dev")
         ax.set_xticks(x, labels, rotation=20, ha="right", fontsize=8)
     ax = axes[-1]
-    ax.bar(x, [rows[l]["c2st_vs_dev"] for l in labels], color="#c63")
+    acc = np.array([rows[l]["c2st_vs_dev"] for l in labels])
+    ci = np.array([rows[l].get("c2st_ci", [v, v]) for l, v in zip(labels, acc)])
+    ax.bar(x, acc, yerr=np.vstack([acc - ci[:, 0], ci[:, 1] - acc]).clip(0, None), capsize=4, color=colors)
     ax.axhline(0.5, color="k", lw=0.8, ls="--")
     ax.set_ylim(0, 1)
     ax.set_title("C2ST accuracy vs dev; 0.5: indistinguishable")

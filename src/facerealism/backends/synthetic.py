@@ -60,7 +60,7 @@ _HAIR_STYLE_P = np.array([0.28, 0.32, 0.12, 0.12, 0.16])
 
 
 def render_pair(seed: int, size: int = 64, *, blur_sigma: float = 0.7, max_shift: int = 1,
-                texture_strength: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+                texture_strength: float = 1.0, texture_hint: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Render one (schnell_like, dev_like) pair; both uint8 arrays of shape (size, size, 3).
 
     Args:
@@ -71,11 +71,14 @@ def render_pair(seed: int, size: int = 64, *, blur_sigma: float = 0.7, max_shift
         max_shift: the schnell-like image is shifted by an rng-chosen integer
             in [-max_shift, max_shift] pixels on each axis (edge-padded).
         texture_strength: multiplier on the dev-like details (0 disables them).
+        texture_hint: fraction of dev's detail (dev - base) that the schnell-like image keeps, added after
+            its blur: FLUX.1-schnell's skin and hair carry a faint version of the texture dev renders in
+            full, so the head's job is to amplify detail that follows the content, not to invent noise.
 
     Returns:
         (schnell_like, dev_like), each a uint8 array of shape (size, size, 3).
     """
-    _check_args(seed, size, blur_sigma, max_shift, texture_strength)
+    _check_args(seed, size, blur_sigma, max_shift, texture_strength, texture_hint)
     rng = np.random.default_rng(seed)
     face = _sample_face(rng)
     canvas = _paint_base(face, size)
@@ -93,11 +96,13 @@ def render_pair(seed: int, size: int = 64, *, blur_sigma: float = 0.7, max_shift
     if blur_sigma > 0:
         schnell = ndimage.gaussian_filter(schnell, sigma=(blur_sigma * scale, blur_sigma * scale, 0),
                                           mode="nearest")
+    if texture_hint > 0:
+        schnell = schnell + texture_hint * (dev - canvas.rgb)
     schnell = _shift_edge(schnell, int(shift[0]), int(shift[1]))
     return _to_uint8(schnell), _to_uint8(dev)
 
 
-def _check_args(seed, size, blur_sigma, max_shift, texture_strength) -> None:
+def _check_args(seed, size, blur_sigma, max_shift, texture_strength, texture_hint) -> None:
     # bool is an int subclass; True as a seed is almost certainly a bug upstream.
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise ValueError(f"seed must be an int, got {type(seed).__name__} {seed!r}")
@@ -113,6 +118,8 @@ def _check_args(seed, size, blur_sigma, max_shift, texture_strength) -> None:
         raise ValueError(f"max_shift must be a non-negative int, got {max_shift!r}")
     if not texture_strength >= 0:
         raise ValueError(f"texture_strength must be >= 0, got {texture_strength}")
+    if not 0 <= texture_hint <= 1:
+        raise ValueError(f"texture_hint must be in [0, 1], got {texture_hint}")
 
 
 # ----------------------------------------------------------------------------

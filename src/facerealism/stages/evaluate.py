@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facerealism import features, metrics, tracking
+from facerealism import controls, features, metrics, tracking
 from facerealism.config import Config
 from facerealism.data import load_images, split, validated_manifest
 from facerealism.files import read_json, save_png, write_json
@@ -42,9 +42,14 @@ def head_dirs(cfg: Config) -> list[tuple[str | None, Path]]:
     return heads
 
 
+def head_labels(table: dict) -> list[str]:
+    """The rows that are trained heads (not the references, not the controls), in table order."""
+    return [label for label in table["order"] if label not in (SCHNELL, DEV) and not controls.is_control(label)]
+
+
 def ranking(table: dict, space: str) -> list[dict]:
     """The heads, best first by FD_diff in `space` (higher: nearer dev); what "which head is better" means here."""
-    heads = [label for label in table["order"] if label not in (SCHNELL, DEV)]
+    heads = head_labels(table)
     rows = [{"head": label, **{f"fd_diff.{s}": r["fd_diff"] for s, r in table["rows"][label]["fd"].items()},
              "c2st_vs_dev": table["rows"][label]["c2st_vs_dev"]} for label in heads]
     return sorted(rows, key=lambda r: -r[f"fd_diff.{space}"])
@@ -93,8 +98,14 @@ def table4(cfg: Config, schnell: np.ndarray, dev: np.ndarray, outputs: dict[str,
     for label, imgs in rows.items():
         if imgs.shape != schnell.shape:
             raise ValueError(f"Table 4 row {label!r} has images {imgs.shape}, expected {schnell.shape} like schnell")
-    feats = {space: {label: metrics.FEATURE_SPACES[space](imgs) for label, imgs in rows.items()} for space in e.spaces}
+    feats = {space: {label: metrics.FEATURE_SPACES[space](imgs) for label, imgs in rows.items()}
+             for space in {*e.spaces, *metrics.C2ST_SPACES}}
     n_c2st = min(e.c2st_max_images, len(dev))
+
+    def c2st_vs_dev(label: str) -> dict:
+        both = [np.concatenate([feats[s][row][:n_c2st] for s in metrics.C2ST_SPACES], axis=1) for row in (DEV, label)]
+        return metrics.c2st(*both, seed=cfg.seed, folds=min(e.c2st_folds, n_c2st), paired=True)
+
     dinov2 = features.fd_dinov2_columns(rows, SCHNELL, DEV, e.dinov2_weights, n_boot=e.bootstrap, seed=cfg.seed)
     cmmd = features.cmmd_columns(rows, SCHNELL, DEV, e.clip_model)
     table: dict = {}
@@ -106,20 +117,24 @@ def table4(cfg: Config, schnell: np.ndarray, dev: np.ndarray, outputs: dict[str,
                 for j, img in enumerate(imgs):
                     save_png(dirs[label] / f"{j:05d}.png", img)
         for label, imgs in rows.items():
-            fd = {space: metrics.fd_row(f[label], f[SCHNELL], f[DEV], n_boot=e.bootstrap, seed=cfg.seed, paired=True)
-                  for space, f in feats.items()}
+            fd = {space: metrics.fd_row(feats[space][label], feats[space][SCHNELL], feats[space][DEV],
+                                        n_boot=e.bootstrap, seed=cfg.seed, paired=True) for space in e.spaces}
             if label == SCHNELL:  # the heads' input itself: input -> output comparisons would be trivially perfect
                 ssim = lp = identity = {"available": False, "reason": "not applicable: the schnell row is the input"}
+            elif controls.is_control(label):  # only what the gate reads: a control is judged like a head there
+                ssim = lp = identity = {"available": False, "reason": "not computed for a control"}
             else:
                 lp = _optional(metrics.lpips_pairs, schnell, imgs, e.lpips_weights)
                 lp.pop("per_pair", None)
                 ssim = _optional(lambda: {"available": True,
                                           "mean": float(metrics.ssim_pairs(schnell, imgs).mean())})
                 identity = _optional(metrics.identity_similarity, schnell, imgs, upsample=e.face_upsample)
+            c2st = c2st_vs_dev(label)
             table[label] = {
                 "fd": fd,
-                "c2st_vs_dev": metrics.c2st_accuracy(dev[:n_c2st], imgs[:n_c2st], seed=cfg.seed,
-                                                     epochs=e.c2st_epochs),
+                "c2st_vs_dev": c2st["accuracy"],
+                "c2st_ci": c2st["ci"],
+                "c2st_auc": c2st["auc"],
                 "ssim": ssim,
                 "lpips": lp,
                 "identity": identity,
@@ -134,14 +149,46 @@ def table4(cfg: Config, schnell: np.ndarray, dev: np.ndarray, outputs: dict[str,
         "n_images": len(schnell),
         "bootstrap": e.bootstrap,
         "notes": [
-            "FD_* are Fréchet distances in offline feature spaces (spectral: radial log power spectrum; random_conv: "
-            "statistics of a seeded random conv net), not FID; FD_diff = FD_schnell - FD_dev > 0: nearer dev.",
+            "FD_* are Fréchet distances in offline feature spaces (spectral: radial log power spectrum of luminance; "
+            "spectral_chroma: the same of Cb and Cr; random_conv: statistics of a seeded random conv net), not FID; "
+            "FD_diff = FD_schnell - FD_dev > 0: nearer dev.",
+            f"C2ST vs dev: held-out accuracy of a logistic regression on all three spaces telling the row from dev, "
+            f"{e.c2st_folds} folds, a pair's two images in one fold, 95 % Wilson CI; 0.5: indistinguishable.",
+            "Rows named 'control: ...' are cheap filters of the schnell images (noise, sharpening); the register gate "
+            "must reject every one of them, or it refuses to promote anything.",
             f"Reference rows compare a set with itself (FD 0 by construction); their bootstrap CI is the resampling "
             f"noise floor. CIs: {e.bootstrap} resamples, 95 %.",
             "SSIM, LPIPS and identity compare each row's image with its schnell input (the head's input); "
             "identity averages only the pairs where dlib finds a face in both images (pairs_scored).",
         ],
     }
+
+
+PHOTO_SIZES = (64, 512)  # the default head's training size and the paper's
+
+
+def photo_check(G, train_size: int, reports: Path) -> dict:
+    """The head on a real photograph (scikit-image's astronaut) at its training size and 512 px.
+
+    A head must not turn a photo's skin, sky and walls into colour speckle: `colour_noise_gain` <= 1 means it
+    lifted colour detail no more than brightness detail. Saves the before/after pairs to reports/photo.png.
+
+    Returns:
+        {"colour_noise_gain": worst over sizes, "by_size": {size: gain}, "image": "photo.png"}.
+    """
+    from PIL import Image
+    from skimage import data
+
+    photo = data.astronaut()  # (512, 512, 3) uint8, public domain (NASA)
+    by_size, pairs = {}, []
+    for size in sorted({train_size, *PHOTO_SIZES}):
+        x = np.asarray(Image.fromarray(photo).resize((size, size), Image.LANCZOS))[None]  # (1, s, s, 3)
+        out = enhance_array(G, x)
+        by_size[str(size)] = metrics.colour_noise_gain(x, out)
+        big = np.asarray(Image.fromarray(np.concatenate([x[0], out[0]], axis=1)).resize((1024, 512), Image.NEAREST))
+        pairs.append(big)
+    save_png(reports / "photo.png", np.concatenate(pairs, axis=0))
+    return {"colour_noise_gain": max(by_size.values()), "by_size": by_size, "image": "photo.png"}
 
 
 def flat_metrics(table: dict, head_label: str) -> dict:
@@ -157,7 +204,10 @@ def flat_metrics(table: dict, head_label: str) -> dict:
         if "fd_diff_ci" in r:
             flat[f"fd_diff_ci_low.{space}"], flat[f"fd_diff_ci_high.{space}"] = r["fd_diff_ci"]
     flat["c2st.dev_vs_schnell"] = ref["c2st_vs_dev"]
+    flat["c2st.dev_vs_schnell_ci_low"], flat["c2st.dev_vs_schnell_ci_high"] = ref["c2st_ci"]
     flat["c2st.dev_vs_enhanced"] = head["c2st_vs_dev"]
+    flat["c2st.dev_vs_enhanced_ci_low"], flat["c2st.dev_vs_enhanced_ci_high"] = head["c2st_ci"]
+    flat["c2st.dev_vs_enhanced_auc"] = head["c2st_auc"]
     for col, value_key in (("ssim", "mean"), ("lpips", "mean"), ("identity", "mean_cosine")):
         c = head[col]
         flat[f"{col}.available"] = c["available"]
@@ -206,13 +256,14 @@ def rich_table4(table: dict) -> list:
             r = rows[label]["fd"][space]
             t.add_row(label, *(ci(r, k) for k in ("fd_schnell", "fd_dev", "fd_diff")))
         out.append(t)
-    t = Table(title="Table 4 — C2ST vs dev (0.5: indistinguishable); input -> output fidelity; FID, FD-DINOv2, CMMD")
+    t = Table(title="Table 4 — C2ST vs dev (0.5: indistinguishable, 95 % CI); input -> output fidelity; FID, FD-DINOv2, "
+                    "CMMD")
     t.add_column("row", style="bold", no_wrap=True)
     for col in ("C2ST vs dev", "SSIM", "LPIPS", "identity", "FID_diff", "FD_diff DINOv2", "CMMD_diff"):
         t.add_column(col, justify="right")
     for label in order:
         r = rows[label]
-        t.add_row(label, f"{r['c2st_vs_dev']:.3f}", opt(r["ssim"], "mean"), opt(r["lpips"], "mean"),
+        t.add_row(label, f"{r['c2st_vs_dev']:.3f} [{r['c2st_ci'][0]:.2f}, {r['c2st_ci'][1]:.2f}]", opt(r["ssim"], "mean"), opt(r["lpips"], "mean"),
                   opt(r["identity"], "mean_cosine"), opt(r["fid"], "fid_diff"), opt(r["fd_dinov2"], "fd_diff"),
                   opt(r["cmmd"], "cmmd_diff"))
     out.append(t)
@@ -221,7 +272,8 @@ def rich_table4(table: dict) -> list:
 
 def unavailable_reasons(table: dict) -> dict[str, str]:
     """Column -> reason, for the columns unavailable in every row (printed under the table)."""
-    rows = [r for label, r in table["rows"].items() if label != SCHNELL]  # schnell: input columns not applicable
+    rows = [r for label, r in table["rows"].items()  # schnell: input columns not applicable; controls: not computed
+            if label != SCHNELL and not controls.is_control(label)]
     out = {}
     for col in ("ssim", "lpips", "identity", "fid", "fd_dinov2", "cmmd", "clip_iqa"):
         if all(not r[col]["available"] for r in rows):
@@ -244,21 +296,25 @@ def run(cfg: Config) -> dict:
         outputs[label] = enhance_array(G, schnell)
         if head_label is None:  # the first is models/head: its run and the gate's metrics
             head_label, run_id = label, meta.get("mlflow_run_id")
+    heads = dict(outputs)
+    for name in cfg.evaluate.controls:
+        outputs[controls.label(name)] = controls.apply(name, schnell, cfg.seed)
     table = table4(cfg, schnell, dev, outputs)
     table["head_label"] = head_label
+    reports = Path(cfg.paths.reports)
+    table["photo"] = photo_check(load_head(head_dirs(cfg)[0][1])[0], schnell.shape[1], reports)
     space = cfg.evaluate.spaces[0]
     table["ranking"] = {"by": f"fd_diff.{space}", "heads": ranking(table, space)}
     flat = flat_metrics(table, head_label)
     flat["holdout_pairs"] = len(schnell)
     flat["best_head"] = table["ranking"]["heads"][0]["head"]
-
-    reports = Path(cfg.paths.reports)
+    flat["photo.colour_noise_gain"] = table["photo"]["colour_noise_gain"]
     write_json(reports / "metrics.json", flat)
     write_json(reports / "table4.json", table)
     k = min(cfg.evaluate.grid_n, len(schnell))
-    grid = save_grid(reports / "before_after.png", [schnell[:k], *(o[:k] for o in outputs.values()), dev[:k]],
-                     ["schnell", *outputs, "dev"], scale=4)
-    crops = report.save_crops(reports / "crops.png", {"schnell": schnell[:k], **{l: o[:k] for l, o in outputs.items()},
+    grid = save_grid(reports / "before_after.png", [schnell[:k], *(o[:k] for o in heads.values()), dev[:k]],
+                     ["schnell", *heads, "dev"], scale=4)
+    crops = report.save_crops(reports / "crops.png", {"schnell": schnell[:k], **{l: o[:k] for l, o in heads.items()},
                                                      "dev": dev[:k]})
     html = report.write_report(reports)
 
@@ -267,13 +323,13 @@ def run(cfg: Config) -> dict:
         console.print(t)
     for col, reason in unavailable_reasons(table).items():
         console.print(f"[dim]{col}: unavailable — {reason}[/]", highlight=False)
-    if len(outputs) > 1:
+    if len(heads) > 1:
         console.print(f"best head by {table['ranking']['by']} on the held-out split: [bold]{flat['best_head']}[/]")
 
     with tracking.run(cfg, "evaluate", run_id=run_id):
         tracking.log_metrics({f"eval.{k}": v for k, v in flat.items()
                               if isinstance(v, (int, float)) and not isinstance(v, bool)})
         tracking.set_tags({"eval.best_head": flat["best_head"]})  # a tag: a re-evaluation may change it
-        for path in (grid, crops, reports / "metrics.json", reports / "table4.json", html):
+        for path in (grid, crops, reports / "photo.png", reports / "metrics.json", reports / "table4.json", html):
             tracking.log_artifact(path, "evaluate")
     return {k: v for k, v in flat.items() if k.startswith(("fd_diff.", "c2st", "fid.available"))}

@@ -36,7 +36,7 @@ def throughput(cfg: Config, benchmark: dict) -> tuple[int, float | None]:
 
 
 def gate(cfg: Config, candidate: dict, champion: dict | None, benchmark: dict | None = None,
-         split_changed: bool = False) -> tuple[bool, list[str]]:
+         split_changed: bool = False, photo: bool = True) -> tuple[bool, list[str]]:
     """The promotion policy; returns (passed, reasons). Every reason is a sentence a reviewer can check.
 
     Args:
@@ -44,6 +44,8 @@ def gate(cfg: Config, candidate: dict, champion: dict | None, benchmark: dict | 
         champion: the current champion's metrics, or None when there is none.
         benchmark: reports/benchmark.json; None skips the throughput floor (the stage always passes it).
         split_changed: the champion was scored on another held-out split, so its numbers are not comparable.
+        photo: check the head's colour noise on a photograph (off for Table 4's reference and control rows,
+            which are not heads).
     """
     r = cfg.register
     reasons, passed = [], True
@@ -57,6 +59,28 @@ def gate(cfg: Config, candidate: dict, champion: dict | None, benchmark: dict | 
             reasons.append(f"{key} = {value:.4g} is not > {bound:g}: fail")
         else:
             reasons.append(f"{key} = {value:.4g} > {bound:g}: ok")
+    for key, bound in r.below.items():
+        value = candidate.get(key)
+        limit = candidate.get(bound) if isinstance(bound, str) else bound
+        name = f"{bound} = {limit:.4g}" if isinstance(bound, str) and _number(limit) else f"{limit:g}" if _number(limit) else bound
+        if not _number(value) or not _number(limit):
+            passed = False
+            reasons.append(f"{key} < {bound}: {key if not _number(value) else bound} is missing or not a number: fail")
+        elif value >= limit:
+            passed = False
+            reasons.append(f"{key} = {value:.4g} is not < {name}: fail")
+        else:
+            reasons.append(f"{key} = {value:.4g} < {name}: ok")
+    if photo:
+        gain, bound = candidate.get("photo.colour_noise_gain"), r.max_photo_colour_noise_gain
+        if not _number(gain):
+            passed = False
+            reasons.append("photo.colour_noise_gain is missing or not a number: fail")
+        elif gain > bound:
+            passed = False
+            reasons.append(f"photo.colour_noise_gain = {gain:.3g} > {bound:g}: the head adds colour noise to a photo: fail")
+        else:
+            reasons.append(f"photo.colour_noise_gain = {gain:.3g} <= {bound:g}: ok")
     if benchmark is None:
         reasons.append("throughput not checked (no benchmark given)")
     else:
@@ -90,6 +114,41 @@ def gate(cfg: Config, candidate: dict, champion: dict | None, benchmark: dict | 
     else:
         reasons.append(f"{key} = {ours:.4g} beats champion's {champion[key]:.4g} + margin {margin:g}: ok")
     return passed, reasons
+
+
+def suite_check(cfg: Config, table_path: Path) -> tuple[bool, list[str], dict]:
+    """Can the gate say no and yes? Every negative control of Table 4 must fail it and FLUX.1-dev must pass it.
+
+    A control that passes means the metrics reward plain noise or sharpening, so no decision of this gate
+    means anything: then nothing is promoted. Returns (sound, reasons, {row label: {"passed", "reasons"}}).
+
+    Args:
+        table_path: reports/table4.json (read only when register.check_controls is on).
+    """
+    from facerealism import controls
+    from facerealism.stages.evaluate import DEV, flat_metrics
+
+    if not cfg.register.check_controls:
+        return True, ["controls not checked (register.check_controls=false)"], {}
+    table = read_json(table_path)
+    rows, sound, reasons = {}, True, []
+    for label in [label for label in table["order"] if controls.is_control(label)] + [DEV]:
+        passed, why = gate(cfg, flat_metrics(table, label), None, photo=False)
+        rows[label] = {"passed": passed, "reasons": why}
+    fooled = [label for label, r in rows.items() if label != DEV and r["passed"]]
+    n_controls = len(rows) - 1
+    if n_controls == 0:
+        sound = False
+        reasons.append("no negative control was scored (evaluate.controls is empty), so the gate is unchecked: fail")
+    for label in fooled:
+        sound = False
+        reasons.append(f"the metric suite is fooled by {label}: it passes the gate: fail")
+    if not rows[DEV]["passed"]:
+        sound = False
+        reasons.append(f"{DEV} itself fails the gate, so no head could pass it: fail")
+    if sound:
+        reasons.append(f"all {n_controls} negative controls fail the gate and {DEV} passes it: ok")
+    return sound, reasons, rows
 
 
 # --- provenance -------------------------------------------------------------------------------
@@ -203,8 +262,12 @@ def champion_state(client, name: str):
 
     try:
         return client.get_model_version_by_alias(name, "champion")
-    except MlflowException:
-        return None
+    except MlflowException as e:
+        # Only "there is no such alias/model" means no champion; a server error must not let the gate promote
+        # without comparing.
+        if e.error_code == "RESOURCE_DOES_NOT_EXIST" or "not found" in str(e).lower():
+            return None
+        raise
 
 
 def champion_metrics(client, name: str) -> tuple[str | None, dict | None]:
@@ -286,14 +349,20 @@ def settle_champion(client, cfg: Config, name: str, rounds: int = 10) -> str | N
     return str(champion_state(client, name).version)
 
 
-def promote(client, cfg: Config, version: str, candidate: dict, benchmark: dict | None, split: str) -> dict:
-    """Gate one registered version against the current champion and move the aliases; returns the decision."""
+def promote(client, cfg: Config, version: str, candidate: dict, benchmark: dict | None, split: str,
+            suite: tuple[bool, list[str]] = (True, [])) -> dict:
+    """Gate one registered version against the current champion and move the aliases; returns the decision.
+
+    Args:
+        suite: (sound, reasons) of `suite_check`; an unsound metric suite blocks promotion.
+    """
     name = cfg.register.model_name
     with promotion_lock(client, cfg, name):
         champ = champion_state(client, name)
         champ_metrics, champ_split = version_state(champ) if champ is not None else (None, None)
         split_changed = champ is not None and champ_split != split
         passed, reasons = gate(cfg, candidate, champ_metrics, benchmark, split_changed=split_changed)
+        passed, reasons = passed and suite[0], reasons + suite[1]
         client.set_model_version_tag(name, version, "gate.passed", str(passed))
         client.set_model_version_tag(name, version, "gate.reasons", " | ".join(reasons)[:4900])
         client.set_model_version_tag(name, version, "gate.decided_at", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
@@ -311,6 +380,7 @@ def run(cfg: Config) -> dict:
     meta = read_json(head_dir / "head.json")
     candidate = read_json(Path(cfg.paths.reports) / "metrics.json")
     benchmark = read_json(Path(cfg.paths.reports) / "benchmark.json")
+    sound, suite_reasons, suite_rows = suite_check(cfg, Path(cfg.paths.reports) / "table4.json")
     provenance = {"data_version": data_version(cfg), "holdout_fingerprint": holdout_fingerprint(cfg),
                   "git_commit": tracking.git_commit(), "parameters": count_parameters(head_dir)}
     card = model_card(cfg, meta, candidate, provenance)
@@ -332,7 +402,9 @@ def run(cfg: Config) -> dict:
     # The registry caps descriptions at 5000 characters: the summary here, the whole card in the model's artifacts.
     summary = card.split("## Resolved config")[0] + "Full card with the resolved config: `artifacts/README.md`.\n"
     client.update_model_version(name, version, description=summary[:5000])
-    decision = promote(client, cfg, version, candidate, benchmark, provenance["holdout_fingerprint"])
+    decision = promote(client, cfg, version, candidate, benchmark, provenance["holdout_fingerprint"],
+                       suite=(sound, suite_reasons))
     decision.update(provenance)
+    decision["suite"] = {"sound": sound, "rows": suite_rows}
     write_json(Path(cfg.paths.reports) / "promotion.json", decision)
     return {"version": version, "promoted": decision["promoted"], "champion": decision["champion"]}

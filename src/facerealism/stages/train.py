@@ -59,11 +59,40 @@ def generator_kwargs(cfg: Config) -> dict:
     t = cfg.train
     if t.model == "unet_cbam":
         return {"base": t.ngf, "depth": t.unet_depth, "residual_output": t.residual_output}
-    return {"ngf": t.ngf, "n_blocks": t.n_blocks, "residual_output": t.residual_output}
+    kwargs = {"ngf": t.ngf, "n_blocks": t.n_blocks, "residual_output": t.residual_output}
+    if t.detail:
+        kwargs["detail"] = True  # absent when off, so heads saved before the option load unchanged
+    return kwargs
 
 
 def output_mode(cfg: Config) -> str:
-    return "residual: clamp(x + body(x))" if cfg.train.residual_output else "tanh: tanh(body(x))"
+    t = cfg.train
+    if t.detail and t.model in CYCLE_MODELS:
+        return "detail: x + sum_k [band_k(Y) (a_k x + b_k) + c_k band_k(x)]"
+    return "residual: clamp(x + body(x))" if t.residual_output else "tanh: tanh(body(x))"
+
+
+def draws_pairs(cfg: Config) -> bool:
+    """Whether batches hold aligned (schnell, dev) pairs: the paired baseline, or a CycleGAN with a paired term."""
+    return cfg.train.model not in CYCLE_MODELS or cfg.train.lambda_paired > 0
+
+
+def shift_tolerant_l1(out: torch.Tensor, target: torch.Tensor, max_shift: int) -> torch.Tensor:
+    """Mean over images of the smallest L1 between `out` and `target` shifted by up to max_shift px.
+
+    A pair is aligned only up to a small offset (img2img re-renders move details; the synthetic pairs
+    are shifted by design), so a plain L1 would teach a blur. The border of max_shift px is left out.
+
+    Args:
+        out, target: (b, c, h, w).
+        max_shift: largest offset tried on each axis (0: plain L1).
+    """
+    h, w = out.shape[-2:]
+    m = max_shift
+    o = out[..., m : h - m, m : w - m].float()
+    per_shift = [(o - target[..., m + dy : h - m + dy, m + dx : w - m + dx].float()).abs().mean(dim=(1, 2, 3))
+                 for dy in range(-m, m + 1) for dx in range(-m, m + 1)]  # each (b,)
+    return torch.stack(per_shift).min(dim=0).values.mean()
 
 
 def random_crops(images: torch.Tensor, idx: np.ndarray, crop: int, rng: np.random.Generator) -> torch.Tensor:
@@ -97,7 +126,7 @@ class Sampler:
         self.A, self.B, self.t, self.device = A, B, cfg.train, device
         self.memory_format = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
         self.crop = cfg.train.crop or A.shape[-1]  # null: whole images
-        self.paired = cfg.train.model not in CYCLE_MODELS
+        self.paired = draws_pairs(cfg)
         self.rng = np.random.default_rng(seed)
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -105,7 +134,7 @@ class Sampler:
         if self.paired:
             a, b = paired_crops(self.A, self.B, rng.integers(0, len(self.A), t.batch_size), self.crop, rng)
         else:
-            # Unpaired: A and B batches are drawn independently, never as pairs.
+            # Unpaired: A and B batches are drawn independently, never as pairs (without a paired term).
             a = random_crops(self.A, rng.integers(0, len(self.A), t.batch_size), self.crop, rng)
             b = random_crops(self.B, rng.integers(0, len(self.B), t.batch_size), self.crop, rng)
         return (a.to(self.device).contiguous(memory_format=self.memory_format),
@@ -144,7 +173,7 @@ class StepJobs:
     def __init__(self, n: int, side: int, cfg: Config, seed, start: int):
         self.n, self.side, self.t, self.seed, self.start = n, side, cfg.train, seed, start
         self.crop = cfg.train.crop or side
-        self.paired = cfg.train.model not in CYCLE_MODELS
+        self.paired = draws_pairs(cfg)
 
     def jobs(self, k: int) -> list[tuple]:
         rng = np.random.default_rng([*np.atleast_1d(self.seed), k])
@@ -279,13 +308,15 @@ class Trainer:
 class CycleGAN(Trainer):
     """Two generators, two discriminators, their optimisers; the step reads top to bottom."""
 
-    loss_names = ["D_A", "G_A", "cycle_A", "idt_A", "D_B", "G_B", "cycle_B", "idt_B"]
     head_name = "G_A"
 
     def __init__(self, cfg: Config, accelerator):
         t = cfg.train
         torch.manual_seed(cfg.seed)
         self.t = t
+        self.loss_names = ["D_A", "G_A", "cycle_A", "idt_A", "D_B", "G_B", "cycle_B", "idt_B"]
+        if t.lambda_paired > 0:
+            self.loss_names.append("paired_A")
         nets = {
             "G_A": build_generator(t.model, **generator_kwargs(cfg)),
             "G_B": build_generator(t.model, **generator_kwargs(cfg)),
@@ -335,6 +366,8 @@ class CycleGAN(Trainer):
         if lam_idt > 0:
             losses["idt_A"] = F.l1_loss(self.G_A(self.real_B).float(), self.real_B) * lam_idt
             losses["idt_B"] = F.l1_loss(self.G_B(self.real_A).float(), self.real_A) * lam_idt
+        if t.lambda_paired > 0:  # the batches are aligned pairs: G(A) should match its own dev twin
+            losses["paired_A"] = shift_tolerant_l1(self.fake_B, self.real_B, t.paired_max_shift) * t.lambda_paired
         self.acc.backward(sum(losses.values()))
         for d in (self.D_A, self.D_B):
             d.requires_grad_(True)

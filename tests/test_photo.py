@@ -1,0 +1,74 @@
+"""A head must not damage photographs: no colour noise on scikit-image's astronaut at 64 px and 512 px."""
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import data
+
+from facerealism import controls, metrics
+from facerealism.config import load_config
+from facerealism.head import enhance_array, load_head
+from facerealism.models.esa_cyclegan import LumaDetail
+from facerealism.stages import run_stage
+from facerealism.stages.evaluate import photo_check
+
+from .conftest import ROOT
+
+BOUND = load_config(ROOT / "params.yaml").register.max_photo_colour_noise_gain
+
+
+def astronaut(size: int) -> np.ndarray:
+    return np.asarray(Image.fromarray(data.astronaut()).resize((size, size), Image.LANCZOS))[None]  # (1, s, s, 3)
+
+
+@pytest.mark.parametrize("size", [64, 512])
+def test_rgb_noise_on_a_photo_reads_as_colour_noise_and_grey_noise_does_not(size):
+    x = astronaut(size)
+    assert metrics.colour_noise_gain(x, controls.apply("RGB noise σ4", x, 0)) > BOUND
+    assert metrics.colour_noise_gain(x, controls.apply("luma noise σ8", x, 0)) <= 1.0
+    assert metrics.colour_noise_gain(x, x) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("size", [64, 512])
+def test_grain_tinted_by_the_pixel_colour_is_not_colour_noise(size):
+    """x + 1.5 band(Y) x: luminance detail tinted by each pixel's colour raises chroma detail too (x1.1-1.3),
+    but less than brightness detail (x2.1-2.3); it is sharpening, not speckle."""
+    x = astronaut(size)
+    t = torch.from_numpy(x.copy()).permute(0, 3, 1, 2).float() / 127.5 - 1
+    maps = torch.zeros(1, 9, size, size)
+    maps[:, 0::3] = 1.5  # a_k: colour-tinted luminance detail in every band
+    out = ((LumaDetail()(t, maps) + 1) * 127.5 + 0.5).clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
+    raw = metrics.high_frequency_energy(out)[0] / metrics.high_frequency_energy(x)[0]
+    assert raw[1:].max() > BOUND  # the raw chroma energy did grow ...
+    assert metrics.colour_noise_gain(x, out) <= 1.0  # ... but no more than the brightness detail
+
+
+@pytest.fixture(scope="module")
+def default_head(tmp_path_factory):
+    """The default recipe (params.yaml) trained briefly on default-profile pairs through the real stages."""
+    root = tmp_path_factory.mktemp("photo")
+    shutil.copy(ROOT / "params.yaml", root / "params.yaml")
+    cfg = load_config(root / "params.yaml", [
+        f"paths.data={root}/data", f"paths.models={root}/models", f"paths.reports={root}/reports",
+        f"paths.mlflow_uri=sqlite:///{root}/mlflow.db", f"paths.mlflow_artifacts={root}/mlartifacts",
+        "prompts.n_enriched=120", "prompts.n_baseline=0", "train.steps=200", "train.baselines=[]",
+        "train.checkpoint_every=1000"])
+    for stage in ("prompts", "generate", "validate", "train"):
+        run_stage(stage, cfg)
+    return root / "models/head", root / "reports"
+
+
+@pytest.mark.slow
+def test_the_trained_default_head_adds_no_colour_noise_to_a_photograph(default_head):
+    head, reports = default_head
+    G, _ = load_head(head)
+    check = photo_check(G, 64, reports)
+    assert set(check["by_size"]) == {"64", "512"}
+    assert check["colour_noise_gain"] <= BOUND, check
+    assert (reports / "photo.png").exists()
+    # It did change the photo (sharper), so the bound is not met by doing nothing.
+    x = astronaut(512)
+    assert np.abs(enhance_array(G, x).astype(int) - x).mean() > 0.2

@@ -1,0 +1,79 @@
+"""The default gate on the default data profile: the classifier sees the gap, every control fails, dev passes."""
+
+import json
+
+import numpy as np
+import pytest
+
+from facerealism import controls
+from facerealism.backends.synthetic import render_pair
+from facerealism.config import load_config
+from facerealism.stages.evaluate import DEV, SCHNELL, flat_metrics, table4
+from facerealism.stages.register import gate, suite_check
+
+from .conftest import ROOT
+
+N = 100  # about the default held-out split (20 % of 512 pairs)
+
+
+def default_cfg(*overrides: str):
+    return load_config(ROOT / "params.yaml", ["evaluate.bootstrap=30", *overrides])
+
+
+@pytest.fixture(scope="module")
+def default_table(tmp_path_factory):
+    """Table 4 of schnell, dev, every control and a near-dev blend on N pairs rendered with the default settings."""
+    cfg = default_cfg()
+    g = cfg.generate
+    pairs = [render_pair(90_000 + i, g.size, **g.synthetic.model_dump()) for i in range(N)]
+    schnell, dev = np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+    rows = {controls.label(name): controls.apply(name, schnell, cfg.seed) for name in cfg.evaluate.controls}
+    # What a head that closed 85 % of the gap would output: the gate must be passable by more than dev itself.
+    rows["near-dev blend"] = np.clip(0.85 * dev + 0.15 * schnell.astype(np.float64) + 0.5, 0, 255).astype(np.uint8)
+    table = table4(cfg, schnell, dev, rows)
+    path = tmp_path_factory.mktemp("gate") / "table4.json"
+    path.write_text(json.dumps(table))
+    return table, path
+
+
+def test_the_classifier_sees_the_gap_it_exists_for(default_table):
+    rows = default_table[0]["rows"]
+    assert rows[SCHNELL]["c2st_vs_dev"] >= 0.90 and rows[SCHNELL]["c2st_ci"][0] >= 0.85, rows[SCHNELL]
+    assert rows[DEV]["c2st_vs_dev"] == pytest.approx(0.5, abs=0.05)  # dev judged against itself
+
+
+def test_every_control_fails_the_default_gate_and_dev_passes(default_table):
+    table, path = default_table
+    cfg = default_cfg()
+    sound, reasons, rows = suite_check(cfg, path)
+    assert sound, reasons
+    assert {label for label in rows if controls.is_control(label)} == {controls.label(n) for n in controls.CONTROLS}
+    assert all(not r["passed"] for label, r in rows.items() if label != DEV)
+    assert rows[DEV]["passed"]
+    assert any("all 10 negative controls fail the gate" in r for r in reasons)
+
+
+def test_a_gate_on_fd_diff_alone_is_caught_being_fooled(default_table):
+    """Today's failure mode: FD_diff > 0 is what noise and sharpening give too; the suite check must say so."""
+    _, path = default_table
+    cfg = default_cfg("register.below={}")
+    sound, reasons, rows = suite_check(cfg, path)
+    assert not sound
+    fooled = [label for label, r in rows.items() if label != DEV and r["passed"]]
+    assert fooled and all(f"the metric suite is fooled by {label}: it passes the gate: fail" in reasons for label in fooled)
+
+
+def test_the_gate_can_say_yes_to_a_head_that_closed_most_of_the_gap(default_table):
+    table, _ = default_table
+    candidate = {**flat_metrics(table, "near-dev blend"), "photo.colour_noise_gain": 1.0}
+    passed, reasons = gate(default_cfg(), candidate, None)
+    assert passed, reasons
+
+
+def test_an_empty_control_list_leaves_the_gate_unchecked(tmp_path, default_table):
+    table, _ = default_table
+    order = [label for label in table["order"] if not controls.is_control(label)]
+    path = tmp_path / "table4.json"
+    path.write_text(json.dumps({**table, "order": order}))
+    sound, reasons, _ = suite_check(default_cfg(), path)
+    assert not sound and any("no negative control was scored" in r for r in reasons)
