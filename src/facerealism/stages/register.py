@@ -59,18 +59,18 @@ def gate(cfg: Config, candidate: dict, champion: dict | None, benchmark: dict | 
             reasons.append(f"{key} = {value:.4g} is not > {bound:g}: fail")
         else:
             reasons.append(f"{key} = {value:.4g} > {bound:g}: ok")
-    for key, bound in r.below.items():
+    for key, bound in r.below.items():  # a bound is a number or the name of another metric of the candidate
         value = candidate.get(key)
         limit = candidate.get(bound) if isinstance(bound, str) else bound
-        name = f"{bound} = {limit:.4g}" if isinstance(bound, str) and _number(limit) else f"{limit:g}" if _number(limit) else bound
+        shown = f"{bound} = {limit:.4g}" if isinstance(bound, str) and _number(limit) else f"{bound}"
         if not _number(value) or not _number(limit):
             passed = False
-            reasons.append(f"{key} < {bound}: {key if not _number(value) else bound} is missing or not a number: fail")
+            reasons.append(f"{key if not _number(value) else bound} is missing or not a number: fail")
         elif value >= limit:
             passed = False
-            reasons.append(f"{key} = {value:.4g} is not < {name}: fail")
+            reasons.append(f"{key} = {value:.4g} is not < {shown}: fail")
         else:
-            reasons.append(f"{key} = {value:.4g} < {name}: ok")
+            reasons.append(f"{key} = {value:.4g} < {shown}: ok")
     if photo:
         gain, bound = candidate.get("photo.colour_noise_gain"), r.max_photo_colour_noise_gain
         if not _number(gain):
