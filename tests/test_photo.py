@@ -1,6 +1,7 @@
 """A head must not damage photographs: no colour noise on scikit-image's astronaut at 64 px and 512 px."""
 
 import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -10,12 +11,13 @@ from skimage import data
 
 from facerealism import controls, metrics
 from facerealism.config import load_config
+from facerealism.files import load_rgb, save_png
 from facerealism.head import enhance_array, load_head
 from facerealism.models.esa_cyclegan import LumaDetail
 from facerealism.stages import run_stage
 from facerealism.stages.evaluate import photo_check
 
-from .conftest import ROOT
+from .conftest import ROOT, cli_env
 
 BOUND = load_config(ROOT / "params.yaml").register.max_photo_colour_noise_gain
 
@@ -72,3 +74,18 @@ def test_the_trained_default_head_adds_no_colour_noise_to_a_photograph(default_h
     # It did change the photo (sharper), so the bound is not met by doing nothing.
     x = astronaut(512)
     assert np.abs(enhance_array(G, x).astype(int) - x).mean() > 0.2
+
+
+@pytest.mark.slow
+def test_facerealism_enhance_on_a_photograph_adds_no_colour_noise(default_head, tmp_path):
+    """What a user tries first: the CLI on a photo file, at the head's training size and at 512 px."""
+    head, _ = default_head
+    for size in (64, 512):
+        save_png(tmp_path / "in" / f"astronaut{size}.png", astronaut(size)[0])
+    done = subprocess.run(["facerealism", "enhance", str(tmp_path / "in"), "--model", str(head), "-o",
+                           str(tmp_path / "out")], capture_output=True, text=True, env=cli_env(), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    for size in (64, 512):
+        out = load_rgb(tmp_path / "out" / f"astronaut{size}.png")[None]
+        assert out.shape == (1, size, size, 3)
+        assert metrics.colour_noise_gain(astronaut(size), out) <= BOUND
