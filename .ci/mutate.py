@@ -51,7 +51,7 @@ MUTATIONS = [
       (f"{KA}::test_table4_c2st_tells_schnell_from_dev_but_not_dev_from_itself",)),
     M("evaluate: controls not scored", "src/facerealism/stages/evaluate.py",
       "outputs[controls.label(name)] = controls.apply(name, schnell, cfg.seed)", "pass",
-      ("tests/test_stages.py::test_evaluate_scores_every_control",)),
+      ("tests/test_evaluate.py::test_evaluate_stage_with_an_extra_head_and_report",)),
     M("evaluate: SSIM against dev, not the input", "src/facerealism/stages/evaluate.py",
       "metrics.ssim_pairs(schnell, imgs)", "metrics.ssim_pairs(dev, imgs)",
       (f"{KA}::test_evaluate_scores_the_heads_on_the_schnell_images_of_the_held_out_pairs",)),
