@@ -375,6 +375,29 @@ def promote(client, cfg: Config, version: str, candidate: dict, benchmark: dict 
             "previous_champion": prev, "champion": final, "model_uri": f"models:/{name}/{version}"}
 
 
+def rich_decision(decision: dict) -> list:
+    """The gate's decision for a terminal: the candidate's reasons, then each control's and dev's verdict."""
+    from rich.table import Table
+
+    verdict = "[green]promoted to champion[/]" if decision["promoted"] else "[red]not promoted[/]"
+    t = Table(title=f"register: {decision['model']} v{decision['version']} {verdict}", show_header=False, min_width=70)
+    t.add_column("reason")
+    for reason in decision["reasons"]:
+        t.add_row(reason)
+    out = [t]
+    rows = decision.get("suite", {}).get("rows", {})
+    if rows:
+        s = Table(title="the same gate on Table 4's controls and on dev (controls must fail, dev must pass)")
+        s.add_column("row", style="bold")
+        s.add_column("gate")
+        s.add_column("first failing check")
+        for label, r in rows.items():
+            first = next((x for x in r["reasons"] if x.endswith(": fail")), "")
+            s.add_row(label, "passes" if r["passed"] else "rejected", first)
+        out.append(s)
+    return out
+
+
 def run(cfg: Config) -> dict:
     head_dir = Path(cfg.paths.models) / "head"
     meta = read_json(head_dir / "head.json")
@@ -407,4 +430,8 @@ def run(cfg: Config) -> dict:
     decision.update(provenance)
     decision["suite"] = {"sound": sound, "rows": suite_rows}
     write_json(Path(cfg.paths.reports) / "promotion.json", decision)
+    from rich.console import Console
+
+    for t in rich_decision(decision):
+        Console().print(t)
     return {"version": version, "promoted": decision["promoted"], "champion": decision["champion"]}
