@@ -63,7 +63,7 @@ MUTATIONS = [
       'flat[f"fd_diff.{space}"] = r["fd_diff"]', 'flat[f"fd_diff.{space}"] = r["fd_schnell"]',
       (f"{KA}::test_evaluate_scores_the_heads_on_the_schnell_images_of_the_held_out_pairs",)),
     # --- train: what the head learns from and which generator ships ------------------------------------------
-    M("train: ships G_B (dev -> schnell)", "src/facerealism/stages/train.py",
+    M("train: ships G_B (dev -> schnell)", "src/facerealism/trainers/cyclegan.py",
       'head_name = "G_A"', 'head_name = "G_B"',
       (f"{KA}::test_the_shipped_head_moves_schnell_toward_dev",)),
     M("train: trains on the whole manifest", "src/facerealism/stages/train.py",

@@ -129,7 +129,8 @@ def test_unet_trains_with_lpips_from_a_local_backbone_file(data, tmp_path):
 
 
 def test_paired_crops_share_the_window_and_the_gradient_loss_ignores_colour():
-    from facerealism.stages.train import gradient_loss, paired_crops
+    from facerealism.samplers import paired_crops
+    from facerealism.trainers import gradient_loss
 
     A = torch.rand(3, 3, 16, 16)
     a, b = paired_crops(A, A + 1.0, np.array([0, 2, 1]), 8, np.random.default_rng(0))
@@ -263,7 +264,7 @@ def test_train_bench_prints_fp32_bf16_and_channels_last_side_by_side():
 def test_worker_processes_decode_batches_that_depend_only_on_the_step(data):
     from facerealism.data import split, to_tensor, validated_manifest
     from facerealism.files import load_rgb
-    from facerealism.stages.train import FileSampler
+    from facerealism.samplers import FileSampler
 
     cfg = cfg_for(data, "workers", "train.num_workers=2", "train.batch_size=3")
     rows, _ = split(validated_manifest(cfg.paths.data), cfg.train.holdout_fraction)

@@ -174,8 +174,8 @@ def rank_state(trainer, sampler) -> tuple[dict[str, torch.Tensor], dict]:
     """This process's own state: its RNGs, its image pools and their RNG, its batch sampler's RNG.
 
     Args:
-        trainer: a stages.train.Trainer (its `pools` and `pool_rng`).
-        sampler: a stages.train Sampler (its `rng`) or FileSampler (data order is a function of the step: None).
+        trainer: a trainers.Trainer (its `pools` and `pool_rng`).
+        sampler: a samplers.Sampler (its `rng`) or FileSampler (data order is a function of the step: None).
     """
     tensors, rng_meta = rng_state()
     meta = {"rng": rng_meta, "pools": {}, "pool_rng": py_rng_state(trainer.pool_rng) if trainer.pool_rng else None,

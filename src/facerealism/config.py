@@ -11,6 +11,8 @@ import warnings
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from facerealism.architectures import ArchName
+
 # pydantic warns that the `register` section shadows a BaseModel attribute; the name mirrors params.yaml.
 warnings.filterwarnings("ignore", message=".*shadows an attribute in parent.*")
 
@@ -244,7 +246,7 @@ class SweepConfig(Section):
 
 
 class TrainConfig(Section):
-    model: Literal["esa_resnet", "resnet", "unet_cbam"] = "esa_resnet"
+    model: ArchName = "esa_resnet"
     """esa_resnet: ESA-CycleGAN (the paper's); resnet: plain CycleGAN; unet_cbam: the paired U-Net+CBAM baseline."""
     ngf: int = Field(32, ge=4)
     """Generator width; slim so 2 CPU cores train it in minutes."""
@@ -300,7 +302,7 @@ class TrainConfig(Section):
     """torch.compile the nets through accelerate's dynamo plugin; costs a compile up front (minutes on 2 CPU cores)."""
     compile_backend: str = "inductor"
     """torch.compile backend when train.compile is on (inductor; eager/aot_eager only check the graph capture)."""
-    baselines: list[Literal["esa_resnet", "resnet", "unet_cbam"]] = Field(default_factory=list)
+    baselines: list[ArchName] = Field(default_factory=list)
     """Architectures trained after train.model with the same settings, into models/baselines/NAME, as nested
     MLflow runs; evaluate adds them to Table 4 and records which head is best. train.model itself is skipped.
     Empty by default so `make run` fits 15 minutes; [resnet] adds the paper's plain CycleGAN (~6 min more)."""

@@ -8,6 +8,7 @@ from pathlib import Path
 from rich.table import Table
 
 from facerealism import tracking
+from facerealism.architectures import CYCLE_MODELS
 from facerealism.config import Config
 from facerealism.files import write_json
 
@@ -32,7 +33,7 @@ def trial_config(cfg: Config, trial: dict) -> Config:
 
 def start(cfg: Config) -> str:
     """Open the parent MLflow run the trials nest under; returns its id."""
-    if cfg.train.model not in ("esa_resnet", "resnet"):
+    if cfg.train.model not in CYCLE_MODELS:
         raise ValueError(f"the sweep tunes the CycleGAN losses; train.model={cfg.train.model!r} has no cycle loss")
     mlflow = tracking.setup(cfg)
     run = mlflow.start_run(run_name="sweep", tags={"facerealism.stage": "sweep", "git_commit": tracking.git_commit()})

@@ -26,7 +26,8 @@ def bench(size: int, batch_size: int, steps: int, warmup: int, ngf: int, n_block
     import torch
 
     from facerealism.config import Config
-    from facerealism.stages.train import CycleGAN, Sampler, make_accelerator
+    from facerealism.samplers import Sampler
+    from facerealism.trainers import CycleGAN, make_accelerator
 
     torch.manual_seed(0)
     A = torch.rand(images, 3, size, size) * 2 - 1  # (n, 3, size, size): content does not change the cost

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from facerealism import tracking
+from facerealism.architectures import CYCLE_MODELS
 from facerealism.backends.full_flux import FULL, read_config
 from facerealism.config import Config
 from facerealism.files import write_json
@@ -57,7 +58,7 @@ def flux_cost_models(sizes: list[int], head_arch: str, head_kwargs: dict | None 
     from diffusers import AutoencoderKL, FluxTransformer2DModel
     from transformers import T5Config, T5EncoderModel
 
-    paper = head_arch in ("esa_resnet", "resnet")
+    paper = head_arch in CYCLE_MODELS
     kwargs = PAPER_HEAD if paper else dict(head_kwargs or {})
     with torch.device("meta"):
         flux = {g: FluxTransformer2DModel(guidance_embeds=g, **FLUX_TRANSFORMER) for g in (False, True)}

@@ -8,14 +8,13 @@ from pathlib import Path
 import numpy as np
 
 from facerealism import controls, features, metrics, tracking
+from facerealism.architectures import LABELS as ARCH_LABELS
 from facerealism.config import Config
 from facerealism.data import load_images, split, validated_manifest
 from facerealism.files import read_json, save_png, write_json
 from facerealism.grids import save_grid
 from facerealism.head import enhance_array, load_head
 
-# Table 4 row labels of the architectures the train stage can build.
-ARCH_LABELS = {"esa_resnet": "ESA-CycleGAN", "resnet": "CycleGAN", "unet_cbam": "U-Net+CBAM (paired)"}
 SCHNELL, DEV = "FLUX.1-schnell", "FLUX.1-dev"
 
 
