@@ -260,7 +260,7 @@ def test_inception_metrics_with_local_weights_runs(tmp_path, monkeypatch):
 def test_trace_sqrt_product_matches_scipy_sqrtm(n_a, n_b, d):
     import scipy.linalg
 
-    from facerealism.metrics import _trace_sqrt_product
+    from facerealism.metrics.frechet import _trace_sqrt_product
 
     rng = np.random.default_rng(0)
     a = rng.normal(size=(n_a, d)) @ rng.normal(size=(d, d))  # correlated features

@@ -28,28 +28,32 @@ def model_path(name: str) -> Path:
 
 
 @lru_cache(maxsize=None)
-def _hog():
+def hog_detector():
+    """dlib's HOG frontal face detector (CPU)."""
     import dlib
 
     return dlib.get_frontal_face_detector()
 
 
 @lru_cache(maxsize=None)
-def _cnn():
+def cnn_detector():
+    """dlib's MMOD CNN face detector."""
     import dlib
 
     return dlib.cnn_face_detection_model_v1(str(model_path("mmod_human_face_detector.dat")))
 
 
 @lru_cache(maxsize=None)
-def _landmarks():
+def landmark_predictor():
+    """dlib's 5-point face landmark predictor."""
     import dlib
 
     return dlib.shape_predictor(str(model_path("shape_predictor_5_face_landmarks.dat")))
 
 
 @lru_cache(maxsize=None)
-def _encoder():
+def face_encoder():
+    """dlib's ResNet 128-D face descriptor."""
     import dlib
 
     return dlib.face_recognition_model_v1(str(model_path("dlib_face_recognition_resnet_model_v1.dat")))
@@ -83,10 +87,10 @@ def detect_faces(image: np.ndarray, detector: str = "hog", upsample: int = 1, mi
     """
     image = np.ascontiguousarray(image, dtype=np.uint8)
     if detector == "hog":
-        rects, scores, _ = _hog().run(image, upsample, 0.0)
+        rects, scores, _ = hog_detector().run(image, upsample, 0.0)
         found = [(r, s) for r, s in zip(rects, scores)]
     elif detector == "cnn":
-        found = [(d.rect, d.confidence) for d in _cnn()(image, upsample)]
+        found = [(d.rect, d.confidence) for d in cnn_detector()(image, upsample)]
     else:
         raise ValueError(f"unknown face detector {detector!r}; known: hog, cnn")
     faces = [Face(r.left(), r.top(), r.right(), r.bottom(), float(s)) for r, s in found if s >= min_score]
@@ -121,8 +125,8 @@ def single_face_check(image: np.ndarray, *, detector: str = "hog", upsample: int
 def descriptor(image: np.ndarray, face: Face) -> np.ndarray:
     """dlib's 128-D identity descriptor of one face; distance < 0.6 means the same person by dlib's convention."""
     image = np.ascontiguousarray(image, dtype=np.uint8)
-    shape = _landmarks()(image, face.rect())
-    return np.asarray(_encoder().compute_face_descriptor(image, shape), dtype=np.float32)  # (128,)
+    shape = landmark_predictor()(image, face.rect())
+    return np.asarray(face_encoder().compute_face_descriptor(image, shape), dtype=np.float32)  # (128,)
 
 
 # Perceived attributes ---------------------------------------------------------------------------------------

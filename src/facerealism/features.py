@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from facerealism import pretrained
-from facerealism.metrics import _check_images, fd_row
+from facerealism.metrics import check_images, fd_row
 
 # CMMD's Gaussian RBF kernel bandwidth and output scale, as in the paper's reference code.
 CMMD_SIGMA = 10.0
@@ -34,7 +34,7 @@ def dinov2_features(images: np.ndarray, model, size: int = 224, batch_size: int 
     Returns:
         (n, d) float64 features.
     """
-    _check_images(images)
+    check_images(images)
     mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     out = []
     with torch.inference_mode():
@@ -56,7 +56,7 @@ def clip_embeddings(images: np.ndarray, model, processor, batch_size: int = 32) 
     Returns:
         (n, d) float64 unit-norm embeddings.
     """
-    _check_images(images)
+    check_images(images)
     crop = processor.crop_size
     size = (crop["height"], crop["width"])
     mean = torch.tensor(processor.image_mean).view(1, 3, 1, 1)

@@ -17,6 +17,7 @@ from facerealism.architectures import generator_kwargs
 from facerealism.config import Config
 from facerealism.data import load_images
 from facerealism.head import enhance_array
+from facerealism.metrics.paired import ssim_pairs
 from facerealism.models import build_discriminator, build_generator, init_weights
 from facerealism.trainers.base import Trainer, linear_decay
 
@@ -172,7 +173,4 @@ class CycleGAN(Trainer):
 
 def cycle_ssim(model: CycleGAN, images: np.ndarray) -> float:
     """Mean SSIM between held-out inputs x and their full cycle F(G(x)); low means content was lost."""
-    from skimage.metrics import structural_similarity
-
-    rec = model.cycle(images)
-    return float(np.mean([structural_similarity(x, r, channel_axis=-1, data_range=255) for x, r in zip(images, rec)]))
+    return float(np.mean(ssim_pairs(images, model.cycle(images))))

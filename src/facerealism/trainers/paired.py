@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import warnings
 
 import numpy as np
 import torch
@@ -12,6 +11,7 @@ import torch.nn.functional as F
 from facerealism.architectures import generator_kwargs
 from facerealism.config import Config
 from facerealism.data import load_images
+from facerealism.metrics.paired import load_lpips
 from facerealism.models import build_generator, init_weights
 from facerealism.trainers.base import Trainer, linear_decay
 
@@ -28,10 +28,9 @@ def gradient_loss(out: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
 
 
 def build_lpips(net: str, weights: str | None, device) -> tuple[torch.nn.Module | None, str]:
-    """LPIPS with its backbone from a local torchvision state dict; (None, reason) when there is none.
+    """LPIPS with its backbone from a local torchvision state dict (train.lpips_weights); (None, reason) without one.
 
-    lpips' own linear layers ship in its wheel; the AlexNet/VGG backbone would be downloaded,
-    which is impossible offline, and a random backbone would make LPIPS meaningless.
+    Training never downloads: without the file it falls back to L1 to the target, and says so.
 
     Returns:
         (module or None, a status string recorded in MLflow and head.json).
@@ -40,27 +39,7 @@ def build_lpips(net: str, weights: str | None, device) -> tuple[torch.nn.Module 
         return None, "unavailable (train.lpips_weights is not set); using L1 to the target instead"
     if not os.path.isfile(weights):
         return None, f"unavailable (train.lpips_weights={weights!r} does not exist); using L1 to the target instead"
-    import lpips
-
-    if weights.endswith(".safetensors"):
-        from safetensors.torch import load_file
-
-        state = load_file(weights)
-    else:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-    with warnings.catch_warnings():  # lpips asks torchvision with the deprecated `pretrained=` argument
-        warnings.simplefilter("ignore")
-        model = lpips.LPIPS(net=net, pnet_rand=True, verbose=False)
-    # lpips splits torchvision's `features` into slices but keeps the layer indices: slice2.3.weight = features.3.weight.
-    wanted = {k: "features." + k.split(".", 1)[1] for k in model.net.state_dict()}
-    missing = [v for v in wanted.values() if v not in state]
-    if missing:
-        raise ValueError(f"train.lpips_weights={weights!r} is not a torchvision {net} state dict (no {missing[0]})")
-    try:
-        model.net.load_state_dict({k: state[v] for k, v in wanted.items()})
-    except RuntimeError as e:
-        raise ValueError(f"train.lpips_weights={weights!r} does not fit lpips net={net!r}: {str(e).splitlines()[-1].strip()}") from None
-    return model.to(device).eval().requires_grad_(False), f"{net}: {weights}"
+    return load_lpips(net, weights, "train.lpips_weights").to(device), f"{net}: {weights}"
 
 
 class Paired(Trainer):
