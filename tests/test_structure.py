@@ -14,3 +14,102 @@ def test_every_architecture_name_has_a_generator_a_trainer_and_is_a_config_choic
     assert {a.trainer for a in ARCHITECTURES.values()} <= set(TRAINERS)
     assert set(get_args(TrainConfig.model_fields["model"].annotation)) == set(NAMES)
     assert set(CYCLE_MODELS) == {n for n, a in ARCHITECTURES.items() if TRAINERS[a.trainer] is CycleGAN}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The one-hop rule: dvc.yaml, STAGE_NAMES, stages/*.py, params.yaml sections and the catalog name the same things
+# ---------------------------------------------------------------------------------------------------------------
+
+import ast
+from pathlib import Path
+
+import yaml
+
+from facerealism import catalog
+from facerealism.config import STAGE_NAMES, Config
+
+ROOT = Path(__file__).resolve().parents[1]
+DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
+ROOTS = {name: PARAMS["paths"][name] for name in ("data", "models", "reports")}  # dvc.yaml paths start with these
+
+
+def entries(stage: dict, *kinds: str) -> list[str]:
+    """The paths of a dvc.yaml stage's entries of these kinds (plain strings or {path: options})."""
+    return [e if isinstance(e, str) else next(iter(e)) for k in kinds for e in stage.get(k, [])]
+
+
+def dvc_path(a: catalog.Artifact) -> str:
+    return f"{ROOTS[a.root]}/{a.name}"
+
+
+def writers(stage: str) -> list[Path]:
+    """The stage's own module and the src/ files it lists as deps (folders: every .py inside)."""
+    files = []
+    for dep in entries(DVC[stage], "deps"):
+        path = ROOT / dep
+        if dep.startswith("src/"):
+            files += sorted(path.rglob("*.py")) if path.is_dir() else [path]
+    return files
+
+
+def catalog_names_used(files: list[Path]) -> set[str]:
+    """Catalog constants a set of modules reads (catalog.NAME)."""
+    used = set()
+    for f in files:
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "catalog":
+                used.add(node.attr)
+    return used
+
+
+def test_every_stage_has_one_name_its_module_its_command_and_its_section():
+    modules = {p.stem for p in (ROOT / "src/facerealism/stages").glob("*.py")} - {"__init__"}
+    assert list(DVC) == list(STAGE_NAMES) and set(STAGE_NAMES) == modules
+    sections = set(Config.model_fields) | {f.alias for f in Config.model_fields.values() if f.alias}
+    for name, stage in DVC.items():
+        assert stage["cmd"] == f"facerealism stage {name}", name
+        assert entries(stage, "deps")[0] == f"src/facerealism/stages/{name}.py", name  # its own file first
+        missing = [d for d in entries(stage, "deps") if not (ROOT / d).exists() and not d.startswith(tuple(ROOTS.values()))]
+        assert not missing, (name, missing)
+        for param in stage.get("params", []):
+            node = PARAMS
+            for key in param.split("."):  # every listed param exists in params.yaml
+                assert isinstance(node, dict) and key in node, (name, param)
+                node = node[key]
+            assert param.split(".")[0] in sections, (name, param)
+        if name in PARAMS:  # one stage = one params.yaml section, which it reads
+            assert any(p == name or p.startswith(f"{name}.") for p in stage.get("params", [])), name
+
+
+def test_every_artifact_dvc_names_is_in_the_catalog_produced_once_and_before_it_is_read():
+    by_path = {dvc_path(a): k for k, a in catalog.ARTIFACTS.items()}
+    produced: dict[str, str] = {}
+    for name in STAGE_NAMES:
+        stage = DVC[name]
+        for dep in entries(stage, "deps"):
+            if not dep.startswith("src/"):
+                assert dep in by_path, f"{name} reads {dep}, which the catalog does not name"
+                assert dep in produced, f"{name} reads {dep} before any stage writes it"
+        for out in entries(stage, "outs", "metrics", "plots"):
+            assert out in by_path, f"{name} writes {out}, which the catalog does not name"
+            assert out not in produced, f"{out} is written by both {produced[out]} and {name}"
+            produced[out] = name
+    tracked = {dvc_path(a) for a in catalog.ARTIFACTS.values() if a not in catalog.UNTRACKED}
+    assert tracked == set(produced), tracked ^ set(produced)  # a catalog entry dvc does not know is dead or untracked
+
+
+def test_each_stage_writes_its_outputs_from_code_it_lists_one_hop_away():
+    by_path = {dvc_path(a): k for k, a in catalog.ARTIFACTS.items()}
+    for name in STAGE_NAMES:
+        used = catalog_names_used(writers(name))
+        for out in entries(DVC[name], "outs", "metrics", "plots"):
+            assert by_path[out] in used, f"{name} declares {out}, but neither stages/{name}.py nor its src deps name it"
+
+
+def test_stage_modules_name_artifacts_only_through_the_catalog():
+    names = {a.name for a in catalog.ARTIFACTS.values() if "." in a.name}
+    for path in (ROOT / "src/facerealism/stages").glob("*.py"):
+        literals = {n.value for n in ast.walk(ast.parse(path.read_text()))
+                    if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+        assert not literals & names, (path.name, literals & names)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from facerealism import catalog
 from facerealism.files import load_rgb, read_parquet
 
 
@@ -35,7 +36,7 @@ def load_images(paths) -> np.ndarray:
 
 
 def validated_manifest(data_dir: str | Path) -> pd.DataFrame:
-    df = read_parquet(Path(data_dir) / "validated.parquet")
+    df = read_parquet(Path(data_dir) / catalog.VALIDATED.name)
     if df.empty:
         raise ValueError("validated manifest is empty: every pair was quarantined or none were generated")
     return df

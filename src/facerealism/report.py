@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facerealism import catalog
 from facerealism.files import atomic_write_bytes, encode_png, read_json
 from facerealism.grids import image_grid
 
@@ -245,27 +246,27 @@ def write_report(reports_dir: str | Path) -> Path:
     """
     reports = Path(reports_dir)
     sections = ["<h1>facerealism — evaluation and speed report</h1>"]
-    if (reports / "table4.json").exists():
-        table = read_json(reports / "table4.json")
+    if (reports / catalog.TABLE4.name).exists():
+        table = read_json(reports / catalog.TABLE4.name)
         sections.append(f"<h2>Quality (Table 4) — held-out split, {table['n_images']} images</h2>")
         sections.append(_table4_html(table))
         sections.append(_img(metric_bars_png(table), "metric bars"))
     else:
         sections.append("<h2>Quality (Table 4)</h2><p>Not run yet: run the evaluate stage.</p>")
-    for name, title in (("before_after.png", "Before / after (rows: schnell, heads, dev)"),
-                        ("crops.png", "Zoomed crops: eyes, skin, hair")):
+    for name, title in ((catalog.BEFORE_AFTER.name, "Before / after (rows: schnell, heads, dev)"),
+                        (catalog.CROPS.name, "Zoomed crops: eyes, skin, hair")):
         if (reports / name).exists():
             sections.append(f"<h2>{title}</h2>" + _img((reports / name).read_bytes(), name))
-    if (reports / "benchmark.json").exists():
-        bench = read_json(reports / "benchmark.json")
+    if (reports / catalog.BENCHMARK_JSON.name).exists():
+        bench = read_json(reports / catalog.BENCHMARK_JSON.name)
         sections.append("<h2>Speed (Fig. 8)</h2>")
-        if (reports / "fig8_speed.png").exists():
-            sections.append(_img((reports / "fig8_speed.png").read_bytes(), "Fig. 8"))
+        if (reports / catalog.FIG8.name).exists():
+            sections.append(_img((reports / catalog.FIG8.name).read_bytes(), "Fig. 8"))
         sections.append(_benchmark_html(bench))
     else:
         sections.append("<h2>Speed (Fig. 8)</h2><p>Not run yet: run the benchmark stage.</p>")
     doc = (f"<!doctype html><html><head><meta charset='utf-8'><title>facerealism report</title>"
            f"<style>{_CSS}</style></head><body>{''.join(sections)}</body></html>")
-    path = reports / "report.html"
+    path = reports / catalog.REPORT_HTML.name
     atomic_write_bytes(path, doc.encode())
     return path

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from facerealism import tracking
+from facerealism import catalog, tracking
 from facerealism.architectures import CYCLE_MODELS
 from facerealism.config import Config
 from facerealism.files import write_json
@@ -51,7 +51,7 @@ def run_trial(cfg: Config, trial: dict, parent_run_id: str) -> dict:
     ssim = summary["holdout_cycle_ssim"]
     return {**trial, "steps": tcfg.train.steps, "final_cycle_l1": summary["final_cycle_l1"],
             "holdout_cycle_ssim": ssim, "failed": ssim < cfg.train.sweep.min_cycle_ssim,
-            "head": str(Path(tcfg.paths.models) / "head")}
+            "head": str(catalog.HEAD.path(tcfg))}
 
 
 def finish(cfg: Config, results: list[dict], parent_run_id: str) -> dict:
@@ -61,7 +61,7 @@ def finish(cfg: Config, results: list[dict], parent_run_id: str) -> dict:
     report = {"criterion": "lowest final cycle L1 (unweighted) among trials with "
                            f"holdout SSIM(x, F(G(x))) >= {cfg.train.sweep.min_cycle_ssim}",
               "best": best, "trials": results, "mlflow_parent_run_id": parent_run_id}
-    write_json(Path(cfg.paths.reports) / "sweep.json", report)
+    write_json(catalog.SWEEP_JSON.path(cfg), report)
     mlflow = tracking.setup(cfg)
     with mlflow.start_run(run_id=parent_run_id):
         tracking.log_metrics({"failed_trials": len(results) - len(ok)})

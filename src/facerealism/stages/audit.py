@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from facerealism import tracking
+from facerealism import catalog, tracking
 from facerealism.config import Config
 from facerealism.files import read_parquet, write_json
 
@@ -258,8 +258,8 @@ def markdown(report: dict) -> str:
 def run(cfg: Config) -> dict:
     from facerealism.files import atomic_write_bytes
 
-    prompts = read_parquet(Path(cfg.paths.data) / "prompts.parquet")
-    manifest = read_parquet(Path(cfg.paths.data) / "validated.parquet")
+    prompts = read_parquet(catalog.PROMPTS.path(cfg))
+    manifest = read_parquet(catalog.VALIDATED.path(cfg))
     # Audit what will actually be trained on: prompts whose pair survived validation.
     used = prompts[prompts["id"].isin(manifest["id"])]
     path_col = f"{cfg.audit.image_side}_path"
@@ -267,7 +267,7 @@ def run(cfg: Config) -> dict:
     reports = Path(cfg.paths.reports)
     emb = embed_images(cfg, list(images[path_col]))
     identity = cfg.audit.identity_threshold if emb["kind"] != FALLBACK_KIND else None
-    tsne_reason = tsne_plot(emb, images, reports / "audit_tsne.png", cfg.audit.tsne_perplexity, cfg.seed)
+    tsne_reason = tsne_plot(emb, images, catalog.AUDIT_TSNE.path(cfg), cfg.audit.tsne_perplexity, cfg.seed)
     face_side = {"kind": emb["kind"], "label": emb["label"], "reason": emb["reason"],
                  "identity_threshold": cfg.audit.identity_threshold, "image_side": cfg.audit.image_side,
                  "tsne_unavailable": tsne_reason, "templates": {}}
@@ -281,11 +281,11 @@ def run(cfg: Config) -> dict:
     enriched = report["templates"].get("enriched", {})
     report["diverse"] = enriched.get("region_entropy", 0.0) >= cfg.audit.min_region_entropy
     report["table1"] = table1(report)
-    write_json(reports / "audit.json", report)
-    atomic_write_bytes(reports / "audit.md", markdown(report).encode())
+    write_json(catalog.AUDIT_JSON.path(cfg), report)
+    atomic_write_bytes(catalog.AUDIT_MD.path(cfg), markdown(report).encode())
     print_table1(report["table1"], emb["label"])
     tracking.log_reports(cfg, "audit", {"enriched_region_entropy": enriched.get("region_entropy"), "diverse": report["diverse"]},
-                         [reports / "audit.json", reports / "audit.md", reports / "audit_tsne.png"])
+                         [catalog.AUDIT_JSON.path(cfg), catalog.AUDIT_MD.path(cfg), catalog.AUDIT_TSNE.path(cfg)])
     return {"enriched_region_entropy": enriched.get("region_entropy"),
             "enriched_regions": len(enriched.get("region", {})), "diverse": report["diverse"],
             "face_embedding": emb["kind"]}

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from facerealism import tracking
+from facerealism import catalog, tracking
 from facerealism.architectures import CYCLE_MODELS
 from facerealism.backends.full_flux import FULL, read_config
 from facerealism.config import Config
@@ -411,7 +411,7 @@ def run(cfg: Config) -> dict:
 
     b = cfg.benchmark
     device = _device()
-    G, meta = load_head(Path(cfg.paths.models) / "head")
+    G, meta = load_head(catalog.HEAD.path(cfg))
     speed, best = head_speed(G, cfg, device)
     pipes = pipeline_speed(cfg, G, device)
     sizes = sorted({b.flops_size, *(b.pipeline_sizes if pipes["available"] else [])})
@@ -421,8 +421,8 @@ def run(cfg: Config) -> dict:
               "head_speed": speed, "head_best_variant": best, "pipelines": pipes,
               "flops": model[b.flops_size], "flops_by_size": {str(s): m for s, m in model.items()}}
     reports = Path(cfg.paths.reports)
-    write_json(reports / "benchmark.json", report)
-    fig = reports / "fig8_speed.png"
+    write_json(catalog.BENCHMARK_JSON.path(cfg), report)
+    fig = catalog.FIG8.path(cfg)
     atomic_write_bytes(fig, html_report.fig8_png(report))
     html = html_report.write_report(reports)
 
@@ -437,7 +437,7 @@ def run(cfg: Config) -> dict:
         tracking.log_metrics({"bench.flops_cost_reduction_pct": report["flops"]["cost_reduction_pct"],
                               **({f"bench.measured_cost_reduction_pct.{s}": r["cost_reduction_pct_vs_dev"]
                                   for s, r in pipes["by_size"].items()} if pipes["available"] else {})})
-        for path in (reports / "benchmark.json", fig, html):
+        for path in (catalog.BENCHMARK_JSON.path(cfg), fig, html):
             tracking.log_artifact(path, "benchmark")
     summary = {f"images_per_s@{size0}": speed[size0]["fp32"]["images_per_s"],
                f"best_head_variant@{size0}": f"{best[size0]['variant']} ({best[size0]['ratio_vs_eager_fp32']}x)",

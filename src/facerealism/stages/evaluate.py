@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facerealism import controls, features, metrics, tracking
+from facerealism import catalog, controls, features, metrics, tracking
 from facerealism.architectures import LABELS as ARCH_LABELS
 from facerealism.config import Config
 from facerealism.data import load_images, split, validated_manifest
@@ -29,11 +29,10 @@ def holdout_sets(cfg: Config) -> tuple[np.ndarray, np.ndarray]:
 def head_dirs(cfg: Config) -> list[tuple[str | None, Path]]:
     """(Table 4 label, head folder): models/head, the baselines the train stage trained beside it (both labelled
     by architecture: None), then evaluate.extra_heads."""
-    models = Path(cfg.paths.models)
-    heads: list[tuple[str | None, Path]] = [(None, models / "head")]
-    trained = models / "baselines" / "baselines.json"
+    heads: list[tuple[str | None, Path]] = [(None, catalog.HEAD.path(cfg))]
+    trained = catalog.BASELINES.path(cfg) / catalog.BASELINES_JSON
     if trained.exists():
-        heads += [(None, trained.parent / name / "head") for name in read_json(trained)["baselines"]]
+        heads += [(None, trained.parent / name / catalog.HEAD.name) for name in read_json(trained)["baselines"]]
     for label, folder in cfg.evaluate.extra_heads.items():
         if label in (SCHNELL, DEV):
             raise ValueError(f"evaluate.extra_heads: label {label!r} is reserved for a reference row")
@@ -186,8 +185,8 @@ def photo_check(G, train_size: int, reports: Path) -> dict:
         by_size[str(size)] = metrics.colour_noise_gain(x, out)
         big = np.asarray(Image.fromarray(np.concatenate([x[0], out[0]], axis=1)).resize((1024, 512), Image.NEAREST))
         pairs.append(big)
-    save_png(reports / "photo.png", np.concatenate(pairs, axis=0))
-    return {"colour_noise_gain": max(by_size.values()), "by_size": by_size, "image": "photo.png"}
+    save_png(reports / catalog.PHOTO.name, np.concatenate(pairs, axis=0))
+    return {"colour_noise_gain": max(by_size.values()), "by_size": by_size, "image": catalog.PHOTO.name}
 
 
 def flat_metrics(table: dict, head_label: str) -> dict:
@@ -316,12 +315,12 @@ def run(cfg: Config) -> dict:
     flat["holdout_pairs"] = len(schnell)
     flat["best_head"] = table["ranking"]["heads"][0]["head"]
     flat["photo.colour_noise_gain"] = table["photo"]["colour_noise_gain"]
-    write_json(reports / "metrics.json", flat)
-    write_json(reports / "table4.json", table)
+    write_json(catalog.METRICS.path(cfg), flat)
+    write_json(catalog.TABLE4.path(cfg), table)
     k = min(cfg.evaluate.grid_n, len(schnell))
-    grid = save_grid(reports / "before_after.png", [schnell[:k], *(o[:k] for o in heads.values()), dev[:k]],
+    grid = save_grid(catalog.BEFORE_AFTER.path(cfg), [schnell[:k], *(o[:k] for o in heads.values()), dev[:k]],
                      ["schnell", *heads, "dev"], scale=4)
-    crops = report.save_crops(reports / "crops.png", {"schnell": schnell[:k], **{l: o[:k] for l, o in heads.items()},
+    crops = report.save_crops(catalog.CROPS.path(cfg), {"schnell": schnell[:k], **{l: o[:k] for l, o in heads.items()},
                                                      "dev": dev[:k]})
     html = report.write_report(reports)
 
@@ -337,6 +336,6 @@ def run(cfg: Config) -> dict:
         tracking.log_metrics({f"eval.{k}": v for k, v in flat.items()
                               if isinstance(v, (int, float)) and not isinstance(v, bool)})
         tracking.set_tags({"eval.best_head": flat["best_head"]})  # a tag: a re-evaluation may change it
-        for path in (grid, crops, reports / "photo.png", reports / "metrics.json", reports / "table4.json", html):
+        for path in (grid, crops, catalog.PHOTO.path(cfg), catalog.METRICS.path(cfg), catalog.TABLE4.path(cfg), html):
             tracking.log_artifact(path, "evaluate")
     return {k: v for k, v in flat.items() if k.startswith(("fd_diff.", "c2st", "fid.available"))}

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from facerealism import catalog
 from facerealism.backends.auto import DiffusersBackend  # torch/diffusers load only when it renders
 from facerealism.backends.flux import FluxBackend
 from facerealism.config import Config
@@ -93,11 +94,11 @@ def _device(cfg: Config) -> str | None:
 
 
 def pairs_dir(cfg: Config) -> Path:
-    return Path(cfg.paths.data) / "pairs"
+    return catalog.PAIRS.path(cfg)
 
 
 def reference_dir(cfg: Config) -> Path:
-    return Path(cfg.paths.data) / "reference"
+    return catalog.REFERENCE.path(cfg)
 
 
 def pair_paths(cfg: Config, pair_id: str) -> tuple[Path, Path]:
@@ -110,7 +111,7 @@ def reference_path(cfg: Config, pair_id: str) -> Path:
 
 
 def read_prompts(cfg: Config) -> pd.DataFrame:
-    prompts = read_parquet(Path(cfg.paths.data) / "prompts.parquet")
+    prompts = read_parquet(catalog.PROMPTS.path(cfg))
     missing = PROMPT_COLUMNS - set(prompts.columns)
     if missing:
         raise ValueError(f"prompts.parquet lacks column(s) {sorted(missing)}; rerun `facerealism stage prompts`")
@@ -327,11 +328,11 @@ def finalize(cfg: Config) -> dict:
     spec = json.loads((pairs_dir(cfg) / "generation.json").read_text())
     name, params = spec["backend"], {k: v for k, v in spec.items() if k != "backend"}
     manifest = rebuild_manifest(cfg, prompts, name, params)
-    out = pairs_dir(cfg) / "manifest.parquet"
+    out = pairs_dir(cfg) / catalog.PAIRS_MANIFEST
     write_parquet(out, manifest)
     # Only the selected reference prompts: a smaller reference_count leaves earlier extras out of the manifest.
     reference = rebuild_reference_manifest(cfg, reference_rows(prompts, cfg.generate.reference_count), name, params)
-    ref_out = reference_dir(cfg) / "manifest.parquet"
+    ref_out = reference_dir(cfg) / catalog.PAIRS_MANIFEST
     write_parquet(ref_out, reference)
     samples = save_contact_sheet(cfg, manifest)
     return {"pairs": len(manifest), "reference": len(reference), "path": str(out), "reference_path": str(ref_out),
@@ -350,7 +351,7 @@ def save_contact_sheet(cfg: Config, manifest: pd.DataFrame) -> Path | None:
     schnell = np.stack([load_rgb(p) for p in rows["schnell_path"]])  # (n, h, w, 3)
     dev = np.stack([load_rgb(p) for p in rows["dev_path"]])
     scale = max(1, 128 // cfg.generate.size)
-    return save_grid(Path(cfg.paths.reports) / "generate_samples.png", [schnell, dev], ["schnell", "dev"], scale)
+    return save_grid(catalog.GENERATE_SAMPLES.path(cfg), [schnell, dev], ["schnell", "dev"], scale)
 
 
 def run(cfg: Config) -> dict:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import hashlib
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
+from facerealism import catalog
 from facerealism.config import Config
 from facerealism.files import write_parquet
 
@@ -188,7 +187,7 @@ def build_prompts(cfg: Config) -> pd.DataFrame:
 
 def run(cfg: Config) -> dict:
     df = build_prompts(cfg)
-    out = Path(cfg.paths.data) / "prompts.parquet"
+    out = catalog.PROMPTS.path(cfg)
     write_parquet(out, df)
     enriched = df[df.template == "enriched"]
     return {"prompts": len(df), "enriched": len(enriched), "source": cfg.prompts.source,

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from facerealism import tracking
+from facerealism import catalog, tracking
 from facerealism.config import Config
 from facerealism.files import read_json, sha256_file, write_json
 
@@ -164,7 +164,7 @@ def holdout_fingerprint(cfg: Config) -> str:
 
 def data_version(cfg: Config) -> str:
     """The DVC md5 of data/validated.parquet from dvc.lock when present, else the file's sha256."""
-    target = Path(cfg.paths.data) / "validated.parquet"
+    target = catalog.VALIDATED.path(cfg)
     lock = Path("dvc.lock")
     if lock.exists():
         stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
@@ -399,11 +399,11 @@ def rich_decision(decision: dict) -> list:
 
 
 def run(cfg: Config) -> dict:
-    head_dir = Path(cfg.paths.models) / "head"
+    head_dir = catalog.HEAD.path(cfg)
     meta = read_json(head_dir / "head.json")
-    candidate = read_json(Path(cfg.paths.reports) / "metrics.json")
-    benchmark = read_json(Path(cfg.paths.reports) / "benchmark.json")
-    sound, suite_reasons, suite_rows = suite_check(cfg, Path(cfg.paths.reports) / "table4.json")
+    candidate = read_json(catalog.METRICS.path(cfg))
+    benchmark = read_json(catalog.BENCHMARK_JSON.path(cfg))
+    sound, suite_reasons, suite_rows = suite_check(cfg, catalog.TABLE4.path(cfg))
     provenance = {"data_version": data_version(cfg), "holdout_fingerprint": holdout_fingerprint(cfg),
                   "git_commit": tracking.git_commit(), "parameters": count_parameters(head_dir)}
     card = model_card(cfg, meta, candidate, provenance)
@@ -429,7 +429,7 @@ def run(cfg: Config) -> dict:
                        suite=(sound, suite_reasons))
     decision.update(provenance)
     decision["suite"] = {"sound": sound, "rows": suite_rows}
-    write_json(Path(cfg.paths.reports) / "promotion.json", decision)
+    write_json(catalog.PROMOTION.path(cfg), decision)
     from rich.console import Console
 
     for t in rich_decision(decision):

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from facerealism import checkpoint, tracking
+from facerealism import catalog, checkpoint, tracking
 from facerealism.architectures import generator_kwargs
 from facerealism.config import Config
 from facerealism.data import load_images, split, to_tensor, validated_manifest
@@ -31,11 +31,11 @@ def output_mode(cfg: Config) -> str:
 
 
 def head_dir(cfg: Config) -> Path:
-    return Path(cfg.paths.models) / "head"
+    return catalog.HEAD.path(cfg)
 
 
 def checkpoint_dir(cfg: Config) -> Path:
-    return Path(cfg.paths.models) / "checkpoints"
+    return catalog.CHECKPOINTS.path(cfg)
 
 
 def architecture(cfg: Config) -> dict:
@@ -252,7 +252,7 @@ def train(cfg: Config, parent_run_id: str | None = None, run_name: str = "train"
         if final:
             summary.update(final)
             tracking.log_metrics({f"train.{k}": v for k, v in final.items()})
-        grid = save_grid(Path(cfg.paths.reports) / "train_samples.png", rows, labels)
+        grid = save_grid(catalog.TRAIN_SAMPLES.path(cfg), rows, labels)
         tracking.log_artifact(grid)
         if summary["data_wait_fraction"] is not None:
             tracking.log_metrics({"train.data_wait_fraction": summary["data_wait_fraction"]})
@@ -263,7 +263,7 @@ def train(cfg: Config, parent_run_id: str | None = None, run_name: str = "train"
                    **model.params()})
     last = run.history[-1] if run.history else {}
     summary["final_losses"] = {k: round(v, 4) for k, v in last.items() if k in model.loss_names}
-    write_json(Path(cfg.paths.reports) / "train.json", {**summary, "history": run.history})
+    write_json(catalog.TRAIN_JSON.path(cfg), {**summary, "history": run.history})
     return summary
 
 
@@ -277,7 +277,7 @@ def baseline_config(cfg: Config, model: str) -> Config:
 
 
 def baselines_dir(cfg: Config) -> Path:
-    return Path(cfg.paths.models) / "baselines"
+    return catalog.BASELINES.path(cfg)
 
 
 def run(cfg: Config) -> dict:
@@ -286,12 +286,12 @@ def run(cfg: Config) -> dict:
     trained = {}
     for model in cfg.train.baseline_models:  # on every rank: each training is one DDP job
         b = train(baseline_config(cfg, model), parent_run_id=summary["mlflow_run_id"], run_name=f"baseline {model}")
-        trained[model] = {"head": str(baselines_dir(cfg) / model / "head"), "seconds": b["seconds"],
+        trained[model] = {"head": str(catalog.HEAD.path(baseline_config(cfg, model))), "seconds": b["seconds"],
                           "final_losses": b.get("final_losses")}
     if summary["rank"] != 0:  # rank 0 writes the reports
         return summary
     # Written even when empty: the DVC output exists, and evaluate reads which baselines belong to this run.
-    write_json(baselines_dir(cfg) / "baselines.json", {"model": cfg.train.model, "baselines": trained})
-    report = Path(cfg.paths.reports) / "train.json"
+    write_json(baselines_dir(cfg) / catalog.BASELINES_JSON, {"model": cfg.train.model, "baselines": trained})
+    report = catalog.TRAIN_JSON.path(cfg)
     write_json(report, {**read_json(report), "baselines": trained})
     return {**summary, "baselines": list(trained)}

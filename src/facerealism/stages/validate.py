@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from facerealism import tracking
+from facerealism import catalog, tracking
 from facerealism.config import Config
 from facerealism.files import atomic_write_bytes, read_parquet, write_json, write_parquet
 from facerealism.progress import progress
@@ -288,7 +288,7 @@ def summarise(result: dict, table: pd.DataFrame, explain: dict[str, str]) -> tup
 
 def orphan_files(cfg: Config, manifest: pd.DataFrame) -> list[dict]:
     """Images on disk whose partner is missing and that no manifest row lists (a generation that died mid-pair)."""
-    pairs = Path(cfg.paths.data) / "pairs"
+    pairs = catalog.PAIRS.path(cfg)
     listed = set(manifest["id"].astype(str))
     stems = {side: {p.stem: p for p in (pairs / side).glob("*.png")} for side in SIDES}
     out = []
@@ -342,13 +342,13 @@ def read_manifest(path: Path) -> pd.DataFrame:
 
 
 def run(cfg: Config) -> dict:
-    manifest = read_manifest(Path(cfg.paths.data) / "pairs" / "manifest.parquet")
+    manifest = read_manifest(catalog.PAIRS.path(cfg) / catalog.PAIRS_MANIFEST)
     missing = [c for c in REQUIRED_COLUMNS if c not in manifest.columns]
     if missing:
         raise ValueError(f"manifest lacks column(s) {missing}")
     if manifest.empty:
         raise ValueError("manifest is empty: no pairs to validate")
-    prompts_path = Path(cfg.paths.data) / "prompts.parquet"
+    prompts_path = catalog.PROMPTS.path(cfg)
     prompts = read_parquet(prompts_path) if prompts_path.exists() else None
     manifest = manifest.reset_index(drop=True)
     table = per_image_table(cfg, manifest, prompts)
@@ -376,16 +376,15 @@ def run(cfg: Config) -> dict:
         "expectations": lines,
     }
     # Every report is written before the gate decides, so a failed run still explains itself.
-    reports = Path(cfg.paths.reports)
-    write_parquet(reports / "quarantine.parquet", quarantine)
-    write_parquet(Path(cfg.paths.data) / "validated.parquet", valid)
-    write_json(reports / "validation.json", summary)
-    atomic_write_bytes(reports / "validation.md", markdown_report(summary, quarantine).encode())
-    tracking.log_reports(cfg, "validate", summary, [reports / "validation.json", reports / "validation.md"])
+    write_parquet(catalog.QUARANTINE.path(cfg), quarantine)
+    write_parquet(catalog.VALIDATED.path(cfg), valid)
+    write_json(catalog.VALIDATION_JSON.path(cfg), summary)
+    atomic_write_bytes(catalog.VALIDATION_MD.path(cfg), markdown_report(summary, quarantine).encode())
+    tracking.log_reports(cfg, "validate", summary, [catalog.VALIDATION_JSON.path(cfg), catalog.VALIDATION_MD.path(cfg)])
     if not summary["passed"]:
         failing = ", ".join(f"{x['expectation']} x{x['unexpected']}" for x in lines if not x["success"])
         raise ValidationFailed(
-            f"validation failed (see {reports / 'validation.md'}): {len(quarantine)}/{total} pairs quarantined "
+            f"validation failed (see {catalog.VALIDATION_MD.path(cfg)}): {len(quarantine)}/{total} pairs quarantined "
             f"(> {cfg.validate_.max_failed_fraction:.0%})" + (f", {orphans} orphan images" if orphans else "")
             + f"; failing expectations: {failing or 'none'}"
         )
