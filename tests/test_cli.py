@@ -70,3 +70,17 @@ def test_data_for_and_rollback_name_what_is_missing(project):
     assert_one_line_error(cli("data-for", "runs:/abc/head", cwd=project), "models:/NAME/VERSION")
     res = cli("rollback", "1", "--reason", "bad faces", cwd=project)
     assert_one_line_error(res, "cannot roll back facerealism-head to version 1", "not found")
+
+
+def test_only_the_projects_own_errors_become_one_line_messages():
+    """A bare ValueError (from a library, or a bug) keeps its traceback; UserError and ConfigError do not."""
+    from facerealism.cli import _errors
+    from facerealism.config import ConfigError
+    from facerealism.errors import UserError
+    from facerealism.stages import run_stage
+
+    caught = _errors()
+    assert issubclass(ConfigError, UserError) and issubclass(UserError, ValueError)
+    assert any(issubclass(UserError, c) for c in caught) and not any(issubclass(ValueError, c) for c in caught)
+    with pytest.raises(UserError, match="unknown stage"):
+        run_stage("nope", None)

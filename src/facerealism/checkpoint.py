@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from facerealism.errors import UserError
 from facerealism.files import sha256_file
 
 TENSORS, META = "state.safetensors", "state.json"
@@ -150,12 +151,12 @@ def load(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     try:
         meta = json.loads((path / META).read_text())
     except (OSError, ValueError) as e:
-        raise ValueError(f"corrupted checkpoint {path / META} ({type(e).__name__}); "
+        raise UserError(f"corrupted checkpoint {path / META} ({type(e).__name__}); "
                          f"delete {path} to resume from an older one, or set train.resume=false") from None
     if meta.get("format") != FORMAT:
-        raise ValueError(f"checkpoint {path} has format {meta.get('format')!r}, this code reads {FORMAT}")
+        raise UserError(f"checkpoint {path} has format {meta.get('format')!r}, this code reads {FORMAT}")
     if not (path / TENSORS).is_file() or sha256_file(path / TENSORS) != meta.get("sha256"):
-        raise ValueError(f"corrupted checkpoint {path / TENSORS} (missing or sha256 mismatch); "
+        raise UserError(f"corrupted checkpoint {path / TENSORS} (missing or sha256 mismatch); "
                          f"delete {path} to resume from an older one, or set train.resume=false")
     return load_file(str(path / TENSORS)), meta
 
@@ -214,7 +215,7 @@ def for_rank(tensors: dict[str, torch.Tensor], meta: dict, rank: int, num_proces
     """
     written = meta.get("num_processes", 1)
     if written != num_processes:
-        raise ValueError(f"checkpoint at step {meta.get('step')} was written by {written} process(es), this run has "
+        raise UserError(f"checkpoint at step {meta.get('step')} was written by {written} process(es), this run has "
                          f"{num_processes}; resume with the same --num_processes or set train.resume=false")
     if rank == 0:
         return {k: v for k, v in tensors.items() if not k.startswith(RANK_PREFIX)}, meta

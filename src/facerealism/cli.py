@@ -41,12 +41,14 @@ def _fmt(v) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
-def _errors():
-    """Expected failures become one-line messages; anything else is a bug and keeps its traceback."""
-    from facerealism.config import ConfigError
+def _errors(*more: type[Exception]) -> tuple[type[Exception], ...]:
+    """Expected failures become one-line messages; anything else (a bare ValueError too) is a bug and keeps its
+    traceback. Expected: the project's own errors (UserError, which ConfigError is; a failed validation) and
+    files that do not exist or cannot be written, plus `more`."""
+    from facerealism.errors import UserError
     from facerealism.stages.validate import ValidationFailed
 
-    return (ConfigError, ValidationFailed, ValueError, FileNotFoundError, PermissionError, TimeoutError)
+    return (UserError, ValidationFailed, FileNotFoundError, PermissionError, TimeoutError, *more)
 
 
 @app.command()
@@ -208,7 +210,7 @@ def data_for(
     try:
         cfg = load_config(params)
         restored = ops.data_for(model_uri, out, tracking_uri=tracking._uri(cfg))
-    except _errors() as e:
+    except _errors(ValueError) as e:  # ops.py names bad model URIs with ValueError (not yet UserError)
         fail(str(e))
     for name, path in restored.items():
         console.print(f"{name}: {path}")
@@ -227,7 +229,7 @@ def rollback(
     try:
         cfg = load_config(params)
         previous = ops.rollback_champion(cfg.register.model_name, version, reason, tracking._uri(cfg))
-    except _errors() as e:
+    except _errors(ValueError) as e:  # ops.py names a version it cannot roll back to with ValueError
         fail(str(e))
     console.print(f"champion: {previous or 'none'} -> {version}")
 

@@ -12,6 +12,7 @@ import warnings
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from facerealism.architectures import ArchName
+from facerealism.errors import UserError
 
 # pydantic warns that the `register` section shadows a BaseModel attribute; the name mirrors params.yaml.
 warnings.filterwarnings("ignore", message=".*shadows an attribute in parent.*")
@@ -19,7 +20,7 @@ warnings.filterwarnings("ignore", message=".*shadows an attribute in parent.*")
 STAGE_NAMES = ("prompts", "generate", "validate", "audit", "train", "evaluate", "benchmark", "register")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A params file or override that cannot be used; the message names the offending key."""
 
 

@@ -12,6 +12,8 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image, ImageFilter
 
+from facerealism.errors import UserError
+
 _Y = np.array([0.299, 0.587, 0.114])
 
 
@@ -57,7 +59,7 @@ PREFIX = "control: "
 def apply(name: str, images: np.ndarray, seed: int) -> np.ndarray:
     """One control's output on uint8 images (n, h, w, 3); seeded, so a rerun gives the same pixels."""
     if name not in CONTROLS:
-        raise ValueError(f"unknown control {name!r}; choose from {sorted(CONTROLS)}")
+        raise UserError(f"unknown control {name!r}; choose from {sorted(CONTROLS)}")
     return CONTROLS[name](images, seed)
 
 

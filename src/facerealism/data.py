@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from facerealism import catalog
+from facerealism.errors import UserError
 from facerealism.files import load_rgb, read_parquet
 
 
@@ -31,14 +32,14 @@ def load_images(paths) -> np.ndarray:
         return np.zeros((0, 1, 1, 3), np.uint8)
     shapes = {im.shape for im in images}
     if len(shapes) > 1:
-        raise ValueError(f"images have mixed sizes {sorted(shapes)}; the head trains on one size")
+        raise UserError(f"images have mixed sizes {sorted(shapes)}; the head trains on one size")
     return np.stack(images)
 
 
 def validated_manifest(data_dir: str | Path) -> pd.DataFrame:
     df = read_parquet(Path(data_dir) / catalog.VALIDATED.name)
     if df.empty:
-        raise ValueError("validated manifest is empty: every pair was quarantined or none were generated")
+        raise UserError("validated manifest is empty: every pair was quarantined or none were generated")
     return df
 
 

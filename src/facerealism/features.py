@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from facerealism import pretrained
+from facerealism.errors import UserError
 from facerealism.metrics import check_images, fd_row
 
 # CMMD's Gaussian RBF kernel bandwidth and output scale, as in the paper's reference code.
@@ -86,7 +87,7 @@ def cmmd(x: np.ndarray, y: np.ndarray, sigma: float = CMMD_SIGMA, scale: float =
     """
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1] or not len(x) or not len(y):
-        raise ValueError(f"CMMD needs (n, d) and (m, d) embeddings with one d, got {x.shape} and {y.shape}")
+        raise UserError(f"CMMD needs (n, d) and (m, d) embeddings with one d, got {x.shape} and {y.shape}")
     gamma = 1.0 / (2.0 * sigma**2)
 
     def k_mean(a: np.ndarray, b: np.ndarray) -> float:

@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from facerealism.errors import UserError
+
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write via a temporary file + rename so a crash never leaves a half-written file."""
@@ -79,7 +81,7 @@ def load_rgb(path: str | Path) -> np.ndarray:
     except FileNotFoundError:
         raise
     except Exception as e:  # PIL raises several unrelated types for bad files
-        raise ValueError(f"{path}: not a readable image ({type(e).__name__}: {e})") from None
+        raise UserError(f"{path}: not a readable image ({type(e).__name__}: {e})") from None
 
 
 def sha256_file(path: str | Path) -> str:

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from facerealism.backends import full_flux
+from facerealism.errors import UserError
 from facerealism.files import write_json
 from facerealism.models import build_generator
 from facerealism.stages.benchmark import (_sync, count_flops, flux_cost_models, head_variants, peak_memory,
@@ -61,7 +62,7 @@ def find_weights(schnell: str | None, dev: str | None) -> dict[str, str] | None:
     if any(given.values()):
         missing = [f"--{k} {v}" for k, v in given.items() if not v or model_dir(v) is None]
         if missing:
-            raise ValueError(f"real weights requested but not found: {', '.join(missing)} (give both --schnell and "
+            raise UserError(f"real weights requested but not found: {', '.join(missing)} (give both --schnell and "
                              f"--dev as local diffusers folders or hub ids in the local cache)")
         return given
     found = {k: os.environ.get(f"FACEREALISM_FLUX_{k.upper()}") or DEFAULT_IDS[k] for k in given}
@@ -238,12 +239,12 @@ def run_kit(out: str | Path, sizes: list[int], configs: str = "full", schnell: s
     clock = Clock(budget_s)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda but torch sees no CUDA device")
+        raise UserError("--device cuda but torch sees no CUDA device")
     if dtype not in DTYPES:
-        raise ValueError(f"--dtype must be one of {list(DTYPES)}, got {dtype!r}")
+        raise UserError(f"--dtype must be one of {list(DTYPES)}, got {dtype!r}")
     bad = [s for s in sizes if s <= 0 or s % 16]
     if bad or not sizes:
-        raise ValueError(f"--sizes must be positive multiples of 16 (FLUX packs 2x2 latents of an 8x VAE), got {sizes}")
+        raise UserError(f"--sizes must be positive multiples of 16 (FLUX packs 2x2 latents of an 8x VAE), got {sizes}")
     sizes = sorted(sizes)
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:

@@ -9,6 +9,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from facerealism.data import to_tensor, to_uint8
+from facerealism.errors import UserError
 from facerealism.files import read_json, write_json
 from facerealism.models import build_generator
 
@@ -36,10 +37,10 @@ def load_head(head_dir: str | Path) -> tuple[torch.nn.Module, dict]:
     except FileNotFoundError:
         raise FileNotFoundError(f"missing head weights {head_dir / WEIGHTS}: run the train stage first") from None
     except Exception as e:
-        raise ValueError(f"{head_dir / WEIGHTS}: corrupted weights file ({e})") from None
+        raise UserError(f"{head_dir / WEIGHTS}: corrupted weights file ({e})") from None
     missing, unexpected = G.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise ValueError(f"{head_dir / WEIGHTS} does not fit architecture {meta['arch']!r} "
+        raise UserError(f"{head_dir / WEIGHTS} does not fit architecture {meta['arch']!r} "
                          f"(missing {len(missing)}, unexpected {len(unexpected)} tensors)")
     return G.eval(), meta
 

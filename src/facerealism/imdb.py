@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from facerealism.errors import UserError
+
 REQUIRED = ["nconst", "primaryName", "primaryProfession"]
 UNKNOWN_REGION = "unknown"
 _CHUNK = 500_000  # rows per read: the full file (~14M people) never sits in memory at once
@@ -45,11 +47,11 @@ def load_actor_names(path: str | Path) -> pd.DataFrame:
     try:
         header = list(_reader(path, nrows=0).columns)
     except (UnicodeDecodeError, OSError, EOFError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-        raise ValueError(f"prompts.imdb_path: {path} is not a readable IMDb name.basics TSV "
+        raise UserError(f"prompts.imdb_path: {path} is not a readable IMDb name.basics TSV "
                          f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
     missing = [c for c in REQUIRED if c not in header]
     if missing:
-        raise ValueError(f"prompts.imdb_path: {path} is not IMDb name.basics.tsv: missing column(s) {missing} "
+        raise UserError(f"prompts.imdb_path: {path} is not IMDb name.basics.tsv: missing column(s) {missing} "
                          f"(found {header[:6]}); expected a tab-separated file with header {REQUIRED + ['...']}")
     parts = []
     for chunk in _reader(path, usecols=REQUIRED, chunksize=_CHUNK):

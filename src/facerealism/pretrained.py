@@ -9,6 +9,8 @@ import threading
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from facerealism.errors import UserError
+
 # Probing a host costs at most this long: offline is decided within seconds, never by a download that hangs.
 PROBE_TIMEOUT_S = 3.0
 
@@ -75,7 +77,7 @@ def offline_reason(url: str) -> str | None:
         None when a HEAD request for `url` succeeds; else a reason. FACEREALISM_OFFLINE=1 answers at once.
     """
     if urlsplit(url).scheme not in ("http", "https"):
-        raise ValueError(f"not a download URL: {url!r}")
+        raise UserError(f"not a download URL: {url!r}")
     if os.environ.get("FACEREALISM_OFFLINE", "").lower() in ("1", "true", "yes"):
         return "FACEREALISM_OFFLINE is set"
     return _probe(url)
@@ -136,7 +138,7 @@ def lpips_backbone(net: str, configured: str | None, setting: str = "evaluate.lp
         WeightsUnavailable: nothing configured or cached, and download.pytorch.org does not answer.
     """
     if net not in LPIPS_BACKBONE_URLS:
-        raise ValueError(f"lpips net must be one of {sorted(LPIPS_BACKBONE_URLS)}, got {net!r}")
+        raise UserError(f"lpips net must be one of {sorted(LPIPS_BACKBONE_URLS)}, got {net!r}")
     url = LPIPS_BACKBONE_URLS[net]
     path = _cached_or_download(setting, configured, url, f"torchvision's {os.path.basename(url)}")
     if path is None:

@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from facerealism.errors import UserError
+
 
 def decode_image(value) -> np.ndarray:
     """A file path, raw PNG/JPEG bytes or a base64 string of them -> uint8 (h, w, 3)."""
@@ -25,14 +27,14 @@ def decode_image(value) -> np.ndarray:
         try:
             data = base64.b64decode(value, validate=True)
         except binascii.Error:
-            raise ValueError(f"input {value[:60]!r} is neither an existing file nor base64 image data") from None
+            raise UserError(f"input {value[:60]!r} is neither an existing file nor base64 image data") from None
     else:
-        raise ValueError(f"input of type {type(value).__name__} is not an image path, bytes or base64 string")
+        raise UserError(f"input of type {type(value).__name__} is not an image path, bytes or base64 string")
     try:
         with Image.open(io.BytesIO(data)) as im:
             return np.asarray(im.convert("RGB"))
     except Exception as e:
-        raise ValueError(f"input is not a decodable image ({type(e).__name__})") from None
+        raise UserError(f"input is not a decodable image ({type(e).__name__})") from None
 
 
 def encode_image(image: np.ndarray) -> str:
@@ -61,7 +63,7 @@ class HeadModel(mlflow.pyfunc.PythonModel):
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         if "image" not in model_input.columns:
-            raise ValueError("input needs a column named 'image' (file path, bytes or base64 PNG)")
+            raise UserError("input needs a column named 'image' (file path, bytes or base64 PNG)")
         return pd.DataFrame({"image": [encode_image(self.enhance(decode_image(v))) for v in model_input["image"]]})
 
 

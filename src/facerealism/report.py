@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from facerealism import catalog
+from facerealism.errors import UserError
 from facerealism.files import atomic_write_bytes, encode_png, read_json
 from facerealism.grids import image_grid
 
@@ -27,7 +28,7 @@ CROP_REGIONS = {
 def crop_region(images: np.ndarray, region: str) -> np.ndarray:
     """(n, h, w, 3) -> the named CROP_REGIONS window of every image, at least 1 px each way."""
     if region not in CROP_REGIONS:
-        raise ValueError(f"unknown crop region {region!r}; choose from {sorted(CROP_REGIONS)}")
+        raise UserError(f"unknown crop region {region!r}; choose from {sorted(CROP_REGIONS)}")
     _, h, w, _ = images.shape
     t, b, l, r = CROP_REGIONS[region]
     y0, x0 = int(t * h), int(l * w)

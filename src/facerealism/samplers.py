@@ -8,6 +8,7 @@ import torch
 from facerealism.architectures import ARCHITECTURES
 from facerealism.config import Config
 from facerealism.data import to_tensor
+from facerealism.errors import UserError
 from facerealism.files import load_rgb
 
 
@@ -85,7 +86,7 @@ class CropJobs(torch.utils.data.Dataset):
     def _patch(self, path: str, y: int, x: int, flip: bool) -> torch.Tensor:
         img = to_tensor(load_rgb(path)[None])[0]  # (3, h, w)
         if img.shape[-1] < x + self.crop or img.shape[-2] < y + self.crop:
-            raise ValueError(f"{path} is {img.shape[-1]}x{img.shape[-2]} px, smaller than train.crop={self.crop}")
+            raise UserError(f"{path} is {img.shape[-1]}x{img.shape[-2]} px, smaller than train.crop={self.crop}")
         patch = img[:, y : y + self.crop, x : x + self.crop]
         return patch.flip(-1) if flip else patch
 
@@ -132,7 +133,7 @@ class FileSampler:
         t = cfg.train
         side = load_rgb(rows["schnell_path"].iloc[0]).shape[1]
         if t.crop is not None and side < t.crop:
-            raise ValueError(f"images are {side} px, smaller than train.crop={t.crop}")
+            raise UserError(f"images are {side} px, smaller than train.crop={t.crop}")
         dataset = CropJobs(list(rows["schnell_path"]), list(rows["dev_path"]), t.crop or side)
         self.jobs = StepJobs(len(rows), side, cfg, seed, start)
         # spawn, not fork: the stage runs inside Prefect/MLflow processes with threads of their own, and forked

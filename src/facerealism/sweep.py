@@ -10,6 +10,7 @@ from rich.table import Table
 from facerealism import catalog, tracking
 from facerealism.architectures import CYCLE_MODELS
 from facerealism.config import Config
+from facerealism.errors import UserError
 from facerealism.files import write_json
 
 
@@ -34,7 +35,7 @@ def trial_config(cfg: Config, trial: dict) -> Config:
 def start(cfg: Config) -> str:
     """Open the parent MLflow run the trials nest under; returns its id."""
     if cfg.train.model not in CYCLE_MODELS:
-        raise ValueError(f"the sweep tunes the CycleGAN losses; train.model={cfg.train.model!r} has no cycle loss")
+        raise UserError(f"the sweep tunes the CycleGAN losses; train.model={cfg.train.model!r} has no cycle loss")
     mlflow = tracking.setup(cfg)
     run = mlflow.start_run(run_name="sweep", tags={"facerealism.stage": "sweep", "git_commit": tracking.git_commit()})
     tracking.log_config(cfg)

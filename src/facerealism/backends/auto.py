@@ -21,6 +21,7 @@ import pandas as pd
 
 from facerealism.backends.flux import _to_uint8, load_pipeline, resolve_device, shared_modules
 from facerealism.config import Config
+from facerealism.errors import UserError
 
 # Arguments the stage owns; setting them in *_kwargs would silently fight the stage.
 _RESERVED = {"prompt", "image", "strength", "height", "width", "generator", "output_type", "num_images_per_prompt"}
@@ -37,7 +38,7 @@ class DiffusersBackend:
         for key in ("fast_kwargs", "slow_kwargs"):
             clash = sorted(_RESERVED & set(getattr(self.cfg, key)))
             if clash:
-                raise ValueError(f"generate.diffusers.{key}: {clash} are set by the stage itself; remove them "
+                raise UserError(f"generate.diffusers.{key}: {clash} are set by the stage itself; remove them "
                                  f"(image size: generate.size, img2img strength: generate.diffusers.strength)")
         self.device = resolve_device(self.cfg.device)
         self.fast_pipe = self.slow_pipe = self.ref_pipe = None  # loaded on first use, then reused
@@ -60,7 +61,7 @@ class DiffusersBackend:
             # Transformer models pack 2x2 latent patches (FLUX, SD3): the side must divide by twice the VAE factor.
             multiple = pipe.vae_scale_factor * (2 if hasattr(pipe, "transformer") else 1)
             if self.size % multiple:
-                raise ValueError(f"generate.size must be a multiple of {multiple} for {model}, got {self.size}")
+                raise UserError(f"generate.size must be a multiple of {multiple} for {model}, got {self.size}")
             pipe.to(self.device)
             pipe.set_progress_bar_config(disable=True)  # the stage draws its own per-pair bar
         self.fast_pipe, self.slow_pipe = fast, slow

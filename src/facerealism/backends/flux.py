@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from facerealism.config import Config
+from facerealism.errors import UserError
 from facerealism.files import sha256_file
 
 log = logging.getLogger(__name__)
@@ -138,26 +139,26 @@ def load_pipeline(pipeline_cls, model: str, key: str, dtype: str, section: str =
     if path.is_dir():
         index = path / "model_index.json"
         if not index.is_file():
-            raise ValueError(f"generate.{section}.{key}: {model} has no model_index.json, so it is not a diffusers "
+            raise UserError(f"generate.{section}.{key}: {model} has no model_index.json, so it is not a diffusers "
                              f"pipeline directory; {fix}")
         # diffusers would report a missing component folder as a missing config.json in the root.
         declared = [k for k, v in json.loads(index.read_text()).items()
                     if not k.startswith("_") and isinstance(v, list) and v[0] is not None]
         absent = [k for k in declared if not (path / k).is_dir()]
         if absent:
-            raise ValueError(f"generate.{section}.{key}: {model} lacks component folder(s) {absent} that its "
+            raise UserError(f"generate.{section}.{key}: {model} lacks component folder(s) {absent} that its "
                              f"model_index.json declares; {fix}")
     elif _looks_like_path(model):
-        raise ValueError(f"generate.{section}.{key}: no such local directory {model}; {fix}")
+        raise UserError(f"generate.{section}.{key}: no such local directory {model}; {fix}")
     try:
         # Gated hub models (FLUX.1-dev) authenticate with HF_TOKEN, read by huggingface_hub itself.
         return pipeline_cls.from_pretrained(str(path) if path.is_dir() else model, dtype=getattr(torch, dtype),
                                             **(components or {}))
     except (OSError, ValueError) as e:  # missing files, not cached while offline, invalid repo id, gated
         if path.is_dir():
-            raise ValueError(f"generate.{section}.{key}: cannot load {model} as a diffusers pipeline "
+            raise UserError(f"generate.{section}.{key}: cannot load {model} as a diffusers pipeline "
                              f"({_one_line(e)}); {fix}") from e
-        raise ValueError(f"generate.{section}.{key}: cannot load hub model {model}: not in the local Hugging Face "
+        raise UserError(f"generate.{section}.{key}: cannot load hub model {model}: not in the local Hugging Face "
                          f"cache, and the hub is offline, unreachable or refused access ({_one_line(e)}); run "
                          f"`hf download {model}` where the hub is reachable, or {fix}") from e
 
@@ -182,7 +183,7 @@ class FluxBackend:
         self.size = cfg.generate.size
         self.device = resolve_device(self.cfg.device)
         if self.cfg.cpu_offload and not self.device.startswith("cuda"):
-            raise ValueError(f"generate.flux.cpu_offload needs a CUDA device, but the device is {self.device}; "
+            raise UserError(f"generate.flux.cpu_offload needs a CUDA device, but the device is {self.device}; "
                              f"set generate.flux.cpu_offload=false")
         self.fast_pipe = None  # loaded on first generate(), then reused
         self.slow_pipe = None
@@ -200,7 +201,7 @@ class FluxBackend:
         # check_inputs would only warn and resize to another size, which validation then rejects.
         multiple = 2 * fast.vae_scale_factor  # 2x2 patches of the VAE's latents
         if self.size % multiple:
-            raise ValueError(f"generate.size must be a multiple of {multiple} for {c.fast_model}, got {self.size}")
+            raise UserError(f"generate.size must be a multiple of {multiple} for {c.fast_model}, got {self.size}")
         if c.slow_model == c.fast_model:
             # One set of weights in memory; from_pipe casts to float32 unless told the dtype.
             slow = FluxImg2ImgPipeline.from_pipe(fast, dtype=getattr(torch, c.dtype))

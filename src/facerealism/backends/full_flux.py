@@ -19,6 +19,8 @@ from pathlib import Path
 
 import torch
 
+from facerealism.errors import UserError
+
 FULL = Path(__file__).resolve().parents[1] / "configs" / "flux1"
 FILES = ("transformer_dev", "transformer_schnell", "text_encoder", "text_encoder_2", "vae", "scheduler_dev",
          "scheduler_schnell", "head")
@@ -32,7 +34,7 @@ def read_config(configs: str | Path, name: str) -> dict:
     except FileNotFoundError:
         raise FileNotFoundError(f"missing FLUX config {path} (a config folder holds {', '.join(FILES)} .json)") from None
     except ValueError as e:
-        raise ValueError(f"{path} is not valid JSON ({e})") from None
+        raise UserError(f"{path} is not valid JSON ({e})") from None
 
 
 def _public(cfg: dict) -> dict:

@@ -28,6 +28,8 @@ import numbers
 import numpy as np
 from scipy import ndimage
 
+from facerealism.errors import UserError
+
 _REF_SIZE = 64  # texture and blur scales are authored at this size
 _MIN_SIZE = 16  # below this a face has no room for eyes; refuse rather than render mush
 
@@ -105,21 +107,21 @@ def render_pair(seed: int, size: int = 64, *, blur_sigma: float = 0.7, max_shift
 def _check_args(seed, size, blur_sigma, max_shift, texture_strength, texture_hint) -> None:
     # bool is an int subclass; True as a seed is almost certainly a bug upstream.
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise ValueError(f"seed must be an int, got {type(seed).__name__} {seed!r}")
+        raise UserError(f"seed must be an int, got {type(seed).__name__} {seed!r}")
     if seed < 0:
-        raise ValueError(f"seed must be non-negative (numpy SeedSequence rule), got {seed}")
+        raise UserError(f"seed must be non-negative (numpy SeedSequence rule), got {seed}")
     if isinstance(size, bool) or not isinstance(size, numbers.Integral):
-        raise ValueError(f"size must be an int, got {type(size).__name__} {size!r}")
+        raise UserError(f"size must be an int, got {type(size).__name__} {size!r}")
     if size < _MIN_SIZE:
-        raise ValueError(f"size must be >= {_MIN_SIZE} pixels to fit a face, got {size}")
+        raise UserError(f"size must be >= {_MIN_SIZE} pixels to fit a face, got {size}")
     if not blur_sigma >= 0:
-        raise ValueError(f"blur_sigma must be >= 0, got {blur_sigma}")
+        raise UserError(f"blur_sigma must be >= 0, got {blur_sigma}")
     if isinstance(max_shift, bool) or not isinstance(max_shift, numbers.Integral) or max_shift < 0:
-        raise ValueError(f"max_shift must be a non-negative int, got {max_shift!r}")
+        raise UserError(f"max_shift must be a non-negative int, got {max_shift!r}")
     if not texture_strength >= 0:
-        raise ValueError(f"texture_strength must be >= 0, got {texture_strength}")
+        raise UserError(f"texture_strength must be >= 0, got {texture_strength}")
     if not 0 <= texture_hint <= 1:
-        raise ValueError(f"texture_hint must be in [0, 1], got {texture_hint}")
+        raise UserError(f"texture_hint must be in [0, 1], got {texture_hint}")
 
 
 # ----------------------------------------------------------------------------

@@ -23,6 +23,8 @@ from typing import Literal
 
 import torch
 
+from facerealism.errors import UserError
+
 _CLIP_MAX_LENGTH = 77  # FluxPipeline reads tokenizer.model_max_length; real FLUX uses CLIP's 77
 _VARIANTS = ("schnell", "dev")
 
@@ -64,7 +66,7 @@ def tiny_flux_components(seed: int = 0, variant: Literal["schnell", "dev"] = "sc
     from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
 
     if variant not in _VARIANTS:
-        raise ValueError(f"variant must be one of {_VARIANTS}, got {variant!r}")
+        raise UserError(f"variant must be one of {_VARIANTS}, got {variant!r}")
     latent_channels = 16  # as FLUX.1's VAE
     text_dim = 32  # T5 d_model == transformer joint_attention_dim
     pooled_dim = 32  # CLIP hidden_size == transformer pooled_projection_dim

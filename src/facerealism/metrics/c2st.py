@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from facerealism.errors import UserError
 from facerealism.metrics.checks import check_images
 from facerealism.metrics.spaces import FEATURE_SPACES
 
@@ -14,7 +15,7 @@ from facerealism.metrics.spaces import FEATURE_SPACES
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
     """Wilson score interval of a binomial proportion (95 % for z = 1.96); sound at 0 and 1, unlike p ± z·se."""
     if n < 1:
-        raise ValueError(f"need n >= 1 trials, got {n}")
+        raise UserError(f"need n >= 1 trials, got {n}")
     p = successes / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
@@ -47,12 +48,12 @@ def c2st(feats_a: np.ndarray, feats_b: np.ndarray, seed: int = 0, folds: int = 5
     from sklearn.preprocessing import StandardScaler
 
     if feats_a.ndim != 2 or feats_b.ndim != 2 or feats_a.shape[1] != feats_b.shape[1]:
-        raise ValueError(f"features must be (n, d) with the same d, got {feats_a.shape} and {feats_b.shape}")
+        raise UserError(f"features must be (n, d) with the same d, got {feats_a.shape} and {feats_b.shape}")
     if paired and len(feats_a) != len(feats_b):
-        raise ValueError(f"paired C2ST needs as many rows on both sides, got {len(feats_a)} and {len(feats_b)}")
+        raise UserError(f"paired C2ST needs as many rows on both sides, got {len(feats_a)} and {len(feats_b)}")
     n = min(len(feats_a), len(feats_b))
     if folds < 2 or n < folds:
-        raise ValueError(f"need folds >= 2 and at least `folds` images per class, got folds={folds}, n={n}")
+        raise UserError(f"need folds >= 2 and at least `folds` images per class, got folds={folds}, n={n}")
     rng = np.random.default_rng(seed)
     ia = np.arange(n) if paired else rng.permutation(len(feats_a))[:n]
     ib = ia if paired else rng.permutation(len(feats_b))[:n]
@@ -79,6 +80,6 @@ def c2st_images(images_a: np.ndarray, images_b: np.ndarray, seed: int = 0, folds
     check_images(images_a, "images_a")
     check_images(images_b, "images_b")
     if images_a.shape[1:] != images_b.shape[1:]:
-        raise ValueError(f"image sizes differ: {images_a.shape[1:]} vs {images_b.shape[1:]}")
+        raise UserError(f"image sizes differ: {images_a.shape[1:]} vs {images_b.shape[1:]}")
     feats = [np.concatenate([FEATURE_SPACES[s](imgs) for s in spaces], axis=1) for imgs in (images_a, images_b)]
     return c2st(*feats, seed=seed, folds=folds, paired=paired)

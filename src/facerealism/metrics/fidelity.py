@@ -7,6 +7,7 @@ import os
 import torch
 
 from facerealism import pretrained
+from facerealism.errors import UserError
 
 # torch-fidelity's own Inception weights (TF 2015-12-05 graph converted to its FeatureExtractorInceptionV3
 # state_dict); this is the name its downloader caches under $TORCH_HOME/hub/checkpoints/.
@@ -62,11 +63,11 @@ def inception_metrics(
     sizes = []
     for d in (dir_input1, dir_input2):
         if not os.path.isdir(d):
-            raise ValueError(f"image folder {d!r} does not exist")
+            raise UserError(f"image folder {d!r} does not exist")
         # Count exactly the files torch-fidelity will read, so the KID subset size fits.
         sizes.append(len(glob_samples_paths(d, False, "png,jpg,jpeg", verbose=False)))
     if min(sizes) < 2:
-        raise ValueError(f"FID/KID need >= 2 png/jpg images per folder; found {sizes} in {[dir_input1, dir_input2]}")
+        raise UserError(f"FID/KID need >= 2 png/jpg images per folder; found {sizes} in {[dir_input1, dir_input2]}")
     subset = min(kid_subset_size, *sizes)
 
     metrics = torch_fidelity.calculate_metrics(

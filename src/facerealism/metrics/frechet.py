@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from facerealism.errors import UserError
 from facerealism.metrics.checks import check_images
 from facerealism.metrics.spaces import FEATURE_SPACES
 
@@ -44,11 +45,11 @@ def frechet_distance(feats_a: np.ndarray, feats_b: np.ndarray) -> float:
     b = np.asarray(feats_b, dtype=np.float64)
     for name, f in (("feats_a", a), ("feats_b", b)):
         if f.ndim != 2 or f.shape[0] < 2:
-            raise ValueError(f"{name} must have shape (n, d) with n >= 2 rows to fit a covariance, got {f.shape}")
+            raise UserError(f"{name} must have shape (n, d) with n >= 2 rows to fit a covariance, got {f.shape}")
     if a.shape[1] != b.shape[1]:
-        raise ValueError(f"feature dimensions differ: feats_a has d={a.shape[1]}, feats_b has d={b.shape[1]}")
+        raise UserError(f"feature dimensions differ: feats_a has d={a.shape[1]}, feats_b has d={b.shape[1]}")
     if not (np.isfinite(a).all() and np.isfinite(b).all()):
-        raise ValueError("features contain NaN or inf")
+        raise UserError("features contain NaN or inf")
 
     mu_a, mu_b = a.mean(axis=0), b.mean(axis=0)
     a_c, b_c = a - mu_a, b - mu_b
@@ -118,7 +119,7 @@ def fd_row(
     if n_boot <= 0:
         return out
     if paired and not len(feats) == len(feats_schnell) == len(feats_dev):
-        raise ValueError(f"paired bootstrap needs sets of one length, got {len(feats)}, {len(feats_schnell)}, "
+        raise UserError(f"paired bootstrap needs sets of one length, got {len(feats)}, {len(feats_schnell)}, "
                          f"{len(feats_dev)}")
     rng = np.random.default_rng(seed)
     stats = []
@@ -156,7 +157,7 @@ def fd_diff(
     """
     unknown = [s for s in spaces if s not in FEATURE_SPACES]
     if unknown:
-        raise ValueError(f"unknown feature space(s) {unknown}; choose from {sorted(FEATURE_SPACES)}")
+        raise UserError(f"unknown feature space(s) {unknown}; choose from {sorted(FEATURE_SPACES)}")
     for name, images in (("enhanced", enhanced), ("schnell", schnell), ("dev", dev)):
         check_images(images, name)
     result = {}

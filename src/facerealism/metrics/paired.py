@@ -9,6 +9,7 @@ import torch
 
 from facerealism import pretrained
 from facerealism.data import to_tensor
+from facerealism.errors import UserError
 from facerealism.metrics.checks import check_pairs
 
 
@@ -26,7 +27,7 @@ def ssim_pairs(inputs: np.ndarray, outputs: np.ndarray) -> np.ndarray:
 
     check_pairs(inputs, outputs)
     if min(inputs.shape[1:3]) < 7:
-        raise ValueError(f"SSIM's 7x7 window needs images of at least 7x7 pixels, got {inputs.shape[1:3]}")
+        raise UserError(f"SSIM's 7x7 window needs images of at least 7x7 pixels, got {inputs.shape[1:3]}")
     return np.array([structural_similarity(a, b, channel_axis=-1, data_range=255) for a, b in zip(inputs, outputs)])
 
 
@@ -89,7 +90,7 @@ def load_lpips(net: str, path: str, setting: str) -> torch.nn.Module:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # not a torch or safetensors file: "not the expected file"
-        raise ValueError(f"{setting}={path!r} is not a torchvision {label} state_dict "
+        raise UserError(f"{setting}={path!r} is not a torchvision {label} state_dict "
                          f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
     with warnings.catch_warnings():  # lpips asks torchvision with the deprecated `pretrained=` argument
         warnings.simplefilter("ignore")
@@ -98,10 +99,10 @@ def load_lpips(net: str, path: str, setting: str) -> torch.nn.Module:
     wanted = {k: "features." + k.split(".", 1)[1] for k in model.net.state_dict()}
     missing = [v for v in wanted.values() if v not in state]
     if missing:
-        raise ValueError(f"{setting}={path!r} is not a torchvision {net} state dict, i.e. not a torchvision {label} "
+        raise UserError(f"{setting}={path!r} is not a torchvision {net} state dict, i.e. not a torchvision {label} "
                          f"state_dict (no {missing[0]})")
     try:
         model.net.load_state_dict({k: state[v] for k, v in wanted.items()})
     except RuntimeError as e:
-        raise ValueError(f"{setting}={path!r} does not fit lpips net={net!r}: {str(e).splitlines()[-1].strip()}") from None
+        raise UserError(f"{setting}={path!r} does not fit lpips net={net!r}: {str(e).splitlines()[-1].strip()}") from None
     return model.eval().requires_grad_(False)

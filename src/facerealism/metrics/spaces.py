@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from facerealism.data import to_tensor
+from facerealism.errors import UserError
 from facerealism.metrics.checks import check_images, check_pairs
 
 
@@ -34,7 +35,7 @@ def radial_log_power(planes: np.ndarray, n_bins: int | None = None, chunk: int =
     n, h, w = planes.shape
     n_bins = min(h, w) // 2 if n_bins is None else n_bins
     if n_bins < 1:
-        raise ValueError(f"n_bins must be >= 1, got {n_bins} (images are {h}x{w})")
+        raise UserError(f"n_bins must be >= 1, got {n_bins} (images are {h}x{w})")
     fy = np.fft.fftfreq(h)[:, None]
     fx = np.fft.fftfreq(w)[None, :]
     radius = np.sqrt(fy**2 + fx**2) / 0.5  # (h, w); corners beyond 1 are not isotropic and are dropped
@@ -43,7 +44,7 @@ def radial_log_power(planes: np.ndarray, n_bins: int | None = None, chunk: int =
     keep = (bin_of >= 0) & (bin_of < n_bins)
     counts = np.bincount(bin_of[keep], minlength=n_bins)
     if (counts == 0).any():
-        raise ValueError(f"n_bins={n_bins} is too fine for {h}x{w} images: some bins hold no frequency")
+        raise UserError(f"n_bins={n_bins} is too fine for {h}x{w} images: some bins hold no frequency")
     one_hot = np.eye(n_bins)[bin_of[keep]] / counts  # (k, n_bins): averages power within each bin
     # A window stops the image border's jump from smearing power across all frequencies.
     window = np.outer(np.hanning(h), np.hanning(w))

@@ -4,6 +4,7 @@ from collections.abc import Callable
 
 import torch.nn as nn
 
+from facerealism.errors import UserError
 from facerealism.models.esa_cyclegan import ESA, ResnetGenerator
 from facerealism.models.patchgan import PatchDiscriminator
 from facerealism.models.unet_cbam import CBAM, UNetCBAM
@@ -22,7 +23,7 @@ DISCRIMINATORS: dict[str, Callable[..., nn.Module]] = {
 
 def _build(registry: dict[str, Callable[..., nn.Module]], kind: str, name: str, kwargs: dict) -> nn.Module:
     if name not in registry:
-        raise ValueError(f"unknown {kind} {name!r}; known: {', '.join(sorted(registry))}")
+        raise UserError(f"unknown {kind} {name!r}; known: {', '.join(sorted(registry))}")
     return registry[name](**kwargs)
 
 

@@ -4,6 +4,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from facerealism.errors import UserError
+
 
 class ESA(nn.Module):
     """Enhanced Spatial Attention, the block of RFANet / RFDN (Liu et al., 2020).
@@ -113,9 +115,9 @@ class ResnetGenerator(nn.Module):
     ):
         super().__init__()
         if residual_output and in_ch != out_ch:
-            raise ValueError(f"residual_output needs in_ch == out_ch, got {in_ch} and {out_ch}")
+            raise UserError(f"residual_output needs in_ch == out_ch, got {in_ch} and {out_ch}")
         if detail and not (residual_output and in_ch == 3):
-            raise ValueError("detail needs residual_output=True and RGB images (in_ch == out_ch == 3)")
+            raise UserError("detail needs residual_output=True and RGB images (in_ch == out_ch == 3)")
         self.residual_output, self.detail = residual_output, detail
 
         layers: list[nn.Module] = [
@@ -149,7 +151,7 @@ class ResnetGenerator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape  # (b, in_ch, h, w) in [-1, 1]
         if h % 4 or w % 4:
-            raise ValueError(f"ResnetGenerator needs h and w divisible by 4, got {h}x{w}")
+            raise UserError(f"ResnetGenerator needs h and w divisible by 4, got {h}x{w}")
         feats = self.body(x)  # (b, ngf, h + 6, w + 6): reflection-padded for the 7x7 output conv
         y = self.out_conv(feats)  # (b, out_ch, h, w); detail: (b, 9, h, w) maps a_k, b_k, c_k
         if self.luma_detail is not None:

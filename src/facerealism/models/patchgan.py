@@ -3,6 +3,8 @@
 import torch
 import torch.nn as nn
 
+from facerealism.errors import UserError
+
 
 class PatchDiscriminator(nn.Module):
     """The PatchGAN of Isola et al. (2017): one real/fake logit per overlapping patch.
@@ -36,7 +38,7 @@ class PatchDiscriminator(nn.Module):
         h, w = x.shape[-2:]  # x: (b, in_ch, h, w)
         if min(h, w) < self.min_size:
             # InstanceNorm cannot normalise a 1x1 map; fail here with the size that works.
-            raise ValueError(
+            raise UserError(
                 f"PatchDiscriminator(n_layers={self.n_layers}) needs inputs of at least "
                 f"{self.min_size}x{self.min_size}, got {h}x{w}"
             )

@@ -6,6 +6,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from facerealism.errors import UserError
 from facerealism.models.esa_cyclegan import zero_init_
 
 
@@ -77,9 +78,9 @@ class UNetCBAM(nn.Module):
     ):
         super().__init__()
         if depth < 1:
-            raise ValueError(f"depth must be >= 1, got {depth}")
+            raise UserError(f"depth must be >= 1, got {depth}")
         if residual_output and in_ch != out_ch:
-            raise ValueError(f"residual_output needs in_ch == out_ch, got {in_ch} and {out_ch}")
+            raise UserError(f"residual_output needs in_ch == out_ch, got {in_ch} and {out_ch}")
         self.depth = depth
         self.multiple = 2 ** (depth - 1)
         self.residual_output = residual_output
@@ -109,7 +110,7 @@ class UNetCBAM(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]  # x: (b, in_ch, h, w) in [-1, 1]
         if h % self.multiple or w % self.multiple:
-            raise ValueError(
+            raise UserError(
                 f"UNetCBAM(depth={self.depth}) needs height and width divisible by "
                 f"{self.multiple}, got {h}x{w}; crop or pad the input to a multiple of {self.multiple}"
             )

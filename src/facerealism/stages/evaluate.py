@@ -11,6 +11,7 @@ from facerealism import catalog, controls, features, metrics, tracking
 from facerealism.architectures import LABELS as ARCH_LABELS
 from facerealism.config import Config
 from facerealism.data import load_images, split, validated_manifest
+from facerealism.errors import UserError
 from facerealism.files import read_json, save_png, write_json
 from facerealism.grids import save_grid
 from facerealism.head import enhance_array, load_head
@@ -22,7 +23,7 @@ def holdout_sets(cfg: Config) -> tuple[np.ndarray, np.ndarray]:
     """(schnell, dev) uint8 images of the held-out split."""
     _, holdout = split(validated_manifest(cfg.paths.data), cfg.train.holdout_fraction)
     if len(holdout) < 2:
-        raise ValueError(f"held-out split has {len(holdout)} pairs; need at least 2 (raise prompts.n_enriched)")
+        raise UserError(f"held-out split has {len(holdout)} pairs; need at least 2 (raise prompts.n_enriched)")
     return load_images(holdout["schnell_path"]), load_images(holdout["dev_path"])
 
 
@@ -35,7 +36,7 @@ def head_dirs(cfg: Config) -> list[tuple[str | None, Path]]:
         heads += [(None, trained.parent / name / catalog.HEAD.name) for name in read_json(trained)["baselines"]]
     for label, folder in cfg.evaluate.extra_heads.items():
         if label in (SCHNELL, DEV):
-            raise ValueError(f"evaluate.extra_heads: label {label!r} is reserved for a reference row")
+            raise UserError(f"evaluate.extra_heads: label {label!r} is reserved for a reference row")
         heads.append((label, Path(folder)))
     return heads
 
@@ -95,7 +96,7 @@ def table4(cfg: Config, schnell: np.ndarray, dev: np.ndarray, outputs: dict[str,
     rows = {SCHNELL: schnell, DEV: dev, **outputs}
     for label, imgs in rows.items():
         if imgs.shape != schnell.shape:
-            raise ValueError(f"Table 4 row {label!r} has images {imgs.shape}, expected {schnell.shape} like schnell")
+            raise UserError(f"Table 4 row {label!r} has images {imgs.shape}, expected {schnell.shape} like schnell")
     feats = {space: {label: metrics.FEATURE_SPACES[space](imgs) for label, imgs in rows.items()}
              for space in {*e.spaces, *metrics.C2ST_SPACES}}
     n_c2st = min(e.c2st_max_images, len(dev))
@@ -298,7 +299,7 @@ def run(cfg: Config) -> dict:
         G, meta = load_head(folder)
         label = label or ARCH_LABELS.get(meta["arch"], meta["arch"])
         if label in outputs:
-            raise ValueError(f"two heads share the Table 4 label {label!r}; rename it in evaluate.extra_heads")
+            raise UserError(f"two heads share the Table 4 label {label!r}; rename it in evaluate.extra_heads")
         outputs[label] = enhance_array(G, schnell)
         if head_label is None:  # the first is models/head: its run and the gate's metrics
             head_label, run_id = label, meta.get("mlflow_run_id")

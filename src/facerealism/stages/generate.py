@@ -30,6 +30,7 @@ from facerealism import catalog
 from facerealism.backends.auto import DiffusersBackend  # torch/diffusers load only when it renders
 from facerealism.backends.flux import FluxBackend
 from facerealism.config import Config
+from facerealism.errors import UserError
 from facerealism.files import read_parquet, save_png, sha256_file, write_json, write_parquet
 from facerealism.progress import RateLog, progress
 
@@ -77,7 +78,7 @@ _LOADED: dict[str, object] = {}  # one backend (pipelines loaded once) per worke
 def build_backend(cfg: Config):
     name = cfg.generate.backend
     if name not in BACKENDS:
-        raise ValueError(f"generate.backend: unknown backend {name!r}; known: {sorted(BACKENDS)}")
+        raise UserError(f"generate.backend: unknown backend {name!r}; known: {sorted(BACKENDS)}")
     return BACKENDS[name](cfg)
 
 
@@ -114,7 +115,7 @@ def read_prompts(cfg: Config) -> pd.DataFrame:
     prompts = read_parquet(catalog.PROMPTS.path(cfg))
     missing = PROMPT_COLUMNS - set(prompts.columns)
     if missing:
-        raise ValueError(f"prompts.parquet lacks column(s) {sorted(missing)}; rerun `facerealism stage prompts`")
+        raise UserError(f"prompts.parquet lacks column(s) {sorted(missing)}; rerun `facerealism stage prompts`")
     return prompts.reset_index(drop=True)
 
 
@@ -137,7 +138,7 @@ def _check_writable(directory: Path, key: str = "paths.data") -> None:
         with tempfile.TemporaryFile(dir=directory):
             pass
     except OSError as e:
-        raise ValueError(f"{key}: cannot write to {directory} ({e.strerror or e}); "
+        raise UserError(f"{key}: cannot write to {directory} ({e.strerror or e}); "
                          f"point {key} at a writable directory") from None
 
 

@@ -9,6 +9,7 @@ import pandas as pd
 
 from facerealism import catalog
 from facerealism.config import Config
+from facerealism.errors import UserError
 from facerealism.files import write_parquet
 
 # Faker locale -> world region, the grouping the diversity audit reports on.
@@ -53,7 +54,7 @@ def allocate(n: int, weights: dict[str, float]) -> dict[str, int]:
     """Split n into integer counts proportional to weights (largest remainder: counts sum to n exactly)."""
     total = sum(weights.values())
     if total <= 0 or any(w < 0 for w in weights.values()):
-        raise ValueError(f"weights must be >= 0 with a positive sum, got {weights}")
+        raise UserError(f"weights must be >= 0 with a positive sum, got {weights}")
     exact = {k: n * w / total for k, w in weights.items()}
     counts = {k: int(v) for k, v in exact.items()}
     for k in sorted(exact, key=lambda k: (counts[k] - exact[k], k))[: n - sum(counts.values())]:
@@ -77,7 +78,7 @@ def stratum_counts(n: int, regions: list[str], target_regions: dict[str, float] 
         target_regions = {r: 1.0 for r in regions}
     unknown = sorted(set(target_regions) - set(regions))
     if unknown:
-        raise ValueError(f"prompts.target_regions: {unknown} not available from this name source; "
+        raise UserError(f"prompts.target_regions: {unknown} not available from this name source; "
                          f"available: {sorted(regions)}")
     # Regions first, then each region's female count from the running total, so both margins land
     # on target (within one): splitting each region alone would round every odd count toward one gender.
@@ -102,10 +103,10 @@ def faker_names(locales: list[str], n: int, seed: int, target_regions: dict[str,
 
     unknown = [loc for loc in locales if loc not in AVAILABLE_LOCALES]
     if unknown:
-        raise ValueError(f"prompts.locales: unknown Faker locale(s) {unknown}")
+        raise UserError(f"prompts.locales: unknown Faker locale(s) {unknown}")
     unmapped = [loc for loc in locales if loc not in LOCALE_REGIONS]
     if unmapped:
-        raise ValueError(f"prompts.locales: no region known for {unmapped}; add them to LOCALE_REGIONS")
+        raise UserError(f"prompts.locales: no region known for {unmapped}; add them to LOCALE_REGIONS")
     rng = np.random.default_rng(seed)
     by_region: dict[str, list[str]] = {}
     for loc in locales:
@@ -118,7 +119,7 @@ def faker_names(locales: list[str], n: int, seed: int, target_regions: dict[str,
         while got < k:
             tries += 1
             if tries > 50 * k + 100:
-                raise ValueError(f"prompts: could not draw {k} distinct {gender} names for {region} "
+                raise UserError(f"prompts: could not draw {k} distinct {gender} names for {region} "
                                  f"from locales {by_region[region]}; add locales or lower prompts.n_enriched")
             locale = by_region[region][cursor[region] % len(by_region[region])]
             cursor[region] += 1
@@ -147,7 +148,7 @@ def imdb_names(path: str, n: int, seed: int, target_regions: dict[str, float] | 
                                                      female_fraction).items()):
         pool = people[(people["region"] == region) & (people["gender"] == gender)]
         if len(pool) < k:
-            raise ValueError(f"prompts: {path} has {len(pool)} distinct {gender} names (region {region}), "
+            raise UserError(f"prompts: {path} has {len(pool)} distinct {gender} names (region {region}), "
                              f"{k} needed; lower prompts.n_enriched or change prompts.female_fraction")
         parts.append(pool.iloc[np.sort(rng.choice(len(pool), size=k, replace=False))])
     names = pd.concat(parts, ignore_index=True).assign(locale=None)[["name", "gender", "locale", "region"]]
@@ -160,7 +161,7 @@ def build_prompts(cfg: Config) -> pd.DataFrame:
     p = cfg.prompts
     if p.source == "imdb":
         if not p.imdb_path:
-            raise ValueError("prompts.source is imdb but prompts.imdb_path is not set; point it at name.basics.tsv.gz")
+            raise UserError("prompts.source is imdb but prompts.imdb_path is not set; point it at name.basics.tsv.gz")
         names = imdb_names(p.imdb_path, p.n_enriched, cfg.seed, p.target_regions, p.female_fraction)
     else:
         names = faker_names(p.locales, p.n_enriched, cfg.seed, p.target_regions, p.female_fraction)

@@ -15,6 +15,7 @@ from facerealism import catalog, checkpoint, tracking
 from facerealism.architectures import generator_kwargs
 from facerealism.config import Config
 from facerealism.data import load_images, split, to_tensor, validated_manifest
+from facerealism.errors import UserError
 from facerealism.files import read_json, write_json
 from facerealism.grids import image_grid, save_grid
 from facerealism.head import enhance_array, save_head
@@ -52,13 +53,13 @@ def load_data(cfg: Config):
     manifest = validated_manifest(cfg.paths.data)
     train_rows, holdout_rows = split(manifest, t.holdout_fraction)
     if len(train_rows) < 2:
-        raise ValueError(f"only {len(train_rows)} training pairs after the held-out split; generate more")
+        raise UserError(f"only {len(train_rows)} training pairs after the held-out split; generate more")
     if t.num_workers:
         return train_rows, holdout_rows, None, None
     A = to_tensor(load_images(train_rows["schnell_path"]))  # (n, 3, h, w), domain A: schnell-like
     B = to_tensor(load_images(train_rows["dev_path"]))  # domain B: dev-like
     if t.crop is not None and A.shape[-1] < t.crop:
-        raise ValueError(f"images are {A.shape[-1]} px, smaller than train.crop={t.crop}")
+        raise UserError(f"images are {A.shape[-1]} px, smaller than train.crop={t.crop}")
     return train_rows, holdout_rows, A, B
 
 
@@ -70,7 +71,7 @@ def find_resume(cfg: Config) -> tuple[dict, dict, Path] | None:
     tensors, meta = checkpoint.load(found[-1])
     mine, theirs = architecture(cfg), meta.get("architecture")
     if theirs != mine:
-        raise ValueError(f"checkpoint {found[-1]} is for {theirs}, but this run builds {mine}; "
+        raise UserError(f"checkpoint {found[-1]} is for {theirs}, but this run builds {mine}; "
                          f"set train.resume=false to start over or restore the matching train.* params")
     return tensors, meta, found[-1]
 

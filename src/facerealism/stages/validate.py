@@ -10,6 +10,7 @@ import pandas as pd
 
 from facerealism import catalog, tracking
 from facerealism.config import Config
+from facerealism.errors import UserError
 from facerealism.files import atomic_write_bytes, read_parquet, write_json, write_parquet
 from facerealism.progress import progress
 
@@ -338,16 +339,16 @@ def read_manifest(path: Path) -> pd.DataFrame:
         raise
     except Exception as e:  # pyarrow raises several types for a damaged file
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ValueError(f"{path}: not a readable parquet manifest ({first}); rerun `facerealism stage generate`") from None
+        raise UserError(f"{path}: not a readable parquet manifest ({first}); rerun `facerealism stage generate`") from None
 
 
 def run(cfg: Config) -> dict:
     manifest = read_manifest(catalog.PAIRS.path(cfg) / catalog.PAIRS_MANIFEST)
     missing = [c for c in REQUIRED_COLUMNS if c not in manifest.columns]
     if missing:
-        raise ValueError(f"manifest lacks column(s) {missing}")
+        raise UserError(f"manifest lacks column(s) {missing}")
     if manifest.empty:
-        raise ValueError("manifest is empty: no pairs to validate")
+        raise UserError("manifest is empty: no pairs to validate")
     prompts_path = catalog.PROMPTS.path(cfg)
     prompts = read_parquet(prompts_path) if prompts_path.exists() else None
     manifest = manifest.reset_index(drop=True)

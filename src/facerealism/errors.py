@@ -1,0 +1,8 @@
+"""The project's own error type: bad input or config a user can fix, which the CLI prints as one line."""
+
+
+class UserError(ValueError):
+    """A deliberate, actionable message about the input (a ValueError, so callers that catch those still do).
+
+    The CLI turns it into `error: <message>` and exit code 1; any other exception is a bug and keeps its traceback.
+    """
