@@ -25,6 +25,11 @@ def split(manifest: pd.DataFrame, fraction: float) -> tuple[pd.DataFrame, pd.Dat
     return manifest[~mask].reset_index(drop=True), manifest[mask].reset_index(drop=True)
 
 
+def train_holdout(cfg) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train, held-out) rows of the validated manifest: the one split that train, evaluate and register share."""
+    return split(validated_manifest(cfg.paths.data), cfg.train.holdout_fraction)
+
+
 def load_images(paths) -> np.ndarray:
     """Decode image files into one uint8 array (n, h, w, 3); all images must share a size."""
     images = [load_rgb(p) for p in paths]

@@ -10,7 +10,7 @@ import numpy as np
 from facerealism import catalog, controls, features, metrics, tracking
 from facerealism.architectures import LABELS as ARCH_LABELS
 from facerealism.config import Config
-from facerealism.data import load_images, split, validated_manifest
+from facerealism.data import load_images, train_holdout
 from facerealism.errors import UserError
 from facerealism.files import read_json, save_png, write_json
 from facerealism.grids import save_grid
@@ -21,7 +21,7 @@ SCHNELL, DEV = "FLUX.1-schnell", "FLUX.1-dev"
 
 def holdout_sets(cfg: Config) -> tuple[np.ndarray, np.ndarray]:
     """(schnell, dev) uint8 images of the held-out split."""
-    _, holdout = split(validated_manifest(cfg.paths.data), cfg.train.holdout_fraction)
+    _, holdout = train_holdout(cfg)
     if len(holdout) < 2:
         raise UserError(f"held-out split has {len(holdout)} pairs; need at least 2 (raise prompts.n_enriched)")
     return load_images(holdout["schnell_path"]), load_images(holdout["dev_path"])

@@ -155,9 +155,9 @@ def suite_check(cfg: Config, table_path: Path) -> tuple[bool, list[str], dict]:
 
 def holdout_fingerprint(cfg: Config) -> str:
     """Hash of the sorted held-out ids: two models' metrics are comparable only when this matches."""
-    from facerealism.data import split, validated_manifest
+    from facerealism.data import train_holdout
 
-    _, holdout = split(validated_manifest(cfg.paths.data), cfg.train.holdout_fraction)
+    _, holdout = train_holdout(cfg)
     ids = "\n".join(sorted(str(i) for i in holdout["id"]))
     return hashlib.sha256(ids.encode()).hexdigest()[:16]
 

@@ -14,7 +14,7 @@ import torch
 from facerealism import catalog, checkpoint, tracking
 from facerealism.architectures import generator_kwargs
 from facerealism.config import Config
-from facerealism.data import load_images, split, to_tensor, validated_manifest
+from facerealism.data import load_images, to_tensor, train_holdout
 from facerealism.errors import UserError
 from facerealism.files import read_json, write_json
 from facerealism.grids import image_grid, save_grid
@@ -50,8 +50,7 @@ def load_data(cfg: Config):
     """(train rows, held-out rows, A, B); A and B are the decoded images, or None when worker processes
     decode them from the files (train.num_workers > 0)."""
     t = cfg.train
-    manifest = validated_manifest(cfg.paths.data)
-    train_rows, holdout_rows = split(manifest, t.holdout_fraction)
+    train_rows, holdout_rows = train_holdout(cfg)
     if len(train_rows) < 2:
         raise UserError(f"only {len(train_rows)} training pairs after the held-out split; generate more")
     if t.num_workers:
