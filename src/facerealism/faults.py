@@ -19,7 +19,8 @@ _TRANSIENT_WORDS = (
     "too many 503 error responses", "too many 504 error responses", "internal server error",
     "database is locked", "brokenpipe", "broken pipe",
 )
-_TRANSIENT_CODES = {"TEMPORARILY_UNAVAILABLE", "INTERNAL_ERROR", "REQUEST_LIMIT_EXCEEDED"}
+# Not INTERNAL_ERROR: MLflow gives it to any exception raised without a code (bad input included).
+_TRANSIENT_CODES = {"TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED"}
 _TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
 
 

@@ -105,7 +105,8 @@ def dvc_status_clean(project: str | Path = ".") -> bool:
 
 
 def has_default_remote(project: str | Path = ".") -> bool:
-    return bool(dvc(["remote", "default"], project, check=False).stdout.strip())
+    res = dvc(["remote", "default"], project, check=False)
+    return res.returncode == 0 and bool(res.stdout.strip())  # without one, DVC says so on stdout and exits 1
 
 
 def _why_not_committable(params: str | Path, overrides: list[str] | None, project: Path) -> str | None:

@@ -22,6 +22,7 @@ from facerealism.files import read_json, sha256_file, write_json
 
 LOCK_TAG = "promotion.lock"
 SPLIT_TAG = "holdout.fingerprint"
+DECIDED_TAG = "gate.decided_at"
 CANDIDATE_TAG = "candidate.key"  # head files + metrics + split: one registered version per candidate
 
 
@@ -366,10 +367,11 @@ def promote(client, cfg: Config, version: str, candidate: dict, benchmark: dict 
         passed, reasons = passed and suite[0], reasons + suite[1]
         client.set_model_version_tag(name, version, "gate.passed", str(passed))
         client.set_model_version_tag(name, version, "gate.reasons", " | ".join(reasons)[:4900])
-        client.set_model_version_tag(name, version, "gate.decided_at", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
         client.set_registered_model_alias(name, "challenger", version)
         if passed:
             client.set_registered_model_alias(name, "champion", version)
+        # Written last: a version without it was cut off mid-decision, and a rerun decides it again.
+        client.set_model_version_tag(name, version, DECIDED_TAG, time.strftime("%Y-%m-%dT%H:%M:%S%z"))
         final = settle_champion(client, cfg, name)
     prev = None if champ is None else str(champ.version)
     return {"model": name, "version": version, "promoted": passed, "reasons": reasons,
@@ -399,12 +401,13 @@ def rich_decision(decision: dict) -> list:
     return out
 
 
-def candidate_key(head_dir: Path, candidate: dict, holdout: str) -> str:
-    """Names one candidate: the head's files, its metrics and its held-out split (not the code commit)."""
+def candidate_key(cfg: Config, head_dir: Path, candidate: dict, holdout: str) -> str:
+    """Names one candidate: the head's files, its metrics, its held-out split and the gate's policy (register.*),
+    not the code commit: the same candidate under the same gate is one registered version."""
     h = hashlib.sha256()
     for path in sorted(p for p in head_dir.rglob("*") if p.is_file()):
         h.update(path.relative_to(head_dir).as_posix().encode() + b"\0" + sha256_file(path).encode())
-    h.update(json.dumps(candidate, sort_keys=True, default=str).encode() + holdout.encode())
+    h.update(json.dumps([candidate, holdout, cfg.register.model_dump(mode="json")], sort_keys=True, default=str).encode())
     return h.hexdigest()[:32]
 
 
@@ -426,10 +429,10 @@ def run(cfg: Config) -> dict:
     mlflow = tracking.setup(cfg)
     client = mlflow.MlflowClient()
     name = cfg.register.model_name
-    key = candidate_key(head_dir, candidate, provenance["holdout_fingerprint"])
+    key = candidate_key(cfg, head_dir, candidate, provenance["holdout_fingerprint"])
     # Idempotent: a rerun (after a kill, a retry, or with nothing changed) finds the version it already made.
     existing = registered_candidate(client, name, key)
-    if existing is not None and existing.tags.get("gate.passed") in ("True", "False"):
+    if existing is not None and DECIDED_TAG in existing.tags:
         decision = {"model": name, "version": str(existing.version), "promoted": existing.tags["gate.passed"] == "True",
                     "reasons": existing.tags.get("gate.reasons", "").split(" | "),
                     "previous_champion": None, "champion": settle_champion(client, cfg, name),
