@@ -38,7 +38,7 @@ def stage_graph(project: str | Path = ".") -> dict[str, list[str]]:
         raise FileNotFoundError(f"no dvc.yaml in {Path(project).resolve()} or {root}: the stage graph is undefined")
     with _DVC, Repo(str(root), uninitialized=True) as repo:
         graph = repo.index.graph
-        upstream = {s.addressing: sorted(d.addressing for d in graph.successors(s)) for s in graph.nodes}
+        upstream = {s.name: sorted(d.name for d in graph.successors(s)) for s in graph.nodes}
     unknown = sorted(set(upstream) - set(STAGE_NAMES))
     if unknown:
         raise ValueError(f"{root / 'dvc.yaml'} has stages {unknown} that facerealism does not know; "
@@ -74,8 +74,9 @@ class Plan:
         earlier stage it does not depend on (so nothing shares the CPUs while it measures)."""
         deps = list(self.graph[name])
         if self.timed_alone and name in TIMED:
-            order = list(self.graph)
-            deps += [n for n in order[:order.index(name)] if n not in deps and name not in ancestors(self.graph, n)]
+            order, before = list(self.graph), ancestors(self.graph, name)
+            deps += [n for n in order[:order.index(name)]
+                     if n not in before and name not in ancestors(self.graph, n)]
         return deps
 
 

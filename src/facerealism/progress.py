@@ -100,7 +100,10 @@ class StageProgress(Progress):
         self._rates: dict = {}
 
     def start(self) -> None:
-        if self.log_mode:
+        # Rich 15 stacks nested live displays, but pops them in LIFO order: bars of two threads (audit ∥ train)
+        # that end out of order would corrupt it, so a bar started while another is live logs instead.
+        if self.log_mode or getattr(self.console, "_live_stack", None):
+            self.log_mode = True
             return
         try:
             super().start()
