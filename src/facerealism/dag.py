@@ -133,6 +133,8 @@ def run_or_skip(name: str, cfg, p: Plan, log=print) -> dict:
             p.up_to_date.append(name)
             return {"up_to_date": True}
         log(f"{name}: running, dvc status: {_describe(changed)}")
+    else:
+        log(f"{name}: running ({'--force' if p.force else 'not incremental'})")
     result = run_stage(name, cfg)
     if p.incremental:
         commit(p.project, name)
