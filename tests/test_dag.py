@@ -252,3 +252,40 @@ def test_killed_runs_resume_then_noop_rerun_and_one_param_change(tmp_path, prefe
     assert dag.changes(tmp_path, "prompts") == []
     assert "up_to_date" not in dag.run_or_skip("prompts", cfg, p, log=lambda _: None) and p.ran == ["prompts"]
     assert ops.dvc_status_clean(tmp_path)
+
+
+@pytest.mark.slow
+def test_prefect_retries_transient_errors_and_never_a_config_error(prefect_server):
+    """The pipeline's tasks carry faults.retry_transient; under Prefect's engine it retries a reset connection
+    to success and fails a bad config at once."""
+    from prefect import flow, task
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from facerealism import faults
+    from facerealism.config import ConfigError
+    from flows import pipeline
+
+    for t in (pipeline.stage, pipeline.finish, pipeline.artifacts):
+        assert t.retries == faults.RETRIES and t.retry_condition_fn is faults.retry_transient
+    attempts = {"flaky": 0, "bad": 0}
+
+    @task(retries=3, retry_delay_seconds=0, retry_condition_fn=faults.retry_transient)
+    def flaky():
+        attempts["flaky"] += 1
+        if attempts["flaky"] < 3:
+            raise ConnectionResetError(104, "Connection reset by peer")
+        return "ok"
+
+    @task(retries=3, retry_delay_seconds=0, retry_condition_fn=faults.retry_transient)
+    def bad():
+        attempts["bad"] += 1
+        raise ConfigError("train.steps: must be > 0")
+
+    @flow
+    def both():
+        return flaky(), bad(return_state=True)
+
+    with temporary_settings({PREFECT_API_URL: prefect_server.api_url}):
+        value, bad_state = both()
+    assert value == "ok" and attempts["flaky"] == 3
+    assert bad_state.is_failed() and attempts["bad"] == 1
