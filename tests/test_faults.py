@@ -154,3 +154,23 @@ def test_register_under_faults_never_moves_champion_and_never_duplicates(proxied
     # 6. a worse candidate behind no fault: decided, not promoted, champion stays.
     worse = register_with(cfg, {**GOOD, "fd_diff.spectral": 1.5})
     assert not worse["promoted"] and champion(client) == "3"
+
+
+def test_an_unreachable_dvc_remote_is_a_transient_error_and_a_bad_argument_is_not(tmp_path):
+    import subprocess
+
+    from facerealism import ops
+
+    from .conftest import cli_env
+
+    for args in (["git", "init", "-q"], ["dvc", "init", "-q"]):
+        subprocess.run(args, cwd=tmp_path, check=True, env=cli_env())
+    (tmp_path / "a.txt").write_text("hi\n")
+    ops.dvc(["add", "-q", "a.txt"], tmp_path)
+    ops.dvc(["remote", "add", "-d", "r", f"http://127.0.0.1:{servers.free_port()}/store"], tmp_path)
+    with pytest.raises(ConnectionError, match="dvc push") as e:
+        ops.dvc(["push"], tmp_path)
+    assert faults.is_transient(e.value)
+    with pytest.raises(ValueError, match="dvc nosuchcommand") as e:
+        ops.dvc(["nosuchcommand"], tmp_path)
+    assert not faults.is_transient(e.value)

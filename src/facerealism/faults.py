@@ -17,7 +17,7 @@ _TRANSIENT_WORDS = (
     "timed out", "timeout", "max retries exceeded", "temporarily unavailable", "service unavailable",
     "bad gateway", "gateway timeout", "too many 500 error responses", "too many 502 error responses",
     "too many 503 error responses", "too many 504 error responses", "internal server error",
-    "database is locked", "brokenpipe", "broken pipe",
+    "database is locked", "brokenpipe", "broken pipe", "cannot connect to host", "connect call failed",
 )
 # Not INTERNAL_ERROR: MLflow gives it to any exception raised without a code (bad input included).
 _TRANSIENT_CODES = {"TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED"}
@@ -62,13 +62,17 @@ def is_transient(exc: BaseException) -> bool:
             return True
         mod = type(exc).__module__.split(".")[0]
         if mod in ("requests", "urllib3", "httpx", "httpcore", "mlflow", "dvc", "prefect", "dvc_objects", "fsspec"):
-            text = f"{type(exc).__name__} {exc}".lower()
-            if any(w in text for w in _TRANSIENT_WORDS):
+            if transient_text(f"{type(exc).__name__} {exc}"):
                 return True
         if isinstance(exc, ValueError):
             return False  # our own "bad input" errors; checked after the chain's network causes above
         exc = exc.__cause__ or exc.__context__
     return False
+
+
+def transient_text(text: str) -> bool:
+    """True when a tool's error output (e.g. `dvc push` to a remote) describes a network or server hiccup."""
+    return any(w in text.lower() for w in _TRANSIENT_WORDS)
 
 
 def retry_transient(task, task_run, state) -> bool:
