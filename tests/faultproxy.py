@@ -96,8 +96,10 @@ class FaultProxy:
                 conn.close()  # linger 0: the client sees ECONNRESET
                 return
             # One request per connection, so every request passes the rules: ask the server to close after replying.
-            lines = [ln for ln in head.split(b"\r\n") if not ln.lower().startswith(b"connection:")]
-            head = b"\r\n".join(lines[:1] + [b"Connection: close"] + lines[1:])
+            # (A websocket upgrade keeps its headers: it stays one long connection.)
+            if b"\r\nupgrade:" not in head.lower():
+                lines = [ln for ln in head.split(b"\r\n") if not ln.lower().startswith(b"connection:")]
+                head = b"\r\n".join(lines[:1] + [b"Connection: close"] + lines[1:])
             up = socket.create_connection(self.upstream)
             up.sendall(head)
             t = threading.Thread(target=self._pipe, args=(conn, up), daemon=True)

@@ -289,3 +289,32 @@ def test_prefect_retries_transient_errors_and_never_a_config_error(prefect_serve
         value, bad_state = both()
     assert value == "ok" and attempts["flaky"] == 3
     assert bad_state.is_failed() and attempts["bad"] == 1
+
+
+@pytest.mark.slow
+def test_a_flow_through_a_faulty_proxy_to_the_prefect_server_retries_to_success(prefect_server):
+    """503s and a reset on the Prefect API: the client retries and the flow completes; every fault was hit."""
+    from prefect import flow, task
+    from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_MAX_RETRIES, temporary_settings
+
+    from .faultproxy import FaultProxy
+
+    port = int(prefect_server.api_url.rsplit(":", 1)[1].split("/")[0])
+    proxy = FaultProxy(("127.0.0.1", port))
+    proxy.fail("POST", "/api/flow_runs/", "503", times=2)
+    proxy.fail("POST", "/set_state", "reset", times=1)
+
+    @task
+    def double(x: int) -> int:
+        return 2 * x
+
+    @flow
+    def tiny() -> int:
+        return double(21)
+
+    try:
+        with temporary_settings({PREFECT_API_URL: proxy.url + "/api", PREFECT_CLIENT_MAX_RETRIES: 5}):
+            assert tiny() == 42
+    finally:
+        proxy.close()
+    assert [a for _, _, a in proxy.seen if a != "pass"] == ["503", "503", "reset"], proxy.seen[:20]
