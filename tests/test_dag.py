@@ -243,7 +243,18 @@ def test_killed_runs_resume_then_noop_rerun_and_one_param_change(tmp_path, prefe
     assert json.loads((tmp_path / "reports/table4.json").read_text())["bootstrap"] == 50
     assert ops.dvc_status_clean(tmp_path)
 
-    # 6. --force reruns a stage DVC finds up to date (checked on one stage in process: a whole run is minutes).
+    # 6. a nightly with more prompts renders only the new pairs (finished ones are kept, byte for byte).
+    before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "data/pairs/schnell").iterdir()}
+    text = params.read_text()
+    assert "n_enriched: 40" in text
+    params.write_text(text.replace("n_enriched: 40", "n_enriched: 44"))
+    out, _ = facerealism_run(tmp_path, prefect_server)
+    assert {"prompts", "generate"} <= ran(out)
+    after = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "data/pairs/schnell").iterdir()}
+    assert len(after) == len(before) + 4 and all(after[n] == t for n, t in before.items())
+    assert ops.dvc_status_clean(tmp_path)
+
+    # 7. --force reruns a stage DVC finds up to date (checked on one stage in process: a whole run is minutes).
     from facerealism.config import load_config
 
     monkeypatch.chdir(tmp_path)
