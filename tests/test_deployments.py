@@ -166,7 +166,7 @@ def test_nightly_deployment_runs_on_a_worker_and_records_its_data(server, tmp_pa
     sh(["prefect", "worker", "start", "--pool", POOL, "--run-once"], tmp_path, env)
     state = flow_run(server, second_id).state
     assert state.type.value == "COMPLETED", state.message
-    assert [mv.version for mv in client.search_model_versions("name='facerealism-head'")] == ["1"]
+    assert [str(mv.version) for mv in client.search_model_versions("name='facerealism-head'")] == ["1"]
     assert str(client.get_model_version_by_alias("facerealism-head", "champion").version) == "1"
     promotion = json.loads((project / "reports/promotion.json").read_text())
     assert (promotion["version"], promotion["promoted"], promotion["champion"]) == ("1", True, "1")
