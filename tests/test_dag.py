@@ -193,6 +193,8 @@ def test_killed_runs_resume_then_noop_rerun_and_one_param_change(tmp_path, prefe
     finished_first = {s for s in STAGES if f"Task run '{s}' - Finished in state Completed" in out}
     assert {"prompts", "generate", "validate", "audit"} <= finished_first and "train" not in finished_first, out[-3000:]
     assert set(ops.lock_hashes(tmp_path)) >= {"data/prompts.parquet", "data/pairs", "data/validated.parquet"}
+    # No terminal: progress reached the task's Prefect log as lines with done/total, rate and ETA.
+    assert re.search(r"Task run 'audit' - audit: faces: (\d+)/\1 items, [\d.]+ items/s, eta 0:00:00", out), out[-3000:]
 
     # The Prefect server saw audit and train running at the same time, train waiting on validate.
     flow = api(prefect_server, "/flow_runs/filter", {"sort": "START_TIME_DESC", "limit": 1})[0]
