@@ -174,3 +174,27 @@ def test_an_unreachable_dvc_remote_is_a_transient_error_and_a_bad_argument_is_no
     with pytest.raises(ValueError, match="dvc nosuchcommand") as e:
         ops.dvc(["nosuchcommand"], tmp_path)
     assert not faults.is_transient(e.value)
+
+
+def test_register_is_idempotent_per_candidate_and_finishes_an_undecided_version(tmp_path, monkeypatch):
+    """SQLite store: the same candidate twice is one version; a version cut off before its decision is decided by
+    the rerun, not registered again; another gate policy is another candidate."""
+    import mlflow
+
+    from facerealism.stages import register
+
+    cfg = make_project(tmp_path / "p")
+    monkeypatch.chdir(tmp_path / "p")
+    client = mlflow.MlflowClient(tracking_uri=cfg.paths.mlflow_uri, registry_uri=cfg.paths.mlflow_uri)
+    assert register_with(cfg, GOOD) == {"version": "1", "promoted": True, "champion": "1"}
+    assert register_with(cfg, GOOD) == {"version": "1", "promoted": True, "champion": "1", "reused": True}
+    better = {**GOOD, "fd_diff.spectral": 2.0}
+    assert register_with(cfg, better)["version"] == "2"
+    # Cut off mid-decision: no decision tag, champion moved back as if the alias write never happened.
+    client.delete_model_version_tag(NAME, "2", register.DECIDED_TAG)
+    client.set_registered_model_alias(NAME, "champion", "1")
+    done = register_with(cfg, better)
+    assert done == {"version": "2", "promoted": True, "champion": "2"} and len(versions(client)) == 2
+    assert register.DECIDED_TAG in client.get_model_version(NAME, "2").tags
+    cfg.register.margin_over_champion = 0.5
+    assert register_with(cfg, better)["version"] == "3"
