@@ -15,6 +15,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect_dask import DaskTaskRunner
 
+from facerealism import faults
 from facerealism.config import Config, load_config
 from facerealism.stages import generate
 
@@ -43,7 +44,9 @@ def dask_runner(cfg: Config) -> DaskTaskRunner:
                                           "processes": True, "dashboard_address": None})
 
 
-@task(cache_policy=NO_CACHE)
+# A shard resumes from its finished pairs, so a retry after a transient fault (faults.is_transient) redoes no work.
+@task(cache_policy=NO_CACHE, retries=faults.RETRIES, retry_delay_seconds=faults.RETRY_DELAYS_S,
+      retry_condition_fn=faults.retry_transient)
 def render_shard(cfg: Config, index: int) -> dict:
     return generate.run_shard(cfg, index, show_progress=False, log=get_run_logger().info)
 

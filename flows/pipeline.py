@@ -1,34 +1,52 @@
-"""The whole pipeline as one Prefect flow: one task per stage, in dependency order."""
+"""The whole pipeline as one Prefect flow: the DAG of dvc.yaml, stages as concurrent tasks, up-to-date ones skipped."""
 
 from __future__ import annotations
 
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.task_runners import ThreadPoolTaskRunner
 
+from facerealism import dag, faults
 from facerealism.config import load_config
-from facerealism.ops import record_outputs
-from facerealism.stages import run_stage
 
 
-@task(cache_policy=NO_CACHE)
-def stage(name: str, cfg) -> dict:
-    return run_stage(name, cfg)
+@task(cache_policy=NO_CACHE, retries=faults.RETRIES, retry_delay_seconds=faults.RETRY_DELAYS_S,
+      retry_condition_fn=faults.retry_transient)
+def stage(name: str, cfg, plan: dag.Plan) -> dict:
+    return dag.run_or_skip(name, cfg, plan, log=get_run_logger().info)
 
 
-@task(cache_policy=NO_CACHE)
-def record(params: str, overrides: list[str] | None) -> dict:
-    return record_outputs(params, overrides)
+@task(cache_policy=NO_CACHE, retries=faults.RETRIES, retry_delay_seconds=faults.RETRY_DELAYS_S,
+      retry_condition_fn=faults.retry_transient)
+def finish(cfg, plan: dag.Plan) -> dict:
+    return dag.finish(cfg, plan)
 
 
-@flow(name="facerealism-pipeline", log_prints=True)
-def pipeline(params: str = "params.yaml", overrides: list[str] | None = None) -> dict:
+@task(cache_policy=NO_CACHE, retries=faults.RETRIES, retry_delay_seconds=faults.RETRY_DELAYS_S,
+      retry_condition_fn=faults.retry_transient)
+def artifacts(cfg) -> list[str]:
+    return dag.publish_artifacts(cfg)
+
+
+# Threads, not processes: stages are long and few, and share one dvc.lock; at most audit, train and one more at once.
+@flow(name="facerealism-pipeline", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=3))
+def pipeline(params: str = "params.yaml", overrides: list[str] | None = None, force: bool = False) -> dict:
     cfg = load_config(params, overrides)
-    results = {}
-    for name in ("prompts", "generate", "validate", "audit", "train", "evaluate", "benchmark", "register"):
-        # 1. prompts -> 2. generate -> 3. validate -> 4. audit -> 5. train -> 6. evaluate -> 7. benchmark -> 8. register
-        results[name] = stage.with_options(name=name, task_run_name=name)(name, cfg)
-    # 9. record: only after every stage succeeded, dvc.lock takes the outputs and the DVC remote gets them.
-    results["record"] = record(params, overrides)
+    # 1. the DAG from dvc.yaml, and whether DVC may skip and record stages
+    plan = dag.plan(params, overrides, force)
+    if plan.reason:
+        print(plan.reason)
+    # 2. every stage once the ones it waits for finished: audit ∥ train, evaluate ∥ benchmark where allowed
+    futures = {}
+    for name in plan.graph:
+        futures[name] = stage.with_options(name=name, task_run_name=name).submit(
+            name, cfg, plan, wait_for=[futures[n] for n in plan.wait_for(name)])
+    results = {name: f.result() for name, f in futures.items()}
+    # 3. report.html from evaluate + benchmark, then dvc push -> 4. Table 4, promotion, validation as artifacts
+    results["record"] = finish(cfg, plan)
+    results["artifacts"] = {"keys": artifacts(cfg)}
+    if plan.up_to_date:
+        print(f"up to date (outputs reused): {', '.join(plan.up_to_date)}")
     return results
 
 

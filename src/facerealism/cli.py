@@ -52,15 +52,17 @@ def _errors(*more: type[Exception]) -> tuple[type[Exception], ...]:
 
 
 @app.command()
-def run(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
-    """Run the whole pipeline as one Prefect flow and print a summary table."""
+def run(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
+        force: Annotated[bool, typer.Option("--force", help="rerun every stage, even those DVC finds up to date")] = False,
+        ) -> None:
+    """Run the pipeline as one Prefect flow (stages DVC finds up to date are skipped); print a summary table."""
     from facerealism.config import load_config
 
     try:
         load_config(params, set_)  # fail on bad config before paying for a Prefect server
         from flows.pipeline import pipeline
 
-        results = pipeline(params=str(params), overrides=list(set_ or []))
+        results = pipeline(params=str(params), overrides=list(set_ or []), force=force)
     except _errors() as e:
         fail(str(e))
     console.print(summary_table(results))

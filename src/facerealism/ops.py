@@ -84,13 +84,20 @@ def dataset_tags(data_dir: str | Path = "data", project: str | Path = ".") -> di
 
 
 def dvc(args: list[str], cwd: str | Path = ".", check: bool = True) -> subprocess.CompletedProcess:
-    """Run the venv's `dvc` with analytics off; a failure raises with DVC's own last message."""
+    """Run the venv's `dvc` with analytics off; a failure raises with DVC's own last message (ConnectionError
+    when the output says the remote could not be reached, ValueError otherwise)."""
     exe = Path(sys.executable).with_name("dvc")
     env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
     res = subprocess.run([str(exe) if exe.exists() else "dvc", *args], cwd=cwd, env=env, capture_output=True, text=True)
     if check and res.returncode != 0:
-        last = (res.stderr.strip() or res.stdout.strip()).splitlines()[-1:] or ["(no output)"]
-        raise ValueError(f"`dvc {' '.join(args)}` failed in {Path(cwd).resolve()}: {last[0]}")
+        from facerealism.faults import transient_text
+
+        output = res.stderr.strip() or res.stdout.strip()
+        last = output.splitlines()[-1:] or ["(no output)"]
+        message = f"`dvc {' '.join(args)}` failed in {Path(cwd).resolve()}: {last[0]}"
+        if transient_text(output):  # an unreachable remote: worth a retry, unlike a bad argument
+            raise ConnectionError(f"{message} ({output.splitlines()[0][:200]})")
+        raise ValueError(message)
     return res
 
 
@@ -105,7 +112,8 @@ def dvc_status_clean(project: str | Path = ".") -> bool:
 
 
 def has_default_remote(project: str | Path = ".") -> bool:
-    return bool(dvc(["remote", "default"], project, check=False).stdout.strip())
+    res = dvc(["remote", "default"], project, check=False)
+    return res.returncode == 0 and bool(res.stdout.strip())  # without one, DVC says so on stdout and exits 1
 
 
 def _why_not_committable(params: str | Path, overrides: list[str] | None, project: Path) -> str | None:

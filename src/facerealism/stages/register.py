@@ -22,6 +22,8 @@ from facerealism.files import read_json, sha256_file, write_json
 
 LOCK_TAG = "promotion.lock"
 SPLIT_TAG = "holdout.fingerprint"
+DECIDED_TAG = "gate.decided_at"
+CANDIDATE_TAG = "candidate.key"  # head files + metrics + split: one registered version per candidate
 
 
 def _number(value) -> bool:
@@ -365,10 +367,11 @@ def promote(client, cfg: Config, version: str, candidate: dict, benchmark: dict 
         passed, reasons = passed and suite[0], reasons + suite[1]
         client.set_model_version_tag(name, version, "gate.passed", str(passed))
         client.set_model_version_tag(name, version, "gate.reasons", " | ".join(reasons)[:4900])
-        client.set_model_version_tag(name, version, "gate.decided_at", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
         client.set_registered_model_alias(name, "challenger", version)
         if passed:
             client.set_registered_model_alias(name, "champion", version)
+        # Written last: a version without it was cut off mid-decision, and a rerun decides it again.
+        client.set_model_version_tag(name, version, DECIDED_TAG, time.strftime("%Y-%m-%dT%H:%M:%S%z"))
         final = settle_champion(client, cfg, name)
     prev = None if champ is None else str(champ.version)
     return {"model": name, "version": version, "promoted": passed, "reasons": reasons,
@@ -398,6 +401,22 @@ def rich_decision(decision: dict) -> list:
     return out
 
 
+def candidate_key(cfg: Config, head_dir: Path, candidate: dict, holdout: str) -> str:
+    """Names one candidate: the head's files, its metrics, its held-out split and the gate's policy (register.*),
+    not the code commit: the same candidate under the same gate is one registered version."""
+    h = hashlib.sha256()
+    for path in sorted(p for p in head_dir.rglob("*") if p.is_file()):
+        h.update(path.relative_to(head_dir).as_posix().encode() + b"\0" + sha256_file(path).encode())
+    h.update(json.dumps([candidate, holdout, cfg.register.model_dump(mode="json")], sort_keys=True, default=str).encode())
+    return h.hexdigest()[:32]
+
+
+def registered_candidate(client, name: str, key: str):
+    """The version already registered for this candidate key (a rerun or a retry), or None."""
+    versions = [mv for mv in client.search_model_versions(f"name='{name}'") if mv.tags.get(CANDIDATE_TAG) == key]
+    return min(versions, key=lambda mv: int(mv.version)) if versions else None
+
+
 def run(cfg: Config) -> dict:
     head_dir = catalog.HEAD.path(cfg)
     meta = read_json(head_dir / "head.json")
@@ -410,8 +429,21 @@ def run(cfg: Config) -> dict:
     mlflow = tracking.setup(cfg)
     client = mlflow.MlflowClient()
     name = cfg.register.model_name
-    model_uri = log_pyfunc(cfg, head_dir, meta.get("mlflow_run_id"), card, provenance)
-    version = str(mlflow.register_model(model_uri, name).version)
+    key = candidate_key(cfg, head_dir, candidate, provenance["holdout_fingerprint"])
+    # Idempotent: a rerun (after a kill, a retry, or with nothing changed) finds the version it already made.
+    existing = registered_candidate(client, name, key)
+    if existing is not None and DECIDED_TAG in existing.tags:
+        decision = {"model": name, "version": str(existing.version), "promoted": existing.tags["gate.passed"] == "True",
+                    "reasons": existing.tags.get("gate.reasons", "").split(" | "),
+                    "previous_champion": None, "champion": settle_champion(client, cfg, name),
+                    "model_uri": f"models:/{name}/{existing.version}", "reused": True}
+        return _finish(cfg, decision, provenance, sound, suite_rows, existing.run_id)
+    if existing is not None:
+        version, run_id = str(existing.version), existing.run_id  # registered, but the run died before deciding
+    else:
+        model_uri = log_pyfunc(cfg, head_dir, meta.get("mlflow_run_id"), card, provenance)
+        mv = mlflow.register_model(model_uri, name, tags={CANDIDATE_TAG: key})  # the key lands with the version
+        version, run_id = str(mv.version), mv.run_id
     # Tags first, decision second: a racing promotion's settle step must see our metrics and split.
     for k, v in candidate.items():
         if _number(v):
@@ -427,11 +459,24 @@ def run(cfg: Config) -> dict:
     client.update_model_version(name, version, description=summary[:5000])
     decision = promote(client, cfg, version, candidate, benchmark, provenance["holdout_fingerprint"],
                        suite=(sound, suite_reasons))
+    return _finish(cfg, decision, provenance, sound, suite_rows, run_id)
+
+
+def _finish(cfg: Config, decision: dict, provenance: dict, sound: bool, suite_rows: dict, run_id: str | None) -> dict:
+    """Write reports/promotion.json (with the MLflow run the version came from) and return the stage summary."""
+    import mlflow
+
     decision.update(provenance)
+    decision["run_id"] = run_id or ""
+    try:
+        decision["experiment_id"] = mlflow.MlflowClient().get_run(run_id).info.experiment_id if run_id else ""
+    except Exception:  # noqa: BLE001 - a link detail; the decision itself is already recorded in the registry
+        decision["experiment_id"] = ""
     decision["suite"] = {"sound": sound, "rows": suite_rows}
     write_json(catalog.PROMOTION.path(cfg), decision)
     from rich.console import Console
 
     for t in rich_decision(decision):
         Console().print(t)
-    return {"version": version, "promoted": decision["promoted"], "champion": decision["champion"]}
+    return {"version": decision["version"], "promoted": decision["promoted"], "champion": decision["champion"],
+            **({"reused": True} if decision.get("reused") else {})}

@@ -1,0 +1,333 @@
+"""The DAG: dvc.yaml's graph, incremental runs decided by DVC, concurrency and artifacts seen through a real Prefect
+server, a kill -9 mid-run, and progress lines without a terminal."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+import requests
+from rich.console import Console
+
+from facerealism import dag, ops
+from facerealism.progress import StageProgress, progress
+
+from .conftest import ROOT, cli_env, write_tiny_params
+
+
+# --- the graph -------------------------------------------------------------------------------
+
+def test_graph_is_dvc_yaml_and_lets_independent_stages_run_together():
+    g = dag.stage_graph(ROOT)
+    assert list(g) == ["prompts", "generate", "validate", "audit", "train", "evaluate", "benchmark", "register"]
+    assert g["prompts"] == [] and "generate" in g["validate"]
+    # audit ∥ train and evaluate ∥ benchmark: neither is upstream of the other.
+    for a, b in (("audit", "train"), ("evaluate", "benchmark")):
+        assert a not in dag.ancestors(g, b) and b not in dag.ancestors(g, a)
+    assert {"evaluate", "benchmark", "train"} <= dag.ancestors(g, "register")
+    p = dag.Plan(ROOT, g, incremental=False, reason="", timed_alone=False)
+    assert p.wait_for("benchmark") == ["train"]
+    # On a small machine the benchmark waits for its neighbours so nothing shares the CPUs while it times.
+    p.timed_alone = True
+    assert set(p.wait_for("benchmark")) == {"train", "audit", "evaluate"}
+    assert p.wait_for("evaluate") == g["evaluate"]
+
+
+def test_plan_is_incremental_only_where_dvc_lock_stays_honest(tmp_path):
+    write_tiny_params(tmp_path)
+    p = dag.plan(tmp_path / "params.yaml", [], project=tmp_path)
+    assert not p.incremental and "not a DVC repo" in p.reason and list(p.graph)[0] == "prompts"
+    shutil.copy(ROOT / "dvc.yaml", tmp_path / "dvc.yaml")
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run(["dvc", "init", "-q"], cwd=tmp_path, check=True, env=cli_env())
+    assert dag.plan(tmp_path / "params.yaml", [], project=tmp_path).incremental
+    p = dag.plan(tmp_path / "params.yaml", ["train.steps=3"], project=tmp_path)
+    assert not p.incremental and "train" in p.reason and "dvc.lock is not updated" in p.reason
+
+
+def test_table4_and_decision_as_artifacts_read_the_reports():
+    table = {"order": ["FLUX.1-schnell", "ESA-CycleGAN"], "rows": {
+        "FLUX.1-schnell": {"fd": {"spectral": {"fd_schnell": 0.0, "fd_dev": 21.4, "fd_diff": -21.4}},
+                           "ssim": {"available": True, "mean": 1.0}, "lpips": {"available": False, "reason": "x"}},
+        "ESA-CycleGAN": {"fd": {"spectral": {"fd_dev": 0.76, "fd_diff": 20.6}}, "c2st_vs_dev": 0.61234,
+                         "ssim": {"available": True, "mean": 0.9}, "lpips": {"available": False, "reason": "x"}}}}
+    rows = dag.table4_rows(table)
+    assert [r["row"] for r in rows] == ["FLUX.1-schnell", "ESA-CycleGAN"]
+    assert rows[1]["fd_diff.spectral"] == 20.6 and rows[1]["c2st_vs_dev"] == 0.6123 and rows[1]["lpips"] == "n/a"
+    assert rows[0]["c2st_vs_dev"] == "" and set(rows[0]) == set(rows[1])
+    md = dag.promotion_markdown({"model": "m", "version": "3", "promoted": False, "champion": "2",
+                                 "previous_champion": "2", "reasons": ["fd_diff.spectral = 1 is not > 2: fail"],
+                                 "run_id": "abc", "experiment_id": "7"}, "http://127.0.0.1:5000")
+    assert "not promoted" in md and "[m v3](http://127.0.0.1:5000/#/models/m/versions/3)" in md
+    assert "(http://127.0.0.1:5000/#/experiments/7/runs/abc)" in md and "- fd_diff.spectral = 1 is not > 2: fail" in md
+    v = dag.validation_markdown({"passed": False, "pairs": 10, "valid": 8, "expectations": [
+        {"expectation": "e1", "meaning": "no prompt", "success": False, "unexpected": 2},
+        {"expectation": "e2", "meaning": "ok", "success": True, "unexpected": 0}]})
+    assert "| passed | False |" in v and "1 expectation(s) failed:" in v and "- e1: no prompt (2 rows)" in v
+
+
+# --- progress without a terminal ---------------------------------------------------------------
+
+def test_progress_logs_rate_lines_without_a_terminal(monkeypatch):
+    monkeypatch.setenv("FACEREALISM_PROGRESS_EVERY_S", "0.05")
+    lines = []
+    bar = StageProgress(console=Console(file=io.StringIO(), force_terminal=False), emit=lines.append)
+    with bar:
+        task = bar.add_task("train", total=20)
+        for i in range(20):
+            time.sleep(0.01)
+            bar.advance(task) if i % 2 else bar.update(task, advance=1)
+    assert 2 <= len(lines) <= 10, lines
+    assert re.fullmatch(r"train: 20/20 items, [\d.]+ items/s, eta 0:00:00", lines[-1]), lines[-1]
+    assert re.fullmatch(r"train: \d+/20 items, [\d.]+ items/s, eta 0:00:0\d", lines[0]), lines[0]
+    # The default factory picks the same class, so every stage using progress() gets it.
+    assert isinstance(progress(), StageProgress)
+
+
+def test_a_second_live_bar_falls_back_to_lines(monkeypatch):
+    """Two stages in threads (audit ∥ train): rich allows one live display, the other one logs."""
+    monkeypatch.setenv("FACEREALISM_PROGRESS_EVERY_S", "0")
+    console = Console(file=io.StringIO(), force_terminal=True)
+    lines = []
+    with StageProgress(console=console) as first:
+        assert not first.log_mode
+        with StageProgress(console=console, emit=lines.append) as second:
+            t = second.add_task("audit", total=2)
+            second.advance(t)
+            second.advance(t)
+        assert second.log_mode
+    assert lines[-1].startswith("audit: 2/2 items")
+
+
+# --- whole runs on the tiny profile, reporting to a real Prefect server -------------------------
+
+def tiny_dvc_project(path):
+    shutil.copytree(ROOT / "src", path / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    shutil.copy(ROOT / "dvc.yaml", path / "dvc.yaml")
+    write_tiny_params(path)
+    for args in (["git", "init", "-q"], ["git", "config", "user.email", "t@e"], ["git", "config", "user.name", "t"],
+                 ["dvc", "init", "-q"]):
+        subprocess.run(args, cwd=path, check=True, env=cli_env(), capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def prefect_server(tmp_path_factory):
+    server = ops.start_prefect_server(tmp_path_factory.mktemp("prefect"), postgres=False)
+    try:
+        yield server
+    finally:
+        ops.stop_prefect_server(server)
+
+
+def run_env(server) -> dict:
+    return {**cli_env(), "PREFECT_API_URL": server.api_url, "PREFECT_LOGGING_LEVEL": "INFO",
+            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def facerealism_run(path, server, *args, timeout=900) -> tuple[str, float]:
+    t0 = time.monotonic()
+    res = subprocess.run(["facerealism", "run", *args], cwd=path, env=run_env(server), capture_output=True,
+                         text=True, timeout=timeout)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-4000:]
+    return out, time.monotonic() - t0
+
+
+def run_until_killed(path, server, marker: str, delay_s: float) -> str:
+    """Start `facerealism run`, SIGKILL its whole process group `delay_s` after `marker` appears in its log."""
+    proc = subprocess.Popen(["facerealism", "run"], cwd=path, env=run_env(server), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    seen, out = threading.Event(), []
+
+    def read():
+        for line in proc.stdout:
+            out.append(line)
+            if marker in line:
+                seen.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    assert seen.wait(600), "".join(out)[-4000:]
+    time.sleep(delay_s)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(30)
+    return "".join(out)
+
+
+def ran(out: str) -> set[str]:
+    return set(re.findall(r"(\w+): running, dvc status", out))
+
+
+def up_to_date(out: str) -> set[str]:
+    return set(re.findall(r"(\w+): up to date \(dvc status", out))
+
+
+def api(server, path: str, body: dict) -> list[dict]:
+    r = requests.post(server.api_url + path, json=body, timeout=30)
+    r.raise_for_status()
+    return r.json()
+
+
+def mlflow_versions(path) -> list:
+    import mlflow
+
+    uri = f"sqlite:///{path}/mlflow.db"
+    return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri).search_model_versions("name='facerealism-head'")
+
+
+STAGES = {"prompts", "generate", "validate", "audit", "train", "evaluate", "benchmark", "register"}
+
+
+@pytest.mark.slow
+def test_killed_runs_resume_then_noop_rerun_and_one_param_change(tmp_path, prefect_server, monkeypatch):
+    tiny_dvc_project(tmp_path)
+    # 1. kill -9 during train (once audit, running beside it, finished): what finished is recorded in dvc.lock.
+    out = run_until_killed(tmp_path, prefect_server, "Task run 'audit' - Finished in state Completed", delay_s=0.5)
+    finished_first = {s for s in STAGES if f"Task run '{s}' - Finished in state Completed" in out}
+    assert {"prompts", "generate", "validate", "audit"} <= finished_first and "train" not in finished_first, out[-3000:]
+    assert set(ops.lock_hashes(tmp_path)) >= {"data/prompts.parquet", "data/pairs", "data/validated.parquet"}
+    # No terminal: progress reached the task's Prefect log as lines with done/total, rate and ETA.
+    assert re.search(r"Task run 'audit' - audit: faces: (\d+)/\1 items, [\d.]+ items/s, eta 0:00:00", out), out[-3000:]
+
+    # The Prefect server saw audit and train running at the same time, train waiting on validate.
+    flow = api(prefect_server, "/flow_runs/filter", {"sort": "START_TIME_DESC", "limit": 1})[0]
+    tasks = {t["name"]: t for t in api(prefect_server, "/task_runs/filter", {"flow_runs": {"id": {"any_": [flow["id"]]}}})}
+    audit, train = tasks["audit"], tasks["train"]
+    assert audit["start_time"] < train["start_time"] < audit["end_time"] or \
+        train["start_time"] < audit["start_time"] < (train["end_time"] or "9999"), (audit, train)
+    waited = {i["id"] for i in train["task_inputs"]["wait_for"]}
+    assert waited == {tasks["generate"]["id"], tasks["validate"]["id"]}
+
+    # 2. kill -9 just after register started: the version may or may not exist; it must not be duplicated later.
+    out = run_until_killed(tmp_path, prefect_server, "register: running", delay_s=1.0)
+    assert up_to_date(out) >= {"prompts", "generate", "validate", "audit"} and "train" in ran(out)
+
+    # 3. the rerun completes, reusing everything that finished.
+    out, _ = facerealism_run(tmp_path, prefect_server)
+    assert ran(out) == {"register"}, out[-3000:]
+    assert ops.dvc_status_clean(tmp_path)
+    versions = mlflow_versions(tmp_path)
+    assert len(versions) == 1 and versions[0].tags.get("gate.passed") == "True"
+    promotion = json.loads((tmp_path / "reports/promotion.json").read_text())
+    assert promotion["champion"] == "1" and promotion["run_id"]
+
+    # Its artifacts: Table 4, the decision and the validation summary.
+    flow = api(prefect_server, "/flow_runs/filter", {"sort": "START_TIME_DESC", "limit": 1})[0]
+    arts = {a["key"]: a for a in api(prefect_server, "/artifacts/filter",
+                                     {"artifacts": {"flow_run_id": {"any_": [flow["id"]]}}})}
+    assert set(arts) == {"table4", "promotion", "validation"}
+    table = json.loads(arts["table4"]["data"])
+    assert {r["row"] for r in table} >= {"FLUX.1-schnell", "FLUX.1-dev", "ESA-CycleGAN"}
+    assert "# Promotion: promoted" in arts["promotion"]["data"] and "models:/facerealism-head/1" in arts["promotion"]["data"]
+    assert "| passed | True |" in arts["validation"]["data"]
+
+    # 4. nothing changed: every stage up to date, within 30 s, no new version.
+    out, wall = facerealism_run(tmp_path, prefect_server)
+    assert up_to_date(out) == STAGES and not ran(out), out[-3000:]
+    assert wall <= 30, f"no-op rerun took {wall:.1f} s"
+    print(f"no-op rerun: {wall:.1f} s")
+
+    # 5. one param: evaluate and what depends on it rerun, nothing upstream or beside it.
+    params = tmp_path / "params.yaml"
+    text = params.read_text()
+    assert "bootstrap: 100" in text
+    params.write_text(text.replace("bootstrap: 100", "bootstrap: 50"))
+    out, _ = facerealism_run(tmp_path, prefect_server)
+    assert ran(out) == {"evaluate", "register"}, out[-3000:]
+    assert up_to_date(out) == STAGES - {"evaluate", "register"}
+    assert json.loads((tmp_path / "reports/table4.json").read_text())["bootstrap"] == 50
+    assert ops.dvc_status_clean(tmp_path)
+
+    # 6. a nightly with more prompts renders only the new pairs (finished ones are kept, byte for byte).
+    before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "data/pairs/schnell").iterdir()}
+    text = params.read_text()
+    assert "n_enriched: 40" in text
+    params.write_text(text.replace("n_enriched: 40", "n_enriched: 44"))
+    out, _ = facerealism_run(tmp_path, prefect_server)
+    assert {"prompts", "generate"} <= ran(out)
+    after = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "data/pairs/schnell").iterdir()}
+    assert len(after) == len(before) + 4 and all(after[n] == t for n, t in before.items())
+    assert ops.dvc_status_clean(tmp_path)
+
+    # 7. --force reruns a stage DVC finds up to date (checked on one stage in process: a whole run is minutes).
+    from facerealism.config import load_config
+
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(params)
+    p = dag.plan(params, [], force=True, project=tmp_path)
+    assert dag.changes(tmp_path, "prompts") == []
+    assert "up_to_date" not in dag.run_or_skip("prompts", cfg, p, log=lambda _: None) and p.ran == ["prompts"]
+    assert ops.dvc_status_clean(tmp_path)
+
+
+@pytest.mark.slow
+def test_prefect_retries_transient_errors_and_never_a_config_error(prefect_server):
+    """The pipeline's tasks carry faults.retry_transient; under Prefect's engine it retries a reset connection
+    to success and fails a bad config at once."""
+    from prefect import flow, task
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from facerealism import faults
+    from facerealism.config import ConfigError
+    from flows import pipeline
+
+    for t in (pipeline.stage, pipeline.finish, pipeline.artifacts):
+        assert t.retries == faults.RETRIES and t.retry_condition_fn is faults.retry_transient
+    attempts = {"flaky": 0, "bad": 0}
+
+    @task(retries=3, retry_delay_seconds=0, retry_condition_fn=faults.retry_transient)
+    def flaky():
+        attempts["flaky"] += 1
+        if attempts["flaky"] < 3:
+            raise ConnectionResetError(104, "Connection reset by peer")
+        return "ok"
+
+    @task(retries=3, retry_delay_seconds=0, retry_condition_fn=faults.retry_transient)
+    def bad():
+        attempts["bad"] += 1
+        raise ConfigError("train.steps: must be > 0")
+
+    @flow
+    def both():
+        return flaky(), bad(return_state=True)
+
+    with temporary_settings({PREFECT_API_URL: prefect_server.api_url}):
+        value, bad_state = both()
+    assert value == "ok" and attempts["flaky"] == 3
+    assert bad_state.is_failed() and attempts["bad"] == 1
+
+
+@pytest.mark.slow
+def test_a_flow_through_a_faulty_proxy_to_the_prefect_server_retries_to_success(prefect_server):
+    """503s and a reset on the Prefect API: the client retries and the flow completes; every fault was hit."""
+    from prefect import flow, task
+    from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_MAX_RETRIES, temporary_settings
+
+    from .faultproxy import FaultProxy
+
+    port = int(prefect_server.api_url.rsplit(":", 1)[1].split("/")[0])
+    proxy = FaultProxy(("127.0.0.1", port))
+    proxy.fail("POST", "/api/flow_runs/", "503", times=2)
+    proxy.fail("POST", "/set_state", "reset", times=1)
+
+    @task
+    def double(x: int) -> int:
+        return 2 * x
+
+    @flow
+    def tiny() -> int:
+        return double(21)
+
+    try:
+        with temporary_settings({PREFECT_API_URL: proxy.url + "/api", PREFECT_CLIENT_MAX_RETRIES: 5}):
+            assert tiny() == 42
+    finally:
+        proxy.close()
+    assert [a for _, _, a in proxy.seen if a != "pass"] == ["503", "503", "reset"], proxy.seen[:20]
