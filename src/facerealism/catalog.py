@@ -58,7 +58,8 @@ SWEEP_JSON = Artifact("reports", "sweep.json")
 # Inside artifacts: what a folder above holds.
 PAIRS_MANIFEST = "manifest.parquet"  # in PAIRS and REFERENCE
 BASELINES_JSON = "baselines.json"  # in BASELINES: which baselines belong to the last training
-# Not handed between stages, so dvc.yaml does not name them.
-UNTRACKED = (CHECKPOINTS, SWEEP_JSON)
+# Not DVC outputs: checkpoints (resume state), the sweep's table, and report.html, which the pipeline's finish
+# step gathers from evaluate's and benchmark's outputs after both ran.
+UNTRACKED = (CHECKPOINTS, SWEEP_JSON, REPORT_HTML)
 
 ARTIFACTS: dict[str, Artifact] = {k: v for k, v in globals().items() if isinstance(v, Artifact)}

@@ -212,7 +212,7 @@ def data_for(
     try:
         cfg = load_config(params)
         restored = ops.data_for(model_uri, out, tracking_uri=tracking._uri(cfg))
-    except _errors(ValueError) as e:  # ops.py names bad model URIs with ValueError (not yet UserError)
+    except _errors() as e:
         fail(str(e))
     for name, path in restored.items():
         console.print(f"{name}: {path}")
@@ -231,7 +231,7 @@ def rollback(
     try:
         cfg = load_config(params)
         previous = ops.rollback_champion(cfg.register.model_name, version, reason, tracking._uri(cfg))
-    except _errors(ValueError) as e:  # ops.py names a version it cannot roll back to with ValueError
+    except _errors() as e:
         fail(str(e))
     console.print(f"champion: {previous or 'none'} -> {version}")
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from facerealism.config import STAGE_NAMES
+from facerealism.errors import UserError
 
 # Stages that time themselves: sharing the CPUs with another stage would put the neighbour's load into Fig. 8 and
 # into the gate's throughput floor, so on a small machine they run alone (see `Plan.wait_for`).
@@ -41,7 +42,7 @@ def stage_graph(project: str | Path = ".") -> dict[str, list[str]]:
         upstream = {s.name: sorted(d.name for d in graph.successors(s)) for s in graph.nodes}
     unknown = sorted(set(upstream) - set(STAGE_NAMES))
     if unknown:
-        raise ValueError(f"{root / 'dvc.yaml'} has stages {unknown} that facerealism does not know; "
+        raise UserError(f"{root / 'dvc.yaml'} has stages {unknown} that facerealism does not know; "
                          f"stages: {', '.join(STAGE_NAMES)}")
     return {name: upstream.get(name, []) for name in STAGE_NAMES if name in upstream}
 

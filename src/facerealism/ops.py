@@ -12,6 +12,8 @@ from pathlib import Path
 
 import yaml
 
+from facerealism.errors import UserError
+
 # What a trained head depends on, as dvc.yaml names it; every MLflow run is tagged with these hashes.
 DATASET = ("data/pairs", "data/validated.parquet")
 # Config keys that change where results are logged, never what is produced: overriding them keeps dvc.lock honest.
@@ -97,7 +99,7 @@ def dvc(args: list[str], cwd: str | Path = ".", check: bool = True) -> subproces
         message = f"`dvc {' '.join(args)}` failed in {Path(cwd).resolve()}: {last[0]}"
         if transient_text(output):  # an unreachable remote: worth a retry, unlike a bad argument
             raise ConnectionError(f"{message} ({output.splitlines()[0][:200]})")
-        raise ValueError(message)
+        raise UserError(message)
     return res
 
 
@@ -176,7 +178,7 @@ def data_for(model_uri: str, dest: str | Path, tracking_uri: str | None = None, 
 
     client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     if not model_uri.startswith("models:/"):
-        raise ValueError(f"expected models:/NAME/VERSION or models:/NAME@ALIAS, got {model_uri!r}")
+        raise UserError(f"expected models:/NAME/VERSION or models:/NAME@ALIAS, got {model_uri!r}")
     ref = model_uri[len("models:/"):]
     try:
         if "@" in ref:
@@ -187,10 +189,10 @@ def data_for(model_uri: str, dest: str | Path, tracking_uri: str | None = None, 
             mv = client.get_model_version(name, version)
         tags = client.get_run(mv.run_id).data.tags
     except (MlflowException, ValueError) as e:
-        raise ValueError(f"cannot resolve {model_uri}: {str(e).splitlines()[0]}") from None
+        raise UserError(f"cannot resolve {model_uri}: {str(e).splitlines()[0]}") from None
     hashes = {k[len("data."):-len(".md5")]: v for k, v in tags.items() if k.startswith("data.") and k.endswith(".md5")}
     if not hashes:
-        raise ValueError(f"{model_uri} (run {mv.run_id}) has no data.*.md5 tags; it was trained before dataset tagging")
+        raise UserError(f"{model_uri} (run {mv.run_id}) has no data.*.md5 tags; it was trained before dataset tagging")
     dest = Path(project) / dest
     dest.mkdir(parents=True, exist_ok=True)
     restored, dvc_files = {}, []
@@ -225,9 +227,9 @@ def rollback_champion(name: str, to_version: str, reason: str, tracking_uri: str
     try:
         target = client.get_model_version(name, str(to_version))
     except MlflowException as e:
-        raise ValueError(f"cannot roll back {name} to version {to_version}: {str(e).splitlines()[0]}") from None
+        raise UserError(f"cannot roll back {name} to version {to_version}: {str(e).splitlines()[0]}") from None
     if target.tags.get("gate.passed") != "True":
-        raise ValueError(f"{name} version {to_version} never passed the gate (gate.passed={target.tags.get('gate.passed')!r});"
+        raise UserError(f"{name} version {to_version} never passed the gate (gate.passed={target.tags.get('gate.passed')!r});"
                          " roll back to a version that did")
     try:
         previous = str(client.get_model_version_by_alias(name, "champion").version)
