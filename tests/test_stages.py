@@ -156,7 +156,13 @@ def test_register_gate_and_champion(proj):
     root, cfg = proj
     out = run_stage("register", cfg)
     assert out["promoted"] and out["champion"] == out["version"] == "1"
-    # The same candidate again does not beat the champion (margin 0): champion stays on v1.
+    # The same candidate again is the same version: registering is idempotent.
+    out = run_stage("register", cfg)
+    assert out["version"] == "1" and out.get("reused") and out["champion"] == "1"
+    # A candidate that scores no better than the champion (margin 0) is a new version that is not promoted.
+    metrics_path = root / "reports/metrics.json"
+    m = json.loads(metrics_path.read_text())
+    metrics_path.write_text(json.dumps({**m, "fd_diff.spectral": m["fd_diff.spectral"] - 1.0}))
     out = run_stage("register", cfg)
     assert out["version"] == "2" and not out["promoted"] and out["champion"] == "1"
     decision = json.loads((root / "reports/promotion.json").read_text())
