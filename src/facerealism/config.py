@@ -85,7 +85,7 @@ class SyntheticConfig(Section):
     """Multiplier on dev's detail (pores, strands, catchlights)."""
     texture_hint: float = Field(0.35, ge=0.0, le=1.0)
     """Fraction of dev's detail the schnell image keeps: texture that follows the content, as FLUX.1-schnell's faint
-    skin grain does. Measured: with 0 the gap is blur + missing noise, which no head beat constant filters at."""
+    skin grain does. With 0 schnell holds no trace of dev's pores, so a head would have to invent texture (noise)."""
 
 
 class FluxConfig(Section):
