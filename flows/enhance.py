@@ -7,20 +7,20 @@ from pathlib import Path
 from prefect import flow
 
 from facerealism.config import load_config
-from facerealism.enhance import enhance_paths
+from facerealism.enhance import enhance_paths, failure
+from facerealism.errors import UserError
 
 
 @flow(name="facerealism-enhance", log_prints=True)
 def enhance(inputs: list[str], out: str, model: str = "models:/facerealism-head@champion",
             params: str = "params.yaml", overwrite: bool = False) -> dict:
-    # 1. config (for the MLflow store the model URI resolves against) -> 2. enhance every image found
+    # 1. config (for the MLflow store the model URI resolves against) -> 2. enhance every image found -> 3. verdict
     cfg = load_config(params) if Path(params).exists() else None
     done, skipped, bad = enhance_paths([Path(p) for p in inputs], Path(out), model, cfg, overwrite=overwrite)
     for path, reason in bad:
         print(f"skipped {path}: {reason}")
-    if bad and not done and not skipped:
-        # Same rule as `facerealism enhance`: a run that produced nothing from unreadable inputs is a failure.
-        raise ValueError(f"none of the {len(bad)} input image(s) could be read; first: {bad[0][0]}: {bad[0][1]}")
+    if why := failure(done, skipped, bad):
+        raise UserError(why)
     return {"enhanced": len(done), "skipped_existing": len(skipped), "unreadable": len(bad)}
 
 

@@ -1,18 +1,14 @@
 """The lambda_cyc x lr sweep as a Prefect flow: one task per trial, trials in parallel processes.
 
-    python -m flows.sweep [--params params.yaml] [--set train.sweep.steps=300 ...]
+Run it with `facerealism sweep [--set sweep.steps=300 ...]`.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated
-
-import typer
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from facerealism import env, sweep
+from facerealism import env, scaleout, sweep
 from facerealism.config import load_config
 
 env.configure()
@@ -33,29 +29,6 @@ def sweep_flow(params: str = "params.yaml", overrides: list[str] | None = None) 
 
 
 def run_sweep(params: str = "params.yaml", overrides: list[str] | None = None) -> dict:
-    """Run the flow with train.sweep.workers single-threaded worker processes.
-
-    Processes, not threads: torch's global RNG/threads and accelerate's state are per process.
-    """
-    from prefect.task_runners import ThreadPoolTaskRunner
-    from prefect_dask import DaskTaskRunner
-
-    workers = load_config(params, overrides).train.sweep.workers
-    if workers == 1:  # sequential: one thread, no cluster to start
-        return sweep_flow.with_options(task_runner=ThreadPoolTaskRunner(max_workers=1))(params, overrides)
-    runner = DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True,
-                                            "dashboard_address": None})
-    return sweep_flow.with_options(task_runner=runner)(params, overrides)
-
-
-def main(params: Annotated[Path, typer.Option("--params", "-p")] = Path("params.yaml"),
-         set_: Annotated[list[str] | None, typer.Option("--set", "-s", help="e.g. train.sweep.steps=300")] = None) -> None:
-    """Run the sweep and print its table (the report is in reports/sweep.json)."""
-    from rich.console import Console
-
-    report = run_sweep(str(params), list(set_ or []))
-    Console().print(sweep.table(report))
-
-
-if __name__ == "__main__":
-    typer.run(main)
+    """Run the flow on sweep.workers single-threaded worker processes (facerealism.scaleout.sweep_runner)."""
+    workers = load_config(params, overrides).sweep.workers
+    return sweep_flow.with_options(task_runner=scaleout.sweep_runner(workers))(params, overrides)

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = [
     "prompts.n_enriched=40", "prompts.n_baseline=4",
     "generate.size=32", "train.crop=32", "train.ngf=8", "train.n_blocks=1", "train.ndf=8",
-    "train.batch_size=4", "train.steps=6", "train.log_every=2", "train.holdout_fraction=0.25",
+    "train.batch_size=4", "train.steps=6", "train.log_every=2", "split.holdout_fraction=0.25",
     "train.baselines=[resnet]",
     "evaluate.c2st_folds=2", "evaluate.c2st_max_images=16", "evaluate.grid_n=4",
     "evaluate.controls=[RGB noise σ16, unsharp r2 200%]",

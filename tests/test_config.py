@@ -29,6 +29,15 @@ def test_unknown_key_is_named(tmp_path):
         load_config(p)
 
 
+@pytest.mark.parametrize("override, moved_to", [("train.holdout_fraction=0.3", "split.holdout_fraction"),
+                                               ("train.sweep.workers=1", "sweep")])
+def test_a_key_that_moved_sections_says_where_it_went(tmp_path, override, moved_to):
+    p = tmp_path / "params.yaml"
+    p.write_text("seed: 0\n")
+    with pytest.raises(ConfigError, match=rf"unknown key \(moved to {moved_to}\)"):
+        load_config(p, [override])
+
+
 def test_bad_value_is_named(tmp_path):
     p = tmp_path / "params.yaml"
     p.write_text("train:\n  lr: -1\n")

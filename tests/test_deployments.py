@@ -103,7 +103,7 @@ def test_infra_compose_and_cluster_files_are_consistent():
     dask = yaml.safe_load((ROOT / "infra/dask-cluster.yaml").read_text())
     assert dask["kind"] == "DaskCluster" and dask["spec"]["worker"]["replicas"] >= 1
     # Both worker manifests carry the render-worker settings of the flow's own local cluster.
-    from facerealism.servers import dask_env
+    from facerealism.scaleout import dask_env
 
     pod_env = {e["name"]: e["value"] for e in dask["spec"]["worker"]["spec"]["containers"][0]["env"]}
     assert dask_env().items() <= pod_env.items()

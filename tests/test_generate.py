@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from facerealism import servers
+from facerealism import scaleout, servers
 from facerealism.config import ConfigError, load_config
 from facerealism.files import load_rgb, sha256_file
 from facerealism.stages import generate, run_stage
@@ -263,7 +263,7 @@ def test_flow_renders_shards_on_two_dask_workers(tiny, tmp_path):
 def render_settings_reader():
     """Reads RENDER_WORKER_DASK_CONFIG's keys where it is called; a lambda, so client.run ships it by value (this
     test module is not importable on the workers)."""
-    keys = list(servers.RENDER_WORKER_DASK_CONFIG)
+    keys = list(scaleout.RENDER_WORKER_DASK_CONFIG)
     return lambda: tuple(__import__("dask").config.get(k) for k in keys)
 
 
@@ -278,7 +278,7 @@ def test_the_flows_local_cluster_hands_render_settings_to_its_workers():
     import dask
     from distributed import Client
 
-    from flows.generate import local_cluster
+    from facerealism.scaleout import local_cluster
 
     assert render_settings_reader()() != RENDER_SETTINGS  # Dask's defaults here: only the workers are changed
     with local_cluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \

@@ -65,7 +65,7 @@ def cfg_for(root: Path, store: Path, *extra: str):
     return load_config(ROOT / "params.yaml", [
         f"paths.data={root}/data", f"paths.models={root}/models", f"paths.reports={root}/reports",
         f"paths.mlflow_uri=sqlite:///{store}/mlflow.db", f"paths.mlflow_artifacts={store}/mlartifacts",
-        f"generate.size={SIZE}", f"train.holdout_fraction={HOLDOUT}", *extra])
+        f"generate.size={SIZE}", f"split.holdout_fraction={HOLDOUT}", *extra])
 
 
 def fresh_head(folder: Path) -> None:
@@ -127,7 +127,7 @@ def shifted(tmp_path_factory, store):
     cfg = cfg_for(root, store, "train.detail=false", "train.ngf=8", "train.n_blocks=1", "train.ndf=8", "train.batch_size=4",
                   "train.steps=10", "train.lr=0.001", "train.baselines=[]", "train.mixed_precision=fp32",
                   "train.threads=1", "train.grid_every=1000", "train.log_every=5", "train.checkpoint_every=1000",
-                  "train.sweep.holdout_images=4")
+                  "train.cycle_ssim_images=4")
     summary = run_stage("train", cfg)
     return root, cfg, manifest, held, schnell, summary
 

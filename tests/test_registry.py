@@ -168,6 +168,23 @@ def test_model_card_safetensors_and_no_pickle(sqlite_registry):
     assert mv.description.startswith(f"# {NAME}") and mv.tags["data.version"].startswith("sha256:")
 
 
+def test_the_card_and_config_describe_the_head_as_trained_not_the_config_register_runs_with(tmp_path):
+    cfg = make_project(tmp_path)
+    trained = load_config(tmp_path / "params.yaml", ["train.lr=0.000123", "seed=7"]).dump()
+    meta = json.loads((tmp_path / "models/head/head.json").read_text())
+    meta.update(config=trained, resume_changes={"train.steps": [1000, 1500]}, resumed_from_step=750)
+    write_json(tmp_path / "models/head/head.json", meta)
+    register_with(cfg, GOOD)
+    mlflow = tracking.setup(cfg)
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/{NAME}/1", dst_path=str(tmp_path / "dl")))
+    assert json.loads((local / "artifacts/config.json").read_text()) == trained
+    card = (local / "artifacts/README.md").read_text()
+    trained_part, gate_part = card.split("## Training config")[1].split("## Gate")
+    assert "lr: 0.000123" in trained_part and "seed: 7" in trained_part and "lr: 0.0005" not in trained_part
+    assert "`train.steps`: 1000 -> 1500 (changed on resume at step 750)" in trained_part
+    assert "min_images_per_s: 0.5" in gate_part
+
+
 @pytest.mark.slow
 def test_champion_loads_in_a_fresh_process(sqlite_registry, tmp_path):
     root, cfg, _ = sqlite_registry

@@ -113,3 +113,48 @@ def test_stage_modules_name_artifacts_only_through_the_catalog():
         literals = {n.value for n in ast.walk(ast.parse(path.read_text()))
                     if isinstance(n, ast.Constant) and isinstance(n.value, str)}
         assert not literals & names, (path.name, literals & names)
+
+
+def config_reads(files: list[Path]) -> set[str]:
+    """`cfg.section` / `cfg.section.key` attribute chains the modules read (methods like cfg.dump excluded)."""
+    sections = {f.alias or n: n for n, f in Config.model_fields.items()}
+    reads = set()
+    for f in files:
+        tree = ast.parse(f.read_text())
+        inner = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Attribute)}  # read as part of a longer chain
+        for node in ast.walk(tree):
+            if id(node) in inner:
+                continue
+            chain = []
+            while isinstance(node, ast.Attribute):
+                chain.insert(0, node.attr)
+                node = node.value
+            if isinstance(node, ast.Name) and node.id == "cfg" and chain:
+                section = next((alias for alias, n in sections.items() if n == chain[0]), None)
+                if section is not None:
+                    reads.add(".".join([section, *chain[1:2]]))
+    return reads
+
+
+# Reads the scan finds in a dep that the stage never reaches (the scan sees modules, not call paths).
+UNREACHED = {("benchmark", "generate.size"): "FluxBackend's; benchmark only calls backends.flux.load_pipeline"}
+
+
+def test_each_stage_lists_exactly_the_params_it_reads():
+    for name in STAGE_NAMES:
+        listed = DVC[name].get("params", [])
+        reads = {r for r in config_reads(writers(name)) if not r.startswith("paths") and (name, r) not in UNREACHED}
+        covered = lambda r: any(r == p or r.startswith(f"{p}.") for p in listed)  # noqa: E731
+        assert all(covered(r) for r in reads), (name, sorted(r for r in reads if not covered(r)))
+        # and nothing more: a listed param nobody reads reruns the stage for nothing (seed is read via helpers); a
+        # section of another stage is listed whole only when every key of it is read
+        def needed(p: str) -> bool:
+            if p == name or p == "seed":
+                return True
+            if any(r == p or p.startswith(f"{r}.") for r in reads):
+                return True
+            keys = PARAMS[p] if "." not in p else None
+            return isinstance(keys, dict) and all(f"{p}.{k}" in reads for k in keys)
+
+        unneeded = [p for p in listed if not needed(p)]
+        assert not unneeded, (name, unneeded)

@@ -16,6 +16,7 @@ import yaml
 from safetensors.torch import load_file
 
 from facerealism.config import load_config
+from facerealism.errors import UserError
 from facerealism.stages import run_stage
 
 from .conftest import ROOT, cli_env, tiny_overrides, tiny_project
@@ -70,6 +71,23 @@ def test_sigkilled_training_resumes_to_identical_weights(data):
     # The loss history across the kill matches the uninterrupted one too (same batches, same pools).
     hist = lambda name: json.loads((data / name / "reports" / "train.json").read_text())["history"]  # noqa: E731
     assert hist("ref") == [{**h, "steps_per_s": r["steps_per_s"]} for h, r in zip(hist("killed"), hist("ref"))]
+
+
+def test_resume_refuses_a_changed_learning_config_and_records_a_longer_run(data):
+    steps = ["train.steps=4", "train.checkpoint_every=2"]
+    run_stage("train", cfg_for(data, "changed", *steps))  # leaves the step-2 checkpoint
+    with pytest.raises(UserError, match=r"trained with train\.lr=0\.0005, this config has 0\.0002.*train\.resume=false"):
+        run_stage("train", cfg_for(data, "changed", *steps, "train.resume=true", "train.lr=0.0002"))
+    with pytest.raises(UserError, match=r"split\.holdout_fraction"):
+        run_stage("train", cfg_for(data, "changed", *steps, "train.resume=true", "split.holdout_fraction=0.5"))
+    out = run_stage("train", cfg_for(data, "changed", "train.steps=6", "train.checkpoint_every=2", "train.resume=true"))
+    assert out["resumed_from_step"] == 2
+    meta = json.loads((data / "changed" / "models" / "head" / "head.json").read_text())
+    assert meta["resume_changes"] == {"train.steps": [4, 6]} and meta["config"]["train"]["steps"] == 6
+    import mlflow
+
+    run = mlflow.MlflowClient(tracking_uri=f"sqlite:///{data}/mlflow.db").get_run(meta["mlflow_run_id"])
+    assert run.data.tags["resume.step_2.train.steps"] == "4 -> 6" and run.data.params["train.steps"] == "4"
 
 
 def test_bad_checkpoints_fail_in_one_line_and_are_kept(data):
@@ -143,8 +161,8 @@ def test_sweep_flow_runs_nested_trials_and_picks_by_cycle_loss(data):
 
     from flows.sweep import run_sweep
 
-    over = tiny_overrides(data) + ["train.sweep.lambda_cyc=[2.0]", "train.sweep.lr=[0.0001, 0.0002]",
-                                   "train.sweep.steps=3", "train.sweep.workers=1",
+    over = tiny_overrides(data) + ["sweep.lambda_cyc=[2.0]", "sweep.lr=[0.0001, 0.0002]",
+                                   "sweep.steps=3", "sweep.workers=1",
                                    f"paths.models={data / 'sweep' / 'models'}", f"paths.reports={data / 'sweep' / 'reports'}"]
     report = run_sweep(str(data / "params.yaml"), over)
     assert json.loads((data / "sweep" / "reports" / "sweep.json").read_text()) == json.loads(json.dumps(report))
@@ -267,7 +285,7 @@ def test_worker_processes_decode_batches_that_depend_only_on_the_step(data):
     from facerealism.samplers import FileSampler
 
     cfg = cfg_for(data, "workers", "train.num_workers=2", "train.batch_size=3")
-    rows, _ = split(validated_manifest(cfg.paths.data), cfg.train.holdout_fraction)
+    rows, _ = split(validated_manifest(cfg.paths.data), cfg.split.holdout_fraction)
     full = FileSampler(rows, cfg, "cpu", 0, start=0)
     batches = [full.next() for _ in range(4)]
     resumed = FileSampler(rows, cfg, "cpu", 0, start=2)  # what a resume at micro-batch 2 builds

@@ -95,7 +95,7 @@ def enhance(
 ) -> None:
     """Apply a registered head to image files or folders; outputs keep the input names."""
     from facerealism.config import load_config
-    from facerealism.enhance import enhance_paths
+    from facerealism.enhance import enhance_paths, failure
 
     try:
         cfg = load_config(params) if params.exists() else None
@@ -106,7 +106,7 @@ def enhance(
     console.print(f"enhanced {len(done)} image(s) into {out}" + (f", skipped {len(skipped)} existing" if skipped else ""))
     for path, reason in bad:
         err.print(f"[yellow]skipped[/] {path}: {reason}", highlight=False)
-    if bad and not done and not skipped:
+    if failure(done, skipped, bad):
         raise typer.Exit(1)
 
 
@@ -185,7 +185,7 @@ def gpu_bench(
 
 @app.command()
 def sweep(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
-    """Sweep train.sweep's lambda_cyc x lr grid as a Prefect flow of parallel trials; print the table."""
+    """Sweep the sweep section's lambda_cyc x lr grid as a Prefect flow of parallel trials; print the table."""
     from facerealism import sweep as sweep_lib
     from facerealism.config import load_config
 

@@ -27,7 +27,7 @@ def split(manifest: pd.DataFrame, fraction: float) -> tuple[pd.DataFrame, pd.Dat
 
 def train_holdout(cfg) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(train, held-out) rows of the validated manifest: the one split that train, evaluate and register share."""
-    return split(validated_manifest(cfg.paths.data), cfg.train.holdout_fraction)
+    return split(validated_manifest(cfg.paths.data), cfg.split.holdout_fraction)
 
 
 def load_images(paths) -> np.ndarray:

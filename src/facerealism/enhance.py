@@ -112,6 +112,13 @@ def encode_as(image: np.ndarray, suffix: str) -> bytes:
     return buf.getvalue()
 
 
+def failure(done: list, skipped: list, bad: list) -> str | None:
+    """Why an enhance run failed, or None: a run that produced nothing from unreadable inputs is a failure."""
+    if bad and not done and not skipped:
+        return f"none of the {len(bad)} input image(s) could be read; first: {bad[0][0]}: {bad[0][1]}"
+    return None
+
+
 def enhance_paths(inputs: list[Path | str], out: Path, model: str, cfg: Config | None, overwrite: bool = False,
                   recursive: bool = True, batch_size: int = 8, max_pixels: int = DEFAULT_MAX_PIXELS):
     """Enhance every image found into `out`, keeping names; existing outputs are kept unless overwrite.

@@ -16,6 +16,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from facerealism.scaleout import dask_env
+
 
 def free_port() -> int:
     """A TCP port that was free a moment ago on 127.0.0.1 (the OS picks it)."""
@@ -161,23 +163,6 @@ def start_model_server(model_uri: str, tracking_uri: str | None = None, port: in
     return start_process(cmd, port, "/ping", env=env, log_path=log_path, wait=wait)
 
 
-# Dask settings for render workers. A worker renders one long shard at a time, so its periodic housekeeping only
-# takes the GIL away from the render thread: a stack-sampling profiler every 10 ms, an event-loop tick every 20 ms,
-# memory and system monitors every 0.1/0.5 s. With two workers on two cores it cost up to a fifth of the render
-# throughput (`python -m facerealism.backends.shard_bench`: 2-worker speed-up 1.67-1.76x before, 1.81-1.93x after). The memory monitor stays on (it restarts a worker over its limit).
-RENDER_WORKER_DASK_CONFIG = {
-    "distributed.worker.profile.enabled": False,
-    "distributed.admin.tick.interval": "1s",
-    "distributed.worker.memory.monitor-interval": "1s",
-    "distributed.admin.system-monitor.interval": "5s",
-}
-
-
-def dask_env(config: dict = RENDER_WORKER_DASK_CONFIG) -> dict[str, str]:
-    """The same settings as DASK_* environment variables, for worker processes started from a shell or a pod."""
-    return {"DASK_" + key.upper().replace(".", "__").replace("-", "_"): str(value) for key, value in config.items()}
-
-
 @dataclass
 class DaskCluster:
     """`dask scheduler` + one `dask worker --nworkers 1 --nthreads 1` per worker, each in its own process group: the
@@ -204,7 +189,7 @@ def start_dask_cluster(n_workers: int, env: dict | None = None, log_dir: str | P
 
     Args:
         env: extra environment for the workers (e.g. PREFECT_API_URL, so their task runs report to a known server);
-            they get RENDER_WORKER_DASK_CONFIG too.
+            they get scaleout.RENDER_WORKER_DASK_CONFIG too.
         log_dir: where scheduler.log and worker-N.log go (a temporary folder by default).
     """
     from distributed import Client

@@ -16,7 +16,7 @@ from facerealism.files import write_json
 
 def trials(cfg: Config) -> list[dict]:
     """The grid, one dict per cell: {"name", "lambda_cyc", "lr"}."""
-    s = cfg.train.sweep
+    s = cfg.sweep
     return [{"name": f"cyc{cyc:g}_lr{lr:g}", "lambda_cyc": cyc, "lr": lr}
             for cyc, lr in itertools.product(s.lambda_cyc, s.lr)]
 
@@ -25,7 +25,7 @@ def trial_config(cfg: Config, trial: dict) -> Config:
     """The base config with this cell's values; each trial gets its own models/ and reports/ folders."""
     out = cfg.model_copy(deep=True)
     out.train.lambda_cyc, out.train.lr = trial["lambda_cyc"], trial["lr"]
-    out.train.steps = cfg.train.sweep.steps or cfg.train.steps
+    out.train.steps = cfg.sweep.steps or cfg.train.steps
     out.train.resume = False
     out.paths.models = str(Path(cfg.paths.models) / "sweep" / trial["name"])
     out.paths.reports = str(Path(cfg.paths.reports) / "sweep" / trial["name"])
@@ -51,7 +51,7 @@ def run_trial(cfg: Config, trial: dict, parent_run_id: str) -> dict:
     summary = train(tcfg, parent_run_id=parent_run_id, run_name=trial["name"])
     ssim = summary["holdout_cycle_ssim"]
     return {**trial, "steps": tcfg.train.steps, "final_cycle_l1": summary["final_cycle_l1"],
-            "holdout_cycle_ssim": ssim, "failed": ssim < cfg.train.sweep.min_cycle_ssim,
+            "holdout_cycle_ssim": ssim, "failed": ssim < cfg.sweep.min_cycle_ssim,
             "head": str(catalog.HEAD.path(tcfg))}
 
 
@@ -60,7 +60,7 @@ def finish(cfg: Config, results: list[dict], parent_run_id: str) -> dict:
     ok = [r for r in results if not r["failed"]]
     best = min(ok, key=lambda r: r["final_cycle_l1"]) if ok else None
     report = {"criterion": "lowest final cycle L1 (unweighted) among trials with "
-                           f"holdout SSIM(x, F(G(x))) >= {cfg.train.sweep.min_cycle_ssim}",
+                           f"holdout SSIM(x, F(G(x))) >= {cfg.sweep.min_cycle_ssim}",
               "best": best, "trials": results, "mlflow_parent_run_id": parent_run_id}
     write_json(catalog.SWEEP_JSON.path(cfg), report)
     mlflow = tracking.setup(cfg)

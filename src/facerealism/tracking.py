@@ -7,7 +7,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from facerealism.config import Config
+from facerealism.config import Config, flatten
 
 
 def _uri(cfg: Config) -> str:
@@ -62,16 +62,7 @@ def log_config(cfg: Config) -> None:
     """The resolved config, in one call: flattened params plus the whole document as an artifact."""
     import mlflow
 
-    flat = {}
-
-    def walk(prefix, node):
-        for k, v in node.items():
-            if isinstance(v, dict):
-                walk(f"{prefix}{k}.", v)
-            else:
-                flat[f"{prefix}{k}"] = v
-
-    walk("", cfg.dump())
+    flat = flatten(cfg.dump())
     mlflow.log_params({k: str(v)[:500] for k, v in flat.items()})
     mlflow.log_dict(cfg.dump(), "config.json")
 

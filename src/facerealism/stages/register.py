@@ -189,8 +189,18 @@ def count_parameters(head_dir: Path) -> int:
         return sum(int(np.prod(f.get_slice(k).get_shape())) for k in f.keys())
 
 
+TRAINED_WITH = ("seed", "generate", "split", "train")  # the sections of head.json's config that made the head
+
+
 def model_card(cfg: Config, meta: dict, candidate: dict, provenance: dict) -> str:
-    """README-like markdown describing one registered head: what, trained how, scored how, from which data/code."""
+    """README-like markdown describing one registered head: what, trained how, scored how, from which data/code.
+
+    How it was trained comes from the head's own record (head.json), never from the config register runs with.
+    """
+    trained = {k: v for k, v in meta.get("config", {}).items() if k in TRAINED_WITH}
+    changes = meta.get("resume_changes") or {}
+    resumed = "".join(f"- `{k}`: {was!r} -> {now!r} (changed on resume at step {meta.get('resumed_from_step')})\n"
+                      for k, (was, now) in changes.items())
     rows = "\n".join(f"| {k} | {v:.6g} |" for k, v in sorted(candidate.items()) if _number(v))
     prov = "\n".join(f"- **{k}**: `{v}`" for k, v in provenance.items())
     params = provenance.get("parameters")
@@ -218,16 +228,20 @@ Higher `fd_diff.*` means the head moved images toward the dev-like domain.
 ## Provenance
 {prov}
 
-## Resolved config
+## Training config (from head.json)
+{resumed}```yaml
+{yaml.safe_dump(trained, sort_keys=False)}```
+
+## Gate (register section when registered)
 ```yaml
-{yaml.safe_dump(cfg.dump(), sort_keys=False)}```
+{yaml.safe_dump(cfg.register.model_dump(mode="json"), sort_keys=False)}```
 """
 
 
 # --- logging and registering ------------------------------------------------------------------
 
-def log_pyfunc(cfg: Config, head_dir: Path, run_id: str | None, card: str, provenance: dict) -> str:
-    """Log the head (plus its card and config) into its training run; returns the model URI."""
+def log_pyfunc(cfg: Config, head_dir: Path, meta: dict, card: str, provenance: dict) -> str:
+    """Log the head (plus its card and the config it was trained with) into its training run; returns the model URI."""
     import mlflow
     from mlflow.models import infer_signature
 
@@ -235,9 +249,9 @@ def log_pyfunc(cfg: Config, head_dir: Path, run_id: str | None, card: str, prove
 
     example = pd.DataFrame({"image": [pyfunc_model.encode_image(np.zeros((32, 32, 3), np.uint8))]})
     signature = infer_signature(example, example)
-    with tempfile.TemporaryDirectory() as tmp, tracking.run(cfg, "register", run_id=run_id):
+    with tempfile.TemporaryDirectory() as tmp, tracking.run(cfg, "register", run_id=meta.get("mlflow_run_id")):
         (Path(tmp) / "README.md").write_text(card)
-        (Path(tmp) / "config.json").write_text(json.dumps(cfg.dump(), indent=2))
+        (Path(tmp) / "config.json").write_text(json.dumps(meta["config"], indent=2))
         info = mlflow.pyfunc.log_model(
             name="head",
             python_model=str(Path(pyfunc_model.__file__)),
@@ -441,7 +455,7 @@ def run(cfg: Config) -> dict:
     if existing is not None:
         version, run_id = str(existing.version), existing.run_id  # registered, but the run died before deciding
     else:
-        model_uri = log_pyfunc(cfg, head_dir, meta.get("mlflow_run_id"), card, provenance)
+        model_uri = log_pyfunc(cfg, head_dir, meta, card, provenance)
         mv = mlflow.register_model(model_uri, name, tags={CANDIDATE_TAG: key})  # the key lands with the version
         version, run_id = str(mv.version), mv.run_id
     # Tags first, decision second: a racing promotion's settle step must see our metrics and split.
@@ -455,7 +469,7 @@ def run(cfg: Config) -> dict:
     client.set_model_version_tag(name, version, "data.version", provenance["data_version"])
     client.set_model_version_tag(name, version, "git.commit", provenance["git_commit"])
     # The registry caps descriptions at 5000 characters: the summary here, the whole card in the model's artifacts.
-    summary = card.split("## Resolved config")[0] + "Full card with the resolved config: `artifacts/README.md`.\n"
+    summary = card.split("## Training config")[0] + "Full card with the training config: `artifacts/README.md`.\n"
     client.update_model_version(name, version, description=summary[:5000])
     decision = promote(client, cfg, version, candidate, benchmark, provenance["holdout_fingerprint"],
                        suite=(sound, suite_reasons))

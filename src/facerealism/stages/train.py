@@ -14,7 +14,7 @@ import torch
 
 from facerealism import catalog, checkpoint, tracking
 from facerealism.architectures import generator_kwargs
-from facerealism.config import Config
+from facerealism.config import Config, flatten
 from facerealism.data import load_images, to_tensor, train_holdout
 from facerealism.errors import UserError
 from facerealism.files import read_json, write_json
@@ -63,8 +63,26 @@ def load_data(cfg: Config):
     return train_rows, holdout_rows, A, B
 
 
+# train.* keys a resume may change: how long the run goes and how it reports, not what each step computes. A change to
+# any other key of the sections below would make the resumed head something neither config describes: refused.
+RESUMABLE = {"train.steps", "train.resume", "train.log_every", "train.grid_every", "train.checkpoint_every",
+             "train.threads", "train.num_workers", "train.baselines", "train.compile", "train.compile_backend"}
+LEARNING_SECTIONS = ("seed", "split", "train")
+
+
+def resume_changes(checkpointed: dict, current: dict) -> dict[str, list]:
+    """key -> [checkpoint's value, this run's value] for every learning-relevant key that differs."""
+    old, new = (flatten({k: c[k] for k in LEARNING_SECTIONS if k in c}) for c in (checkpointed, current))
+    keys = sorted((old.keys() | new.keys()) - {"train.resume"})  # false when checkpointed, true now: not a change
+    return {k: [old.get(k), new.get(k)] for k in keys if old.get(k) != new.get(k)}
+
+
 def find_resume(cfg: Config) -> tuple[dict, dict, Path] | None:
-    """The newest checkpoint, verified and checked against this run's architecture; None if there is none."""
+    """The newest checkpoint, verified and checked against this run's architecture and config; None if there is none.
+
+    Raises:
+        UserError: the checkpoint builds another architecture, or this config changes a key outside RESUMABLE.
+    """
     found = checkpoint.list_checkpoints(checkpoint_dir(cfg))
     if not found:
         return None
@@ -73,6 +91,12 @@ def find_resume(cfg: Config) -> tuple[dict, dict, Path] | None:
     if theirs != mine:
         raise UserError(f"checkpoint {found[-1]} is for {theirs}, but this run builds {mine}; "
                          f"set train.resume=false to start over or restore the matching train.* params")
+    refused = {k: v for k, v in resume_changes(meta.get("config", {}), cfg.dump()).items() if k not in RESUMABLE}
+    if refused:
+        key, (was, now) = next(iter(refused.items()))
+        more = f" (and {len(refused) - 1} more: {', '.join(list(refused)[1:])})" if len(refused) > 1 else ""
+        raise UserError(f"train.resume: checkpoint {found[-1].name} was trained with {key}={was!r}, this config has "
+                        f"{now!r}{more}; restore it or set train.resume=false to start over")
     return tensors, meta, found[-1]
 
 
@@ -224,8 +248,11 @@ def train(cfg: Config, parent_run_id: str | None = None, run_name: str = "train"
                                  "output_mode": output_mode(cfg)})
             if model.params():
                 tracking.log_params(model.params())
+        changed = resume_changes(resume[1].get("config", {}), cfg.dump()) if resume else {}
         if is_main and run.resumed_from:
             tracking.log_params({f"resumed_from_step_{start_step}": str(run.resumed_from)})
+            # MLflow params are write-once: the run keeps the values it started with; the tags say what changed.
+            tracking.set_tags({f"resume.step_{start_step}.{k}": f"{was!r} -> {now!r}" for k, (was, now) in changed.items()})
         held = holdout_rows if len(holdout_rows) else train_rows
         sample = load_images(held["schnell_path"][:8])
         elapsed, data_seconds = fit(cfg, accelerator, model, sampler, run, sample, len(train_rows),
@@ -263,7 +290,7 @@ def train(cfg: Config, parent_run_id: str | None = None, run_name: str = "train"
                   {"config": cfg.dump(), "mlflow_run_id": mlrun.info.run_id, "train_pairs": len(train_rows),
                    "holdout_pairs": len(holdout_rows), "residual_output": t.residual_output,
                    "output_mode": output_mode(cfg), "steps": t.steps, "resumed_from_step": summary["resumed_from_step"],
-                   **model.params()})
+                   "resume_changes": changed, **model.params()})
     last = run.history[-1] if run.history else {}
     summary["final_losses"] = {k: round(v, 4) for k, v in last.items() if k in model.loss_names}
     write_json(catalog.TRAIN_JSON.path(cfg), {**summary, "history": run.history})

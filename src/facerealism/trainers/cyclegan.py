@@ -168,7 +168,7 @@ class CycleGAN(Trainer):
         """The unweighted cycle L1 of the last steps and the cycle SSIM on held-out schnell images."""
         return {"final_cycle_l1": round(float(np.mean(cycle_tail)), 6) if cycle_tail else None,
                 "holdout_cycle_ssim": round(cycle_ssim(self, load_images(
-                    held["schnell_path"][: self.t.sweep.holdout_images])), 4)}
+                    held["schnell_path"][: self.t.cycle_ssim_images])), 4)}
 
 
 def cycle_ssim(model: CycleGAN, images: np.ndarray) -> float:
