@@ -148,7 +148,7 @@ def test_cli_enhance_lists_bad_files_and_keeps_going(mixed, head, tmp_path):
 
 
 def test_generate_synthetic_applies_the_head(head, tmp_path):
-    from facerealism.backends.synthetic import render_pair
+    from facerealism.backends.painter import render_pair
 
     cfg = load_config(ROOT / "params.yaml", ["generate.size=32", "train.crop=32"])
     prompt = "A professional portrait of Ada Lovelace"

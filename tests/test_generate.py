@@ -71,7 +71,7 @@ def test_kill_9_mid_run_then_rerun_loses_and_duplicates_nothing(tmp_path):
     assert not [f for f in (tmp_path / "data/pairs").rglob("*.tmp")]
     # Finished pairs were not rendered again; the victim was, and equals an uninterrupted render.
     assert all((dev_dir / f"{i}.png").stat().st_mtime_ns == t for i, t in kept.items())
-    from facerealism.backends.synthetic import render_pair
+    from facerealism.backends.painter import render_pair
 
     row = manifest.set_index("id").loc[victim]
     schnell, dev = render_pair(int(row.seed), 64, **cfg.generate.synthetic.model_dump())

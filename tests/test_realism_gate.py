@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from facerealism import controls
-from facerealism.backends.synthetic import render_pair
+from facerealism.backends.painter import render_pair
 from facerealism.config import load_config
 from facerealism.stages.evaluate import DEV, SCHNELL, flat_metrics, table4
 from facerealism.stages.register import gate, suite_check

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from facerealism.backends.synthetic import render_pair
+from facerealism.backends.painter import render_pair
 
 SEEDS = range(20)
 

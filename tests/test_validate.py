@@ -64,7 +64,7 @@ def cfg_for(root: Path, *overrides: str):
 @pytest.fixture(scope="module")
 def defects(tmp_path_factory):
     """20 good synthetic pairs plus one pair per kind of defect; id -> the reason it must be quarantined for."""
-    from facerealism.backends.synthetic import render_pair
+    from facerealism.backends.painter import render_pair
 
     root = tmp_path_factory.mktemp("defects")
     good = {f"g{i:02d}": render_pair(i, 32) for i in range(N_GOOD)}
@@ -131,7 +131,7 @@ def test_each_defect_is_quarantined_for_its_reason_and_nothing_is_deleted(defect
 
 
 def test_gate_trips_only_above_its_threshold(tmp_path):
-    from facerealism.backends.synthetic import render_pair
+    from facerealism.backends.painter import render_pair
 
     images = {f"p{i:02d}": tuple(png_bytes(x) for x in render_pair(i, 32)) for i in range(20)}
     images["p05"] = (images["p05"][0], images["p05"][1][:50])  # 1/20 = 5 % broken
@@ -153,7 +153,7 @@ def test_unreadable_manifest_is_a_one_line_error(tmp_path):
 
 
 def test_wrong_column_type_fails_the_gate(tmp_path):
-    from facerealism.backends.synthetic import render_pair
+    from facerealism.backends.painter import render_pair
 
     make_project(tmp_path, {f"p{i}": tuple(png_bytes(x) for x in render_pair(i, 32)) for i in range(4)})
     m = pd.read_parquet(tmp_path / "data/pairs/manifest.parquet")
@@ -204,7 +204,7 @@ def test_cnn_detector_and_descriptors(photos):
 
 
 def test_face_expectations_apply_to_photographic_backends_only(tmp_path, photos):
-    from facerealism.backends.synthetic import render_pair
+    from facerealism.backends.painter import render_pair
 
     astro = photos["astronaut"]
     coffee = np.asarray(Image.fromarray(photos["coffee"]).resize((512, 512)))

@@ -184,7 +184,7 @@ def fast_renderer(cfg: Config) -> Callable[[str, int], np.ndarray]:
     """
     g = cfg.generate
     if g.backend == "synthetic":
-        from facerealism.backends.synthetic import render_pair
+        from facerealism.backends.painter import render_pair
 
         return lambda prompt, seed: render_pair(seed, g.size, **g.synthetic.model_dump())[0]
     if g.backend != "flux":

@@ -54,7 +54,7 @@ class SyntheticBackend:
         self.params = cfg.generate.synthetic.model_dump()
 
     def generate(self, rows: pd.DataFrame) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
-        from facerealism.backends.synthetic import render_pair
+        from facerealism.backends.painter import render_pair
 
         for row in rows.itertuples():
             schnell, dev = render_pair(int(row.seed), self.size, **self.params)
@@ -62,7 +62,7 @@ class SyntheticBackend:
 
     def reference(self, rows: pd.DataFrame) -> Iterator[tuple[str, np.ndarray]]:
         """A dev-like image of another face: like a slow-model render from scratch, unrelated to the pair's schnell."""
-        from facerealism.backends.synthetic import render_pair
+        from facerealism.backends.painter import render_pair
 
         for row in rows.itertuples():
             yield row.id, render_pair((int(row.seed) + 0x5BD1E995) & 0x7FFFFFFF, self.size, **self.params)[1]
