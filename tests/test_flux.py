@@ -314,7 +314,7 @@ def test_hub_ids_load_offline_from_the_cache_and_share_cached_blobs(family, tmp_
 
 
 def test_diffusers_backend_shares_identical_components_too(family):
-    from facerealism.backends.auto import DiffusersBackend
+    from facerealism.backends.diffusers import DiffusersBackend
 
     def backend(*extra):
         b = DiffusersBackend(load_config(ROOT / "params.yaml", [

@@ -195,7 +195,7 @@ def one_thread():
 
 
 def test_diffusers_backend_resolves_flux_through_autopipeline(tiny, tmp_path, one_thread):
-    from facerealism.backends.auto import DiffusersBackend
+    from facerealism.backends.diffusers import DiffusersBackend
 
     cfg = synthetic_cfg(tmp_path, "generate.backend=diffusers", f"generate.diffusers.fast_model={tiny['schnell']}",
                         f"generate.diffusers.slow_model={tiny['dev']}", "generate.diffusers.dtype=float32",

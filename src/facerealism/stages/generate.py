@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from facerealism import catalog
-from facerealism.backends.auto import DiffusersBackend  # torch/diffusers load only when it renders
+from facerealism.backends.diffusers import DiffusersBackend  # torch/diffusers load only when it renders
 from facerealism.backends.flux import FluxBackend
 from facerealism.config import Config
 from facerealism.errors import UserError
