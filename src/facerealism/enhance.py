@@ -182,37 +182,9 @@ def fast_renderer(cfg: Config) -> Callable[[str, int], np.ndarray]:
 
     The synthetic backend ignores the prompt beyond its seed: it renders the schnell-like half of a procedural pair.
     """
-    g = cfg.generate
-    if g.backend == "synthetic":
-        from facerealism.backends.painter import render_pair
+    from facerealism.backends import build_backend
 
-        return lambda prompt, seed: render_pair(seed, g.size, **g.synthetic.model_dump())[0]
-    if g.backend != "flux":
-        raise UserError(f"generate.backend: unknown backend {g.backend!r}; known: ['flux', 'synthetic']")
-    from diffusers import FluxPipeline
-
-    from facerealism.backends.flux import FluxBackend, load_pipeline
-
-    backend = FluxBackend(cfg)  # resolves the device and rejects offload without CUDA
-    c = backend.cfg
-    # Only the fast text-to-image model is loaded: generate never needs the slow img2img one.
-    pipe = load_pipeline(FluxPipeline, c.fast_model, "fast_model", c.dtype)
-    multiple = 2 * pipe.vae_scale_factor
-    if g.size % multiple:
-        raise UserError(f"generate.size must be a multiple of {multiple} for {c.fast_model}, got {g.size}")
-    if c.cpu_offload:
-        pipe.enable_model_cpu_offload(device=backend.device)
-    else:
-        pipe.to(backend.device)
-    pipe.set_progress_bar_config(disable=True)
-
-    def render(prompt: str, seed: int) -> np.ndarray:
-        image = pipe(prompt=prompt, num_inference_steps=c.fast_steps, guidance_scale=c.fast_guidance,
-                     max_sequence_length=c.max_sequence_length, height=g.size, width=g.size,
-                     generator=backend._generators([seed])[0], output_type="pil").images[0]
-        return np.asarray(image.convert("RGB"))
-
-    return render
+    return build_backend(cfg).fast_renderer()
 
 
 def generate_images(cfg: Config, prompt: str, out: Path, model: str, n: int = 1, enhance: bool = True,

@@ -14,7 +14,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -58,13 +58,17 @@ class DiffusersBackend:
             slow = load_pipeline(AutoPipelineForImage2Image, c.slow_model, "slow_model", c.dtype, section="diffusers",
                                  components=shared_modules(fast, c.fast_model, c.slow_model, c.share_components))
         for model, pipe in ((c.fast_model, fast), (c.slow_model, slow)):
-            # Transformer models pack 2x2 latent patches (FLUX, SD3): the side must divide by twice the VAE factor.
-            multiple = pipe.vae_scale_factor * (2 if hasattr(pipe, "transformer") else 1)
-            if self.size % multiple:
-                raise UserError(f"generate.size must be a multiple of {multiple} for {model}, got {self.size}")
-            pipe.to(self.device)
-            pipe.set_progress_bar_config(disable=True)  # the stage draws its own per-pair bar
+            self._place(pipe, model)
         self.fast_pipe, self.slow_pipe = fast, slow
+
+    def _place(self, pipe, model: str) -> None:
+        """Check the image size fits the model, move the pipeline to the device, silence its bar."""
+        # Transformer models pack 2x2 latent patches (FLUX, SD3): the side must divide by twice the VAE factor.
+        multiple = pipe.vae_scale_factor * (2 if hasattr(pipe, "transformer") else 1)
+        if self.size % multiple:
+            raise UserError(f"generate.size must be a multiple of {multiple} for {model}, got {self.size}")
+        pipe.to(self.device)
+        pipe.set_progress_bar_config(disable=True)  # the stage draws its own per-pair bar
 
     def _generators(self, seeds) -> list:
         import torch
@@ -100,6 +104,21 @@ class DiffusersBackend:
                                    generator=self._generators(batch["seed"]), output_type="pil",
                                    **self.cfg.slow_kwargs).images
             yield from zip(batch["id"], [_to_uint8(im) for im in images])
+
+    def fast_renderer(self) -> Callable[[str, int], np.ndarray]:
+        """(prompt, seed) -> the fast model's uint8 (size, size, 3) image; the slow img2img model is never loaded."""
+        from diffusers import AutoPipelineForText2Image
+
+        c = self.cfg
+        pipe = load_pipeline(AutoPipelineForText2Image, c.fast_model, "fast_model", c.dtype, section="diffusers")
+        self._place(pipe, c.fast_model)
+
+        def render(prompt: str, seed: int) -> np.ndarray:
+            image = pipe(prompt=prompt, height=self.size, width=self.size, generator=self._generators([seed])[0],
+                         output_type="pil", **c.fast_kwargs).images[0]
+            return _to_uint8(image)
+
+        return render
 
     def describe(self) -> dict:
         """Everything that changes the pixels (batch_size and device are left out)."""

@@ -28,7 +28,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -276,6 +276,29 @@ class FluxBackend:
             batch = rows.iloc[start:start + bs]
             schnell, dev = self.render([str(p) for p in batch["prompt"]], [int(s) for s in batch["seed"]])
             yield from zip(batch["id"], schnell, dev)
+
+    def fast_renderer(self) -> Callable[[str, int], np.ndarray]:
+        """(prompt, seed) -> the fast model's uint8 (size, size, 3) image; the slow img2img model is never loaded."""
+        from diffusers import FluxPipeline
+
+        c, size = self.cfg, self.size
+        pipe = load_pipeline(FluxPipeline, c.fast_model, "fast_model", c.dtype)
+        multiple = 2 * pipe.vae_scale_factor
+        if size % multiple:
+            raise UserError(f"generate.size must be a multiple of {multiple} for {c.fast_model}, got {size}")
+        if c.cpu_offload:
+            pipe.enable_model_cpu_offload(device=self.device)
+        else:
+            pipe.to(self.device)
+        pipe.set_progress_bar_config(disable=True)
+
+        def render(prompt: str, seed: int) -> np.ndarray:
+            image = pipe(prompt=prompt, num_inference_steps=c.fast_steps, guidance_scale=c.fast_guidance,
+                         max_sequence_length=c.max_sequence_length, height=size, width=size,
+                         generator=self._generators([seed])[0], output_type="pil").images[0]
+            return _to_uint8(image)
+
+        return render
 
     def describe(self) -> dict:
         """Everything that changes the pixels; memory/throughput knobs (batch_size, offload, slicing) are left out

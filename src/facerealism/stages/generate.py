@@ -20,15 +20,13 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from facerealism import catalog
-from facerealism.backends.diffusers import DiffusersBackend  # torch/diffusers load only when it renders
-from facerealism.backends.flux import FluxBackend
+from facerealism.backends import Backend, build_backend  # torch/diffusers load only when a backend renders
 from facerealism.config import Config
 from facerealism.errors import UserError
 from facerealism.files import read_parquet, save_png, sha256_file, write_json, write_parquet
@@ -42,47 +40,10 @@ REFERENCE_COLUMNS = ["id", "prompt", "seed", "template", "region", "gender", "pa
                      "width", "height", "backend", "params"]
 PROMPT_COLUMNS = {"id", "prompt", "seed", "template", "region", "gender"}
 _TMP = re.compile(r"^\.(?P<name>.+)\.[^.]+\.tmp$")  # files.atomic_write_bytes: ".{name}.{random}.tmp"
+_LOADED: dict[str, Backend] = {}  # one backend (pipelines loaded once) per worker process, keyed by its spec
 
 
-class SyntheticBackend:
-    """Procedural portrait pairs: the offline stand-in for FLUX schnell -> dev."""
-
-    name = "synthetic"
-
-    def __init__(self, cfg: Config):
-        self.size = cfg.generate.size
-        self.params = cfg.generate.synthetic.model_dump()
-
-    def generate(self, rows: pd.DataFrame) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
-        from facerealism.backends.painter import render_pair
-
-        for row in rows.itertuples():
-            schnell, dev = render_pair(int(row.seed), self.size, **self.params)
-            yield row.id, schnell, dev
-
-    def reference(self, rows: pd.DataFrame) -> Iterator[tuple[str, np.ndarray]]:
-        """A dev-like image of another face: like a slow-model render from scratch, unrelated to the pair's schnell."""
-        from facerealism.backends.painter import render_pair
-
-        for row in rows.itertuples():
-            yield row.id, render_pair((int(row.seed) + 0x5BD1E995) & 0x7FFFFFFF, self.size, **self.params)[1]
-
-    def describe(self) -> dict:
-        return {"size": self.size, **self.params}
-
-
-BACKENDS = {"synthetic": SyntheticBackend, "flux": FluxBackend, "diffusers": DiffusersBackend}
-_LOADED: dict[str, object] = {}  # one backend (pipelines loaded once) per worker process, keyed by its spec
-
-
-def build_backend(cfg: Config):
-    name = cfg.generate.backend
-    if name not in BACKENDS:
-        raise UserError(f"generate.backend: unknown backend {name!r}; known: {sorted(BACKENDS)}")
-    return BACKENDS[name](cfg)
-
-
-def cached_backend(cfg: Config):
+def cached_backend(cfg: Config) -> Backend:
     """The backend for cfg, built once per process: a worker that renders several shards loads its pipelines once."""
     backend = build_backend(cfg)
     key = json.dumps({"backend": backend.name, **backend.describe(), "device": _device(cfg)}, sort_keys=True)
@@ -163,9 +124,7 @@ def load_backend(cfg: Config, index: int | None = None) -> float:
     Called before stale renders are deleted, so a wrong model id or folder fails while the old pairs still exist.
     """
     t0 = time.perf_counter()
-    backend = cached_backend(_for_shard(cfg, index))
-    if hasattr(backend, "load"):
-        backend.load()
+    cached_backend(_for_shard(cfg, index)).load()
     return time.perf_counter() - t0
 
 
