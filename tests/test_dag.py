@@ -18,6 +18,7 @@ import requests
 from rich.console import Console
 
 from facerealism import dag, ops
+from facerealism.bench import servers
 from facerealism.progress import StageProgress, progress
 
 from .conftest import ROOT, cli_env, write_tiny_params
@@ -120,11 +121,11 @@ def tiny_dvc_project(path):
 
 @pytest.fixture(scope="module")
 def prefect_server(tmp_path_factory):
-    server = ops.start_prefect_server(tmp_path_factory.mktemp("prefect"), postgres=False)
+    server = servers.start_prefect_server(tmp_path_factory.mktemp("prefect"), postgres=False)
     try:
         yield server
     finally:
-        ops.stop_prefect_server(server)
+        servers.stop_prefect_server(server)
 
 
 def run_env(server) -> dict:

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from facerealism import ops
+from facerealism.bench import servers
 
 from .conftest import ROOT, cli_env, write_tiny_params
 
@@ -28,8 +29,6 @@ def _postgres_available() -> bool:
     try:
         import asyncpg  # noqa: F401  (Prefect's PostgreSQL driver)
 
-        from facerealism import servers
-
         servers.drop_postgres_db(servers.create_postgres_db(prefix="probe"))
         return True
     except (ImportError, ConnectionError):  # SQLite still exercises every deployment path
@@ -38,9 +37,9 @@ def _postgres_available() -> bool:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    srv = ops.start_prefect_server(tmp_path_factory.mktemp("prefect-home"), postgres=_postgres_available())
+    srv = servers.start_prefect_server(tmp_path_factory.mktemp("prefect-home"), postgres=_postgres_available())
     yield srv
-    ops.stop_prefect_server(srv)
+    servers.stop_prefect_server(srv)
     if srv.database:
         import psycopg2
 

@@ -10,7 +10,8 @@ import requests
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, RESOURCE_DOES_NOT_EXIST, TEMPORARILY_UNAVAILABLE
 
-from facerealism import faults, servers
+from facerealism import faults
+from facerealism.bench import servers
 from facerealism.config import ConfigError
 from facerealism.stages.validate import ValidationFailed
 

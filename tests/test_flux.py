@@ -226,7 +226,7 @@ def test_reference_renders_the_slow_model_from_scratch(tiny):
 
 
 def test_flux_bench_times_reload_once_and_batched_on_the_same_pairs(tiny):
-    from facerealism.backends.flux_bench import measure
+    from facerealism.bench.flux import measure
 
     r = measure(tiny["schnell"], tiny["dev"], pairs=2, size=32, batches=(1, 2))
     assert set(r) == {"loaded_once", "batched", "reloaded_per_pair", "load_s", "render_s"}

@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from facerealism import scaleout, servers
+from facerealism import scaleout
+from facerealism.bench import servers
 from facerealism.config import ConfigError, load_config
 from facerealism.files import load_rgb, sha256_file
 from facerealism.stages import generate, run_stage
@@ -306,9 +307,7 @@ def test_flow_on_a_long_lived_dask_cluster_loads_each_pipeline_once(tiny, tmp_pa
     FACEREALISM_DASK_ADDRESS and a worker keeps its pipelines for every later shard and flow."""
     from distributed import Client
 
-    from facerealism import ops
-
-    prefect = ops.start_prefect_server(tmp_path / "prefect-home", postgres=False)
+    prefect = servers.start_prefect_server(tmp_path / "prefect-home", postgres=False)
     try:
         api = {"PREFECT_API_URL": prefect.api_url}
         # INFO: the test session keeps Prefect at WARNING, which would drop the progress lines.
@@ -322,7 +321,7 @@ def test_flow_on_a_long_lived_dask_cluster_loads_each_pipeline_once(tiny, tmp_pa
             second = run_generate_flow(flux_flow_overrides(tiny, tmp_path / "b", "generate.shards=2"), tmp_path, env)
             lines = progress_lines(prefect.api_url, "generate [flux] shard 1/2: 3/3 pairs")
     finally:
-        ops.stop_prefect_server(prefect)
+        servers.stop_prefect_server(prefect)
     # What people read in Prefect's UI: each shard's pairs/s and ETA, sent from the worker process.
     assert len(lines) == 2 and all(" pairs/s, eta 0:00:00" in line for line in lines)  # one per flow
     assert first["pairs"] == second["pairs"] == 6

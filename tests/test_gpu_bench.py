@@ -85,7 +85,7 @@ def test_kit_rejects_bad_input_in_one_line(tmp_path):
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none here)")
 def test_kit_at_full_size_on_one_gpu(tmp_path):
-    from facerealism.gpu_bench import run_kit
+    from facerealism.bench.gpu import run_kit
 
     r = run_kit(tmp_path / "gpu_bench.json", [512, 1024], budget_s=480)
     assert r["device"] == "cuda" and r["dtype"] == "bfloat16" and r["within_budget"]

@@ -20,7 +20,8 @@ import torch
 import yaml
 from PIL import Image
 
-from facerealism import servers, tracking
+from facerealism import tracking
+from facerealism.bench import servers
 from facerealism.config import load_config
 from facerealism.files import write_json, write_parquet
 from facerealism.head import enhance_array, load_head, save_head

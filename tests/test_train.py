@@ -272,7 +272,7 @@ def test_baselines_train_beside_the_head_and_evaluate_ranks_them(data):
 
 
 def test_train_bench_prints_fp32_bf16_and_channels_last_side_by_side():
-    from facerealism.train_bench import bench
+    from facerealism.bench.train import bench
 
     r = bench(size=32, batch_size=1, steps=1, warmup=1, ngf=8, n_blocks=1, images=2)
     assert set(r) == {"fp32", "bf16", "bf16 channels_last"} and r["fp32"]["speedup"] == 1.0

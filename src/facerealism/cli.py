@@ -170,7 +170,7 @@ def gpu_bench(
     compile: Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile head variants")] = True,
 ) -> None:
     """Full-size FLUX.1 dev img2img vs schnell + head, head throughput, training speed: one JSON and tables."""
-    from facerealism import gpu_bench as kit
+    from facerealism.bench import gpu as kit
 
     try:
         report = kit.run_kit(out, sizes or [512, 1024], configs, schnell, dev, head, dtype, device, repeats, budget_s,

@@ -1,4 +1,4 @@
-"""Operations helpers: DVC hashes and commits tied to MLflow runs, and a throwaway local Prefect server."""
+"""Operations helpers: DVC hashes and commits tied to MLflow runs, data for a registered model, rollback."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -241,69 +240,3 @@ def rollback_champion(name: str, to_version: str, reason: str, tracking_uri: str
             client.set_model_version_tag(name, mv.version, "rollback.reason", reason)
     client.set_registered_model_alias(name, "champion", str(to_version))
     return previous
-
-
-# ---------------------------------------------------------------- a throwaway Prefect server
-# Process handling and databases come from facerealism.servers (shared with the MLflow servers); only Prefect is here.
-
-
-@dataclass
-class PrefectServer:
-    """A `prefect server start` this code started; stop it with `stop_prefect_server`."""
-
-    server: "servers.Server"
-    home: Path
-    database: str | None  # SQLAlchemy URI of the throwaway PostgreSQL database, dropped on stop; None: SQLite
-
-    @property
-    def api_url(self) -> str:
-        return self.server.url + "/api"
-
-    @property
-    def pid(self) -> int:
-        return self.server.pid
-
-    def env(self) -> dict[str, str]:
-        """Environment for clients (CLI, workers) of this server."""
-        return {**os.environ, "PREFECT_API_URL": self.api_url, "PREFECT_HOME": str(self.home),
-                "DO_NOT_TRACK": "true", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-
-
-def start_prefect_server(home: str | Path, postgres: bool = True, timeout: float = 120.0) -> PrefectServer:
-    """Start `prefect server start` on a free localhost port, on a fresh PostgreSQL database (or SQLite).
-
-    Args:
-        home: PREFECT_HOME for the server; its log is `home/server.log`.
-        postgres: use a throwaway database on the local PostgreSQL (127.0.0.1:5432, user postgres);
-            False keeps Prefect's SQLite under `home`.
-    Returns:
-        The running server; raises TimeoutError/RuntimeError with the log's tail when it does not become healthy.
-    """
-    from facerealism import servers
-
-    home = Path(home).resolve()
-    home.mkdir(parents=True, exist_ok=True)
-    port = servers.free_port()
-    env = {"PREFECT_HOME": str(home), "DO_NOT_TRACK": "true", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "PREFECT_SERVER_UI_ENABLED": "false"}
-    database = servers.create_postgres_db(prefix="prefect") if postgres else None
-    if database:
-        env["PREFECT_API_DATABASE_CONNECTION_URL"] = database.replace("postgresql://", "postgresql+asyncpg://", 1)
-    exe = Path(sys.executable).with_name("prefect")
-    cmd = [str(exe), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
-    try:
-        server = servers.start_process(cmd, port, "/api/health", env=env, log_path=home / "server.log", wait=timeout)
-    except (TimeoutError, RuntimeError):
-        if database:
-            servers.drop_postgres_db(database)
-        raise
-    return PrefectServer(server, home, database)
-
-
-def stop_prefect_server(prefect: PrefectServer) -> None:
-    """Stop the server's process group (by the PID we started), then drop its throwaway database."""
-    from facerealism import servers
-
-    prefect.server.stop()
-    if prefect.database:
-        servers.drop_postgres_db(prefect.database)

@@ -70,7 +70,7 @@ class TrainConfig(Section):
     is batch_size x grad_accum x processes. train.steps counts optimiser steps."""
     channels_last: bool = False
     """Nets and batches in channels-last memory format (faster convolutions on GPUs with tensor cores; measured
-    slower on this CPU: `python -m facerealism.train_bench`)."""
+    slower on this CPU: `python -m facerealism.bench.train`)."""
     compile: bool = False
     """torch.compile the nets through accelerate's dynamo plugin; costs a compile up front (minutes on 2 CPU cores)."""
     compile_backend: str = "inductor"

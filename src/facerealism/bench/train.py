@@ -1,6 +1,6 @@
 """Training-step benchmark: bf16 autocast vs fp32 (and channels-last), and the share of step time waiting for data.
 
-    python -m facerealism.train_bench [--size 128] [--batch-size 1] [--steps 5]
+    python -m facerealism.bench.train [--size 128] [--batch-size 1] [--steps 5]
 
 Runs the train stage's own CycleGAN step and batch sampler on in-memory images (the stage keeps
 its dataset in memory too), so the numbers describe `facerealism stage train` on this machine.

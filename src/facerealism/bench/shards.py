@@ -1,6 +1,6 @@
 """Pairs/s of sharded generation (flows/generate.py) on tiny FLUX: 1 Dask worker vs 2, side by side in one run."""
 
-# Run: python -m facerealism.backends.shard_bench [--pairs 64] [--size 32] [--slow-steps 50]
+# Run: python -m facerealism.bench.shards [--pairs 64] [--size 32] [--slow-steps 50]
 # Two layouts, each with 1 and then 2 workers, all flows reporting to one Prefect server started here:
 #   cold  - the flow starts its own LocalCluster (the default of `make run`): each new worker process imports
 #           torch/diffusers and loads its pipelines before rendering;
@@ -51,7 +51,7 @@ def measure(root: Path, schnell: Path, dev: Path, workers: int, pairs: int, size
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m facerealism.backends.shard_bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m facerealism.bench.shards", description=__doc__)
     parser.add_argument("--pairs", type=int, default=64)
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--slow-steps", type=int, default=50)
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from facerealism import ops, servers
+    from facerealism.bench import servers
     from facerealism.backends.tiny_flux import build_tiny_flux
 
     load_before = os.getloadavg()
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
         root = Path(tmp)
         schnell = build_tiny_flux(root / "schnell", seed=0, variant="schnell")
         dev = build_tiny_flux(root / "dev", seed=10, variant="dev")
-        prefect = ops.start_prefect_server(root / "prefect", postgres=False)
+        prefect = servers.start_prefect_server(root / "prefect", postgres=False)
         try:
             with temporary_settings({PREFECT_API_URL: prefect.api_url}):
                 # Warm-up, discarded: the first flow pays one-off costs (Prefect's database, cold file caches)
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
                                                      args.slow_steps, cluster.address)
                 APILogWorker.drain_all(timeout=5)  # send the flows' last log lines while the server still listens
         finally:
-            ops.stop_prefect_server(prefect)
+            servers.stop_prefect_server(prefect)
     load_after = os.getloadavg()
 
     table = Table(title=f"sharded generation on tiny FLUX: {args.pairs} pairs, {args.size} px, fast 4 + slow "

@@ -1,5 +1,5 @@
-"""Local server processes on free localhost ports: MLflow tracking and model servers, a Dask cluster, throwaway
-Postgres databases."""
+"""Local server processes on free localhost ports: MLflow tracking and model servers, a Dask cluster, a Prefect
+server, throwaway Postgres databases (for tests, benchmarks and throwaway checks)."""
 
 from __future__ import annotations
 
@@ -252,3 +252,65 @@ def drop_postgres_db(uri: str) -> None:
                     (name,))
         cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
     conn.close()
+
+
+# ---------------------------------------------------------------- a throwaway Prefect server
+# Process handling and databases are the ones above, shared with the MLflow servers.
+
+
+@dataclass
+class PrefectServer:
+    """A `prefect server start` this code started; stop it with `stop_prefect_server`."""
+
+    server: Server
+    home: Path
+    database: str | None  # SQLAlchemy URI of the throwaway PostgreSQL database, dropped on stop; None: SQLite
+
+    @property
+    def api_url(self) -> str:
+        return self.server.url + "/api"
+
+    @property
+    def pid(self) -> int:
+        return self.server.pid
+
+    def env(self) -> dict[str, str]:
+        """Environment for clients (CLI, workers) of this server."""
+        return {**os.environ, "PREFECT_API_URL": self.api_url, "PREFECT_HOME": str(self.home),
+                "DO_NOT_TRACK": "true", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+
+
+def start_prefect_server(home: str | Path, postgres: bool = True, timeout: float = 120.0) -> PrefectServer:
+    """Start `prefect server start` on a free localhost port, on a fresh PostgreSQL database (or SQLite).
+
+    Args:
+        home: PREFECT_HOME for the server; its log is `home/server.log`.
+        postgres: use a throwaway database on the local PostgreSQL (127.0.0.1:5432, user postgres);
+            False keeps Prefect's SQLite under `home`.
+    Returns:
+        The running server; raises TimeoutError/RuntimeError with the log's tail when it does not become healthy.
+    """
+    home = Path(home).resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    env = {"PREFECT_HOME": str(home), "DO_NOT_TRACK": "true", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "PREFECT_SERVER_UI_ENABLED": "false"}
+    database = create_postgres_db(prefix="prefect") if postgres else None
+    if database:
+        env["PREFECT_API_DATABASE_CONNECTION_URL"] = database.replace("postgresql://", "postgresql+asyncpg://", 1)
+    exe = Path(sys.executable).with_name("prefect")
+    cmd = [str(exe), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    try:
+        server = start_process(cmd, port, "/api/health", env=env, log_path=home / "server.log", wait=timeout)
+    except (TimeoutError, RuntimeError):
+        if database:
+            drop_postgres_db(database)
+        raise
+    return PrefectServer(server, home, database)
+
+
+def stop_prefect_server(prefect: PrefectServer) -> None:
+    """Stop the server's process group (by the PID we started), then drop its throwaway database."""
+    prefect.server.stop()
+    if prefect.database:
+        drop_postgres_db(prefect.database)

@@ -8,7 +8,7 @@
 #      full-size FLOPs model (stages.benchmark.flux_cost_models: 7.0 % at 512^2);
 #   2. head throughput: eager fp32 / bf16 / channels-last / torch.compile at batch 1, then batch 1...64
 #      with peak memory;
-#   3. ESA-CycleGAN training steps/s (train_bench: the train stage's own step) at each train size.
+#   3. ESA-CycleGAN training steps/s (bench/train.py: the train stage's own step) at each train size.
 # Without weights the modules are random, built from configs/flux1 (backends.full_flux); with real
 # weights (hub ids in the local cache, or local diffusers folders) those are used instead. The same
 # code runs on CPU from tiny configs (`configs="tiny"`) in the test suite.
@@ -196,16 +196,16 @@ def head_throughput(head: torch.nn.Module, size: int, batches: list[int], repeat
 
 
 def training_speed(sizes: list[int], kwargs: dict, steps: int, batch_size: int, clock: Clock) -> dict:
-    """ESA-CycleGAN training steps/s per size and precision (train_bench: the train stage's own step)."""
-    from facerealism import train_bench
+    """ESA-CycleGAN training steps/s per size and precision (bench/train.py: the train stage's own step)."""
+    from facerealism.bench import train
 
     out = {}
     for size in sizes:
         if clock.left() < 30:
             out[str(size)] = {"skipped": f"time budget ({clock.left():.0f} s left)"}
             continue
-        r = train_bench.bench(size, batch_size, steps, warmup=2, ngf=kwargs.get("ngf", 64),
-                              n_blocks=kwargs.get("n_blocks", 9), images=8)
+        r = train.bench(size, batch_size, steps, warmup=2, ngf=kwargs.get("ngf", 64),
+                        n_blocks=kwargs.get("n_blocks", 9), images=8)
         out[str(size)] = {name: {"step_s": round(v["step_s"], 4), "steps_per_s": round(1 / v["step_s"], 3),
                                  "speedup_vs_fp32": round(v["speedup"], 2)} for name, v in r.items()}
     return out

@@ -1,6 +1,6 @@
 """Pairs/s of the flux backend on tiny FLUX: pipelines loaded once per backend vs reloaded for every pair."""
 
-# Run: python -m facerealism.backends.flux_bench [--pairs 16] [--size 32] [--batch 8 16] [--threads 1]
+# Run: python -m facerealism.bench.flux [--pairs 16] [--size 32] [--batch 8 16] [--threads 1]
 # What it shows: the cost the backend avoids by loading each pipeline once and reusing it, and
 # what reuse makes possible on top: batching prompts (generate.flux.batch_size), which a worker
 # that reloads per pair cannot do. On tiny models a render is cheap, so the reload ratio is mostly
@@ -71,7 +71,7 @@ def measure(schnell: Path, dev: Path, pairs: int = 8, size: int = 32, batches: t
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m facerealism.backends.flux_bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m facerealism.bench.flux", description=__doc__)
     parser.add_argument("--pairs", type=int, default=16)
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--batch", type=int, nargs="+", default=[8, 16], help="prompts per call, one row each")
