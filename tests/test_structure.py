@@ -158,3 +158,12 @@ def test_each_stage_lists_exactly_the_params_it_reads():
 
         unneeded = [p for p in listed if not needed(p)]
         assert not unneeded, (name, unneeded)
+
+
+def test_every_package_under_src_is_installed_by_a_non_editable_install():
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(ROOT / "src").parts) for p in (ROOT / "src").rglob("__init__.py")}
+    assert found <= listed, f"missing from pyproject.toml packages: {sorted(found - listed)}"
+    assert "flows" in listed
