@@ -113,9 +113,14 @@ def dvc_status_clean(project: str | Path = ".") -> bool:
     return json.loads(out or "{}") == {}
 
 
-def has_default_remote(project: str | Path = ".") -> bool:
+def default_remote(project: str | Path = ".") -> str:
+    """The default DVC remote's name ("" when there is none)."""
     res = dvc(["remote", "default"], project, check=False)
-    return res.returncode == 0 and bool(res.stdout.strip())  # without one, DVC says so on stdout and exits 1
+    return res.stdout.strip() if res.returncode == 0 else ""  # without one, DVC says so on stdout and exits 1
+
+
+def has_default_remote(project: str | Path = ".") -> bool:
+    return bool(default_remote(project))
 
 
 def _why_not_committable(params: str | Path, overrides: list[str] | None, project: Path) -> str | None:
