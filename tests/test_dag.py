@@ -41,6 +41,40 @@ def test_graph_is_dvc_yaml_and_lets_independent_stages_run_together():
     assert p.wait_for("evaluate") == g["evaluate"]
 
 
+def schedule(p: dag.Plan) -> dict[str, tuple[int, int]]:
+    """(start, end) per stage when each takes one time unit and starts once every stage it waits for ended (the
+    flow's futures with enough workers)."""
+    times: dict[str, tuple[int, int]] = {}
+    for name in p.graph:  # dvc.yaml's order is topological
+        start = max((times[n][1] for n in p.wait_for(name)), default=0)
+        times[name] = (start, start + 1)
+    return times
+
+
+@pytest.mark.parametrize("cpus, alone_env, alone", [(2, None, True), (7, None, True), (8, None, False),
+                                                    (16, None, False), (2, "0", False), (16, "1", True)])
+def test_benchmark_times_alone_on_a_small_machine_and_beside_evaluate_on_a_big_one(cpus, alone_env, alone, tmp_path,
+                                                                                  monkeypatch):
+    """Fig. 8 and the gate's throughput floor must not carry evaluate's load: below TIMED_ALONE_BELOW_CPUS CPUs
+    benchmark's run never overlaps evaluate's; with enough CPUs they run side by side (FACEREALISM_TIMED_ALONE
+    overrides the rule for measurements)."""
+    write_tiny_params(tmp_path)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(cpus)))  # the CPUs this process may use
+    if alone_env is None:
+        monkeypatch.delenv("FACEREALISM_TIMED_ALONE", raising=False)
+    else:
+        monkeypatch.setenv("FACEREALISM_TIMED_ALONE", alone_env)
+    p = dag.plan(tmp_path / "params.yaml", [], project=tmp_path)
+    assert p.timed_alone is alone
+    t = schedule(p)
+    (e0, e1), (b0, b1) = t["evaluate"], t["benchmark"]
+    if alone:
+        assert b0 >= e1 and b0 >= t["audit"][1], t  # nothing independent runs while it measures
+    else:
+        assert b0 < e1 and e0 < b1, t  # concurrent: the wall-time gain of the DAG
+    assert t["register"][0] >= max(e1, b1)  # the gate reads both
+
+
 def test_plan_is_incremental_only_where_dvc_lock_stays_honest(tmp_path):
     write_tiny_params(tmp_path)
     p = dag.plan(tmp_path / "params.yaml", [], project=tmp_path)
