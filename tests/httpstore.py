@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -85,3 +86,10 @@ class HTTPStore:
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+def dead_url() -> str:
+    """An address nothing listens on (a remote that is down: connection refused)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"

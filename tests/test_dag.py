@@ -21,6 +21,7 @@ from facerealism import dag, ops
 from facerealism.progress import StageProgress, progress
 
 from .conftest import ROOT, cli_env, write_tiny_params
+from .httpstore import HTTPStore, dead_url
 
 
 # --- the graph -------------------------------------------------------------------------------
@@ -219,33 +220,61 @@ def mlflow_versions(path) -> list:
 STAGES = {"prompts", "generate", "validate", "audit", "train", "evaluate", "benchmark", "register"}
 
 
+def completed(out: str) -> set[str]:
+    return {s for s in STAGES if f"Task run '{s}' - Finished in state Completed" in out}
+
+
+# One resume chain, a kill -9 of the flow's process group during each stage: (stage, marker to kill after, delay).
+# A stage logs "<stage>: running" as it starts, so even a stage of a second is caught while it runs.
+KILLS = [
+    ("prompts", "prompts: running", 0.0),
+    ("generate", "generate: running", 0.0),
+    ("validate", "validate: running", 0.0),
+    ("audit", "audit: running", 0.0),  # train has just started beside it
+    ("train", "Task run 'audit' - Finished in state Completed", 0.5),  # train still runs once audit finished
+    ("evaluate", "evaluate: running", 0.0),
+    ("benchmark", "benchmark: running", 0.0),
+    ("register", "register: running", 1.0),  # the version may or may not exist; it must not be duplicated
+]
+
+
 @pytest.mark.slow
 def test_killed_runs_resume_then_noop_rerun_and_one_param_change(tmp_path, prefect_server, monkeypatch):
     tiny_dvc_project(tmp_path)
-    # 1. kill -9 during train (once audit, running beside it, finished): what finished is recorded in dvc.lock.
-    out = run_until_killed(tmp_path, prefect_server, "Task run 'audit' - Finished in state Completed", delay_s=0.5)
-    finished_first = {s for s in STAGES if f"Task run '{s}' - Finished in state Completed" in out}
-    assert {"prompts", "generate", "validate", "audit"} <= finished_first and "train" not in finished_first, out[-3000:]
+    # 1. kill -9 during every stage in turn; each rerun reuses what finished and reruns the stage killed before.
+    done, killed, t0 = set(), None, time.monotonic()
+    for name, marker, delay in KILLS:
+        out = run_until_killed(tmp_path, prefect_server, marker, delay)
+        assert f"{name}: running" in out and name not in completed(out), f"{name} not killed while running:\n" + out[-3000:]
+        assert up_to_date(out) >= done and not ran(out) & done, (name, done, out[-3000:])
+        assert killed is None or killed in ran(out), (killed, out[-3000:])
+        done, killed = done | completed(out), name
+        if name == "train":
+            train_run = out
+        if name == "benchmark":
+            evaluate_run = out
+    print(f"8 killed runs: {time.monotonic() - t0:.0f} s")
+    assert done == STAGES - {"register"}
     assert set(ops.lock_hashes(tmp_path)) >= {"data/prompts.parquet", "data/pairs", "data/validated.parquet"}
-    # No terminal: progress reached the task's Prefect log as lines with done/total, rate and ETA.
-    assert re.search(r"Task run 'audit' - audit: faces: (\d+)/\1 items, [\d.]+ items/s, eta 0:00:00", out), out[-3000:]
+    # No terminal: progress reached the tasks' Prefect logs as lines with done/total, rate and ETA.
+    assert re.search(r"Task run 'audit' - audit: faces: (\d+)/\1 items, [\d.]+ items/s, eta 0:00:00", train_run)
+    assert re.search(r"Task run 'evaluate' - evaluate: Table 4 rows \(bootstrap, C2ST\): (\d+)/\1 items, [\d.]+ "
+                     r"items/s, eta 0:00:00", evaluate_run), evaluate_run[-3000:]
 
-    # The Prefect server saw audit and train running at the same time, train waiting on validate.
-    flow = api(prefect_server, "/flow_runs/filter", {"sort": "START_TIME_DESC", "limit": 1})[0]
+    # The Prefect server saw audit and train (the run killed during train) at the same time, train waiting on validate.
+    flows = api(prefect_server, "/flow_runs/filter", {"sort": "START_TIME_DESC", "limit": 4})
+    flow = flows[len(KILLS) - 1 - [k[0] for k in KILLS].index("train")]
     tasks = {t["name"]: t for t in api(prefect_server, "/task_runs/filter", {"flow_runs": {"id": {"any_": [flow["id"]]}}})}
     audit, train = tasks["audit"], tasks["train"]
+    assert audit["end_time"] and not train["end_time"], (audit, train)
     assert audit["start_time"] < train["start_time"] < audit["end_time"] or \
-        train["start_time"] < audit["start_time"] < (train["end_time"] or "9999"), (audit, train)
+        train["start_time"] < audit["start_time"], (audit, train)
     waited = {i["id"] for i in train["task_inputs"]["wait_for"]}
     assert waited == {tasks["generate"]["id"], tasks["validate"]["id"]}
 
-    # 2. kill -9 just after register started: the version may or may not exist; it must not be duplicated later.
-    out = run_until_killed(tmp_path, prefect_server, "register: running", delay_s=1.0)
-    assert up_to_date(out) >= {"prompts", "generate", "validate", "audit"} and "train" in ran(out)
-
     # 3. the rerun completes, reusing everything that finished.
     out, _ = facerealism_run(tmp_path, prefect_server)
-    assert ran(out) == {"register"}, out[-3000:]
+    assert ran(out) == {"register"} and up_to_date(out) == STAGES - {"register"}, out[-3000:]
     assert ops.dvc_status_clean(tmp_path)
     versions = mlflow_versions(tmp_path)
     assert len(versions) == 1 and versions[0].tags.get("gate.passed") == "True"
@@ -299,6 +328,24 @@ def test_killed_runs_resume_then_noop_rerun_and_one_param_change(tmp_path, prefe
     assert dag.changes(tmp_path, "prompts") == []
     assert "up_to_date" not in dag.run_or_skip("prompts", cfg, p, log=lambda _: None) and p.ran == ["prompts"]
     assert ops.dvc_status_clean(tmp_path)
+
+    # 8. The default DVC remote is down: the run fails with one line naming it, keeps its outputs and owes the
+    # push (prompts was just committed); the next run, every stage up to date, pushes it.
+    ops.dvc(["remote", "add", "-d", "store", dead_url()], tmp_path)
+    ops.dvc(["remote", "modify", "store", "jobs", "64"], tmp_path)  # each object's refused GET is retried by DVC
+    res = subprocess.run(["facerealism", "run"], cwd=tmp_path, env=run_env(prefect_server), capture_output=True,
+                         text=True, timeout=600)
+    errors = [ln for ln in (res.stdout + res.stderr).splitlines() if ln.startswith("error:")]
+    assert res.returncode == 1 and len(errors) == 1 and "remote 'store'" in errors[0], (res.stdout + res.stderr)[-3000:]
+    assert (tmp_path / dag.PUSH_OWED).exists() and ops.dvc_status_clean(tmp_path)
+    store = HTTPStore(tmp_path.parent / f"{tmp_path.name}-store")
+    try:
+        ops.dvc(["remote", "modify", "store", "url", store.url], tmp_path)
+        out, _ = facerealism_run(tmp_path, prefect_server)
+        assert up_to_date(out) == STAGES and not (tmp_path / dag.PUSH_OWED).exists()
+        assert "in sync" in ops.dvc(["status", "-c"], tmp_path).stdout
+    finally:
+        store.close()
 
 
 @pytest.mark.slow

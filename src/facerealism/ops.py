@@ -95,10 +95,11 @@ def dvc(args: list[str], cwd: str | Path = ".", check: bool = True) -> subproces
         from facerealism.faults import transient_text
 
         output = res.stderr.strip() or res.stdout.strip()
-        last = output.splitlines()[-1:] or ["(no output)"]
-        message = f"`dvc {' '.join(args)}` failed in {Path(cwd).resolve()}: {last[0]}"
+        lines = output.splitlines() or ["(no output)"]  # the last one sums up, the first one says why
+        message = f"`dvc {' '.join(args)}` failed in {Path(cwd).resolve()}: {lines[-1]}"
+        message += f" ({lines[0][:200]})" if len(lines) > 1 else ""
         if transient_text(output):  # an unreachable remote: worth a retry, unlike a bad argument
-            raise ConnectionError(f"{message} ({output.splitlines()[0][:200]})")
+            raise ConnectionError(message)
         raise UserError(message)
     return res
 
