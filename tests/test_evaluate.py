@@ -52,6 +52,22 @@ def test_table4_rows_and_columns(paired):
     assert flat["c2st.dev_vs_schnell"] == rows[SCHNELL]["c2st_vs_dev"]
 
 
+def test_table4_logs_progress_lines_without_a_terminal(paired, monkeypatch, caplog):
+    """No terminal (a Prefect worker): its long loops say done/total, rate and eta, at most every log_every_s()."""
+    import logging
+    import re
+
+    monkeypatch.setenv("FACEREALISM_PROGRESS_EVERY_S", "0")
+    schnell, dev = paired
+    with caplog.at_level(logging.INFO, logger="facerealism.progress"):
+        table4(small_cfg(), schnell, dev, {"head": dev.copy()})
+    lines = [r.getMessage() for r in caplog.records if r.name == "facerealism.progress"]
+    rows = [ln for ln in lines if ln.startswith("evaluate: Table 4 rows")]
+    assert [re.match(r".*: (\d+)/3 items, [\d.]+ items/s, eta \d+:\d\d:\d\d$", ln)[1] for ln in rows] == ["1", "2", "3"]
+    feats = [ln for ln in lines if ln.startswith("evaluate: features")]
+    assert feats and re.search(r": (\d+)/\1 items, .* eta 0:00:00$", feats[-1]), lines
+
+
 def test_table4_rejects_mismatched_outputs(paired):
     schnell, dev = paired
     with pytest.raises(ValueError, match="'bad head' has images"):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import threading
 import time
 from dataclasses import dataclass, field
@@ -81,8 +83,9 @@ class Plan:
         return deps
 
 
-def plan(params: str | Path, overrides: list[str] | None, force: bool = False, project: str | Path = ".") -> Plan:
-    """Read the DAG and decide whether this run may use and update dvc.lock.
+def plan(params: str | Path, overrides: list[str] | None, force: bool = False, project: str | Path = ".",
+         log=print) -> Plan:
+    """Read the DAG and decide whether this run may use and update dvc.lock (restoring a torn one first).
 
     Incremental only in a DVC repo and with the config dvc.yaml reads (params.yaml plus location-only
     overrides): otherwise dvc.lock would misdescribe the outputs, so every stage runs and nothing is recorded.
@@ -90,6 +93,8 @@ def plan(params: str | Path, overrides: list[str] | None, force: bool = False, p
     from facerealism import ops
 
     project = Path(project)
+    if ops.is_dvc_repo(project):
+        restore_torn_lock(project, log)
     graph = stage_graph(project)
     if not ops.is_dvc_repo(project):
         why = "not a DVC repo (no .dvc/ and dvc.yaml): every stage runs, nothing is recorded"
@@ -110,12 +115,55 @@ def changes(project: str | Path, name: str) -> list:
         return repo.status(targets=[name]).get(name, [])
 
 
+# Under .dvc/tmp (DVC's own scratch, never tracked): the last dvc.lock that parsed, and a push that is owed.
+GOOD_LOCK = ".dvc/tmp/facerealism-dvc.lock.good"
+PUSH_OWED = ".dvc/tmp/facerealism-push-owed"
+
+
+def _lock_whole(path: Path) -> bool:
+    """True when `path` reads as a whole dvc.lock. A torn write is a prefix of one: cut mid-YAML it fails DVC's
+    schema; cut mid-line it lacks the final newline or leaves a short hash (`md5: c3e4`), which DVC would take as
+    "every stage changed" and rerun the pipeline."""
+    from dvc.dvcfile import Lockfile
+    from dvc.exceptions import DvcException
+    from dvc.utils.strictyaml import load
+
+    try:
+        doc, text = load(str(path), Lockfile.SCHEMA)
+    except DvcException:
+        return False
+    entries = [e for stage in ((doc or {}).get("stages") or {}).values()
+               for e in [*stage.get("deps", []), *stage.get("outs", [])]]
+    return text.endswith("\n") and all(re.fullmatch(r"[0-9a-f]{32}(\.dir)?", str(e.get("md5"))) for e in entries)
+
+
+def restore_torn_lock(project: str | Path, log=print) -> bool:
+    """Put back the last good dvc.lock when the current one does not parse (a kill while DVC rewrote it).
+
+    Returns:
+        True when dvc.lock was restored.
+    """
+    lock, good = Path(project) / "dvc.lock", Path(project) / GOOD_LOCK
+    if not lock.exists() or _lock_whole(lock) or not good.exists():
+        return False
+    shutil.copyfile(good, lock)
+    log(f"dvc.lock is torn (an interrupted write?): restored the last good one from {GOOD_LOCK}")
+    return True
+
+
 def commit(project: str | Path, name: str) -> None:
-    """Record a finished stage in dvc.lock (and its outputs in the DVC cache), as `dvc commit -f NAME` does."""
+    """Record a finished stage in dvc.lock (and its outputs in the DVC cache), as `dvc commit -f NAME` does; keep
+    a copy of the new dvc.lock to restore if a later write is torn, and mark a `dvc push` as owed."""
     from dvc.repo import Repo
 
+    project = Path(project)
     with _DVC, Repo(str(project)) as repo:
+        (project / PUSH_OWED).parent.mkdir(parents=True, exist_ok=True)
+        (project / PUSH_OWED).touch()  # before the commit: its outputs enter the cache, and the remote lacks them
         repo.commit(name, force=True)
+        part = project / (GOOD_LOCK + ".part")
+        shutil.copyfile(project / "dvc.lock", part)
+        os.replace(part, project / GOOD_LOCK)  # atomic: the copy itself is never torn
 
 
 def run_or_skip(name: str, cfg, p: Plan, log=print) -> dict:
@@ -155,7 +203,8 @@ def _describe(changed: list) -> str:
 
 
 def finish(cfg, p: Plan, push: bool = True) -> dict:
-    """After every stage succeeded: the report gathering evaluate and benchmark, then `dvc push` when anything ran.
+    """After every stage succeeded: the report gathering evaluate and benchmark, then `dvc push` while one is owed
+    (something was committed since the last successful push, in this run or an earlier one whose push failed).
 
     Returns:
         {"ran", "up_to_date", "incremental", "pushed", "reason"}.
@@ -166,15 +215,33 @@ def finish(cfg, p: Plan, push: bool = True) -> dict:
     reports = Path(cfg.paths.reports)
     if {"evaluate", "benchmark"} & set(p.ran) or not (reports / "report.html").exists():
         html_report.write_report(reports)  # evaluate and benchmark may run concurrently: gather both here
-    pushed, why = False, p.reason or "nothing ran"
-    if p.incremental and p.ran and push:
-        if ops.has_default_remote(p.project):
-            ops.dvc(["push"], p.project)
+    pushed, why = False, p.reason or "nothing to push"
+    owed = Path(p.project) / PUSH_OWED
+    if p.incremental and push and owed.exists():
+        remote = ops.default_remote(p.project)
+        if remote:
+            _push(p.project, remote)
+            owed.unlink()
             pushed, why = True, "ok"
         else:
-            why = "no default DVC remote; not pushed"
+            why = "no default DVC remote; not pushed (owed until one is set)"
     return {"ran": list(p.ran), "up_to_date": list(p.up_to_date), "incremental": p.incremental,
             "pushed": pushed, "reason": why}
+
+
+def _push(project: Path, remote: str) -> None:
+    """`dvc push` to `remote`; a failure names the remote and says the push stays owed (RemoteUnavailable when
+    the remote could not be reached or answered 5xx: retried; UserError otherwise, e.g. a bad remote config)."""
+    from facerealism import ops
+    from facerealism.errors import RemoteUnavailable, UserError
+
+    try:
+        ops.dvc(["push", "-r", remote], project)
+    except (ConnectionError, UserError) as e:
+        url = ops.dvc(["config", f"remote.{remote}.url"], project, check=False).stdout.strip()
+        kind = RemoteUnavailable if isinstance(e, ConnectionError) else UserError
+        raise kind(f"dvc push to remote '{remote}' ({url}) failed, outputs are kept and the push stays owed "
+                   f"for the next run: {str(e).split(': ', 1)[-1]}") from e
 
 
 # ---------------------------------------------------------------- what a run shows in Prefect

@@ -94,10 +94,11 @@ def dvc(args: list[str], cwd: str | Path = ".", check: bool = True) -> subproces
         from facerealism.faults import transient_text
 
         output = res.stderr.strip() or res.stdout.strip()
-        last = output.splitlines()[-1:] or ["(no output)"]
-        message = f"`dvc {' '.join(args)}` failed in {Path(cwd).resolve()}: {last[0]}"
+        lines = output.splitlines() or ["(no output)"]  # the last one sums up, the first one says why
+        message = f"`dvc {' '.join(args)}` failed in {Path(cwd).resolve()}: {lines[-1]}"
+        message += f" ({lines[0][:200]})" if len(lines) > 1 else ""
         if transient_text(output):  # an unreachable remote: worth a retry, unlike a bad argument
-            raise ConnectionError(f"{message} ({output.splitlines()[0][:200]})")
+            raise ConnectionError(message)
         raise UserError(message)
     return res
 
@@ -112,9 +113,14 @@ def dvc_status_clean(project: str | Path = ".") -> bool:
     return json.loads(out or "{}") == {}
 
 
-def has_default_remote(project: str | Path = ".") -> bool:
+def default_remote(project: str | Path = ".") -> str:
+    """The default DVC remote's name ("" when there is none)."""
     res = dvc(["remote", "default"], project, check=False)
-    return res.returncode == 0 and bool(res.stdout.strip())  # without one, DVC says so on stdout and exits 1
+    return res.stdout.strip() if res.returncode == 0 else ""  # without one, DVC says so on stdout and exits 1
+
+
+def has_default_remote(project: str | Path = ".") -> bool:
+    return bool(default_remote(project))
 
 
 def _why_not_committable(params: str | Path, overrides: list[str] | None, project: Path) -> str | None:

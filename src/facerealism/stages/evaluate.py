@@ -15,6 +15,7 @@ from facerealism.errors import UserError
 from facerealism.files import read_json, save_png, write_json
 from facerealism.grids import save_grid
 from facerealism.head import enhance_array, load_head
+from facerealism.progress import progress
 
 SCHNELL, DEV = "FLUX.1-schnell", "FLUX.1-dev"
 
@@ -97,8 +98,14 @@ def table4(cfg: Config, schnell: np.ndarray, dev: np.ndarray, outputs: dict[str,
     for label, imgs in rows.items():
         if imgs.shape != schnell.shape:
             raise UserError(f"Table 4 row {label!r} has images {imgs.shape}, expected {schnell.shape} like schnell")
-    feats = {space: {label: metrics.FEATURE_SPACES[space](imgs) for label, imgs in rows.items()}
-             for space in {*e.spaces, *metrics.C2ST_SPACES}}
+    spaces = sorted({*e.spaces, *metrics.C2ST_SPACES})
+    feats: dict[str, dict[str, np.ndarray]] = {space: {} for space in spaces}
+    with progress() as bar:  # without a terminal: a "done/total, rate, eta" line every ~30 s
+        task = bar.add_task("evaluate: features", total=len(spaces) * len(rows))
+        for space in spaces:
+            for label, imgs in rows.items():
+                feats[space][label] = metrics.FEATURE_SPACES[space](imgs)
+                bar.advance(task)
     n_c2st = min(e.c2st_max_images, len(dev))
 
     def c2st_vs_dev(label: str) -> dict:
@@ -108,13 +115,14 @@ def table4(cfg: Config, schnell: np.ndarray, dev: np.ndarray, outputs: dict[str,
     dinov2 = features.fd_dinov2_columns(rows, SCHNELL, DEV, e.dinov2_weights, n_boot=e.bootstrap, seed=cfg.seed)
     cmmd = features.cmmd_columns(rows, SCHNELL, DEV, e.clip_model)
     table: dict = {}
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, progress() as bar:
         dirs: dict[str, Path] = {}
         if metrics.inception_weights_problem(e.inception_weights) is None:
             for i, (label, imgs) in enumerate(rows.items()):
                 dirs[label] = Path(tmp) / f"row{i}"
                 for j, img in enumerate(imgs):
                     save_png(dirs[label] / f"{j:05d}.png", img)
+        task = bar.add_task("evaluate: Table 4 rows (bootstrap, C2ST)", total=len(rows))
         for label, imgs in rows.items():
             fd = {space: metrics.fd_row(feats[space][label], feats[space][SCHNELL], feats[space][DEV],
                                         n_boot=e.bootstrap, seed=cfg.seed, paired=True) for space in e.spaces}
@@ -142,6 +150,7 @@ def table4(cfg: Config, schnell: np.ndarray, dev: np.ndarray, outputs: dict[str,
                 "cmmd": cmmd[label],
                 "clip_iqa": {"available": False, "reason": metrics.NO_OFFLINE_WEIGHTS["clip_iqa"]},
             }
+            bar.advance(task)
     return {
         "rows": table,
         "order": list(table),  # JSON objects are written with sorted keys; this keeps the table's row order
@@ -295,17 +304,22 @@ def run(cfg: Config) -> dict:
 
     schnell, dev = holdout_sets(cfg)
     outputs, head_label, run_id = {}, None, None
-    for label, folder in head_dirs(cfg):
-        G, meta = load_head(folder)
-        label = label or ARCH_LABELS.get(meta["arch"], meta["arch"])
-        if label in outputs:
-            raise UserError(f"two heads share the Table 4 label {label!r}; rename it in evaluate.extra_heads")
-        outputs[label] = enhance_array(G, schnell)
-        if head_label is None:  # the first is models/head: its run and the gate's metrics
-            head_label, run_id = label, meta.get("mlflow_run_id")
-    heads = dict(outputs)
-    for name in cfg.evaluate.controls:
-        outputs[controls.label(name)] = controls.apply(name, schnell, cfg.seed)
+    dirs = head_dirs(cfg)
+    with progress() as bar:
+        task = bar.add_task("evaluate: heads and controls", total=len(dirs) + len(cfg.evaluate.controls))
+        for label, folder in dirs:
+            G, meta = load_head(folder)
+            label = label or ARCH_LABELS.get(meta["arch"], meta["arch"])
+            if label in outputs:
+                raise UserError(f"two heads share the Table 4 label {label!r}; rename it in evaluate.extra_heads")
+            outputs[label] = enhance_array(G, schnell)
+            if head_label is None:  # the first is models/head: its run and the gate's metrics
+                head_label, run_id = label, meta.get("mlflow_run_id")
+            bar.advance(task)
+        heads = dict(outputs)
+        for name in cfg.evaluate.controls:
+            outputs[controls.label(name)] = controls.apply(name, schnell, cfg.seed)
+            bar.advance(task)
     table = table4(cfg, schnell, dev, outputs)
     table["head_label"] = head_label
     reports = Path(cfg.paths.reports)
