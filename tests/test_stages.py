@@ -170,7 +170,7 @@ def test_register_gate_and_champion(proj):
 
 
 def test_gate_policy_unit():
-    from facerealism.stages.register import gate
+    from facerealism.gate import gate
 
     cfg = load_config(ROOT / "params.yaml", ["register.required={fd_diff.spectral: 0.0, fd_diff.random_conv: 0.0}",
                                              "register.below={}"])
