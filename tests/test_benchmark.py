@@ -11,7 +11,7 @@ import pytest
 
 from facerealism.config import Config, ConfigError, load_config
 from facerealism.models import build_generator
-from facerealism.stages.benchmark import head_speed, head_variants, peak_memory, pipeline_speed
+from facerealism.timing import head_speed, head_variants, peak_memory, pipeline_speed
 
 from .conftest import ROOT, cli_env
 
