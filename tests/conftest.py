@@ -69,6 +69,39 @@ def tiny_project(root: Path):
         os.chdir(old)
 
 
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory) -> Path:
+    """A project holding the tiny profile's prompts, pairs and validated manifest, built once; copy it, never write it."""
+    from facerealism.stages import run_stage
+
+    root = tmp_path_factory.mktemp("tiny-dataset")
+    with tiny_project(root) as cfg:
+        for stage in ("prompts", "generate", "validate"):
+            run_stage(stage, cfg)
+    return root
+
+
+def copy_dataset(dataset: Path, project: Path) -> Path:
+    """Copy the tiny dataset's data/ and reports/ into `project` (manifest paths are relative, so they still resolve)."""
+    for folder in ("data", "reports"):
+        shutil.copytree(dataset / folder, project / folder)
+    return project
+
+
+@contextlib.contextmanager
+def dataset_project(root: Path, dataset: Path):
+    """tiny_project(root) holding its own copy of the tiny dataset; yields root (module-scoped projects)."""
+    copy_dataset(dataset, root)
+    with tiny_project(root):
+        yield root
+
+
+@pytest.fixture
+def tiny_validated(project, tiny_dataset) -> Path:
+    """`project` holding its own copy of the tiny dataset, for a test that writes into it."""
+    return copy_dataset(tiny_dataset, project)
+
+
 def write_tiny_params(project: Path) -> Path:
     """params.yaml of the tiny profile, for tools that read the file itself (DVC, the CLI)."""
     import yaml

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
 
-from facerealism.config import load_config
 from facerealism.stages import run_stage
 from facerealism.stages.audit import embedding_diversity
 
-from .conftest import ROOT, tiny_overrides
 
 
 def test_embedding_diversity_counts_same_identity_pairs():
@@ -25,9 +22,8 @@ def test_embedding_diversity_counts_same_identity_pairs():
     assert embedding_diversity(x, identity_threshold=None)["near_duplicate_pairs"] is None
 
 
+@pytest.mark.usefixtures("tiny_validated")
 def test_audit_on_tiny_synthetic_data_prints_and_writes_table1(project, tiny_cfg, capsys):
-    for stage in ("prompts", "generate", "validate"):
-        run_stage(stage, tiny_cfg)
     capsys.readouterr()
     out = run_stage("audit", tiny_cfg)
     printed = capsys.readouterr().out

@@ -11,7 +11,7 @@ import pytest
 
 from facerealism.config import Config, ConfigError, load_config
 from facerealism.models import build_generator
-from facerealism.stages.benchmark import head_speed, head_variants, peak_memory, pipeline_speed
+from facerealism.timing import head_speed, head_variants, peak_memory, pipeline_speed
 
 from .conftest import ROOT, cli_env
 
@@ -43,8 +43,8 @@ def test_compile_variants_are_listed_only_when_asked(head):
 def test_peak_memory_sees_an_allocation_on_cpu():
     with peak_memory("cpu") as mem:
         block = np.ones(64 * 2**20, np.uint8)  # 64 MiB, touched so it is resident
-        # Held for 25 sampling periods: filling it holds the GIL, so a block freed at once can slip between samples
-        # (a clean-clone CI run saw 32 of 64 MiB); the workloads measured hold their memory for seconds.
+        # Held for 25 sampling periods: filling it holds the GIL, so a block freed at once can slip between samples;
+        # the workloads measured hold their memory for seconds.
         time.sleep(0.05)
         del block
     assert mem["peak_above_start_mb"] >= 48 and "RSS" in mem["memory_method"]

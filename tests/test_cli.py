@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, cli_env
+from .conftest import cli_env
 
 
 def cli(*args, cwd) -> subprocess.CompletedProcess:

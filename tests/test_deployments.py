@@ -215,7 +215,7 @@ def test_rollback_survives_the_next_settle_of_champion(tmp_path):
     import mlflow
 
     from facerealism.config import load_config
-    from facerealism.stages.register import settle_champion
+    from facerealism.registry import settle_champion
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)

@@ -89,9 +89,8 @@ def _save_head(folder, arch):
     save_head(build_generator(arch, **kwargs), folder, arch, kwargs, {})
 
 
+@pytest.mark.usefixtures("tiny_validated")
 def test_evaluate_stage_with_an_extra_head_and_report(tiny_cfg, project):
-    for stage in ("prompts", "generate", "validate"):
-        run_stage(stage, tiny_cfg)
     _save_head(project / "models/head", "esa_resnet")
     _save_head(project / "models/head_resnet", "resnet")
     cfg = tiny_cfg.model_copy(deep=True)

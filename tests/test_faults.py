@@ -182,7 +182,7 @@ def test_register_is_idempotent_per_candidate_and_finishes_an_undecided_version(
     the rerun, not registered again; another gate policy is another candidate."""
     import mlflow
 
-    from facerealism.stages import register
+    from facerealism import registry
 
     cfg = make_project(tmp_path / "p")
     monkeypatch.chdir(tmp_path / "p")
@@ -192,10 +192,10 @@ def test_register_is_idempotent_per_candidate_and_finishes_an_undecided_version(
     better = {**GOOD, "fd_diff.spectral": 2.0}
     assert register_with(cfg, better)["version"] == "2"
     # Cut off mid-decision: no decision tag, champion moved back as if the alias write never happened.
-    client.delete_model_version_tag(NAME, "2", register.DECIDED_TAG)
+    client.delete_model_version_tag(NAME, "2", registry.DECIDED_TAG)
     client.set_registered_model_alias(NAME, "champion", "1")
     done = register_with(cfg, better)
     assert done == {"version": "2", "promoted": True, "champion": "2"} and len(versions(client)) == 2
-    assert register.DECIDED_TAG in client.get_model_version(NAME, "2").tags
+    assert registry.DECIDED_TAG in client.get_model_version(NAME, "2").tags
     cfg.register.margin_over_champion = 0.5
     assert register_with(cfg, better)["version"] == "3"

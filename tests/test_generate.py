@@ -248,6 +248,7 @@ def run_generate_flow(overrides: list[str], cwd: Path, env: dict) -> dict:
     return json.loads(done.stdout.split("RESULT ", 1)[1])
 
 
+@pytest.mark.slow
 def test_flow_renders_shards_on_two_dask_workers(tiny, tmp_path):
     """Two local worker processes, one pipeline each, then one manifest from disk (flows/generate.py)."""
     result = run_generate_flow(flux_flow_overrides(tiny, tmp_path, "generate.workers=2"), tmp_path, {})
@@ -302,6 +303,7 @@ def progress_lines(api_url: str, text: str, wait: float = 20.0) -> list[str]:
             time.sleep(0.5)
 
 
+@pytest.mark.slow
 def test_flow_on_a_long_lived_dask_cluster_loads_each_pipeline_once(tiny, tmp_path):
     """The scale-out layout (infra/dask-cluster.yaml): flows submit to an existing scheduler through
     FACEREALISM_DASK_ADDRESS and a worker keeps its pipelines for every later shard and flow."""

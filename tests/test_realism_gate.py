@@ -9,7 +9,7 @@ from facerealism import controls
 from facerealism.backends.painter import render_pair
 from facerealism.config import load_config
 from facerealism.stages.evaluate import DEV, SCHNELL, flat_metrics, table4
-from facerealism.stages.register import gate, suite_check
+from facerealism.gate import gate, suite_check
 
 from .conftest import ROOT
 

@@ -26,6 +26,9 @@ from facerealism.config import load_config
 from facerealism.files import write_json, write_parquet
 from facerealism.head import enhance_array, load_head, save_head
 from facerealism.models import build_generator
+from facerealism import registry
+from facerealism.card import holdout_fingerprint
+from facerealism.gate import gate
 from facerealism.stages import register
 
 from .conftest import ROOT, cli_env
@@ -83,34 +86,34 @@ def sample_image() -> np.ndarray:
 def test_gate_thresholds_throughput_and_split():
     cfg = load_config(ROOT / "params.yaml", ["benchmark.sizes=[32]", *GATE])
     fast = {"head_speed": {"32": {"fp32": {"images_per_s": 10.0}}}}
-    assert register.gate(cfg, GOOD, None, fast)[0]
-    passed, reasons = register.gate(cfg, {"fd_diff.spectral": 1.0}, None, fast)
+    assert gate(cfg, GOOD, None, fast)[0]
+    passed, reasons = gate(cfg, {"fd_diff.spectral": 1.0}, None, fast)
     assert not passed and any("fd_diff.random_conv is missing" in r for r in reasons)
     slow = {"head_speed": {"32": {"fp32": {"images_per_s": 0.1}}}}
-    passed, reasons = register.gate(cfg, GOOD, None, slow)
+    passed, reasons = gate(cfg, GOOD, None, slow)
     assert not passed and any("below the floor" in r for r in reasons)
-    passed, reasons = register.gate(cfg, GOOD, None, {"head_speed": {"64": {"fp32": {"images_per_s": 9.0}}}})
+    passed, reasons = gate(cfg, GOOD, None, {"head_speed": {"64": {"fp32": {"images_per_s": 9.0}}}})
     assert not passed and any("no fp32 images/s at 32px" in r for r in reasons)
     # A champion scored on another split is not compared (absolute_only) or blocks promotion (fail).
     better_champ = {"fd_diff.spectral": 5.0}
-    assert not register.gate(cfg, GOOD, better_champ, fast)[0]
-    passed, reasons = register.gate(cfg, GOOD, better_champ, fast, split_changed=True)
+    assert not gate(cfg, GOOD, better_champ, fast)[0]
+    passed, reasons = gate(cfg, GOOD, better_champ, fast, split_changed=True)
     assert passed and any("another held-out split" in r for r in reasons)
     cfg.register.on_split_change = "fail"
-    assert not register.gate(cfg, GOOD, better_champ, fast, split_changed=True)[0]
+    assert not gate(cfg, GOOD, better_champ, fast, split_changed=True)[0]
     # The champion metric itself missing from the candidate fails even when required metrics pass.
     cfg.register.required = {}
-    assert not register.gate(cfg, {"fd_diff.random_conv": 1.0}, {"fd_diff.spectral": 0.1}, fast)[0]
+    assert not gate(cfg, {"fd_diff.random_conv": 1.0}, {"fd_diff.spectral": 0.1}, fast)[0]
 
 
 def test_gate_needs_the_margin_over_the_champion():
     cfg = load_config(ROOT / "params.yaml", ["benchmark.sizes=[32]", "register.margin_over_champion=0.5", *GATE])
     champion = {"fd_diff.spectral": 1.0}
-    passed, reasons = register.gate(cfg, {**GOOD, "fd_diff.spectral": 1.4}, champion)
+    passed, reasons = gate(cfg, {**GOOD, "fd_diff.spectral": 1.4}, champion)
     assert not passed and "fd_diff.spectral = 1.4 does not beat champion's 1 + margin 0.5: fail" in reasons
-    passed, reasons = register.gate(cfg, {**GOOD, "fd_diff.spectral": 1.6}, champion)
+    passed, reasons = gate(cfg, {**GOOD, "fd_diff.spectral": 1.6}, champion)
     assert passed and "fd_diff.spectral = 1.6 beats champion's 1 + margin 0.5: ok" in reasons
-    assert not register.gate(cfg, {**GOOD, "fd_diff.spectral": 1.5}, champion)[0]  # a tie is not a win
+    assert not gate(cfg, {**GOOD, "fd_diff.spectral": 1.5}, champion)[0]  # a tie is not a win
 
 
 # --- SQLite registry: worse candidate, better candidate, fresh-process load, serving -----------
@@ -142,7 +145,7 @@ def test_worse_candidate_keeps_champion_and_better_one_moves_it(sqlite_registry)
     v2 = client.get_model_version(NAME, "2")
     assert v2.tags["gate.passed"] == "False" and "does not beat champion's 1" in v2.tags["gate.reasons"]
     assert v2.tags["metric.fd_diff.spectral"] == "0.5"
-    fingerprints = {client.get_model_version(NAME, v).tags[register.SPLIT_TAG] for v in "123"}
+    fingerprints = {client.get_model_version(NAME, v).tags[registry.SPLIT_TAG] for v in "123"}
     assert len(fingerprints) == 1 and len(fingerprints.pop()) == 16
     decision = json.loads((root / "reports/promotion.json").read_text())
     assert decision["previous_champion"] == "1" and decision["champion"] == "3"
@@ -163,7 +166,7 @@ def test_model_card_safetensors_and_no_pickle(sqlite_registry):
     mlmodel = yaml.safe_load((local / "MLmodel").read_text())
     for side in ("inputs", "outputs"):
         assert [(c["name"], c["type"]) for c in json.loads(mlmodel["signature"][side])] == [("image", "string")]
-    assert mlmodel["metadata"]["holdout_fingerprint"] == mv.tags[register.SPLIT_TAG]
+    assert mlmodel["metadata"]["holdout_fingerprint"] == mv.tags[registry.SPLIT_TAG]
     example = json.loads((local / "serving_input_example.json").read_text())["dataframe_split"]
     assert example["columns"] == ["image"] and decode_b64(example["data"][0][0]).shape == (32, 32, 3)
     assert mv.description.startswith(f"# {NAME}") and mv.tags["data.version"].startswith("sha256:")
@@ -228,7 +231,7 @@ def test_settle_moves_a_stale_champion_write_up(sqlite_registry):
     _, cfg, _ = sqlite_registry
     client = tracking.setup(cfg).MlflowClient()
     client.set_registered_model_alias(NAME, "champion", "1")
-    assert register.settle_champion(client, cfg, NAME) == "3"
+    assert registry.settle_champion(client, cfg, NAME) == "3"
     assert str(client.get_model_version_by_alias(NAME, "champion").version) == "3"
 
 
@@ -238,8 +241,8 @@ def test_settle_keeps_a_champion_that_a_newer_version_beats_by_less_than_the_mar
     client.set_registered_model_alias(NAME, "champion", "1")  # v1 scores 1.0, v3 2.0, both passed the gate
     wide = cfg.model_copy(deep=True)
     wide.register.margin_over_champion = 1.5
-    assert register.settle_champion(client, wide, NAME) == "1"
-    assert register.settle_champion(client, cfg, NAME) == "3"  # margin 0: v3 wins back
+    assert registry.settle_champion(client, wide, NAME) == "1"
+    assert registry.settle_champion(client, cfg, NAME) == "3"  # margin 0: v3 wins back
 
 
 def test_a_new_held_out_split_is_judged_on_absolute_thresholds_or_refused(tmp_path, monkeypatch):
@@ -249,24 +252,24 @@ def test_a_new_held_out_split_is_judged_on_absolute_thresholds_or_refused(tmp_pa
     cfg = make_project(root)
     monkeypatch.chdir(root)
     assert register_with(cfg, GOOD) == {"version": "1", "promoted": True, "champion": "1"}
-    first = register.holdout_fingerprint(cfg)
+    first = holdout_fingerprint(cfg)
     write_parquet(root / "data/validated.parquet", pd.DataFrame({"id": [f"other{i:03d}" for i in range(40)]}))
-    assert register.holdout_fingerprint(cfg) != first
+    assert holdout_fingerprint(cfg) != first
 
     worse = {**GOOD, "fd_diff.spectral": 0.5}
     assert register_with(cfg, worse) == {"version": "2", "promoted": True, "champion": "2"}
     reasons = json.loads((root / "reports/promotion.json").read_text())["reasons"]
     assert "champion was scored on another held-out split; decided on absolute thresholds only" in reasons
     client = tracking.setup(cfg).MlflowClient()
-    assert register.settle_champion(client, cfg, NAME) == "2"  # v1 scores higher, but on the other split
+    assert registry.settle_champion(client, cfg, NAME) == "2"  # v1 scores higher, but on the other split
 
     write_parquet(root / "data/validated.parquet", pd.DataFrame({"id": [f"pair{i:03d}" for i in range(40)]}))
-    assert register.holdout_fingerprint(cfg) == first
+    assert holdout_fingerprint(cfg) == first
     cfg.register.on_split_change = "fail"
     assert register_with(cfg, GOOD) == {"version": "3", "promoted": False, "champion": "2"}
     reasons = json.loads((root / "reports/promotion.json").read_text())["reasons"]
     assert any("another held-out split and register.on_split_change=fail: fail" in r for r in reasons)
-    assert register.settle_champion(client, cfg, NAME) == "2"
+    assert registry.settle_champion(client, cfg, NAME) == "2"
     assert str(client.get_model_version_by_alias(NAME, "challenger").version) == "3"
 
 
@@ -274,13 +277,13 @@ PROMOTE = """
 import json, sys, time
 from facerealism import tracking
 from facerealism.config import load_config
-from facerealism.stages import register
+from facerealism import registry
 a = json.loads(sys.argv[1])
 cfg = load_config(a["params"], a["overrides"])
 client = tracking.setup(cfg).MlflowClient()
 while time.time() < a["start_at"]:
     time.sleep(0.01)
-print(json.dumps(register.promote(client, cfg, a["version"], a["metrics"], a["benchmark"], a["split"])))
+print(json.dumps(registry.promote(client, cfg, a["version"], a["metrics"], a["benchmark"], a["split"])))
 """
 
 
@@ -288,7 +291,7 @@ def promote_concurrently(cfg, root: Path, candidates: dict[str, float]) -> list[
     """Register one version per spectral value, then promote them from separate processes at the same instant."""
     client = tracking.setup(cfg).MlflowClient()
     base = client.get_model_version(NAME, "1")
-    split = base.tags[register.SPLIT_TAG]
+    split = base.tags[registry.SPLIT_TAG]
     overrides = [f"paths.mlflow_uri={cfg.paths.mlflow_uri}", "benchmark.sizes=[32]", "generate.size=32",
                  "train.crop=32", *GATE]
     start_at = time.time() + 6  # both processes have imported mlflow by then
@@ -298,7 +301,7 @@ def promote_concurrently(cfg, root: Path, candidates: dict[str, float]) -> list[
         metrics = {**GOOD, "fd_diff.spectral": spectral}
         for k, v in metrics.items():
             client.set_model_version_tag(NAME, mv.version, f"metric.{k}", str(v))
-        client.set_model_version_tag(NAME, mv.version, register.SPLIT_TAG, split)
+        client.set_model_version_tag(NAME, mv.version, registry.SPLIT_TAG, split)
         arg = {"params": str(root / "params.yaml"), "overrides": overrides, "start_at": start_at,
                "version": str(mv.version), "metrics": metrics, "split": split,
                "benchmark": {"head_speed": {"32": {"fp32": {"images_per_s": 40.0}}}}}
@@ -372,4 +375,4 @@ def test_register_alias_load_and_concurrent_promotion_over_http(tracking_servers
     decisions = promote_concurrently(cfg, project, {"good": 3.0, "best": 6.0})
     client = mlflow.MlflowClient()
     assert str(client.get_model_version_by_alias(NAME, "champion").version) == decisions[1]["version"]
-    assert register.LOCK_TAG not in client.get_registered_model(NAME).tags
+    assert registry.LOCK_TAG not in client.get_registered_model(NAME).tags

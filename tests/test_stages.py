@@ -9,22 +9,37 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from facerealism import dag
 from facerealism.config import load_config
 from facerealism.stages import run_stage
 
 from .conftest import ROOT, tiny_project
 
 
+GRAPH = dag.stage_graph(ROOT)
+
+
 @pytest.fixture(scope="module")
 def proj(tmp_path_factory):
-    """One tiny project shared by the ordered tests below (stages build on each other)."""
+    """One tiny project shared by the tests below, in stage order; the set records the stages run in it."""
     root = tmp_path_factory.mktemp("proj")
     with tiny_project(root) as cfg:
-        yield root, cfg
+        yield root, cfg, set()
+
+
+def upstream(proj, stage: str):
+    """Run the stages `stage` depends on that this project has not run yet, so each test also runs alone (-k)."""
+    root, cfg, done = proj
+    for name in GRAPH:  # dvc.yaml order is a topological order
+        if name in dag.ancestors(GRAPH, stage) and name not in done:
+            run_stage(name, cfg)
+            done.add(name)
+    done.add(stage)
+    return root, cfg
 
 
 def test_prompts_are_diverse_and_seeded(proj):
-    root, cfg = proj
+    root, cfg = upstream(proj, "prompts")
     out = run_stage("prompts", cfg)
     df = pd.read_parquet(root / "data/prompts.parquet")
     assert out["prompts"] == len(df) == 44
@@ -39,7 +54,7 @@ def test_prompts_are_diverse_and_seeded(proj):
 
 
 def test_generate_writes_pairs_and_resumes(proj):
-    root, cfg = proj
+    root, cfg = upstream(proj, "generate")
     out = run_stage("generate", cfg)
     m = pd.read_parquet(root / "data/pairs/manifest.parquet")
     assert out["pairs"] == len(m) == 44 and out["generated"] == 44
@@ -58,7 +73,7 @@ def test_generate_writes_pairs_and_resumes(proj):
 
 
 def test_validate_quarantines_a_corrupt_pair_and_gates(proj):
-    root, cfg = proj
+    root, cfg = upstream(proj, "validate")
     out = run_stage("validate", cfg)
     assert out["passed"] and out["quarantined"] == 0
     m = pd.read_parquet(root / "data/pairs/manifest.parquet")
@@ -79,7 +94,7 @@ def test_validate_quarantines_a_corrupt_pair_and_gates(proj):
 
 
 def test_audit_reports_prompt_side_mix(proj):
-    root, cfg = proj
+    root, cfg = upstream(proj, "audit")
     out = run_stage("audit", cfg)
     report = json.loads((root / "reports/audit.json").read_text())
     enriched = report["templates"]["enriched"]
@@ -98,7 +113,7 @@ def test_audit_reports_prompt_side_mix(proj):
 
 
 def test_train_writes_a_self_describing_head(proj):
-    root, cfg = proj
+    root, cfg = upstream(proj, "train")
     out = run_stage("train", cfg)
     assert out["steps"] == 6 and out["train_pairs"] + out["holdout_pairs"] == 44
     meta = json.loads((root / "models/head/head.json").read_text())
@@ -118,7 +133,7 @@ def test_train_writes_a_self_describing_head(proj):
 
 
 def test_evaluate_reports_every_offline_space(proj):
-    root, cfg = proj
+    root, cfg = upstream(proj, "evaluate")
     run_stage("evaluate", cfg)
     m = json.loads((root / "reports/metrics.json").read_text())
     for space in ("spectral", "random_conv"):
@@ -132,7 +147,7 @@ def test_evaluate_reports_every_offline_space(proj):
 
 def test_evaluate_scores_every_control(proj):
     """Each configured control is a Table 4 row scored like a head, and stays out of the heads' ranking."""
-    root, cfg = proj
+    root, cfg = upstream(proj, "evaluate")
     run_stage("evaluate", cfg)
     t = json.loads((root / "reports/table4.json").read_text())
     want = [f"control: {name}" for name in cfg.evaluate.controls]
@@ -144,7 +159,7 @@ def test_evaluate_scores_every_control(proj):
 
 
 def test_benchmark_counts_flux_flops(proj):
-    root, cfg = proj
+    root, cfg = upstream(proj, "benchmark")
     out = run_stage("benchmark", cfg)
     b = json.loads((root / "reports/benchmark.json").read_text())
     assert b["flops"]["dev50_tflop"] > 10 * b["flops"]["schnell4_tflop"] / 4
@@ -153,7 +168,7 @@ def test_benchmark_counts_flux_flops(proj):
 
 
 def test_register_gate_and_champion(proj):
-    root, cfg = proj
+    root, cfg = upstream(proj, "register")
     out = run_stage("register", cfg)
     assert out["promoted"] and out["champion"] == out["version"] == "1"
     # The same candidate again is the same version: registering is idempotent.
@@ -170,7 +185,7 @@ def test_register_gate_and_champion(proj):
 
 
 def test_gate_policy_unit():
-    from facerealism.stages.register import gate
+    from facerealism.gate import gate
 
     cfg = load_config(ROOT / "params.yaml", ["register.required={fd_diff.spectral: 0.0, fd_diff.random_conv: 0.0}",
                                              "register.below={}"])

@@ -19,19 +19,16 @@ from facerealism.config import load_config
 from facerealism.errors import UserError
 from facerealism.stages import run_stage
 
-from .conftest import ROOT, cli_env, tiny_overrides, tiny_project
+from .conftest import ROOT, cli_env, dataset_project, tiny_overrides
 
 # fp32 and one thread: bit-exact arithmetic is what makes "resumed == uninterrupted" testable.
 EXACT = ["train.mixed_precision=fp32", "train.threads=1", "train.log_every=5", "train.baselines=[]"]
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    """One tiny validated dataset shared by the tests below; each test trains into its own models/ folder."""
-    root = tmp_path_factory.mktemp("train")
-    with tiny_project(root) as cfg:
-        for stage in ("prompts", "generate", "validate"):
-            run_stage(stage, cfg)
+def data(tmp_path_factory, tiny_dataset):
+    """This module's copy of the tiny dataset; each test trains into its own models/ folder."""
+    with dataset_project(tmp_path_factory.mktemp("train"), tiny_dataset) as root:
         yield root
 
 

@@ -21,7 +21,7 @@ from facerealism import checkpoint
 from facerealism.config import load_config
 from facerealism.stages import run_stage
 
-from .conftest import cli_env, tiny_overrides, tiny_project
+from .conftest import cli_env, dataset_project, tiny_overrides
 
 EXACT = ["train.mixed_precision=fp32", "train.threads=1", "train.baselines=[]", "train.steps=60",
          "train.checkpoint_every=10", "train.log_every=10"]
@@ -95,11 +95,9 @@ def test_the_divergence_check_sees_one_flipped_bit():
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("mp")
-    with tiny_project(root) as cfg:
-        for stage in ("prompts", "generate", "validate"):
-            run_stage(stage, cfg)
+def data(tmp_path_factory, tiny_dataset):
+    """This module's copy of the tiny dataset; each run trains into its own models/ folder."""
+    with dataset_project(tmp_path_factory.mktemp("mp"), tiny_dataset) as root:
         yield root
 
 

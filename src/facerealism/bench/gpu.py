@@ -5,7 +5,7 @@
 #      calls), dev text-to-image 50 steps (what the FLOPs model compares against), schnell 4 steps, and
 #      schnell 4 steps + head; each call's FLOPs are counted on its warm-up run (FlopCounterMode) and its
 #      transformer calls by a hook, so the measured cost ratio sits beside the counted one and the
-#      full-size FLOPs model (stages.benchmark.flux_cost_models: 7.0 % at 512^2);
+#      full-size FLOPs model (flops.flux_cost_models: 7.0 % at 512^2);
 #   2. head throughput: eager fp32 / bf16 / channels-last / torch.compile at batch 1, then batch 1...64
 #      with peak memory;
 #   3. ESA-CycleGAN training steps/s (bench/train.py: the train stage's own step) at each train size.
@@ -27,8 +27,8 @@ from facerealism.backends import full_flux
 from facerealism.errors import UserError
 from facerealism.files import write_json
 from facerealism.models import build_generator
-from facerealism.stages.benchmark import (_sync, count_flops, flux_cost_models, head_variants, peak_memory,
-                                          time_head)
+from facerealism.flops import count_flops, flux_cost_models
+from facerealism.timing import head_variants, peak_memory, sync, time_head
 
 PROMPT = "A professional portrait of Ada Lovelace, natural light, 85 mm"
 DEV_STEPS, DEV_GUIDANCE, STRENGTH, DEV_TOKENS = 50, 3.5, 0.7, 512  # the paper's dev img2img settings
@@ -98,7 +98,7 @@ def _measure(fn, repeats: int, device: str, transformer: torch.nn.Module | None 
     try:
         t0 = time.perf_counter()
         flops = count_flops(fn)
-        _sync(device)
+        sync(device)
         warmup = time.perf_counter() - t0
         per_call = calls[0]
         times = []
@@ -106,7 +106,7 @@ def _measure(fn, repeats: int, device: str, transformer: torch.nn.Module | None 
             for _ in range(repeats):
                 t0 = time.perf_counter()
                 fn()
-                _sync(device)
+                sync(device)
                 times.append(time.perf_counter() - t0)
     finally:
         if hook:

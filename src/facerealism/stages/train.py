@@ -225,8 +225,7 @@ def train(cfg: Config, parent_run_id: str | None = None, run_name: str = "train"
 
     t = cfg.train
     # Always set, also for 0 (= every CPU this process may use): OpenMP's thread count is per calling thread, and
-    # the pipeline runs this stage in a worker thread of its own, which otherwise trained on one core (1.8 vs
-    # ~4 steps/s on 2 cores).
+    # the pipeline runs this stage in a worker thread of its own, which otherwise trains on one core.
     torch.set_num_threads(t.threads or len(os.sched_getaffinity(0)))
     train_rows, holdout_rows, A, B = load_data(cfg)
     resume = find_resume(cfg) if t.resume else None  # verified before anything is built or written

@@ -1,0 +1,137 @@
+"""The promotion gate's policy, pure: a candidate's thresholds, and whether the metric suite can say no and yes."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from facerealism.config import Config
+from facerealism.files import read_json
+
+
+def is_number(value) -> bool:
+    """A finite int or float (not a bool): what a metric must be for the gate to compare it."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def throughput(cfg: Config, benchmark: dict) -> tuple[int, float | None]:
+    """(image side, fp32 head images/s at that side) read from reports/benchmark.json; None when absent."""
+    size = cfg.register.throughput_size or cfg.benchmark.sizes[0]
+    value = benchmark.get("head_speed", {}).get(str(size), {}).get("fp32", {}).get("images_per_s")
+    return size, value if is_number(value) else None
+
+
+def gate(cfg: Config, candidate: dict, champion: dict | None, benchmark: dict | None = None,
+         split_changed: bool = False, photo: bool = True) -> tuple[bool, list[str]]:
+    """The promotion policy; returns (passed, reasons). Every reason is a sentence a reviewer can check.
+
+    Args:
+        candidate: the candidate's flat metrics (reports/metrics.json).
+        champion: the current champion's metrics, or None when there is none.
+        benchmark: reports/benchmark.json; None skips the throughput floor (the stage always passes it).
+        split_changed: the champion was scored on another held-out split, so its numbers are not comparable.
+        photo: check the head's colour noise on a photograph (off for Table 4's reference and control rows,
+            which are not heads).
+    """
+    r = cfg.register
+    reasons, passed = [], True
+    for key, bound in r.required.items():
+        value = candidate.get(key)
+        if not is_number(value):
+            passed = False
+            reasons.append(f"{key} is missing or not a number: fail")
+        elif value <= bound:
+            passed = False
+            reasons.append(f"{key} = {value:.4g} is not > {bound:g}: fail")
+        else:
+            reasons.append(f"{key} = {value:.4g} > {bound:g}: ok")
+    for key, bound in r.below.items():  # a bound is a number or the name of another metric of the candidate
+        value = candidate.get(key)
+        limit = candidate.get(bound) if isinstance(bound, str) else bound
+        shown = f"{bound} = {limit:.4g}" if isinstance(bound, str) and is_number(limit) else f"{bound}"
+        if not is_number(value) or not is_number(limit):
+            passed = False
+            reasons.append(f"{key if not is_number(value) else bound} is missing or not a number: fail")
+        elif value >= limit:
+            passed = False
+            reasons.append(f"{key} = {value:.4g} is not < {shown}: fail")
+        else:
+            reasons.append(f"{key} = {value:.4g} < {shown}: ok")
+    if photo:
+        gain, bound = candidate.get("photo.colour_noise_gain"), r.max_photo_colour_noise_gain
+        if not is_number(gain):
+            passed = False
+            reasons.append("photo.colour_noise_gain is missing or not a number: fail")
+        elif gain > bound:
+            passed = False
+            reasons.append(f"photo.colour_noise_gain = {gain:.3g} > {bound:g}: the head adds colour noise to a photo: fail")
+        else:
+            reasons.append(f"photo.colour_noise_gain = {gain:.3g} <= {bound:g}: ok")
+    if benchmark is None:
+        reasons.append("throughput not checked (no benchmark given)")
+    else:
+        size, speed = throughput(cfg, benchmark)
+        if speed is None:
+            passed = False
+            reasons.append(f"benchmark has no fp32 images/s at {size}px: fail")
+        elif speed < r.min_images_per_s:
+            passed = False
+            reasons.append(f"throughput {speed:.3g} images/s at {size}px is below the floor {r.min_images_per_s:g}: fail")
+        else:
+            reasons.append(f"throughput {speed:.3g} images/s at {size}px >= {r.min_images_per_s:g}: ok")
+    key, margin = r.champion_metric, r.margin_over_champion
+    ours = candidate.get(key)
+    if champion is None:
+        reasons.append("no current champion")
+    elif split_changed:
+        if r.on_split_change == "fail":
+            passed = False
+            reasons.append("champion was scored on another held-out split and register.on_split_change=fail: fail")
+        else:
+            reasons.append("champion was scored on another held-out split; decided on absolute thresholds only")
+    elif not is_number(champion.get(key)):
+        reasons.append(f"champion has no {key}; not compared")
+    elif not is_number(ours):
+        passed = False
+        reasons.append(f"{key} is missing, so it cannot beat the champion: fail")
+    elif ours <= champion[key] + margin:
+        passed = False
+        reasons.append(f"{key} = {ours:.4g} does not beat champion's {champion[key]:.4g} + margin {margin:g}: fail")
+    else:
+        reasons.append(f"{key} = {ours:.4g} beats champion's {champion[key]:.4g} + margin {margin:g}: ok")
+    return passed, reasons
+
+
+def suite_check(cfg: Config, table_path: Path) -> tuple[bool, list[str], dict]:
+    """Can the gate say no and yes? Every negative control of Table 4 must fail it and FLUX.1-dev must pass it.
+
+    A control that passes means the metrics reward plain noise or sharpening, so no decision of this gate
+    means anything: then nothing is promoted. Returns (sound, reasons, {row label: {"passed", "reasons"}}).
+
+    Args:
+        table_path: reports/table4.json (read only when register.check_controls is on).
+    """
+    from facerealism import controls
+    from facerealism.stages.evaluate import DEV, flat_metrics
+
+    if not cfg.register.check_controls:
+        return True, ["controls not checked (register.check_controls=false)"], {}
+    table = read_json(table_path)
+    rows, sound, reasons = {}, True, []
+    for label in [label for label in table["order"] if controls.is_control(label)] + [DEV]:
+        passed, why = gate(cfg, flat_metrics(table, label), None, photo=False)
+        rows[label] = {"passed": passed, "reasons": why}
+    fooled = [label for label, r in rows.items() if label != DEV and r["passed"]]
+    n_controls = len(rows) - 1
+    if n_controls == 0:
+        sound = False
+        reasons.append("no negative control was scored (evaluate.controls is empty), so the gate is unchecked: fail")
+    for label in fooled:
+        sound = False
+        reasons.append(f"the metric suite is fooled by {label}: it passes the gate: fail")
+    if not rows[DEV]["passed"]:
+        sound = False
+        reasons.append(f"{DEV} itself fails the gate, so no head could pass it: fail")
+    if sound:
+        reasons.append(f"all {n_controls} negative controls fail the gate and {DEV} passes it: ok")
+    return sound, reasons, rows
