@@ -159,6 +159,16 @@ MUTATIONS = [
     M("head: uint8 conversion truncates", "src/facerealism/data.py",
       ".mul(127.5).round().byte()", ".mul(127.5).byte()",
       (f"{KA}::test_evaluate_scores_the_heads_on_the_schnell_images_of_the_held_out_pairs",)),
+    # --- the DAG: what a killed or failed run leaves for the next one ---------------------------------------------
+    M("dag: a finished stage is not recorded in dvc.lock", "src/facerealism/dag.py",
+      "        commit(p.project, name)\n", "        pass\n",
+      ("tests/test_dag.py::test_killed_runs_resume_then_noop_rerun_and_one_param_change",)),
+    M("dag: a torn dvc.lock is kept", "src/facerealism/dag.py",
+      "if not lock.exists() or _lock_whole(lock) or not good.exists():", "if True:",
+      ("tests/test_dag_records.py::test_a_torn_dvc_lock_is_restored_from_the_last_good_copy",)),
+    M("dag: a failed push is forgotten", "src/facerealism/dag.py",
+      "if p.incremental and push and owed.exists():", "if p.incremental and push and owed.exists() and p.ran:",
+      ("tests/test_dag_records.py::test_a_push_that_failed_stays_owed_until_a_later_run_pushes_it",)),
 ]
 
 

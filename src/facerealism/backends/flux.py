@@ -14,7 +14,7 @@
 # Seeds: each prompt gets its own CPU torch.Generator, so its noise depends only on its seed, not
 # on its neighbours in the batch or the device (diffusers draws CPU noise, then moves it). Pixels
 # still carry kernel numerics: in float32 on CPU a batch of 3 renders exactly as 3 batches of 1;
-# in bfloat16 dev images moved by up to 8 grey levels (tiny models, 2026-11-22).
+# in bfloat16 dev images of tiny models move by up to 8 grey levels.
 #
 # Shared components: FLUX.1-schnell and -dev use one CLIP-L, one T5-XXL and one autoencoder (ComfyUI
 # loads the same clip_l, t5xxl and ae files for both). When those folders hold byte-identical files,
