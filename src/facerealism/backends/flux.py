@@ -198,10 +198,7 @@ class FluxBackend:
 
         c = self.cfg
         fast = load_pipeline(FluxPipeline, c.fast_model, "fast_model", c.dtype)
-        # check_inputs would only warn and resize to another size, which validation then rejects.
-        multiple = 2 * fast.vae_scale_factor  # 2x2 patches of the VAE's latents
-        if self.size % multiple:
-            raise UserError(f"generate.size must be a multiple of {multiple} for {c.fast_model}, got {self.size}")
+        self._check_size(fast)
         if c.slow_model == c.fast_model:
             # One set of weights in memory; from_pipe casts to float32 unless told the dtype.
             slow = FluxImg2ImgPipeline.from_pipe(fast, dtype=getattr(torch, c.dtype))
@@ -210,16 +207,27 @@ class FluxBackend:
                                  components=shared_modules(fast, c.fast_model, c.slow_model, c.share_components
                                                            and not c.cpu_offload))
         for pipe in (fast, slow):
-            if c.cpu_offload:
-                pipe.enable_model_cpu_offload(device=self.device)
-            else:
-                pipe.to(self.device)
+            self._place(pipe)
             if c.vae_slicing:
                 pipe.vae.enable_slicing()
             if c.vae_tiling:
                 pipe.vae.enable_tiling()
-            pipe.set_progress_bar_config(disable=True)  # the stage draws its own per-pair bar
         self.fast_pipe, self.slow_pipe = fast, slow
+
+    def _check_size(self, pipe) -> None:
+        """check_inputs would only warn and resize to another size, which validation then rejects."""
+        multiple = 2 * pipe.vae_scale_factor  # 2x2 patches of the VAE's latents
+        if self.size % multiple:
+            raise UserError(f"generate.size must be a multiple of {multiple} for {self.cfg.fast_model}, "
+                             f"got {self.size}")
+
+    def _place(self, pipe) -> None:
+        """Onto the device (or offloaded to it), with diffusers' own bar off: the stage draws a per-pair one."""
+        if self.cfg.cpu_offload:
+            pipe.enable_model_cpu_offload(device=self.device)
+        else:
+            pipe.to(self.device)
+        pipe.set_progress_bar_config(disable=True)
 
     def _generators(self, seeds: list[int]) -> list:
         import torch
@@ -283,14 +291,8 @@ class FluxBackend:
 
         c, size = self.cfg, self.size
         pipe = load_pipeline(FluxPipeline, c.fast_model, "fast_model", c.dtype)
-        multiple = 2 * pipe.vae_scale_factor
-        if size % multiple:
-            raise UserError(f"generate.size must be a multiple of {multiple} for {c.fast_model}, got {size}")
-        if c.cpu_offload:
-            pipe.enable_model_cpu_offload(device=self.device)
-        else:
-            pipe.to(self.device)
-        pipe.set_progress_bar_config(disable=True)
+        self._check_size(pipe)
+        self._place(pipe)
 
         def render(prompt: str, seed: int) -> np.ndarray:
             image = pipe(prompt=prompt, num_inference_steps=c.fast_steps, guidance_scale=c.fast_guidance,
