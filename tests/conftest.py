@@ -13,6 +13,10 @@ import pytest
 from facerealism import env
 
 env.configure()
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    # One pytest-xdist worker per core: each keeps to one thread (before torch is imported), as do its subprocesses.
+    for _key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_key, "1")
 # The libraries' weight caches start empty, so "unavailable" reads the same on a machine that holds real weights;
 # tests that need weights place stand-ins in caches of their own.
 os.environ.setdefault("TORCH_HOME", tempfile.mkdtemp(prefix="facerealism-test-torch-"))
@@ -31,6 +35,7 @@ TINY = [
     "evaluate.c2st_folds=2", "evaluate.c2st_max_images=16", "evaluate.grid_n=4",
     "evaluate.controls=[RGB noise σ16, unsharp r2 200%]",
     "benchmark.sizes=[32]", "benchmark.repeats=1", "benchmark.flops_size=256",
+    "benchmark.pipeline_sizes=[32]", "benchmark.pipeline_repeats=1",
     # Tiny heads barely train: the gate's thresholds are tested separately; here anything passes.
     "register.required={fd_diff.spectral: -1.0e9}", "register.below={}", "register.check_controls=false",
 ]
@@ -114,11 +119,55 @@ def write_tiny_params(project: Path) -> Path:
     return path
 
 
+_SHARED_PREFECT: list = []  # the session's one Prefect server for subprocess flows, started on first use
+
+
+def shared_prefect_api() -> str:
+    """API URL of one Prefect server (SQLite) shared by every subprocess flow of this test session.
+
+    A flow without a configured server would start Prefect's temporary one (~10 s each) or, through
+    `facerealism run`, the project's own background server (left running): one server for the session costs one start.
+    """
+    if not _SHARED_PREFECT:
+        from facerealism.bench import servers
+
+        _SHARED_PREFECT.append(servers.start_prefect_server(tempfile.mkdtemp(prefix="facerealism-test-prefect-"),
+                                                            postgres=False))
+    return _SHARED_PREFECT[0].api_url
+
+
+def pytest_sessionfinish(session, exitstatus):
+    from facerealism.bench import servers
+
+    while _SHARED_PREFECT:
+        servers.stop_prefect_server(_SHARED_PREFECT.pop())
+
+
 def cli_env() -> dict:
-    """Environment for subprocesses: the venv's bin first, telemetry off."""
+    """Environment for subprocesses: the venv's bin first, telemetry off, the session's shared Prefect server."""
     e = dict(os.environ)
     e["PATH"] = f"{Path(os.sys.executable).parent}:{e.get('PATH', '')}"
     # Each project keeps its own Prefect home; never inherit the test process's.
-    for key in ("PREFECT_API_URL", "PREFECT_HOME"):
-        e.pop(key, None)
+    e.pop("PREFECT_HOME", None)
+    e["PREFECT_API_URL"] = shared_prefect_api()
     return e
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Files that hold slow tests first, so that pytest-xdist starts the long ones early (a stable sort: within a
+    file the written order stays)."""
+    has_slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in has_slow)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Where the suite's time goes: summed test time (setup + call + teardown) per layer (`slow` marker or not)."""
+    layers: dict[str, list[float]] = {"fast": [], "slow": []}
+    for reports in terminalreporter.stats.values():
+        for r in reports:
+            if getattr(r, "when", None) in ("setup", "call", "teardown") and hasattr(r, "duration"):
+                layers["slow" if "slow" in r.keywords else "fast"].append(r.duration)
+    if any(layers.values()):
+        parts = [f"{name} {sum(d):.0f} s" for name, d in layers.items() if d]
+        terminalreporter.write_line(f"summed test time by layer: {', '.join(parts)} "
+                                    f"(wall time: the closing line; workers: {config.getoption('numprocesses', None) or 1})")

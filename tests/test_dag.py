@@ -17,7 +17,7 @@ import pytest
 import requests
 from rich.console import Console
 
-from facerealism import dag, ops
+from facerealism import dag, localserver, ops
 from facerealism.bench import servers
 from facerealism.progress import StageProgress, progress
 
@@ -163,9 +163,24 @@ def prefect_server(tmp_path_factory):
         servers.stop_prefect_server(server)
 
 
+class ProjectServer:
+    """The project's own Prefect server, started by its first `facerealism run` and reused by the next ones."""
+
+    def __init__(self, project):
+        self.home = project / ".prefect"
+
+    @property
+    def api_url(self) -> str:
+        return json.loads((self.home / localserver.STATE).read_text())["url"] + "/api"
+
+
 def run_env(server) -> dict:
-    return {**cli_env(), "PREFECT_API_URL": server.api_url, "PREFECT_LOGGING_LEVEL": "INFO",
-            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env = {**cli_env(), "PREFECT_LOGGING_LEVEL": "INFO", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    if isinstance(server, ProjectServer):
+        del env["PREFECT_API_URL"]  # as a user runs it: no server configured
+    else:
+        env["PREFECT_API_URL"] = server.api_url
+    return env
 
 
 def facerealism_run(path, server, *args, timeout=900) -> tuple[str, float]:
@@ -241,12 +256,25 @@ KILLS = [
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)  # 13 runs of the flow; ~10 min on 2 quiet cores, twice that on busy ones
-def test_killed_runs_resume_then_noop_rerun_and_one_param_change(tmp_path, prefect_server, monkeypatch):
+def test_killed_runs_resume_then_noop_rerun_and_one_param_change(tmp_path, monkeypatch):
     tiny_dvc_project(tmp_path)
+    # No server configured: the first run starts the project's own Prefect server; it outlives each kill -9 of a
+    # run's process group and every later run reuses it.
+    prefect_server = ProjectServer(tmp_path)
+    try:
+        killed_runs_resume(tmp_path, prefect_server, monkeypatch)
+    finally:
+        localserver.stop(prefect_server.home)
+
+
+def killed_runs_resume(tmp_path, prefect_server, monkeypatch):
     # 1. kill -9 during every stage in turn; each rerun reuses what finished and reruns the stage killed before.
     done, killed, t0 = set(), None, time.monotonic()
     for name, marker, delay in KILLS:
         out = run_until_killed(tmp_path, prefect_server, marker, delay)
+        server = re.search(r"Prefect server: \S+ \((started|running), pid (\d+)", out)
+        assert server and server.groups() == (("started", server[2]) if name == "prompts" else ("running", pid)), out[-3000:]
+        pid = server[2]
         assert f"{name}: running" in out and name not in completed(out), f"{name} not killed while running:\n" + out[-3000:]
         assert up_to_date(out) >= done and not ran(out) & done, (name, done, out[-3000:])
         assert killed is None or killed in ran(out), (killed, out[-3000:])
@@ -296,8 +324,9 @@ def test_killed_runs_resume_then_noop_rerun_and_one_param_change(tmp_path, prefe
     # 4. nothing changed: every stage up to date, within 30 s, no new version.
     out, wall = facerealism_run(tmp_path, prefect_server)
     assert up_to_date(out) == STAGES and not ran(out), out[-3000:]
+    assert f"(running, pid {pid}" in out
     assert wall <= 30, f"no-op rerun took {wall:.1f} s"
-    print(f"no-op rerun: {wall:.1f} s")
+    print(f"no-op rerun (the project's Prefect server running): {wall:.1f} s")
 
     # 5. one param: evaluate and what depends on it rerun, nothing upstream or beside it.
     params = tmp_path / "params.yaml"

@@ -60,12 +60,50 @@ def run(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
 
     try:
         load_config(params, set_)  # fail on bad config before paying for a Prefect server
+        _prefect_server()
         from flows.pipeline import pipeline
 
         results = pipeline(params=str(params), overrides=list(set_ or []), force=force)
     except _errors() as e:
         fail(str(e))
     console.print(summary_table(results))
+
+
+def _prefect_server() -> None:
+    """Use the project's Prefect server (started on first use, then reused) unless PREFECT_API_URL names one."""
+    from facerealism import localserver
+
+    server = localserver.ensure()
+    if server is not None:
+        how = "started" if server.started else "running"
+        console.print(f"Prefect server: {server.api_url[:-4]} ({how}, pid {server.pid}; "
+                      "`facerealism server stop` ends it)", highlight=False)
+
+
+server_app = typer.Typer(no_args_is_help=True, help="The project's own Prefect server (started by `run`).")
+app.add_typer(server_app, name="server")
+
+
+@server_app.command("status")
+def server_status() -> None:
+    """Print the project's Prefect server URL and PID, or that none is running (exit 1)."""
+    from facerealism import localserver
+
+    server = localserver.running()
+    if server is None:
+        console.print("no Prefect server of this project is running")
+        raise typer.Exit(1)
+    console.print(f"{server.api_url[:-4]} (pid {server.pid}, home {server.home})", highlight=False)
+
+
+@server_app.command("stop")
+def server_stop() -> None:
+    """Stop the project's Prefect server (its database and the runs it recorded stay in .prefect/)."""
+    from facerealism import localserver
+
+    server = localserver.stop()
+    console.print(f"stopped the Prefect server on port {server.port} (pid {server.pid})" if server
+                  else "no Prefect server of this project was running")
 
 
 @app.command()
@@ -191,6 +229,7 @@ def sweep(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
 
     try:
         load_config(params, set_)
+        _prefect_server()
         from flows.sweep import run_sweep
 
         report = run_sweep(str(params), list(set_ or []))
