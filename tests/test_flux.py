@@ -191,6 +191,15 @@ def test_generate_stage_with_flux_backend(tiny, tmp_path):
     assert params["slow_steps"] == 4 and params["fast_steps"] == 4 and params["strength"] == 0.7
     # Random tiny-FLUX images have a pixel std ~40, far above validate.min_std (4): no override needed.
     assert summary["passed"] and summary["valid"] == 4
+    # The dev-vs-schnell checks ran on these pairs and passed them, for what random weights render: dev repaints
+    # schnell into unrelated texture (SSIM ~0.1), neither hazy nor washed out nor a copy. That says nothing about
+    # real FLUX's img2img at strength 0.7; the planted hazy/copied pairs of test_validate.py show the checks bite.
+    assert summary["pair_checked_pairs"] == 4
+    rel = json.loads((Path(cfg.paths.reports) / "validation.json").read_text())["pair_relations"]
+    v = cfg.validate_
+    assert rel["pair_sharpness_ratio"]["min"] > v.min_sharpness_ratio
+    assert rel["pair_contrast_ratio"]["min"] > v.min_contrast_ratio
+    assert rel["pair_ssim"]["max"] < 0.5 < v.max_pair_ssim
 
 
 def test_paper_params_with_tiny_flux_produce_a_valid_manifest(tiny, tmp_path):

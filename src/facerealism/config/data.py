@@ -179,8 +179,23 @@ class ValidateConfig(Section):
     face_max_size: float = Field(0.9, gt=0.0, le=1.0)
     face_center_margin: float = Field(0.1, ge=0.0, lt=0.5)
     """A face whose centre lies within this fraction of an image border is cut off, not a portrait."""
+    pair_check_backends: list[str] = Field(default_factory=lambda: ["synthetic", "flux", "diffusers"])
+    """Backends whose dev image is checked against its own schnell image (the next three keys): FLUX img2img
+    below strength ~0.9 is reported to return hazy images or near-copies of its input."""
+    min_sharpness_ratio: float = Field(0.5, ge=0.0)
+    """Floor of dev/schnell high-pass share (Laplacian variance / pixel variance, contrast-free): a hazy dev.
+    Measured (2026-12-04): synthetic 32 px >= 1.05, 64 px >= 6.5; tiny random FLUX 0.80-1.93; dev = schnell
+    blurred sigma 1 <= 0.16. 0.5 sits 1.6x below the lowest good pair and 3x above the haziest planted one."""
+    min_contrast_ratio: float = Field(0.8, ge=0.0)
+    """Floor of dev/schnell pixel std: a washed-out dev. Measured: synthetic >= 0.98, tiny random FLUX
+    0.93-1.17, dev = 60 % schnell + 40 % its mean 0.60."""
+    max_pair_ssim: float = Field(0.98, ge=-1.0, le=1.0)
+    """Ceiling of SSIM(dev, schnell) (colour, 7x7): a near-copy. Measured: synthetic 32 px <= 0.96, 64 px <= 0.94;
+    tiny random FLUX <= 0.15; dev = schnell +-2 grey levels >= 0.99. The gap is narrow at 32 px; real FLUX
+    img2img at strength 0.7 repaints far more than 2 % of the structure."""
     max_failed_fraction: float = Field(0.02, ge=0.0, le=1.0)
-    """The gate: more failed pairs than this fails the pipeline."""
+    """The gate: more failed pairs than this fails the pipeline. The median of each pair ratio must also clear
+    its bound: a set whose typical pair is hazy or a copy fails whatever this fraction allows."""
 
     @model_validator(mode="after")
     def _ranges_ordered(self) -> "ValidateConfig":
