@@ -1,11 +1,13 @@
 # facerealism: `make run` runs the pipeline on the embedded offline default; `make test` runs the tests.
 SHELL := /bin/bash
 PYTHON ?= python3.11
-# The venv is keyed by the lock's hash only, so it is reused across clones and sessions and rebuilt only when the
-# locked versions change (it is ~6.3 GB). `make lock` re-resolves pyproject.toml into requirements.lock.
+# The venv is keyed by the locks' hash only, so it is reused across clones and sessions and rebuilt only when the
+# locked versions change (it is ~6.3 GB). `make lock` re-resolves pyproject.toml into requirements.lock and
+# requirements.nodeps.in into requirements.nodeps.lock (packages installed without their conflicting pins).
 VENV_ROOT ?= $(HOME)/.cache/facerealism
 LOCK := requirements.lock
-LOCK_HASH := $(shell sha256sum $(LOCK) | cut -c1-12)
+NODEPS_LOCK := requirements.nodeps.lock
+LOCK_HASH := $(shell cat $(LOCK) $(NODEPS_LOCK) | sha256sum | cut -c1-12)
 VENV := $(VENV_ROOT)/venv-$(LOCK_HASH)
 UV_VERSION := 0.13.9
 UV := $(VENV_ROOT)/uv-$(UV_VERSION)/bin/uv
@@ -34,6 +36,7 @@ install: $(UV)
 		rm -rf "$(VENV)" && \
 		$(UV) venv -q --python $(PYTHON) "$(VENV)" && \
 		$(UV) pip sync -q --python "$(VENV)/bin/python" --require-hashes $(FIND_LINKS) $(LOCK) && \
+		$(UV) pip install -q --python "$(VENV)/bin/python" --no-deps --require-hashes $(FIND_LINKS) -r $(NODEPS_LOCK) && \
 		touch "$(VENV)/.complete"; \
 	fi
 	@ln -sfn "$(VENV)" .venv
@@ -47,6 +50,8 @@ install: $(UV)
 lock: $(UV)
 	$(UV) pip compile pyproject.toml .ci/build.in --extra test --universal --python-version 3.11 $(LOCK_ARGS) \
 		--generate-hashes --no-header -o $(LOCK)
+	$(UV) pip compile requirements.nodeps.in --no-deps --universal --python-version 3.11 $(LOCK_ARGS) \
+		--generate-hashes --no-header -o $(NODEPS_LOCK)
 
 run: install
 	$(BIN)/facerealism run
