@@ -52,6 +52,10 @@ def test_audit_on_tiny_synthetic_data_prints_and_writes_table1(project, tiny_cfg
         assert im.format == "PNG" and im.width > 300
     md = (project / "reports/audit.md").read_text()
     assert "| measure | baseline | enriched |" in md and "NOT face identity" in md
+    from facerealism.report import write_report
+
+    html = write_report(project / "reports").read_text()
+    assert "Diversity (Table 1)" in html and "<td>perceived age</td><td>no face found in 4 dev images</td>" in html
 
 
 @pytest.fixture
