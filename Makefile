@@ -32,7 +32,7 @@ $(UV):
 
 install: $(UV)
 	@if [ ! -f "$(VENV)/.complete" ]; then \
-		echo "building $(VENV) from $(LOCK) (first install, or the lock changed)"; \
+		echo "building $(VENV) from $(LOCK) + $(NODEPS_LOCK) (first install, or a lock changed)"; \
 		rm -rf "$(VENV)" && \
 		$(UV) venv -q --python $(PYTHON) "$(VENV)" && \
 		$(UV) pip sync -q --python "$(VENV)/bin/python" --require-hashes $(FIND_LINKS) $(LOCK) && \
