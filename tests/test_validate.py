@@ -266,6 +266,20 @@ def test_pair_relation_reads_each_planted_defect_on_its_own_measure():
     assert w["pair_contrast_ratio"] == pytest.approx(0.6, abs=0.01) and c["pair_ssim"] > 0.99
 
 
+def test_planted_defects_on_real_photographs_cross_the_default_bounds(photos):
+    from facerealism.config.data import ValidateConfig
+    from facerealism.pair_stats import pair_relation
+
+    v = ValidateConfig()
+    for name in ("astronaut", "coffee"):
+        x = photos[name]
+        h, w, c = (pair_relation(x, f(x)) for f in (hazy, washed_out, near_copy))
+        # Measured: astronaut 0.08 / 0.60 / 0.989, coffee 0.04 / 0.60 / 0.993 (the copy's margin is the narrow one).
+        assert h["pair_sharpness_ratio"] < v.min_sharpness_ratio / 4, (name, h)
+        assert w["pair_contrast_ratio"] < v.min_contrast_ratio and w["pair_sharpness_ratio"] > v.min_sharpness_ratio
+        assert c["pair_ssim"] > v.max_pair_ssim, (name, c)
+
+
 def test_a_few_hazy_washed_out_or_copied_pairs_are_quarantined_for_it(tmp_path):
     from facerealism.backends.painter import render_pair
 
