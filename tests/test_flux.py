@@ -202,13 +202,13 @@ def test_generate_validate_audit_with_flux_backend(tiny, tmp_path):
     assert rel["pair_ssim"]["max"] < 0.5 < v.max_pair_ssim
     # The audit's perceived gender/age networks get no face from random weights, and say so per prompt set
     # (the audit's own function on its own input; the whole stage's MLflow and t-SNE cost ~20 s more here).
-    from facerealism.stages.audit import _attribute_cell, perceived_attributes
+    from facerealism.stages.audit import attribute_cell, perceived_attributes
 
     validated = pd.read_parquet(Path(cfg.paths.data) / "validated.parquet")
     prompts = pd.read_parquet(Path(cfg.paths.data) / "prompts.parquet")
     a = perceived_attributes(cfg, prompts.merge(validated[["id", "dev_path"]], on="id"), "dev_path")
     assert a["available"] and a["templates"] == {"enriched": {"images": 4, "faces": 0}}
-    assert _attribute_cell(a, "enriched", "gender") == "no face found in 4 dev images"
+    assert attribute_cell(a, "enriched", "gender") == "no face found in 4 dev images"
 
 
 def test_paper_params_with_tiny_flux_produce_a_valid_manifest(tiny, tmp_path):

@@ -212,7 +212,7 @@ def perceived_attributes(cfg: Config, df: pd.DataFrame, path_col: str) -> dict:
     return out
 
 
-def _attribute_cell(a: dict, t: str, key: str) -> str:
+def attribute_cell(a: dict, t: str, key: str) -> str:
     """One Table 1 cell of a perceived attribute: the mix or mean over the faces found, or why there is none."""
     if key == "ethnicity" and not a["ethnicity"]["available"]:
         return f"unavailable offline: {a['ethnicity']['reason']}"
@@ -265,7 +265,7 @@ def table1(report: dict) -> dict:
          else "unavailable: no face descriptors"),
     ]
     for attr, key in (("perceived gender", "gender"), ("perceived age", "age"), ("perceived ethnicity", "ethnicity")):
-        rows.append((attr, lambda t, key=key: _attribute_cell(a, t, key)))
+        rows.append((attr, lambda t, key=key: attribute_cell(a, t, key)))
     return {"columns": ["measure", *templates],
             "rows": [{"measure": name, **{t: fn(t) for t in templates}} for name, fn in rows]}
 
