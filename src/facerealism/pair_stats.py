@@ -1,4 +1,5 @@
-"""Per-pair measurements the validation suite checks: file integrity, decoding, pixel statistics, duplicates, faces."""
+"""Per-pair measurements the validation suite checks: file integrity, decoding, pixel statistics, duplicates, faces,
+and how dev relates to its own schnell image (haze, washed-out contrast, near-copies)."""
 
 from __future__ import annotations
 
@@ -104,6 +105,42 @@ def face_stats(cfg: Config, path: str) -> dict:
     return {"faces": count, "face_plausible": (issue is None) if count == 1 else None, "face_issue": issue}
 
 
+PAIR_MEASURES = ("pair_sharpness_ratio", "pair_contrast_ratio", "pair_ssim")
+
+
+def highpass_share(grey: np.ndarray) -> float:
+    """Variance of the Laplacian over the pixel variance: how much of an image's contrast is fine detail.
+
+    Dividing by the variance makes it blind to contrast, so a washed-out image is not also called blurry.
+    """
+    from scipy import ndimage
+
+    return float(ndimage.laplace(grey).var() / max(grey.var(), 1e-9))
+
+
+def pair_relation(schnell: np.ndarray, dev: np.ndarray) -> dict:
+    """How dev relates to its own schnell image: sharper, as contrasty, and not a copy.
+
+    Args:
+        schnell, dev: uint8 (h, w, 3) RGB of the same shape, h and w >= 7 (SSIM's window).
+
+    Returns:
+        {"pair_sharpness_ratio": dev/schnell high-pass share, "pair_contrast_ratio": dev/schnell pixel std,
+         "pair_ssim": SSIM(dev, schnell) of luma, 7x7 window, data range 255} (None where undefined).
+        Luma, not colour: per-channel noise on a copy averages out, so copies and repaints sit further apart
+        (32 px: a copy +-2 levels >= 0.985 in colour SSIM, a good synthetic pair up to 0.978).
+    """
+    from skimage.metrics import structural_similarity
+
+    weights = np.array([0.299, 0.587, 0.114])  # ITU-R 601 luma, as PIL's "L"
+    s, d = schnell.astype(np.float64), dev.astype(np.float64)
+    ys, yd = s @ weights, d @ weights  # (h, w)
+    hs, hd = highpass_share(ys), highpass_share(yd)
+    return {"pair_sharpness_ratio": hd / hs if hs > 0 else None,
+            "pair_contrast_ratio": float(d.std() / s.std()) if s.std() > 0 else None,
+            "pair_ssim": float(structural_similarity(ys, yd, data_range=255))}
+
+
 def pair_checks(row, prompts: pd.DataFrame | None) -> dict:
     """Pair completeness: both images named after the pair id, and the prompt/seed the id was rendered from."""
     issues = []
@@ -126,7 +163,10 @@ def pair_checks(row, prompts: pd.DataFrame | None) -> dict:
 def per_image_table(cfg: Config, manifest: pd.DataFrame, prompts: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per pair: manifest columns plus measured statistics of both images."""
     face_backends = set(cfg.validate_.face_check_backends)
+    relation_backends = set(cfg.validate_.pair_check_backends)
     lookup = None if prompts is None else {r.id: (r.prompt, int(r.seed)) for r in prompts.itertuples()}
+    from facerealism.files import load_rgb
+
     rows = []
     with progress() as bar:
         task = bar.add_task("validate: decode + measure", total=len(manifest))
@@ -140,6 +180,12 @@ def per_image_table(cfg: Config, manifest: pd.DataFrame, prompts: pd.DataFrame |
                 if row.backend in face_backends and s["decodes"]:
                     s.update(face_stats(cfg, path))
                 rec.update({f"{side}_{k}": v for k, v in s.items()})
+            rec.update(dict.fromkeys(PAIR_MEASURES))
+            shapes = {(rec[f"{side}_height"], rec[f"{side}_width"]) for side in SIDES}
+            # Only two decoded images of one shape compare; a broken side already fails its own check.
+            if row.backend in relation_backends and rec["schnell_decodes"] and rec["dev_decodes"] and len(shapes) == 1 \
+                    and min(next(iter(shapes))) >= 7:
+                rec.update(pair_relation(load_rgb(row.schnell_path), load_rgb(row.dev_path)))
             rows.append(rec)
             bar.advance(task)
     stats = pd.DataFrame(rows, index=manifest.index)

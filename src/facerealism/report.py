@@ -1,4 +1,4 @@
-"""One self-contained HTML report (reports/report.html) of the evaluate and benchmark outputs, plus its figures."""
+"""One self-contained HTML report (reports/report.html) of the evaluate, audit and benchmark outputs, plus its figures."""
 
 from __future__ import annotations
 
@@ -237,10 +237,10 @@ _CSS = ("body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-co
 
 
 def write_report(reports_dir: str | Path) -> Path:
-    """Build reports/report.html from whatever the evaluate and benchmark stages have written so far.
+    """Build reports/report.html from whatever the evaluate, audit and benchmark stages have written so far.
 
     Args:
-        reports_dir: the reports folder (table4.json, benchmark.json, before_after.png, crops.png, fig8_speed.png).
+        reports_dir: the reports folder (table4.json, audit.json, benchmark.json, before_after.png, crops.png, fig8_speed.png).
 
     Returns:
         Path of report.html; images are embedded (base64), so the file stands alone as an MLflow artifact.
@@ -258,6 +258,10 @@ def write_report(reports_dir: str | Path) -> Path:
                         (catalog.CROPS.name, "Zoomed crops: eyes, skin, hair")):
         if (reports / name).exists():
             sections.append(f"<h2>{title}</h2>" + _img((reports / name).read_bytes(), name))
+    if (reports / catalog.AUDIT_JSON.name).exists():
+        t1 = read_json(reports / catalog.AUDIT_JSON.name)["table1"]
+        sections.append("<h2>Diversity (Table 1) — baseline vs enriched prompts</h2>")
+        sections.append(_table(t1["columns"], [[r[c] for c in t1["columns"]] for r in t1["rows"]]))
     if (reports / catalog.BENCHMARK_JSON.name).exists():
         bench = read_json(reports / catalog.BENCHMARK_JSON.name)
         sections.append("<h2>Speed (Fig. 8)</h2>")

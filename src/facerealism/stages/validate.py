@@ -11,11 +11,12 @@ from facerealism.config import Config
 from facerealism.errors import UserError
 from facerealism.expectations import REQUIRED_COLUMNS, run_suite, summarise
 from facerealism.files import atomic_write_bytes, read_parquet, write_json, write_parquet
-from facerealism.pair_stats import SIDES, per_image_table
+from facerealism.pair_stats import PAIR_MEASURES, SIDES, per_image_table
 
 
 class ValidationFailed(RuntimeError):
-    """The failed fraction exceeded validate.max_failed_fraction, or a table-level (schema) expectation failed."""
+    """The failed fraction exceeded validate.max_failed_fraction, or a table-level expectation (schema, or the
+    median of a dev-vs-schnell measure) failed."""
 
 
 def run(cfg: Config) -> dict:
@@ -30,7 +31,8 @@ def run(cfg: Config) -> dict:
     manifest = manifest.reset_index(drop=True)
     table = per_image_table(cfg, manifest, prompts)
     face_rows = manifest["backend"].isin(cfg.validate_.face_check_backends)
-    result, explain = run_suite(cfg, table, face_checked=bool(face_rows.any()))
+    pair_rows = table["pair_ssim"].notna()
+    result, explain = run_suite(cfg, table, face_checked=bool(face_rows.any()), pair_checked=bool(pair_rows.any()))
     lines, reasons = summarise(result, table, explain)
     first_row = manifest.drop_duplicates("id").set_index(manifest["id"].drop_duplicates().astype(str))
     quarantine = pd.DataFrame(
@@ -50,6 +52,7 @@ def run(cfg: Config) -> dict:
         "passed": failed_fraction <= cfg.validate_.max_failed_fraction and not schema_failures,
         "schema_failures": schema_failures, "face_check_backends": cfg.validate_.face_check_backends,
         "face_detector": cfg.validate_.face_detector, "face_checked_pairs": int(face_rows.sum()),
+        "pair_checked_pairs": int(pair_rows.sum()), "pair_relations": relation_summary(table),
         "expectations": lines,
     }
     # Every report is written before the gate decides, so a failed run still explains itself.
@@ -59,13 +62,25 @@ def run(cfg: Config) -> dict:
     atomic_write_bytes(catalog.VALIDATION_MD.path(cfg), markdown_report(summary, quarantine).encode())
     tracking.log_reports(cfg, "validate", summary, [catalog.VALIDATION_JSON.path(cfg), catalog.VALIDATION_MD.path(cfg)])
     if not summary["passed"]:
-        failing = ", ".join(f"{x['expectation']} x{x['unexpected']}" for x in lines if not x["success"])
+        failing = ", ".join(f"{x['expectation']} " + (f"x{x['unexpected']}" if x["row_level"] else f"= {x['observed']}")
+                            for x in lines if not x["success"])
         raise ValidationFailed(
             f"validation failed (see {catalog.VALIDATION_MD.path(cfg)}): {len(quarantine)}/{total} pairs quarantined "
             f"(> {cfg.validate_.max_failed_fraction:.0%})" + (f", {orphans} orphan images" if orphans else "")
             + f"; failing expectations: {failing or 'none'}"
         )
-    return {k: v for k, v in summary.items() if k not in ("expectations", "schema_failures", "face_check_backends")}
+    return {k: v for k, v in summary.items()
+            if k not in ("expectations", "schema_failures", "face_check_backends", "pair_relations")}
+
+
+def relation_summary(table: pd.DataFrame) -> dict:
+    """min / median / max of each dev-vs-schnell measure over the pairs it was measured on (the measured spread)."""
+    out = {}
+    for col in PAIR_MEASURES:
+        x = pd.to_numeric(table[col], errors="coerce").dropna()
+        out[col] = {"n": len(x), **({k: round(float(getattr(x, k)()), 4) for k in ("min", "median", "max")}
+                                    if len(x) else dict.fromkeys(("min", "median", "max")))}
+    return out
 
 
 def read_manifest(path: Path) -> pd.DataFrame:
@@ -104,6 +119,9 @@ def markdown_report(summary: dict, quarantine: pd.DataFrame, max_rows: int = 200
         f"- orphan images (no partner, no manifest row): {summary['orphans']}",
         f"- face checks (dlib {summary['face_detector']}) for backends {summary['face_check_backends']}: "
         f"{'applied to ' + str(summary['face_checked_pairs']) + ' pairs' if summary['face_checked_pairs'] else 'not applicable to these backends'}",
+        f"- dev vs its own schnell image (haze, contrast, near-copy) for {summary['pair_checked_pairs']} pairs: "
+        + ", ".join(f"{k.removeprefix('pair_')} {v['min']}-{v['max']} (median {v['median']})"
+                    for k, v in summary["pair_relations"].items() if v["n"]),
         "- nothing is deleted: failing pairs are listed in reports/quarantine.parquet", "",
         "## Expectations", "", "| expectation | result | unexpected | meaning |", "|---|---|---:|---|",
     ]
