@@ -64,6 +64,7 @@ def test_enhance_unknown_registered_model(project):
     assert not (project / "out" / "a.png").exists()
 
 
+@pytest.mark.slow  # subprocesses or servers: the full layer, not the inner loop
 def test_data_for_and_rollback_name_what_is_missing(project):
     assert_one_line_error(cli("data-for", "models:/no-such-model/1", cwd=project), "no-such-model")
     assert_one_line_error(cli("data-for", "runs:/abc/head", cwd=project), "models:/NAME/VERSION")

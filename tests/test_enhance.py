@@ -190,6 +190,7 @@ def test_generate_with_tiny_flux_backend(head, tmp_path):
     assert np.array_equal(np.asarray(Image.open(enhanced[0])), enhance_array(G, fast[None])[0])
 
 
+@pytest.mark.slow  # subprocesses or servers: the full layer, not the inner loop
 def test_cli_generate_with_head_folder(head, tmp_path):
     (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
     res = subprocess.run([sys.executable, "-m", "facerealism.cli", "generate", "A professional portrait of Ada",

@@ -157,6 +157,7 @@ def test_register_under_faults_never_moves_champion_and_never_duplicates(proxied
     assert not worse["promoted"] and champion(client) == "3"
 
 
+@pytest.mark.slow  # subprocesses or servers: the full layer, not the inner loop
 def test_an_unreachable_dvc_remote_is_a_transient_error_and_a_bad_argument_is_not(tmp_path):
     import subprocess
 
@@ -177,6 +178,7 @@ def test_an_unreachable_dvc_remote_is_a_transient_error_and_a_bad_argument_is_no
     assert not faults.is_transient(e.value)
 
 
+@pytest.mark.slow  # subprocesses or servers: the full layer, not the inner loop
 def test_register_is_idempotent_per_candidate_and_finishes_an_undecided_version(tmp_path, monkeypatch):
     """SQLite store: the same candidate twice is one version; a version cut off before its decision is decided by
     the rerun, not registered again; another gate policy is another candidate."""

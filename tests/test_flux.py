@@ -302,6 +302,7 @@ def hub_cache(cache: Path, repo_id: str, folder: Path) -> None:
     (repo / "refs" / "main").write_text(revision)
 
 
+@pytest.mark.slow  # subprocesses or servers: the full layer, not the inner loop
 def test_hub_ids_load_offline_from_the_cache_and_share_cached_blobs(family, tmp_path):
     """The production path: model ids resolved in the local Hugging Face cache (HF_HUB_OFFLINE), where identical
     files are recognised by their blob names without hashing."""

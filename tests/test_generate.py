@@ -32,6 +32,7 @@ def files_on_disk(root: Path, side: str) -> set[str]:
     return {p.stem for p in (root / "data/pairs" / side).glob("*.png")}
 
 
+@pytest.mark.slow  # subprocesses or servers: the full layer, not the inner loop
 def test_kill_9_mid_run_then_rerun_loses_and_duplicates_nothing(tmp_path):
     params = ["prompts.n_enriched=400", "prompts.n_baseline=0", "generate.size=64",
               f"paths.data={tmp_path}/data", f"paths.reports={tmp_path}/reports"]

@@ -35,6 +35,7 @@ def test_a_missing_config_is_named(tmp_path):
         full_flux.build_modules(tmp_path, "cpu", torch.float32)
 
 
+@pytest.mark.slow  # subprocesses or servers: the full layer, not the inner loop
 def test_kit_runs_end_to_end_on_cpu_from_tiny_configs(tmp_path, monkeypatch):
     from facerealism import cli
 

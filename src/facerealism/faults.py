@@ -3,11 +3,31 @@
 from __future__ import annotations
 
 import http.client
+import os
 import socket
 import urllib.error
 
-# Backoff between task retries, seconds: a restarting server gets ~1 min before the run gives up.
-RETRY_DELAYS_S = [2, 10, 30]
+DELAYS_ENV = "FACEREALISM_RETRY_DELAYS_S"
+
+
+def _delays() -> list[float]:
+    """Backoff between task retries, seconds: a restarting server gets ~1 min before the run gives up.
+    FACEREALISM_RETRY_DELAYS_S=2,10,30 sets them (and so the number of retries)."""
+    raw = os.environ.get(DELAYS_ENV)
+    if raw is None:
+        return [2, 10, 30]
+    try:
+        delays = [float(x) for x in raw.split(",")]
+    except ValueError:
+        delays = []
+    if not delays or any(d < 0 for d in delays):
+        from facerealism.errors import UserError
+
+        raise UserError(f"{DELAYS_ENV}={raw!r}: expected comma-separated seconds >= 0, e.g. 2,10,30")
+    return delays
+
+
+RETRY_DELAYS_S = _delays()
 RETRIES = len(RETRY_DELAYS_S)
 
 # Words of a transient server/network failure in an error message (MLflow wraps its HTTP errors in MlflowException,
