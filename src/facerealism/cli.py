@@ -227,9 +227,10 @@ def sweep(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
     """Sweep the sweep section's lambda_cyc x lr grid as a Prefect flow of parallel trials; print the table."""
     from facerealism import sweep as sweep_lib
     from facerealism.config import load_config
+    from facerealism.preflight import require
 
     try:
-        load_config(params, set_)
+        require(load_config(params, set_))  # every trial builds the same head: fail before the first one starts
         from flows.sweep import run_sweep
 
         report = run_sweep(str(params), list(set_ or []))

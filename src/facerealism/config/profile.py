@@ -73,8 +73,8 @@ def merge(base: dict, overlay: dict, model: type[BaseModel] | None, source: str,
     for key, value in overlay.items():
         path = f"{prefix}{key}"
         section = _field_class(model, key)
-        if section is not None and isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value, section, source, sources, f"{path}.")
+        if section is not None and isinstance(value, dict) and isinstance(out.get(key, {}), dict):
+            out[key] = merge(out.get(key, {}), value, section, source, sources, f"{path}.")
             continue
         out[key] = value
         for k in [k for k in sources if k.startswith(f"{path}.")]:  # a base's parts of a replaced value
