@@ -103,13 +103,13 @@ PLANTED = {
 @pytest.mark.parametrize("case", PLANTED)
 def test_a_planted_inconsistency_fails_in_one_line_naming_the_keys(paper, case):
     overrides, names = PLANTED[case]
-    start = time.perf_counter()
+    start = time.process_time()  # CPU seconds (imports included on the first case): the wall clock measures neighbours
     with pytest.raises(UserError) as e:
         # A slim head (scale only) keeps the suite fast; the paper-size head is built in the tests above.
         require(load_config(paper, ["train.ngf=8", "train.n_blocks=1", "train.ndf=8", *overrides]))
     message = str(e.value)
     assert "\n" not in message and all(n in message for n in names), message
-    assert time.perf_counter() - start < 10
+    assert time.process_time() - start < 10
 
 
 def test_an_uncached_hub_model_fails_preflight_when_the_hub_is_off(paper, monkeypatch):
