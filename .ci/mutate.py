@@ -169,6 +169,20 @@ MUTATIONS = [
     M("dag: a failed push is forgotten", "src/facerealism/dag.py",
       "if p.incremental and push and owed.exists():", "if p.incremental and push and owed.exists() and p.ran:",
       ("tests/test_dag_records.py::test_a_push_that_failed_stays_owed_until_a_later_run_pushes_it",)),
+    # --- preflight, profiles and recipe names ------------------------------------------------------------------------
+    M("preflight: the gate's metrics are not checked against evaluate's", "src/facerealism/preflight.py",
+      "        if metric not in written:\n", "        if False:\n",
+      ("tests/test_preflight.py::test_a_planted_inconsistency_fails_in_one_line_naming_the_keys",)),
+    M("preflight: the detail head without residual output passes", "src/facerealism/preflight.py",
+      "    if t.detail and not t.residual_output and t.model != \"unet_cbam\":", "    if False:",
+      ("tests/test_preflight.py::test_a_planted_inconsistency_fails_in_one_line_naming_the_keys",)),
+    M("profiles: a profile's section replaces its base's instead of merging", "src/facerealism/config/profile.py",
+      "        if section is not None and isinstance(value, dict)", "        if False and isinstance(value, dict)",
+      ("tests/test_preflight.py::test_a_profile_is_an_overlay_and_config_says_where_each_value_came_from",)),
+    M("recipe: the paired detail head is called ESA-CycleGAN", "src/facerealism/architectures.py",
+      '(True, True, True): ("detail_paired", "detail-gain {net} head (paired)")',
+      '(True, True, True): ("cyclegan", "{cyclegan}")',
+      ("tests/test_paper.py::test_recipe_names_are_truthful",)),
 ]
 
 

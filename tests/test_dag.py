@@ -320,7 +320,7 @@ def killed_runs_resume(tmp_path, prefect_server, monkeypatch):
                                      {"artifacts": {"flow_run_id": {"any_": [flow["id"]]}}})}
     assert set(arts) == {"table4", "promotion", "validation"}
     table = json.loads(arts["table4"]["data"])
-    assert {r["row"] for r in table} >= {"FLUX.1-schnell", "FLUX.1-dev", "ESA-CycleGAN"}
+    assert {r["row"] for r in table} >= {"FLUX.1-schnell", "FLUX.1-dev", "detail-gain ESA head (paired)"}
     assert "# Promotion: promoted" in arts["promotion"]["data"] and "models:/facerealism-head/1" in arts["promotion"]["data"]
     assert "| passed | True |" in arts["validation"]["data"]
 

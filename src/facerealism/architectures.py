@@ -46,3 +46,50 @@ def generator_kwargs(t) -> dict:
         t: the TrainConfig (train.model picks the architecture).
     """
     return ARCHITECTURES[t.model].kwargs(t)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What was trained, by name: the one place a head's name is derived (Table 4, MLflow, the model card)."""
+
+    id: str
+    """Short, stable: MLflow tags and params (e.g. esa_cyclegan, detail_paired)."""
+    label: str
+    """What a person reads (Table 4 row, model card title)."""
+
+
+# The output of a ResNet-family head and whether a paired term trains it: (detail, residual, paired) -> (id, label).
+# "ESA-CycleGAN" / "CycleGAN" name only the paper's method: free generator, tanh output, unpaired losses.
+_RESNET_RECIPES = {
+    (False, False, False): ("cyclegan", "{cyclegan}"),
+    (False, True, False): ("residual_unpaired", "{net} residual head (unpaired)"),
+    (False, False, True): ("tanh_paired", "{net} tanh head (paired)"),
+    (False, True, True): ("residual_paired", "{net} residual head (paired)"),
+    (True, True, False): ("detail_unpaired", "detail-gain {net} head (unpaired)"),
+    (True, True, True): ("detail_paired", "detail-gain {net} head (paired)"),
+}
+_RESNET_NAMES = {"esa_resnet": ("ESA", "esa_", "ESA-CycleGAN"), "resnet": ("ResNet", "resnet_", "CycleGAN")}
+
+
+def recipe(t) -> Recipe:
+    """The recipe train.* trains, named truthfully.
+
+    Args:
+        t: the TrainConfig, or a dict of its keys (a head.json's config["train"]).
+    """
+    get = t.get if isinstance(t, dict) else lambda k, d=None: getattr(t, k, d)
+    model = get("model")
+    if model not in _RESNET_NAMES:
+        return Recipe(model, LABELS.get(model, model))
+    net, prefix, cyclegan = _RESNET_NAMES[model]
+    key = (bool(get("detail", False)), bool(get("residual_output", False)), float(get("lambda_paired", 0.0)) > 0)
+    rid, label = _RESNET_RECIPES.get(key, ("invalid", "{net} (detail without residual output)"))
+    rid = cyclegan.lower().replace("-", "_") if rid == "cyclegan" else f"{prefix}{rid}"  # esa_cyclegan, cyclegan
+    return Recipe(rid, label.format(net=net, cyclegan=cyclegan))
+
+
+def head_recipe(meta: dict) -> Recipe:
+    """The recipe of a saved head, from the config its head.json carries; a head saved without one (by hand) is
+    named by its architecture and says its losses are unknown, never by the paper's method's name."""
+    train = (meta.get("config") or {}).get("train")
+    return recipe(train) if train else Recipe(meta["arch"], f"{meta['arch']} head, recipe not recorded")

@@ -10,6 +10,7 @@ import numpy as np
 import yaml
 
 from facerealism import catalog
+from facerealism.architectures import head_recipe
 from facerealism.config import Config
 from facerealism.files import sha256_file
 from facerealism.gate import is_number
@@ -49,7 +50,8 @@ def count_parameters(head_dir: Path) -> int:
         return sum(int(np.prod(f.get_slice(k).get_shape())) for k in f.keys())
 
 
-TRAINED_WITH = ("seed", "generate", "split", "train")  # the sections of head.json's config that made the head
+TRAINED_WITH = ("seed", "generate", "split", "train")
+PAPER_RECIPES = ("esa_cyclegan", "cyclegan")  # the paper's unpaired methods (facerealism.architectures.recipe ids)  # the sections of head.json's config that made the head
 
 
 def model_card(cfg: Config, meta: dict, candidate: dict, provenance: dict) -> str:
@@ -64,9 +66,16 @@ def model_card(cfg: Config, meta: dict, candidate: dict, provenance: dict) -> st
     rows = "\n".join(f"| {k} | {v:.6g} |" for k, v in sorted(candidate.items()) if is_number(v))
     prov = "\n".join(f"- **{k}**: `{v}`" for k, v in provenance.items())
     params = provenance.get("parameters")
-    return f"""# {cfg.register.model_name}
+    r = head_recipe(meta)
+    train = trained.get("train", {})
+    paper = ("the paper's unpaired method" if r.id in PAPER_RECIPES
+             else "this repository's recipe, not the paper's unpaired ESA-CycleGAN")
+    terms = ", ".join(meta.get("loss_terms") or []) or "not recorded"
+    return f"""# {cfg.register.model_name}: {r.label}
 
 A realism head (arXiv 2505.02255): maps FLUX.1-schnell-like portraits toward FLUX.1-dev-like detail.
+**Recipe: {r.label}** (`{r.id}`; {paper}). Output: {meta.get('output_mode', 'not recorded')}. Loss terms: {terms};
+lambda_cyc {train.get('lambda_cyc')}, lambda_paired {train.get('lambda_paired')}, lr {train.get('lr')}.
 Architecture `{meta.get('arch')}` {json.dumps(meta.get('kwargs', {}))}{f', {params} parameters' if params else ''};
 weights as safetensors (`artifacts/head/head.safetensors`), no pickled objects.
 

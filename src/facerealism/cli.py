@@ -57,9 +57,11 @@ def run(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
         ) -> None:
     """Run the pipeline as one Prefect flow (stages DVC finds up to date are skipped); print a summary table."""
     from facerealism.config import load_config
+    from facerealism.preflight import require
 
     try:
-        load_config(params, set_)  # fail on bad config before paying for a Prefect server
+        # Fail on a bad config, or on stage objects that cannot be built from it, before paying for anything.
+        require(load_config(params, set_))
         _prefect_server()
         from flows.pipeline import pipeline
 
@@ -104,6 +106,43 @@ def server_stop() -> None:
     server = localserver.stop()
     console.print(f"stopped the Prefect server on port {server.port} (pid {server.pid})" if server
                   else "no Prefect server of this project was running")
+
+
+@app.command()
+def check(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
+    """Preflight: build every stage's objects from the config without running any; exit 1 on the first mismatch."""
+    from facerealism.config import load_config
+    from facerealism.preflight import preflight
+
+    try:
+        findings = preflight(load_config(params, set_))
+    except _errors() as e:
+        fail(str(e))
+    for stage_name, what in findings.lines:
+        console.print(f"[bold]{stage_name}[/]: {what}", highlight=False, soft_wrap=True)
+    for problem in findings.errors[1:]:
+        err.print(f"[red]also:[/] {problem}", highlight=False, soft_wrap=True)
+    if findings.errors:
+        fail(f"preflight: {findings.errors[0]}")
+    console.print(f"preflight passed: {params}" + (f" with {len(set_)} override(s)" if set_ else ""))
+
+
+@app.command("config")
+def config_(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
+            changed: Annotated[bool, typer.Option("--changed", help="only values a file or --set sets")] = False) -> None:
+    """Print the resolved config, one key a line, with where each value came from (default, a file, --set)."""
+    import json
+
+    from facerealism.config import resolve, sources_table
+
+    try:
+        cfg, sources = resolve(params, set_)
+    except _errors() as e:
+        fail(str(e))
+    rows = [r for r in sources_table(cfg, sources) if not changed or r[2] != "default"]
+    for key, value, source in rows:
+        line = f"{key}: {json.dumps(value, ensure_ascii=False)}"
+        console.print(f"{line:<56} # {source}", highlight=False, soft_wrap=True, markup=False)
 
 
 @app.command()
@@ -226,9 +265,10 @@ def sweep(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
     """Sweep the sweep section's lambda_cyc x lr grid as a Prefect flow of parallel trials; print the table."""
     from facerealism import sweep as sweep_lib
     from facerealism.config import load_config
+    from facerealism.preflight import require
 
     try:
-        load_config(params, set_)
+        require(load_config(params, set_))  # every trial builds the same head: fail before the first one starts
         _prefect_server()
         from flows.sweep import run_sweep
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from rich.table import Table
 
 from facerealism import catalog, tracking
-from facerealism.architectures import CYCLE_MODELS
+from facerealism.architectures import CYCLE_MODELS, recipe
 from facerealism.config import Config
 from facerealism.errors import UserError
 from facerealism.files import write_json
@@ -37,7 +37,9 @@ def start(cfg: Config) -> str:
     if cfg.train.model not in CYCLE_MODELS:
         raise UserError(f"the sweep tunes the CycleGAN losses; train.model={cfg.train.model!r} has no cycle loss")
     mlflow = tracking.setup(cfg)
-    run = mlflow.start_run(run_name="sweep", tags={"facerealism.stage": "sweep", "git_commit": tracking.git_commit()})
+    r = recipe(cfg.train)  # the recipe every trial varies lambda_cyc x lr around
+    run = mlflow.start_run(run_name="sweep", tags={"facerealism.stage": "sweep", "git_commit": tracking.git_commit(),
+                                                   "facerealism.recipe": r.id, "facerealism.recipe_label": r.label})
     tracking.log_config(cfg)
     mlflow.end_run()  # children attach by parent_run_id from other processes; the parent need not stay active
     return run.info.run_id

@@ -114,6 +114,36 @@ def identical_components(fast_model: str, slow_model: str) -> list[str]:
     return same
 
 
+def _fix(section: str, key: str) -> str:
+    return (f"set generate.{section}.{key}=/path/to/local/copy (a diffusers directory with model_index.json, "
+            f"e.g. a hub snapshot or save_pretrained output)")
+
+
+def local_model_problem(model: str, key: str, section: str = "flux") -> str | None:
+    """What is wrong with a model source before loading it (one line naming the key), or None.
+
+    A local directory must be a diffusers pipeline with every component folder its model_index.json declares;
+    what cannot be a hub id must be an existing directory. Hub ids pass (the cache or the hub decides).
+    """
+    fix = _fix(section, key)
+    path = Path(model).expanduser()
+    if path.is_dir():
+        index = path / "model_index.json"
+        if not index.is_file():
+            return (f"generate.{section}.{key}: {model} has no model_index.json, so it is not a diffusers "
+                    f"pipeline directory; {fix}")
+        # diffusers would report a missing component folder as a missing config.json in the root.
+        declared = [k for k, v in json.loads(index.read_text()).items()
+                    if not k.startswith("_") and isinstance(v, list) and v[0] is not None]
+        absent = [k for k in declared if not (path / k).is_dir()]
+        if absent:
+            return (f"generate.{section}.{key}: {model} lacks component folder(s) {absent} that its "
+                    f"model_index.json declares; {fix}")
+    elif _looks_like_path(model):
+        return f"generate.{section}.{key}: no such local directory {model}; {fix}"
+    return None
+
+
 def load_pipeline(pipeline_cls, model: str, key: str, dtype: str, section: str = "flux",
                   components: dict | None = None):
     """`pipeline_cls.from_pretrained(model)`, with one actionable line when the weights cannot be found.
@@ -133,23 +163,11 @@ def load_pipeline(pipeline_cls, model: str, key: str, dtype: str, section: str =
     """
     import torch
 
-    fix = (f"set generate.{section}.{key}=/path/to/local/copy (a diffusers directory with model_index.json, "
-           f"e.g. a hub snapshot or save_pretrained output)")
+    fix = _fix(section, key)
     path = Path(model).expanduser()
-    if path.is_dir():
-        index = path / "model_index.json"
-        if not index.is_file():
-            raise UserError(f"generate.{section}.{key}: {model} has no model_index.json, so it is not a diffusers "
-                             f"pipeline directory; {fix}")
-        # diffusers would report a missing component folder as a missing config.json in the root.
-        declared = [k for k, v in json.loads(index.read_text()).items()
-                    if not k.startswith("_") and isinstance(v, list) and v[0] is not None]
-        absent = [k for k in declared if not (path / k).is_dir()]
-        if absent:
-            raise UserError(f"generate.{section}.{key}: {model} lacks component folder(s) {absent} that its "
-                             f"model_index.json declares; {fix}")
-    elif _looks_like_path(model):
-        raise UserError(f"generate.{section}.{key}: no such local directory {model}; {fix}")
+    problem = local_model_problem(model, key, section)
+    if problem:
+        raise UserError(problem)
     try:
         # Gated hub models (FLUX.1-dev) authenticate with HF_TOKEN, read by huggingface_hub itself.
         return pipeline_cls.from_pretrained(str(path) if path.is_dir() else model, dtype=getattr(torch, dtype),

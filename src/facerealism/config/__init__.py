@@ -6,18 +6,19 @@ import json
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from facerealism.config.base import STAGE_NAMES, ConfigError, Section
 from facerealism.config.data import (AuditConfig, DiffusersConfig, FluxConfig, GenerateConfig, Paths, PromptsConfig,
                                      SyntheticConfig, ValidateConfig)
 from facerealism.config.model import SplitConfig, SweepConfig, TrainConfig
+from facerealism.config.profile import merged_layers, parse_override, record, set_nested
 from facerealism.config.scoring import BenchmarkConfig, EvaluateConfig, RegisterConfig
 
 __all__ = ["STAGE_NAMES", "AuditConfig", "BenchmarkConfig", "Config", "ConfigError", "DiffusersConfig", "EvaluateConfig",
            "FluxConfig", "GenerateConfig", "Paths", "PromptsConfig", "RegisterConfig", "Section", "SplitConfig",
-           "SweepConfig", "SyntheticConfig", "TrainConfig", "ValidateConfig", "flatten", "load_config"]
+           "SweepConfig", "SyntheticConfig", "TrainConfig", "ValidateConfig", "flatten", "load_config", "resolve",
+           "sources_table"]
 
 # Keys that moved to their own section: an old params file or override gets told where they went.
 MOVED = {"train.holdout_fraction": "split.holdout_fraction", "train.sweep": "sweep",
@@ -58,24 +59,6 @@ def flatten(config: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _parse_override(item: str) -> tuple[list[str], Any]:
-    if "=" not in item:
-        raise ConfigError(f"override {item!r} is not of the form section.key=value")
-    key, raw = item.split("=", 1)
-    # YAML parsing gives numbers, booleans, lists and null the same spelling as params.yaml.
-    return key.strip().split("."), yaml.safe_load(raw) if raw.strip() else ""
-
-
-def _set_nested(data: dict, keys: list[str], value: Any) -> None:
-    node = data
-    for k in keys[:-1]:
-        child = node.setdefault(k, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"override {'.'.join(keys)}: {k} is not a section")
-        node = child
-    node[keys[-1]] = value
-
-
 def _format_error(err: ValidationError, source: str) -> str:
     first = err.errors()[0]
     key = ".".join(str(p) for p in first["loc"]) or "<root>"
@@ -87,31 +70,72 @@ def _format_error(err: ValidationError, source: str) -> str:
 
 
 def load_config(path: str | Path = "params.yaml", overrides: list[str] | None = None) -> Config:
-    """Load a params file and apply `section.key=value` overrides.
+    """Load a params file (and the files it `extends`) and apply `section.key=value` overrides.
 
     Args:
-        path: params YAML; every section is optional and falls back to its defaults.
+        path: params YAML; a profile names its base with `extends: FILE` and is deep-merged onto it (see
+            facerealism.config.profile); a section or key no file sets falls back to its default.
         overrides: strings like "train.steps=10".
     Returns:
         The validated Config.
     Raises:
         ConfigError: naming the file or key that is wrong.
     """
+    return resolve(path, overrides)[0]
+
+
+def resolve(path: str | Path = "params.yaml", overrides: list[str] | None = None) -> tuple[Config, dict[str, str]]:
+    """The validated Config and, for every key a file or override set, where its value came from.
+
+    Returns:
+        (config, {"train.lr": "params.paper.yaml", "train.steps": "--set", ...}); keys absent: their default.
+    """
     path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"params file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}:{where} is not valid YAML") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: top level must be a mapping of sections")
+    data, sources = merged_layers(path, Config)
     for item in overrides or []:
-        keys, value = _parse_override(item)
-        _set_nested(data, keys, value)
+        keys, value = parse_override(item)
+        set_nested(data, keys, value)
+        record(sources, ".".join(keys), "--set")
     try:
-        return Config.model_validate(data)
+        return Config.model_validate(data), sources
     except ValidationError as e:
-        raise ConfigError(_format_error(e, str(path))) from None
+        key = ".".join(str(p) for p in e.errors()[0]["loc"])
+        where = source_of(sources, key)  # the file that set the bad value (a profile's base, say)
+        raise ConfigError(_format_error(e, where if where not in ("default", "--set") else str(path))) from None
+
+
+def sources_table(cfg: Config, sources: dict[str, str]) -> list[tuple[str, object, str]]:
+    """(key, value, source) for every setting of the resolved config, in params.yaml's order.
+
+    A source is "default" (the config class), a file name (the file that set it last) or "--set".
+    """
+    rows = []
+
+    def walk(section: Section, data: dict, prefix: str) -> None:
+        for name, field in type(section).model_fields.items():
+            key = field.alias or name
+            value = getattr(section, name)
+            path = f"{prefix}{key}"
+            if isinstance(value, Section):
+                walk(value, data[key], f"{path}.")
+            else:
+                rows.append((path, data[key], source_of(sources, path)))
+
+    walk(cfg, cfg.dump(), "")
+    return rows
+
+
+def source_of(sources: dict[str, str], key: str) -> str:
+    """Who set `key`: itself, else the override/file that set a part of it (e.g. register.required.x), else the
+    nearest section a file replaced as a whole, else its default."""
+    if key in sources:
+        return sources[key]
+    parts = [v for k, v in sources.items() if k.startswith(key + ".")]
+    if parts:
+        return parts[-1]
+    head = key
+    while "." in head:
+        head = head.rsplit(".", 1)[0]
+        if head in sources:
+            return sources[head]
+    return "default"

@@ -19,7 +19,9 @@ class SplitConfig(Section):
 
 class TrainConfig(Section):
     model: ArchName = "esa_resnet"
-    """esa_resnet: ESA-CycleGAN (the paper's); resnet: plain CycleGAN; unet_cbam: the paired U-Net+CBAM baseline."""
+    """esa_resnet: ResNet generator with ESA blocks (with tanh output, no detail head and no paired term: the paper's
+    ESA-CycleGAN); resnet: the same without ESA (plain CycleGAN); unet_cbam: the paired U-Net+CBAM baseline. What a
+    head is called follows from all of train.* (facerealism.architectures.recipe), not from this key alone."""
     ngf: int = Field(32, ge=4)
     """Generator width; slim so 2 CPU cores train it in minutes."""
     n_blocks: int = Field(4, ge=1)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from facerealism import catalog, controls, features, metrics, tracking
-from facerealism.architectures import LABELS as ARCH_LABELS
+from facerealism.architectures import head_recipe
 from facerealism.config import Config
 from facerealism.data import load_images, train_holdout
 from facerealism.errors import UserError
@@ -30,7 +30,7 @@ def holdout_sets(cfg: Config) -> tuple[np.ndarray, np.ndarray]:
 
 def head_dirs(cfg: Config) -> list[tuple[str | None, Path]]:
     """(Table 4 label, head folder): models/head, the baselines the train stage trained beside it (both labelled
-    by architecture: None), then evaluate.extra_heads."""
+    by the recipe their head.json records: None), then evaluate.extra_heads."""
     heads: list[tuple[str | None, Path]] = [(None, catalog.HEAD.path(cfg))]
     trained = catalog.BASELINES.path(cfg) / catalog.BASELINES_JSON
     if trained.exists():
@@ -238,6 +238,24 @@ def flat_metrics(table: dict, head_label: str) -> dict:
     return flat
 
 
+# Keys run() adds to metrics.json beside flat_metrics' own.
+RUN_KEYS = ("holdout_pairs", "best_head", "photo.colour_noise_gain")
+OPTIONAL_COLUMNS = ("ssim", "lpips", "identity", "fid", "fd_dinov2", "cmmd")
+
+
+def metric_names(cfg: Config) -> set[str]:
+    """Every key metrics.json can hold under this config (an optional column's value keys included, as if it were
+    available): the names the register gate may read. Built by flat_metrics itself on a table of this shape."""
+    fd = {"fd_schnell": 0.0, "fd_dev": 0.0, "fd_diff": 0.0, **({"fd_diff_ci": [0.0, 0.0]} if cfg.evaluate.bootstrap else {})}
+    available = {"available": True, "mean": 0.0, "mean_cosine": 0.0, "fid_schnell": 0.0, "fid_dev": 0.0,
+                 "kid_schnell": 0.0, "kid_dev": 0.0, "fid_diff": 0.0, "fd_schnell": 0.0, "fd_dev": 0.0,
+                 "fd_diff": 0.0, "cmmd_schnell": 0.0, "cmmd_dev": 0.0, "cmmd_diff": 0.0}
+    row = {"fd": {space: fd for space in cfg.evaluate.spaces}, "c2st_vs_dev": 0.5, "c2st_ci": [0.5, 0.5],
+           "c2st_auc": 0.5, **{col: available for col in OPTIONAL_COLUMNS}}
+    names = set(flat_metrics({"rows": {SCHNELL: row, "head": row}}, "head"))
+    return names | set(RUN_KEYS) | {f"{col}.reason" for col in OPTIONAL_COLUMNS}
+
+
 def rich_table4(table: dict) -> list:
     """Table 4 as rich Tables that fit a terminal: one per feature space (FD with 95 % CIs), then the rest."""
     from rich.table import Table
@@ -309,7 +327,7 @@ def run(cfg: Config) -> dict:
         task = bar.add_task("evaluate: heads and controls", total=len(dirs) + len(cfg.evaluate.controls))
         for label, folder in dirs:
             G, meta = load_head(folder)
-            label = label or ARCH_LABELS.get(meta["arch"], meta["arch"])
+            label = label or head_recipe(meta).label  # what was trained, by name: not just the architecture
             if label in outputs:
                 raise UserError(f"two heads share the Table 4 label {label!r}; rename it in evaluate.extra_heads")
             outputs[label] = enhance_array(G, schnell)

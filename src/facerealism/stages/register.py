@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from facerealism import catalog, tracking
+from facerealism.architectures import head_recipe
 from facerealism.card import count_parameters, data_version, holdout_fingerprint, model_card
 from facerealism.config import Config
 from facerealism.files import read_json, write_json
@@ -48,6 +49,9 @@ def run(cfg: Config) -> dict:
     client.set_model_version_tag(name, version, SPLIT_TAG, provenance["holdout_fingerprint"])
     client.set_model_version_tag(name, version, "data.version", provenance["data_version"])
     client.set_model_version_tag(name, version, "git.commit", provenance["git_commit"])
+    r = head_recipe(meta)  # what was trained, by name (ESA-CycleGAN only for the paper's unpaired recipe)
+    client.set_model_version_tag(name, version, "recipe", r.id)
+    client.set_model_version_tag(name, version, "recipe_label", r.label)
     # The registry caps descriptions at 5000 characters: the summary here, the whole card in the model's artifacts.
     summary = card.split("## Training config")[0] + "Full card with the training config: `artifacts/README.md`.\n"
     client.update_model_version(name, version, description=summary[:5000])

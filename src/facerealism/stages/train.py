@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from facerealism import catalog, checkpoint, tracking
-from facerealism.architectures import generator_kwargs
+from facerealism.architectures import generator_kwargs, recipe
 from facerealism.config import Config, flatten
 from facerealism.data import load_images, to_tensor, train_holdout
 from facerealism.errors import UserError
@@ -30,6 +30,14 @@ def output_mode(cfg: Config) -> str:
     if generator_kwargs(cfg.train).get("detail"):
         return "detail: x + sum_k [band_k(Y) (a_k x + b_k) + c_k band_k(x)]"
     return "residual: clamp(x + body(x))" if cfg.train.residual_output else "tanh: tanh(body(x))"
+
+
+def recipe_tags(cfg: Config) -> dict[str, str]:
+    """MLflow tags naming what this run trains (the run list shows them; mlflow.note.content is its description)."""
+    r = recipe(cfg.train)
+    return {"facerealism.recipe": r.id, "facerealism.recipe_label": r.label,
+            "mlflow.note.content": f"{r.label}: {output_mode(cfg)}; lambda_cyc {cfg.train.lambda_cyc:g}, "
+                                   f"lambda_paired {cfg.train.lambda_paired:g}, lr {cfg.train.lr:g}"}
 
 
 def head_dir(cfg: Config) -> Path:
@@ -244,7 +252,8 @@ def train(cfg: Config, parent_run_id: str | None = None, run_name: str = "train"
         if is_main and not continued:
             tracking.log_config(cfg)
             tracking.log_params({"train_pairs": len(train_rows), "holdout_pairs": len(holdout_rows),
-                                 "output_mode": output_mode(cfg)})
+                                 "output_mode": output_mode(cfg), "recipe": recipe(t).id})
+            tracking.set_tags(recipe_tags(cfg))
             if model.params():
                 tracking.log_params(model.params())
         changed = resume_changes(resume[1].get("config", {}), cfg.dump()) if resume else {}
@@ -262,7 +271,7 @@ def train(cfg: Config, parent_run_id: str | None = None, run_name: str = "train"
         ranks = checkpoint.check_ranks_agree([r for _, r in checkpoint.gather_ranks(accelerator, {}, {
             "rank": accelerator.process_index, "steps": trained, "digest": checkpoint.state_digest(
                 {k: model.plain(v) for k, v in model.nets.items()})})])
-        summary = {"model": t.model, "output_mode": output_mode(cfg), "steps": t.steps, "rank": accelerator.process_index,
+        summary = {"model": t.model, "recipe": recipe(t).id, "output_mode": output_mode(cfg), "steps": t.steps, "rank": accelerator.process_index,
                    "ranks": ranks,
                    "mlflow_run_id": mlrun.info.run_id if is_main else None,
                    "resumed_from_step": start_step if resume else None,
@@ -288,7 +297,8 @@ def train(cfg: Config, parent_run_id: str | None = None, run_name: str = "train"
         save_head(G, head_dir(cfg), t.model, generator_kwargs(t),
                   {"config": cfg.dump(), "mlflow_run_id": mlrun.info.run_id, "train_pairs": len(train_rows),
                    "holdout_pairs": len(holdout_rows), "residual_output": t.residual_output,
-                   "output_mode": output_mode(cfg), "steps": t.steps, "resumed_from_step": summary["resumed_from_step"],
+                   "output_mode": output_mode(cfg), "recipe": recipe(t).id, "recipe_label": recipe(t).label,
+                   "loss_terms": model.loss_names, "steps": t.steps, "resumed_from_step": summary["resumed_from_step"],
                    "resume_changes": changed, **model.params()})
     last = run.history[-1] if run.history else {}
     summary["final_losses"] = {k: round(v, 4) for k, v in last.items() if k in model.loss_names}

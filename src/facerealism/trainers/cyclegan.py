@@ -78,7 +78,10 @@ class CycleGAN(Trainer):
         t = cfg.train
         torch.manual_seed(cfg.seed)
         self.t = t
-        self.loss_names = ["D_A", "G_A", "cycle_A", "idt_A", "D_B", "G_B", "cycle_B", "idt_B"]
+        # The terms this run optimises, no others: train.json, head.json and the model card list them.
+        self.loss_names = ["D_A", "G_A", "cycle_A", "D_B", "G_B", "cycle_B"]
+        if t.lambda_idt * t.lambda_cyc > 0:
+            self.loss_names += ["idt_A", "idt_B"]
         if t.lambda_paired > 0:
             self.loss_names.append("paired_A")
         nets = {

@@ -1,0 +1,92 @@
+"""The paper's profile end to end: `facerealism run --params params.paper.yaml` with scale overrides only, on tiny
+FLUX folders built here, through all eight stages; what was trained is checked against the paper's recipe."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+import torch
+
+from facerealism.architectures import recipe
+from facerealism.backends.tiny_flux import build_tiny_flux
+
+from .conftest import ROOT, cli_env
+
+# Scale only: how many prompts and pixels, how wide the nets, how many steps and resamples, and the tiny profile's
+# permissive gate (a 4-step head is not expected to be good). Nothing of the recipe: model, output, losses, their
+# weights, lr, batch size and schedule shape stay params.paper.yaml's.
+SCALE = [
+    "generate.size=32", "prompts.n_enriched=24", "prompts.n_baseline=4", "split.holdout_fraction=0.25",
+    "validate.face_check_backends=[]",  # tiny random FLUX renders noise, never a face
+    "train.ngf=8", "train.n_blocks=2", "train.ndf=8", "train.steps=4", "train.log_every=1",
+    "evaluate.bootstrap=10", "evaluate.c2st_folds=2", "evaluate.grid_n=4",
+    "evaluate.controls=[RGB noise σ16, unsharp r2 200%]",
+    "benchmark.sizes=[32]", "benchmark.repeats=1", "benchmark.batch_size=1", "benchmark.compile=false",
+    "benchmark.flops_size=256", "benchmark.pipeline_sizes=[32]", "benchmark.pipeline_repeats=1",
+    "register.required={fd_diff.spectral: -1.0e9}", "register.below={}", "register.check_controls=false",
+]
+
+
+def test_recipe_names_are_truthful():
+    assert recipe({"model": "esa_resnet", "residual_output": False, "detail": False, "lambda_paired": 0}).label \
+        == "ESA-CycleGAN"
+    default = recipe({"model": "esa_resnet", "residual_output": True, "detail": True, "lambda_paired": 100})
+    assert (default.id, default.label) == ("esa_detail_paired", "detail-gain ESA head (paired)")
+    # Anything but the paper's unpaired tanh recipe is named for what it is, never "ESA-CycleGAN".
+    for residual, detail, paired in ((True, False, 0), (False, False, 10), (True, True, 0), (True, False, 10)):
+        r = recipe({"model": "esa_resnet", "residual_output": residual, "detail": detail, "lambda_paired": paired})
+        assert "CycleGAN" not in r.label and r.id != "esa_cyclegan", r
+
+
+@pytest.mark.slow
+def test_paper_profile_runs_all_eight_stages_and_trains_the_papers_recipe(tmp_path):
+    for name in ("params.yaml", "params.paper.yaml"):
+        (tmp_path / name).write_text((ROOT / name).read_text())
+    schnell = build_tiny_flux(tmp_path / "flux/schnell", seed=0, variant="schnell")
+    dev = build_tiny_flux(tmp_path / "flux/dev", seed=10, variant="dev")
+    overrides = [*SCALE, f"generate.flux.fast_model={schnell}", f"generate.flux.slow_model={dev}",
+                 f"paths.mlflow_uri=sqlite:///{tmp_path}/mlflow.db", f"paths.mlflow_artifacts={tmp_path}/mlartifacts"]
+    env = {**cli_env(), "OMP_NUM_THREADS": "1"}  # tiny ops: threads only wait on each other on 2 shared cores
+    res = subprocess.run(["facerealism", "run", "--params", "params.paper.yaml",
+                          *(a for o in overrides for a in ("--set", o))],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, f"{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
+    for stage in ("prompts", "generate", "validate", "audit", "train", "evaluate", "benchmark", "register"):
+        assert stage in res.stdout
+    manifest_backend = json.loads((tmp_path / "reports/promotion.json").read_text())
+    assert manifest_backend["version"] == "1"
+
+    # What was trained: the paper's generator (ESA after each residual block, tanh output, no detail head) ...
+    from facerealism.head import load_head
+    from facerealism.models.esa_cyclegan import ESA
+
+    G, meta = load_head(tmp_path / "models/head")
+    t = meta["config"]["train"]
+    assert meta["arch"] == "esa_resnet" and meta["kwargs"] == {"ngf": 8, "n_blocks": 2, "residual_output": False}
+    assert sum(isinstance(m, ESA) for m in G.modules()) == 2 and G.luma_detail is None
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(G(x), torch.tanh(G.out_conv(G.body(x))))  # the output is tanh of the body: no residual
+    # ... trained by LSGAN + cycle terms alone, lambda_cyc 2, lr 1e-4, batch 4, on whole images.
+    assert (t["lambda_cyc"], t["lr"], t["lambda_paired"], t["lambda_idt"], t["batch_size"], t["crop"]) \
+        == (2.0, 1e-4, 0.0, 0.0, 4, None)
+    assert meta["loss_terms"] == ["D_A", "G_A", "cycle_A", "D_B", "G_B", "cycle_B"]
+    history = json.loads((tmp_path / "reports/train.json").read_text())["history"]
+    assert history[0]["lr"] == pytest.approx(1e-4)
+    assert all({"G_A", "cycle_A", "D_A"} <= set(h) and not {"paired_A", "idt_A"} & set(h) for h in history)
+    assert meta["recipe"] == "esa_cyclegan" and meta["recipe_label"] == "ESA-CycleGAN"
+
+    # Its name where a person reads it: Table 4, the MLflow run and registered version, the model card.
+    table = json.loads((tmp_path / "reports/table4.json").read_text())
+    assert table["head_label"] == "ESA-CycleGAN"
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    mv = client.get_model_version("facerealism-head", "1")
+    assert mv.tags["recipe"] == "esa_cyclegan" and mv.tags["recipe_label"] == "ESA-CycleGAN"
+    assert "Recipe: ESA-CycleGAN" in mv.description and "the paper's unpaired method" in mv.description
+    run = client.get_run(meta["mlflow_run_id"])
+    assert run.data.tags["facerealism.recipe"] == "esa_cyclegan"
+    assert run.data.params["train.lambda_cyc"] == "2.0" and run.data.params["train.lr"] == "0.0001"
