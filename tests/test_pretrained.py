@@ -192,6 +192,7 @@ def _table_in_fresh_process(tmp_path: Path, place: bool) -> dict:
     return json.loads(done.stdout.split("RESULT ", 1)[1])
 
 
+@pytest.mark.slow  # a Prefect flow, subprocesses or full-size FLOPs: the full layer
 def test_standins_in_the_standard_caches_make_every_weighted_column_available(tmp_path):
     r = _table_in_fresh_process(tmp_path, place=True)
     head, flat = r["head"], r["flat"]

@@ -161,6 +161,7 @@ def test_evaluate_scores_every_control(proj):
     assert all(not h["head"].startswith("control: ") for h in t["ranking"]["heads"])
 
 
+@pytest.mark.slow  # a Prefect flow, subprocesses or full-size FLOPs: the full layer
 def test_benchmark_counts_flux_flops(proj):
     root, cfg = upstream(proj, "benchmark")
     out = run_stage("benchmark", cfg)

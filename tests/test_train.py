@@ -41,6 +41,7 @@ def head_weights(models: Path) -> dict[str, torch.Tensor]:
     return load_file(str(models / "head" / "head.safetensors"))
 
 
+@pytest.mark.slow  # a Prefect flow, subprocesses or full-size FLOPs: the full layer
 def test_sigkilled_training_resumes_to_identical_weights(data):
     steps = ["train.steps=40", "train.checkpoint_every=5"]
     ref = run_stage("train", cfg_for(data, "ref", *steps))
@@ -153,6 +154,7 @@ def test_paired_crops_share_the_window_and_the_gradient_loss_ignores_colour():
     assert gradient_loss(a + 0.3, a) < 1e-6 < gradient_loss(a.flip(-2), a)
 
 
+@pytest.mark.slow  # a Prefect flow, subprocesses or full-size FLOPs: the full layer
 def test_sweep_flow_runs_nested_trials_and_picks_by_cycle_loss(data):
     import mlflow
 
@@ -276,6 +278,7 @@ def test_train_bench_prints_fp32_bf16_and_channels_last_side_by_side():
     assert all(v["step_s"] > 0 and 0 <= v["data_wait_fraction"] < 1 for v in r.values())
 
 
+@pytest.mark.slow  # a Prefect flow, subprocesses or full-size FLOPs: the full layer
 def test_worker_processes_decode_batches_that_depend_only_on_the_step(data):
     from facerealism.data import split, to_tensor, validated_manifest
     from facerealism.files import load_rgb
@@ -297,6 +300,7 @@ def test_worker_processes_decode_batches_that_depend_only_on_the_step(data):
     assert torch.equal(a[0], want.flip(-1) if flip else want)
 
 
+@pytest.mark.slow  # a Prefect flow, subprocesses or full-size FLOPs: the full layer
 def test_training_from_worker_processes_resumes_exactly(data):
     steps = ["train.num_workers=2", "train.steps=4", "train.checkpoint_every=2"]
     out = run_stage("train", cfg_for(data, "workers", *steps))

@@ -182,7 +182,7 @@ def enhance(
         fail(str(e))
     console.print(f"enhanced {len(done)} image(s) into {out}" + (f", skipped {len(skipped)} existing" if skipped else ""))
     for path, reason in bad:
-        err.print(f"[yellow]skipped[/] {path}: {reason}", highlight=False)
+        err.print(f"[yellow]skipped[/] {path}: {reason}", highlight=False, soft_wrap=True)  # one line a file, greppable
     if failure(done, skipped, bad):
         raise typer.Exit(1)
 
