@@ -183,6 +183,37 @@ def gpu_bench(
     console.print(f"report: {out} ({report['wall_s']} s of a {budget_s:.0f} s budget)")
 
 
+@app.command("preset-flops")
+def preset_flops(
+    out: Annotated[Path, typer.Option("--out", "-o", help="JSON report")] = Path("reports/preset_flops.json"),
+    sizes: Annotated[list[int] | None, typer.Option("--size", help="image side, repeatable (default 512 1024)")] = None,
+    preset: Annotated[list[str] | None, typer.Option("--preset", help="preset name, repeatable (default all)")] = None,
+) -> None:
+    """FLOPs per image of each preset's fast and slow model at full size, counted on the meta device (no weights)."""
+    from rich.table import Table
+
+    from facerealism import preset_flops as pf
+    from facerealism.files import write_json
+
+    rows = []
+    try:
+        for name in preset or sorted(pf.PRESET_FAMILY):
+            for size in sizes or [512, 1024]:
+                rows.append(pf.preset_cost(name, size))
+    except _errors() as e:
+        fail(str(e))
+    write_json(out, {"method": "meta-device FlopCounterMode over configs/presets (transcribed published configs)",
+                     "rows": rows})
+    table = Table("preset", "size", "fast TFLOP (calls)", "slow T2I TFLOP (calls)", "slow I2I TFLOP (calls)",
+                  "fast % of slow T2I", "fast + slow I2I %")
+    for r in rows:
+        cell = lambda k: f"{r[k]['tflop']} ({r[k]['denoiser_calls']})"  # noqa: E731
+        table.add_row(r["preset"], str(r["size"]), cell("fast"), cell("slow_t2i"), cell("slow_i2i"),
+                      str(r["fast_pct_of_slow_t2i"]), str(r["fast_plus_slow_i2i_pct_of_slow_t2i"]))
+    console.print(table)
+    console.print(f"report: {out}")
+
+
 @app.command()
 def sweep(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
     """Sweep the sweep section's lambda_cyc x lr grid as a Prefect flow of parallel trials; print the table."""
