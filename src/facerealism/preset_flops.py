@@ -85,9 +85,10 @@ def build(name: str, device: str = "meta", dtype: torch.dtype = torch.bfloat16) 
     return module.eval().requires_grad_(False)
 
 
-def _encoder_flops(name: str, module) -> int:
+def _encoder_flops(name: str, module, family: str) -> int:
+    module = module.model if family == "z_image" else module
     ids = torch.zeros(1, TEXT_TOKENS[name], dtype=torch.long, device="meta")
-    if name == "qwen3_4b":  # the pipelines read hidden states of a causal LM forward (its logits are computed too)
+    if name == "qwen3_4b":  # FLUX.2 klein runs the causal LM (its logits are computed too); Z-Image the bare model
         # A ready 4D (additive) mask: building one from a 2D mask reads tensor values, which meta tensors lack.
         mask = torch.zeros(1, 1, ids.shape[1], ids.shape[1], device="meta")
         return count_flops(lambda: module(input_ids=ids, attention_mask=mask, output_hidden_states=True,
@@ -152,7 +153,7 @@ def preset_cost(name: str, size: int | None = None, presets_dir: Path = PRESETS_
     f32 = torch.float32  # FLOPs do not depend on the dtype; the probe tensors below are float32
     denoiser, vae = build(fam.denoiser, dtype=f32), build(fam.vae, dtype=f32)
     encoders = {n: build(n, dtype=f32) for n in fam.encoders}
-    per = {f"encoder_{n}": _encoder_flops(n, mod) for n, mod in encoders.items()}
+    per = {f"encoder_{n}": _encoder_flops(n, mod, fam_name) for n, mod in encoders.items()}
     text = sum(per.values())
     per.update({f"vae_{k}": v for k, v in _vae_flops(fam_name, vae, size).items()})
     calls_cache: dict[int, int] = {}
