@@ -6,10 +6,11 @@
 # (steps, guidance) come from params, e.g.
 #   SD3.5 Large Turbo -> SD3.5 Large: fast_kwargs {num_inference_steps: 4, guidance_scale: 0.0},
 #                                     slow_kwargs {num_inference_steps: 28, guidance_scale: 3.5};
-#   SDXL-Lightning -> SDXL: ByteDance ships Lightning as UNet weights, not a pipeline folder, so
-#     fast_model must be a diffusers directory with the Lightning UNet merged in (save_pretrained)
-#     and fast_kwargs {num_inference_steps: 4, guidance_scale: 0.0}; slow_model
-#     stabilityai/stable-diffusion-xl-base-1.0 with {num_inference_steps: 40, guidance_scale: 5.0}.
+#   presets/*.yaml hold the pairs users pick today (FLUX.2 klein, Z-Image, SD3.5, DMD2 and Lightning over SDXL).
+# Where a model needs more than an AutoPipeline: fast_pipeline/slow_pipeline name the classes; slow_full_mask
+# turns an inpaint pipeline into strength img2img (FLUX.2); fast_unet swaps a distilled UNet into the base
+# (DMD2); fast_scheduler sets its sampler; fast_lora makes the fast model "base + LoRA" over one shared base.
+# Each denoiser forward is counted per pass (calls_per_image): the cost ratio's numerator and denominator.
 # Seeds and precision behave as in backends/flux.py (one CPU generator per prompt).
 
 from __future__ import annotations
