@@ -97,3 +97,24 @@ def test_kit_at_full_size_on_one_gpu(tmp_path):
     model = r["flops_model"]["512"]
     assert row["dev_t2i"]["tflop"] == pytest.approx(model["dev50_tflop"], rel=0.05)
     assert row["ratio"]["schnell+head/dev_t2i"]["measured_pct"] < 20
+
+
+@pytest.mark.slow  # ~85 s on 2 loaded cores: 52 pipeline steps, each call timed after a FLOP-counted warm-up
+def test_kit_runs_a_preset_on_cpu_from_tiny_models_counting_its_denoiser_calls(tmp_path):
+    out = tmp_path / "presets.json"
+    result = CliRunner().invoke(app, ["gpu-bench", "--out", str(out), "--preset", "sd35-large", "--configs", "tiny",
+                                      "--size", "32", "--repeats", "1", "--dtype", "float32", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    r = json.loads(out.read_text())
+    row = r["presets"]["sd35-large"]["sizes"]["32"]
+    # presets/sd35-large.yaml as shipped: Turbo 4 steps; Large 28 steps, img2img at 0.7 runs 20 of them.
+    assert {k: row[k]["denoiser_calls"] for k in ("fast", "slow_i2i", "slow_t2i")} == \
+        {"fast": 4, "slow_i2i": 20, "slow_t2i": 28}
+    assert row["fast"]["flop"] < row["slow_i2i"]["flop"] < row["slow_t2i"]["flop"]
+    assert row["ratio"]["fast/slow_t2i"]["counted_flops_pct"] == round(100 * row["fast"]["flop"] /
+                                                                       row["slow_t2i"]["flop"], 2)
+    p = r["presets"]["sd35-large"]["params"]
+    assert p["fast_denoiser"] == p["slow_denoiser"] > 0 and "text_encoder_3" in p
+    assert "flops_model" not in r and "sd35-large 32^2: fast 4 calls" in result.output
+    result = CliRunner().invoke(app, ["gpu-bench", "--out", str(out), "--preset", "nope", "--configs", "tiny"])
+    assert result.exit_code == 1 and "unknown preset(s) ['nope']" in result.output

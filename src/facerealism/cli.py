@@ -245,9 +245,28 @@ def gpu_bench(
     train_size: Annotated[list[int] | None, typer.Option(help="training side, repeatable (default 256 512)")] = None,
     train_steps: Annotated[int, typer.Option(min=1, help="timed training steps per precision")] = 5,
     compile: Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile head variants")] = True,
+    preset: Annotated[list[str] | None, typer.Option("--preset", help="instead: presets/NAME.yaml's fast T2I, slow "
+                                                     "I2I and slow T2I (repeatable); --configs full or tiny")] = None,
 ) -> None:
     """Full-size FLUX.1 dev img2img vs schnell + head, head throughput, training speed: one JSON and tables."""
     from facerealism.bench import gpu as kit
+
+    if preset:
+        from facerealism.bench.presets import run_preset_kit
+
+        try:
+            report = run_preset_kit(out, preset, sizes, configs, dtype, device, repeats, budget_s)
+        except _errors() as e:
+            fail(str(e))
+        for name, r in report["presets"].items():
+            for side, row in r.get("sizes", {}).items():
+                console.print(f"{name} {side}^2: " + ", ".join(
+                    f"{k} {row[k]['denoiser_calls']} calls {row[k]['ms_per_image']} ms {row[k]['tflop']} TFLOP"
+                    for k in ("fast", "slow_i2i", "slow_t2i")) + f"; fast/slow_t2i counted "
+                    f"{row['ratio']['fast/slow_t2i']['counted_flops_pct']} %, measured "
+                    f"{row['ratio']['fast/slow_t2i']['measured_pct']} %")
+        console.print(f"report: {out} ({report['wall_s']} s of a {budget_s:.0f} s budget)")
+        return
 
     try:
         report = kit.run_kit(out, sizes or [512, 1024], configs, schnell, dev, head, dtype, device, repeats, budget_s,
@@ -258,6 +277,37 @@ def gpu_bench(
     for table in kit.tables(report):
         console.print(table)
     console.print(f"report: {out} ({report['wall_s']} s of a {budget_s:.0f} s budget)")
+
+
+@app.command("preset-flops")
+def preset_flops(
+    out: Annotated[Path, typer.Option("--out", "-o", help="JSON report")] = Path("reports/preset_flops.json"),
+    sizes: Annotated[list[int] | None, typer.Option("--size", help="image side, repeatable (default 512 1024)")] = None,
+    preset: Annotated[list[str] | None, typer.Option("--preset", help="preset name, repeatable (default all)")] = None,
+) -> None:
+    """FLOPs per image of each preset's fast and slow model at full size, counted on the meta device (no weights)."""
+    from rich.table import Table
+
+    from facerealism import preset_flops as pf
+    from facerealism.files import write_json
+
+    rows = []
+    try:
+        for name in preset or sorted(pf.PRESET_FAMILY):
+            for size in sizes or [512, 1024]:
+                rows.append(pf.preset_cost(name, size))
+    except _errors() as e:
+        fail(str(e))
+    write_json(out, {"method": "meta-device FlopCounterMode over configs/presets (transcribed published configs)",
+                     "rows": rows})
+    table = Table("preset", "size", "fast TFLOP (calls)", "slow T2I TFLOP (calls)", "slow I2I TFLOP (calls)",
+                  "fast % of slow T2I", "fast + slow I2I %")
+    for r in rows:
+        cell = lambda k: f"{r[k]['tflop']} ({r[k]['denoiser_calls']})"  # noqa: E731
+        table.add_row(r["preset"], str(r["size"]), cell("fast"), cell("slow_t2i"), cell("slow_i2i"),
+                      str(r["fast_pct_of_slow_t2i"]), str(r["fast_plus_slow_i2i_pct_of_slow_t2i"]))
+    console.print(table)
+    console.print(f"report: {out}")
 
 
 @app.command()

@@ -116,6 +116,25 @@ class DiffusersConfig(Section):
     share_components: bool = True
     """Load the slow pipeline's components that are byte-identical to the fast one's (text encoders, VAE, ...) once:
     SD3.5 Large Turbo and Large, or SDXL-Lightning and SDXL, differ only in the denoiser."""
+    fast_pipeline: str | None = None
+    """diffusers pipeline class of the fast text-to-image model (e.g. Flux2KleinPipeline); null: AutoPipeline."""
+    slow_pipeline: str | None = None
+    """diffusers pipeline class of the slow image-to-image model; null: AutoPipeline. FLUX.2 klein has no strength
+    img2img: Flux2KleinInpaintPipeline with slow_full_mask does it."""
+    slow_full_mask: bool = False
+    """Pass an all-white mask_image to the slow pipeline: an inpaint pipeline then re-renders the whole image at
+    `strength`, as img2img does."""
+    fast_unet: str | None = None
+    """A UNet replacing the fast model's own: a diffusers UNet folder, a state-dict file (.safetensors/.bin, e.g.
+    DMD2's one-step SDXL UNet), or hub `owner/repo/file` in the local cache. The slow model keeps its own UNet."""
+    fast_scheduler: str | None = None
+    """diffusers scheduler class for the fast model (e.g. LCMScheduler), built from its own scheduler's config."""
+    fast_scheduler_kwargs: dict[str, Any] = Field(default_factory=dict)
+    """Overrides of that scheduler's config (e.g. {timestep_spacing: trailing} for SDXL-Lightning)."""
+    fast_lora: str | None = None
+    """A LoRA (file, folder, or hub `owner/repo/file` in the local cache) loaded onto the fast model with
+    load_lora_weights, e.g. a Lightning LoRA; when fast_model == slow_model the base weights are loaded once and
+    the LoRA is switched off for the slow pass."""
 
 
 class GenerateConfig(Section):

@@ -1,0 +1,186 @@
+"""`facerealism gpu-bench --preset NAME`: each preset's fast T2I, slow I2I and slow T2I at full size, random weights."""
+
+# What the FLUX.1 kit (bench/gpu.py) does for schnell/dev, per preset: the networks are built on the device from
+# the shipped published architectures (configs/presets, via preset_flops.build; "tiny": tiny_presets' modules
+# for CPU tests), wired into the preset's own pipeline classes with its steps, guidance, strength, scheduler and
+# full inpaint mask, then each call is timed after a warm-up that counts its FLOPs and its denoiser calls. The
+# fast and slow denoisers are separate random networks; text encoders and VAE are one set shared by both, as the
+# published pairs ship identical files. A LoRA is not applied (random LoRA weights would measure nothing that a
+# fused LoRA costs); the Lightning preset is timed as the base with its fast scheduler and steps.
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from facerealism.backends.diffusers import denoiser
+from facerealism.backends.tiny_presets import (
+    TINY_PRESETS, _qwen_tokenizer, flux2_klein_components, sd3_components, sdxl_components, z_image_components)
+from facerealism.backends.tiny_flux import _clip_tokenizer, _t5_tokenizer
+from facerealism.bench.gpu import PROMPT, Clock, _measure
+from facerealism.config import load_config
+from facerealism.errors import UserError
+from facerealism.preset_flops import PRESET_FAMILY, PRESETS_DIR, build
+
+
+def _full_components(family: str, device: str, dtype: torch.dtype) -> dict:
+    """{"fast", "slow"}: pipeline components at full size; the two share every module but the denoiser."""
+    from diffusers import EulerDiscreteScheduler, FlowMatchEulerDiscreteScheduler
+
+    b = lambda name: build(name, device, dtype)  # noqa: E731
+    if family == "sd35":
+        shared = {"text_encoder": b("clip_l_projection"), "text_encoder_2": b("clip_g"), "text_encoder_3": b("t5_xxl"),
+                  "vae": b("sd35_vae"), "tokenizer": _clip_tokenizer(), "tokenizer_2": _clip_tokenizer(),
+                  "tokenizer_3": _t5_tokenizer(), "scheduler": FlowMatchEulerDiscreteScheduler(shift=3.0)}
+        key, arch = "transformer", "sd35_large_transformer"
+    elif family == "sdxl":
+        shared = {"text_encoder": b("clip_l"), "text_encoder_2": b("clip_g"), "vae": b("sdxl_vae"),
+                  "tokenizer": _clip_tokenizer(), "tokenizer_2": _clip_tokenizer(),
+                  "scheduler": EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, steps_offset=1,
+                                                      beta_schedule="scaled_linear", timestep_spacing="leading"),
+                  "image_encoder": None, "feature_extractor": None}
+        key, arch = "unet", "sdxl_unet"
+    elif family == "flux2_klein":
+        shared = {"text_encoder": b("qwen3_4b"), "vae": b("flux2_vae"), "tokenizer": _qwen_tokenizer(),
+                  "scheduler": FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True)}
+        key, arch = "transformer", "flux2_klein_4b_transformer"
+    elif family == "z_image":
+        shared = {"text_encoder": b("qwen3_4b").model, "vae": b("z_image_vae"), "tokenizer": _qwen_tokenizer(),
+                  "scheduler": FlowMatchEulerDiscreteScheduler(shift=3.0)}
+        key, arch = "transformer", "z_image_transformer"
+    else:
+        raise UserError(f"unknown family {family!r}")
+    out = {"fast": {**shared, key: b(arch)}, "slow": {**shared, key: b(arch)}}
+    if family == "flux2_klein":
+        out["fast"]["is_distilled"], out["slow"]["is_distilled"] = True, False
+    return out
+
+
+def _tiny_components(family: str) -> dict:
+    """{"fast", "slow"} from tiny_presets (CPU tests of this code path), sharing all but the denoiser."""
+    make = {"sd35": sd3_components, "sdxl": sdxl_components, "z_image": z_image_components,
+            "flux2_klein": lambda seed, shared: flux2_klein_components(seed, shared, seed == 10)}[family]
+    fast, slow = make(10, 0), make(20, 0)
+    key = "unet" if family == "sdxl" else "transformer"
+    return {"fast": fast, "slow": {**fast, key: slow[key],
+                                   **({"is_distilled": False} if family == "flux2_klein" else {})}}
+
+
+def preset_pipelines(name: str, configs: str, device: str, dtype: torch.dtype, presets_dir: Path = PRESETS_DIR):
+    """{"fast", "slow_i2i", "slow_t2i"} pipelines of a preset and its generate.diffusers section.
+
+    Args:
+        name: preset name (presets/<name>.yaml).
+        configs: "full" (configs/presets, published sizes) or "tiny" (tiny_presets).
+        device, dtype: where and how the modules are built.
+    """
+    import diffusers
+
+    if name not in PRESET_FAMILY:
+        raise UserError(f"unknown preset {name!r}; known: {sorted(PRESET_FAMILY)}")
+    d = load_config(presets_dir / f"{name}.yaml").generate.diffusers
+    family = PRESET_FAMILY[name]
+    torch.manual_seed(0)
+    if configs == "full":
+        comps = _full_components(family, device, dtype)
+    elif configs == "tiny":
+        comps = _tiny_components(family)
+    else:
+        raise UserError(f"--configs for presets must be full or tiny, got {configs!r}")
+    fast = dict(comps["fast"])
+    if d.fast_scheduler:
+        cls = getattr(diffusers, d.fast_scheduler)
+        fast["scheduler"] = cls.from_config(fast["scheduler"].config, **d.fast_scheduler_kwargs)
+    fast_cls, slow_cls = getattr(diffusers, d.fast_pipeline), getattr(diffusers, d.slow_pipeline)
+    pipes = {"fast": fast_cls(**fast), "slow_i2i": slow_cls(**comps["slow"]), "slow_t2i": fast_cls(**comps["slow"])}
+    for p in pipes.values():
+        p.to(device, dtype)
+        p.set_progress_bar_config(disable=True)
+    return pipes, d
+
+
+def preset_row(pipes: dict, d, size: int, repeats: int, device: str) -> dict:
+    """Fast T2I, slow I2I (the preset's strength) and slow T2I at one size, batch 1, and their ratios."""
+    from PIL import Image
+
+    gen = lambda: torch.Generator("cpu").manual_seed(0)  # noqa: E731
+    init = Image.new("RGB", (size, size), (128, 110, 100))
+    mask = {"mask_image": Image.new("L", (size, size), 255)} if d.slow_full_mask else {}
+    common = {"prompt": PROMPT, "height": size, "width": size, "output_type": "pt"}
+    calls = {
+        "fast": lambda: pipes["fast"](**common, generator=gen(), **d.fast_kwargs).images,
+        "slow_i2i": lambda: pipes["slow_i2i"](**common, image=init, strength=d.strength, generator=gen(), **mask,
+                                              **d.slow_kwargs).images,
+        "slow_t2i": lambda: pipes["slow_t2i"](**common, generator=gen(), **d.slow_kwargs).images,
+    }
+    row = {k: _measure(fn, repeats, device, denoiser(pipes[k])) for k, fn in calls.items()}
+    for r in row.values():
+        r["denoiser_calls"] = r.pop("transformer_calls")
+    row["ratio"] = {f"fast/{ref}": {"measured_pct": round(100 * row["fast"]["ms_per_image"] / row[ref]["ms_per_image"], 2),
+                                    "counted_flops_pct": round(100 * row["fast"]["flop"] / row[ref]["flop"], 2)}
+                    for ref in ("slow_t2i", "slow_i2i")}
+    return row
+
+
+def run_presets(names: list[str], sizes: list[int] | None, configs: str, dtype: torch.dtype, device: str,
+                repeats: int, clock: Clock) -> dict:
+    """Every named preset at each size (default: the preset's generate.size), within the clock's budget."""
+    from facerealism.backends.full_flux import parameter_counts
+
+    out = {}
+    for name in names or list(TINY_PRESETS):
+        if clock.left() < 60 and out:
+            out[name] = {"skipped": f"time budget ({clock.left():.0f} s left)"}
+            continue
+        t0 = time.perf_counter()
+        pipes, d = preset_pipelines(name, configs, device, dtype)
+        build_s = time.perf_counter() - t0
+        mods = {"fast_denoiser": denoiser(pipes["fast"]), "slow_denoiser": denoiser(pipes["slow_i2i"]),
+                **{k: getattr(pipes["fast"], k) for k in ("text_encoder", "text_encoder_2", "text_encoder_3", "vae")
+                   if getattr(pipes["fast"], k, None) is not None}}
+        rows = {str(s): preset_row(pipes, d, s, repeats, device) for s in (sizes or [load_config(
+            PRESETS_DIR / f"{name}.yaml").generate.size])}
+        out[name] = {"build_s": round(build_s, 2), "params": parameter_counts(mods),
+                     "settings": {"fast_kwargs": d.fast_kwargs, "slow_kwargs": d.slow_kwargs, "strength": d.strength,
+                                  "fast_pipeline": d.fast_pipeline, "slow_pipeline": d.slow_pipeline},
+                     "sizes": rows}
+        del pipes
+        if device == "cuda":
+            torch.cuda.empty_cache()
+    return out
+
+
+def run_preset_kit(out: str | Path, names: list[str], sizes: list[int] | None, configs: str = "full",
+                   dtype: str = "bfloat16", device: str = "auto", repeats: int = 2, budget_s: float = 480) -> dict:
+    """Run the presets' pipelines and write the JSON report (beside each measured row, the FLOPs model's figures
+    for the full-size configs).
+
+    Returns:
+        {"device", "dtype", "configs", "presets": {name: {"params", "settings", "sizes": {side: row}}},
+         "flops_model": {name: {side: preset_flops.preset_cost}} (full configs only), "wall_s"}.
+    """
+    import platform
+
+    from facerealism.bench.gpu import DTYPES
+    from facerealism.files import write_json
+    from facerealism.preset_flops import preset_cost
+
+    clock = Clock(budget_s)
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    if dtype not in DTYPES:
+        raise UserError(f"--dtype must be one of {list(DTYPES)}, got {dtype!r}")
+    unknown = [n for n in names if n not in PRESET_FAMILY]
+    if unknown:
+        raise UserError(f"unknown preset(s) {unknown}; known: {sorted(PRESET_FAMILY)}")
+    report = {"device": device, "device_name": torch.cuda.get_device_name() if device == "cuda"
+              else platform.processor() or "cpu", "dtype": dtype, "configs": configs, "torch": torch.__version__,
+              "weights": "random", "presets": run_presets(names, sizes, configs, DTYPES[dtype], device, repeats, clock)}
+    if configs == "full":
+        report["flops_model"] = {n: {s: preset_cost(n, int(s)) for s in r.get("sizes", {})}
+                                 for n, r in report["presets"].items()}
+    report["wall_s"] = round(clock.elapsed(), 1)
+    report["within_budget"] = report["wall_s"] <= budget_s
+    write_json(Path(out), report)
+    return report
