@@ -11,6 +11,7 @@ import pytest
 
 from facerealism import dag
 from facerealism.config import load_config
+from facerealism.data import splits
 from facerealism.stages import run_stage
 
 from .conftest import ROOT, tiny_project
@@ -115,7 +116,9 @@ def test_audit_reports_prompt_side_mix(proj):
 def test_train_writes_a_self_describing_head(proj):
     root, cfg = upstream(proj, "train")
     out = run_stage("train", cfg)
-    assert out["steps"] == 6 and out["train_pairs"] + out["holdout_pairs"] == 44
+    parts = splits(cfg)  # the test split is neither trained on nor monitored
+    assert out["steps"] == 6 and (out["train_pairs"], out["validation_pairs"]) == (len(parts["train"]), len(parts["validation"]))
+    assert out["train_pairs"] + out["validation_pairs"] + len(parts["test"]) == 44
     meta = json.loads((root / "models/head/head.json").read_text())
     assert meta["arch"] == "esa_resnet" and meta["config"]["train"]["steps"] == 6
     assert meta["kwargs"] == {"ngf": 8, "n_blocks": 1, "residual_output": True, "detail": True}  # the tiny profile's head

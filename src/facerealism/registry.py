@@ -18,7 +18,7 @@ import pandas as pd
 from facerealism import tracking
 from facerealism.config import Config
 from facerealism.files import sha256_file
-from facerealism.gate import gate
+from facerealism.gate import beats_fitted, gate
 
 LOCK_TAG = "promotion.lock"
 SPLIT_TAG = "holdout.fingerprint"
@@ -164,7 +164,8 @@ def promote(client, cfg: Config, version: str, candidate: dict, benchmark: dict 
         champ_metrics, champ_split = version_state(champ) if champ is not None else (None, None)
         split_changed = champ is not None and champ_split != split
         passed, reasons = gate(cfg, candidate, champ_metrics, benchmark, split_changed=split_changed)
-        passed, reasons = passed and suite[0], reasons + suite[1]
+        beats, why = beats_fitted(cfg, candidate)
+        passed, reasons = passed and beats and suite[0], reasons + why + suite[1]
         client.set_model_version_tag(name, version, "gate.passed", str(passed))
         client.set_model_version_tag(name, version, "gate.reasons", " | ".join(reasons)[:4900])
         client.set_registered_model_alias(name, "challenger", version)
