@@ -179,13 +179,15 @@ def promote(client, cfg: Config, version: str, candidate: dict, benchmark: dict 
             "previous_champion": prev, "champion": final, "model_uri": f"models:/{name}/{version}"}
 
 
-def candidate_key(cfg: Config, head_dir: Path, candidate: dict, holdout: str) -> str:
-    """Names one candidate: the head's files, its metrics, its held-out split and the gate's policy (register.*),
-    not the code commit: the same candidate under the same gate is one registered version."""
+def candidate_key(cfg: Config, head_dir: Path, candidate: dict, holdout: str, suite: list[str] | None = None) -> str:
+    """Names one candidate: the head's files, its metrics, its held-out split, the gate's policy (register.*) and the
+    metric suite's verdict (`suite_check`'s reasons: a suite that became sound decides afresh), not the code commit:
+    the same candidate under the same gate is one registered version."""
     h = hashlib.sha256()
     for path in sorted(p for p in head_dir.rglob("*") if p.is_file()):
         h.update(path.relative_to(head_dir).as_posix().encode() + b"\0" + sha256_file(path).encode())
-    h.update(json.dumps([candidate, holdout, cfg.register.model_dump(mode="json")], sort_keys=True, default=str).encode())
+    h.update(json.dumps([candidate, holdout, cfg.register.model_dump(mode="json")] + ([suite] if suite else []),
+                        sort_keys=True, default=str).encode())
     return h.hexdigest()[:32]
 
 
