@@ -30,8 +30,8 @@ def gate(cfg: Config, candidate: dict, champion: dict | None, benchmark: dict | 
         champion: the current champion's metrics, or None when there is none.
         benchmark: reports/benchmark.json; None skips the throughput floor (the stage always passes it).
         split_changed: the champion was scored on another held-out split, so its numbers are not comparable.
-        photo: check the head's colour noise on a photograph (off for Table 4's reference and control rows,
-            which are not heads).
+        photo: check the head on a photograph, colour noise, edge halos/ringing and blown highlights (off for
+            Table 4's reference, fitted and control rows, which are not heads).
     """
     r = cfg.register
     reasons, passed = [], True
@@ -58,15 +58,19 @@ def gate(cfg: Config, candidate: dict, champion: dict | None, benchmark: dict | 
         else:
             reasons.append(f"{key} = {value:.4g} < {shown}: ok")
     if photo:
-        gain, bound = candidate.get("photo.colour_noise_gain"), r.max_photo_colour_noise_gain
-        if not is_number(gain):
-            passed = False
-            reasons.append("photo.colour_noise_gain is missing or not a number: fail")
-        elif gain > bound:
-            passed = False
-            reasons.append(f"photo.colour_noise_gain = {gain:.3g} > {bound:g}: the head adds colour noise to a photo: fail")
-        else:
-            reasons.append(f"photo.colour_noise_gain = {gain:.3g} <= {bound:g}: ok")
+        for key, bound, harm in (
+                ("photo.colour_noise_gain", r.max_photo_colour_noise_gain, "the head adds colour noise to a photo"),
+                ("photo.edge_overshoot", r.max_photo_edge_overshoot, "the head draws halos or rings at a photo's edges"),
+                ("photo.clipped_gain", r.max_photo_clipped_gain, "the head blows out a photo's highlights")):
+            value = candidate.get(key)
+            if not is_number(value):
+                passed = False
+                reasons.append(f"{key} is missing or not a number: fail")
+            elif value > bound:
+                passed = False
+                reasons.append(f"{key} = {value:.3g} > {bound:g}: {harm}: fail")
+            else:
+                reasons.append(f"{key} = {value:.3g} <= {bound:g}: ok")
     if benchmark is None:
         reasons.append("throughput not checked (no benchmark given)")
     else:

@@ -109,6 +109,13 @@ class RegisterConfig(Section):
     max_photo_colour_noise_gain: float = Field(1.1, gt=0)
     """Ceiling of evaluate's photo check (chroma detail gain over luminance detail gain on a real photograph):
     RGB noise of sigma 4/255 reads 1.22 at 64 px and 2.7 at 512 px there; a head that only sharpens reads <= 1."""
+    max_photo_edge_overshoot: float = Field(4.0, gt=0)
+    """Ceiling of the photo check's luminance overshoot beyond the input's local range at its strongest edges (grey
+    levels, worst size): halos and ringing. Measured on the astronaut at 64 / 512 px: unsharp r1 100 % 2.0 / 3.2,
+    detail gain x1 2.0 / 3.2, unsharp r2 200 % 7.6 / 12.4, detail gain x2 5.7 / 7.8."""
+    max_photo_clipped_gain: float = Field(0.1, gt=0)
+    """Ceiling of the share of the photo's pixels whose highlights the head newly blows out (a channel at 255).
+    Measured at 64 / 512 px: unsharp r1 100 % 0.05 / 0.01, unsharp r2 200 % 0.21 / 0.05, brightness x1.35 0.40 / 0.41."""
     check_controls: bool = True
     """Refuse to promote unless every Table 4 control fails the gate and dev passes it. false: smoke tests only."""
     must_beat_fitted: bool = True
