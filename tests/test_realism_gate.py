@@ -36,7 +36,7 @@ def default_table(tmp_path_factory):
     schnell, dev = render(90_000, N)
     dev_check = render(95_000, N_CHECK)[1]
     train_s, train_d = render(50_000, N_TRAIN)
-    rows = {fitted.label(name): fitted.fit(name, train_s, train_d, cfg.seed, g.synthetic.max_shift)(schnell)
+    rows = {fitted.label(name): fitted.fit(name, train_s, train_d, cfg.seed, cfg.train.paired_max_shift)(schnell)
             for name in cfg.evaluate.fitted}
     rows.update({controls.label(name): controls.apply(name, schnell, cfg.seed) for name in cfg.evaluate.controls})
     # What a head that closed 85 % of the gap would output: the gate must be passable by more than dev itself.

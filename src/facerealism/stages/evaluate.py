@@ -43,7 +43,7 @@ def fitted_outputs(cfg: Config, schnell: np.ndarray) -> tuple[dict[str, np.ndarr
         return {}, {}
     train, _ = train_holdout(cfg)
     ts, td = load_images(train["schnell_path"]), load_images(train["dev_path"])
-    shift = cfg.generate.synthetic.max_shift
+    shift = cfg.train.paired_max_shift  # the misalignment the head's paired loss forgives, forgiven here too
     outputs, params = {}, {}
     for name in names:
         f = fitted.fit(name, ts, td, cfg.seed, max_shift=shift)
