@@ -91,15 +91,15 @@ def test_an_empty_control_list_leaves_the_gate_unchecked(tmp_path, default_table
     assert not sound and any("no negative control was scored" in r for r in reasons)
 
 
-def test_a_fitted_detail_gain_filter_passes_todays_gate_on_the_default_data(default_table):
-    """The finding behind register.must_beat_fitted: four least-squares band gains fitted to the training pairs pass
-    every rule of the gate on the default renderer (schnell keeps 35 % of dev's texture instance), so passing the gate
-    alone says nothing a filter could not; the head must beat the best fitted baseline as well."""
+def test_the_fitted_baselines_fail_the_gate_on_the_default_data(default_table):
+    """Least-squares filters fitted to the training pairs cannot fake dev's texture: schnell carries its own faint
+    instance, not a copy of dev's, so amplifying it does not reach dev (they read C2ST 1.0, FD_diff < 0). When the
+    renderer's schnell held 35 % of dev's instance, four band gains passed every rule (C2ST 0.94)."""
     table, _ = default_table
-    candidate = {**flat_metrics(table, "fitted: detail gains"), **PHOTO_OK}
-    passed, reasons = gate(default_cfg(), candidate, None)
-    assert passed, reasons
-    assert table["rows"]["fitted: detail gains"]["c2st_vs_dev"] < table["rows"][SCHNELL]["c2st_vs_dev"]
+    for name in default_cfg().evaluate.fitted:
+        candidate = {**flat_metrics(table, fitted.label(name)), **PHOTO_OK}
+        passed, reasons = gate(default_cfg(), candidate, None)
+        assert not passed, (name, reasons)
 
 
 def test_every_control_changes_its_input_by_a_measurable_amount():
