@@ -47,7 +47,7 @@ MUTATIONS = [
       (f"{KA}::test_evaluate_scores_the_heads_on_the_schnell_images_of_the_held_out_pairs",)),
     M("evaluate: C2ST compares dev with dev", "src/facerealism/stages/evaluate.py",
       "for row in (DEV_REF, label)]", "for row in (DEV_REF, DEV_REF)]",
-      (f"{KA}::test_table4_c2st_tells_schnell_from_dev_but_not_dev_from_itself",)),
+      (f"{KA}::test_table4_c2st_tells_schnell_from_dev_but_not_dev_from_another_dev_sample",)),
     M("evaluate: controls not scored", "src/facerealism/stages/evaluate.py",
       "outputs[controls.label(name)] = controls.apply(name, schnell, cfg.seed)", "pass",
       ("tests/test_evaluate.py::test_evaluate_stage_with_an_extra_head_and_report",)),
