@@ -7,6 +7,7 @@ import json
 import pytest
 
 from facerealism.config import Config
+from facerealism.data import splits
 from facerealism.stages import run_stage
 from facerealism.stages.evaluate import DEV, SCHNELL, flat_metrics, head_dirs, table4
 
@@ -22,21 +23,24 @@ def small_cfg() -> Config:
 @pytest.fixture(scope="module")
 def paired():
     dev = make_dev(24, seed=5)
-    return blur(dev), dev  # schnell i is a blurred rendering of dev i, as on the held-out split
+    # schnell i is a blurred rendering of dev i, as on the test split; the dev check sample shows other faces
+    return blur(dev), dev, make_dev(20, seed=6)
 
 
 def test_table4_rows_and_columns(paired):
-    schnell, dev = paired
-    t = table4(small_cfg(), schnell, dev, {"identity head": schnell.copy(), "oracle head": dev.copy()})
+    schnell, dev, dev_check = paired
+    t = table4(small_cfg(), schnell, dev, dev_check, {"identity head": schnell.copy(), "oracle head": dev.copy()})
     rows = t["rows"]
     assert list(rows) == t["order"] == [SCHNELL, DEV, "identity head", "oracle head"]
+    assert t["n_images"] == 24 and t["n_dev_check"] == 20
     for space in ("spectral", "random_conv"):
         ref_s, ref_d, ident, oracle = (rows[k]["fd"][space] for k in rows)
-        assert ref_s["fd_schnell"] == pytest.approx(0, abs=1e-9) and ref_d["fd_dev"] == pytest.approx(0, abs=1e-9)
+        assert ref_s["fd_schnell"] == pytest.approx(0, abs=1e-9) and oracle["fd_dev"] == pytest.approx(0, abs=1e-9)
         # A head that returns its input is schnell; one that returns dev is dev: FD_diff = -gap / +gap.
-        assert ident["fd_diff"] == pytest.approx(-ref_d["fd_diff"])
-        assert oracle["fd_diff"] == pytest.approx(ref_d["fd_diff"])
+        assert ident["fd_diff"] == pytest.approx(-oracle["fd_diff"])
         assert oracle["fd_diff"] > 0 and oracle["fd_diff_ci"][0] > 0
+        # The dev check row is an independent dev sample: near dev, yet not dev itself (FD to dev > 0).
+        assert ref_d["fd_dev"] > 1e-6 and ref_d["fd_diff"] > 0
     assert rows["identity head"]["ssim"]["mean"] == pytest.approx(1.0)
     assert rows["oracle head"]["ssim"]["mean"] < 1.0
     # Columns that cannot run here say why, per row, and the rest of the table is still there.
@@ -58,9 +62,9 @@ def test_table4_logs_progress_lines_without_a_terminal(paired, monkeypatch, capl
     import re
 
     monkeypatch.setenv("FACEREALISM_PROGRESS_EVERY_S", "0")
-    schnell, dev = paired
+    schnell, dev, dev_check = paired
     with caplog.at_level(logging.INFO, logger="facerealism.progress"):
-        table4(small_cfg(), schnell, dev, {"head": dev.copy()})
+        table4(small_cfg(), schnell, dev, dev_check, {"head": dev.copy()})
     lines = [r.getMessage() for r in caplog.records if r.name == "facerealism.progress"]
     rows = [ln for ln in lines if ln.startswith("evaluate: Table 4 rows")]
     assert [re.match(r".*: (\d+)/3 items, [\d.]+ items/s, eta \d+:\d\d:\d\d$", ln)[1] for ln in rows] == ["1", "2", "3"]
@@ -69,9 +73,9 @@ def test_table4_logs_progress_lines_without_a_terminal(paired, monkeypatch, capl
 
 
 def test_table4_rejects_mismatched_outputs(paired):
-    schnell, dev = paired
+    schnell, dev, dev_check = paired
     with pytest.raises(ValueError, match="'bad head' has images"):
-        table4(small_cfg(), schnell, dev, {"bad head": schnell[:, :16]})
+        table4(small_cfg(), schnell, dev, dev_check, {"bad head": schnell[:, :16]})
 
 
 def test_extra_head_labels_cannot_shadow_references():
@@ -104,9 +108,18 @@ def test_evaluate_stage_with_an_extra_head_and_report(tiny_cfg, project):
 
     t = json.loads((project / "reports/table4.json").read_text())
     controls = [f"control: {name}" for name in cfg.evaluate.controls]
-    assert t["order"] == [SCHNELL, DEV, HAND, "CycleGAN", *controls] and t["head_label"] == HAND
+    fitted = [f"fitted: {name}" for name in cfg.evaluate.fitted]
+    assert len(fitted) == 2 and t["head_label"] == HAND
+    assert t["order"] == [SCHNELL, DEV, HAND, "CycleGAN", *fitted, *controls]
+    assert set(t["fitted"]) == set(fitted) and len(t["fitted"]["fitted: detail gains"]["gains"]) == 4
     m = json.loads((project / "reports/metrics.json").read_text())
     assert m["fd_diff.spectral"] == t["rows"][HAND]["fd"]["spectral"]["fd_diff"]
+    # The best fitted baseline by C2ST vs dev is what register compares the head with.
+    best = min(fitted, key=lambda l: (t["rows"][l]["c2st_vs_dev"], t["rows"][l]["c2st_ci"][1]))
+    assert m["fitted.best"] == best and m["c2st.dev_vs_fitted_ci_low"] == t["rows"][best]["c2st_ci"][0]
+    # Table 4 is on one half of the test split; the other half's dev images are the dev check sample.
+    test = splits(cfg)["test"]
+    assert t["n_images"] + t["n_dev_check"] == len(test) == m["holdout_pairs"] + t["n_dev_check"]
     html = (project / "reports/report.html").read_text()
     assert "Table 4" in html and "CycleGAN" in html and html.count("data:image/png;base64,") >= 3
     assert "Not run yet: run the benchmark stage" in html  # the speed section waits for its stage

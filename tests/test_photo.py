@@ -67,7 +67,7 @@ def default_head(tmp_path_factory):
 def test_the_trained_default_head_adds_no_colour_noise_to_a_photograph(default_head):
     head, reports = default_head
     G, _ = load_head(head)
-    check = photo_check(G, 64, reports)
+    check = photo_check(lambda x: enhance_array(G, x), 64, reports)
     assert set(check["by_size"]) == {"64", "512"}
     assert check["colour_noise_gain"] <= BOUND, check
     assert (reports / "photo.png").exists()
@@ -89,3 +89,30 @@ def test_facerealism_enhance_on_a_photograph_adds_no_colour_noise(default_head, 
         out = load_rgb(tmp_path / "out" / f"astronaut{size}.png")[None]
         assert out.shape == (1, size, size, 3)
         assert metrics.colour_noise_gain(astronaut(size), out) <= BOUND
+
+
+def _gate_photo_reasons(check: dict) -> list[str]:
+    from facerealism.gate import gate
+
+    cfg = load_config(ROOT / "params.yaml", ["register.required={}", "register.below={}"])
+    candidate = {f"photo.{k}": check[k] for k in ("colour_noise_gain", "edge_overshoot", "clipped_gain")}
+    passed, reasons = gate(cfg, candidate, None)
+    return [r for r in reasons if r.startswith("photo.") and r.endswith(": fail")] if not passed else []
+
+
+def test_the_photo_check_fails_a_head_that_rings_or_clips(tmp_path):
+    """An over-sharpening filter and a brightness gain as the "head": halos and blown highlights on the astronaut fail
+    the gate by name; a mild sharpening passes every photo rule."""
+    from PIL import ImageFilter
+
+    def pil(filt):
+        return lambda x: np.stack([np.asarray(Image.fromarray(i).filter(filt)) for i in x])
+
+    over = _gate_photo_reasons(photo_check(pil(ImageFilter.UnsharpMask(radius=2, percent=200, threshold=0)), 64, tmp_path))
+    assert any("halos or rings" in r for r in over), over
+    ring = _gate_photo_reasons(photo_check(lambda x: controls.apply("ringing (brick-wall sharpen)", x, 0), 64, tmp_path))
+    assert any("halos or rings" in r for r in ring), ring
+    clip = _gate_photo_reasons(photo_check(lambda x: np.clip(x * 1.3 + 0.5, 0, 255).astype(np.uint8), 64, tmp_path))
+    assert any("blows out a photo's highlights" in r for r in clip), clip
+    mild = photo_check(pil(ImageFilter.UnsharpMask(radius=1, percent=50, threshold=0)), 64, tmp_path)
+    assert _gate_photo_reasons(mild) == [] and mild["edge_overshoot"] > 0  # it changed the photo and passes

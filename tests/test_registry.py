@@ -34,11 +34,12 @@ from facerealism.stages import register
 from .conftest import ROOT, cli_env
 
 NAME = "facerealism-head"
-GOOD = {"fd_diff.spectral": 1.0, "fd_diff.random_conv": 0.01, "photo.colour_noise_gain": 0.9}
+GOOD = {"fd_diff.spectral": 1.0, "fd_diff.random_conv": 0.01, "photo.colour_noise_gain": 0.9,
+        "photo.edge_overshoot": 1.0, "photo.clipped_gain": 0.0}
 # The registry mechanics are tested under a two-threshold gate; the default gate's metrics and its controls
 # are tested on real Table 4 rows in test_realism_gate.py.
 GATE = ["register.required={fd_diff.spectral: 0.0, fd_diff.random_conv: 0.0}", "register.below={}",
-        "register.check_controls=false"]
+        "register.check_controls=false", "register.must_beat_fitted=false"]
 
 
 def make_project(root: Path, mlflow_uri: str | None = None):
@@ -82,6 +83,66 @@ def sample_image() -> np.ndarray:
 
 
 # --- the gate's policy ----------------------------------------------------------------------
+
+def table_row(fd_diff: float, c2st: float, ci: tuple[float, float]) -> dict:
+    """One Table 4 row as evaluate writes it, with only what the gate reads filled in."""
+    off = {"available": False, "reason": "not computed"}
+    fd = {s: {"fd_schnell": 1.0 + fd_diff, "fd_dev": 1.0, "fd_diff": fd_diff, "fd_diff_ci": [fd_diff - 0.1, fd_diff + 0.1]}
+          for s in ("spectral", "spectral_chroma", "random_conv")}
+    return {"fd": fd, "c2st_vs_dev": c2st, "c2st_ci": list(ci), "c2st_auc": c2st, "ssim": off, "lpips": off,
+            "identity": off, "fid": off, "fd_dinov2": off, "cmmd": off}
+
+
+def write_table(cfg, control: dict, dev: dict) -> None:
+    """reports/table4.json with schnell, the dev check row and one control."""
+    rows = {"FLUX.1-schnell": table_row(-2.0, 1.0, (0.95, 1.0)), "FLUX.1-dev": dev, "control: RGB noise σ16": control}
+    write_json(Path(cfg.paths.reports) / "table4.json", {"rows": rows, "order": list(rows)})
+
+
+SOUND = dict(control=table_row(-1.0, 1.0, (0.95, 1.0)), dev=table_row(2.0, 0.52, (0.4, 0.64)))
+FITTED = {"fitted.best": "fitted: detail gains", "c2st.dev_vs_fitted": 0.9, "c2st.dev_vs_fitted_ci_low": 0.85,
+          "c2st.dev_vs_fitted_ci_high": 0.94}
+
+
+def test_the_safety_net_blocks_promotion_where_it_acts(tmp_path, monkeypatch):
+    """register with the suite check on: a control that passes the gate, a dev check that fails it, and a head that
+    does not beat the best fitted baseline each leave @champion where it was and say why in promotion.json."""
+    root = tmp_path / "net"
+    cfg = make_project(root)
+    monkeypatch.chdir(root)
+    cfg.register.check_controls, cfg.register.must_beat_fitted = True, True
+    client = tracking.setup(cfg).MlflowClient()
+    good = {**GOOD, **FITTED, "c2st.dev_vs_enhanced_ci_high": 0.8}
+
+    def attempt(metrics: dict, **table) -> tuple[dict, list[str]]:
+        write_table(cfg, **{**SOUND, **table})
+        out = register_with(cfg, metrics)
+        decision = json.loads((root / "reports/promotion.json").read_text())
+        assert str(client.get_model_version_by_alias(NAME, "champion").version) == decision["champion"]
+        return out, decision["reasons"]
+
+    out, reasons = attempt(good)
+    assert out == {"version": "1", "promoted": True, "champion": "1"}, reasons
+    better = {**good, "fd_diff.spectral": 5.0}  # would replace the champion on every other count
+
+    out, reasons = attempt(better, control=table_row(3.0, 1.0, (0.95, 1.0)))
+    assert out == {"version": "2", "promoted": False, "champion": "1"}
+    assert "the metric suite is fooled by control: RGB noise σ16: it passes the gate: fail" in reasons
+
+    # The dev check sample (other test pairs' dev images) blurred: nearer schnell than dev.
+    out, reasons = attempt({**better, "fd_diff.random_conv": 0.02}, dev=table_row(-1.5, 0.97, (0.93, 0.99)))
+    assert out == {"version": "3", "promoted": False, "champion": "1"}
+    assert any(r.startswith("FLUX.1-dev itself (an independent sample of test dev images) fails the gate") for r in reasons)
+
+    out, reasons = attempt({**better, "c2st.dev_vs_enhanced_ci_high": 0.88})  # CIs overlap the fitted baseline's
+    assert out == {"version": "4", "promoted": False, "champion": "1"}
+    assert any("does not beat a least-squares filter fitted to the training pairs, so nothing is promoted: fail" in r
+               for r in reasons)
+    assert all(client.get_model_version(NAME, v).tags["gate.passed"] == "False" for v in "234")
+
+    out, reasons = attempt(better)  # the same head once the suite is sound and it beats the fitted baselines
+    assert out == {"version": "5", "promoted": True, "champion": "5"}, reasons
+    assert any("the head beats the best fitted baseline: ok" in r for r in reasons)
 
 def test_gate_thresholds_throughput_and_split():
     cfg = load_config(ROOT / "params.yaml", ["benchmark.sizes=[32]", *GATE])

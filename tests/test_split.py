@@ -52,3 +52,41 @@ def test_split_is_the_same_in_processes_with_other_hash_seeds():
                              env={**cli_env(), "PYTHONHASHSEED": seed}, timeout=120)
         assert res.returncode == 0, res.stderr[-2000:]
         assert json.loads(res.stdout) == expected, f"PYTHONHASHSEED={seed} split the ids differently"
+
+
+def test_three_splits_are_disjoint_complete_and_keep_the_two_way_test_split():
+    from facerealism.data import three_way
+
+    manifest = pd.DataFrame({"id": IDS, "n": range(len(IDS))})
+    parts = three_way(manifest, 0.2, 0.1)
+    ids = {name: set(rows["id"]) for name, rows in parts.items()}
+    assert not (ids["train"] & ids["validation"]) and not (ids["train"] & ids["test"])
+    assert not (ids["validation"] & ids["test"])
+    assert sorted(ids["train"] | ids["validation"] | ids["test"]) == IDS
+    assert len(ids["validation"]) / len(IDS) == pytest.approx(0.1, abs=0.03)
+    # Adding a validation split moved no test pair: test is the two-way split's held-out set.
+    assert ids["test"] == held_ids(IDS, 0.2)
+    # The validation pairs come out of training, and stay put as pairs are added.
+    more = three_way(pd.DataFrame({"id": IDS + [f"new{i}" for i in range(300)]}), 0.2, 0.1)
+    assert set(more["validation"]["id"]) & set(IDS) == ids["validation"]
+
+
+def test_split_fractions_must_leave_training_pairs():
+    from facerealism.config import load_config
+    from facerealism.errors import UserError
+
+    from .conftest import ROOT
+
+    with pytest.raises((UserError, ValueError), match="leaves no training pairs"):
+        load_config(ROOT / "params.yaml", ["split.holdout_fraction=0.6", "split.validation_fraction=0.4"])
+
+
+def test_the_dev_check_halves_the_test_split_evenly_by_id():
+    from facerealism.data import dev_check_half
+
+    for n in (2, 5, 11, 98):
+        ids = pd.Series([f"pair{i:04d}" for i in range(n)])
+        check = dev_check_half(ids)
+        assert abs(int(check.sum()) - n / 2) <= 0.5  # never an empty half on a small test split
+        # By id, not position: the same ids in another order fall in the same halves.
+        assert (dev_check_half(ids[::-1]).sort_index() == check).all()

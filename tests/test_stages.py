@@ -11,6 +11,7 @@ import pytest
 
 from facerealism import dag
 from facerealism.config import load_config
+from facerealism.data import splits
 from facerealism.stages import run_stage
 
 from .conftest import ROOT, tiny_project
@@ -118,7 +119,9 @@ def test_audit_reports_prompt_side_mix(proj):
 def test_train_writes_a_self_describing_head(proj):
     root, cfg = upstream(proj, "train")
     out = run_stage("train", cfg)
-    assert out["steps"] == 6 and out["train_pairs"] + out["holdout_pairs"] == 44
+    parts = splits(cfg)  # the test split is neither trained on nor monitored
+    assert out["steps"] == 6 and (out["train_pairs"], out["validation_pairs"]) == (len(parts["train"]), len(parts["validation"]))
+    assert out["train_pairs"] + out["validation_pairs"] + len(parts["test"]) == 44
     meta = json.loads((root / "models/head/head.json").read_text())
     assert meta["arch"] == "esa_resnet" and meta["config"]["train"]["steps"] == 6
     assert meta["kwargs"] == {"ngf": 8, "n_blocks": 1, "residual_output": True, "detail": True}  # the tiny profile's head
@@ -193,7 +196,8 @@ def test_gate_policy_unit():
 
     cfg = load_config(ROOT / "params.yaml", ["register.required={fd_diff.spectral: 0.0, fd_diff.random_conv: 0.0}",
                                              "register.below={}"])
-    ok = {"fd_diff.spectral": 2.0, "fd_diff.random_conv": 0.01, "photo.colour_noise_gain": 1.0}
+    ok = {"fd_diff.spectral": 2.0, "fd_diff.random_conv": 0.01, "photo.colour_noise_gain": 1.0,
+          "photo.edge_overshoot": 1.0, "photo.clipped_gain": 0.0}
     assert gate(cfg, ok, None)[0]
     assert not gate(cfg, {**ok, "photo.colour_noise_gain": 1.2}, None)[0]  # speckle on a photo
     assert not gate(cfg, {**ok, "fd_diff.random_conv": -0.01}, None)[0]

@@ -125,15 +125,36 @@ def test_bad_arguments_raise(kwargs, match):
         render_pair(**kwargs)
 
 
-def test_texture_hint_is_the_fraction_of_dev_detail_schnell_keeps():
-    """No blur, no shift: hint 1 gives dev itself, hint 0 the bare base face, and 0.35 a faint copy of dev's detail."""
+def _luma(img: np.ndarray) -> np.ndarray:
+    return img.astype(float) @ np.array([0.299, 0.587, 0.114])
+
+
+def test_schnell_carries_no_copy_of_devs_texture_instance():
+    """texture_hint adds schnell's own faint texture: dev's kind (as strong at hint 1), never dev's instance.
+
+    Inside the textured regions (dev's pores and strands, catchlights left out), the high-pass residuals that the
+    texture adds to schnell and to dev, aligned at the best of the 9 one-pixel shifts, stay nearly uncorrelated
+    (a copy, as the renderer made before, reads 0.99).
+    """
+    from scipy import ndimage
+
+    def high_pass(y: np.ndarray) -> np.ndarray:
+        return y - ndimage.gaussian_filter(y, 1.0)
+
     kw = dict(blur_sigma=0.0, max_shift=0)
-    schnell_full, dev = render_pair(3, texture_hint=1.0, **kw)
-    np.testing.assert_allclose(schnell_full.astype(int), dev.astype(int), atol=1)
-    base, _ = render_pair(3, texture_hint=0.0, **kw)
-    hinted, _ = render_pair(3, texture_hint=0.35, **kw)
-    detail = dev.astype(float) - base
-    # (hinted - base) is 0.35 of dev's detail wherever there is detail (uint8 rounding aside).
-    mask = np.abs(detail) > 8
-    ratio = (hinted.astype(float) - base)[mask] / detail[mask]
-    assert mask.sum() > 100 and abs(np.median(ratio) - 0.35) < 0.05
+    bare, dev = render_pair(3, texture_hint=0.0, **kw)
+    full, _ = render_pair(3, texture_hint=1.0, **kw)
+    detail, own = _luma(dev) - _luma(bare), _luma(full) - _luma(bare)
+    textured = (np.abs(detail) > 2) & (np.abs(detail) < 25)
+    assert textured.sum() > 200 and 0.5 < own[textured].std() / detail[textured].std() < 2  # as strong as dev's
+    corrs = []
+    for seed in range(12):
+        schnell, dev = render_pair(seed, texture_hint=0.35)  # the default blur and shift
+        plain, _ = render_pair(seed, texture_hint=0.0)
+        bare, _ = render_pair(seed, texture_hint=0.0, **kw)
+        res_s, res_d = high_pass(_luma(schnell) - _luma(plain)), high_pass(_luma(dev) - _luma(bare))
+        d = _luma(dev) - _luma(bare)
+        mask = (np.abs(d) > 2) & (np.abs(d) < 25)
+        corrs.append(max(np.corrcoef(np.roll(res_s, (dy, dx), axis=(0, 1))[mask], res_d[mask])[0, 1]
+                         for dy in (-1, 0, 1) for dx in (-1, 0, 1)))
+    assert np.mean(corrs) < 0.2 and max(corrs) < 0.4, corrs

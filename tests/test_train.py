@@ -123,7 +123,7 @@ def test_each_head_trains_and_loads(data, model):
         assert meta["lpips"].startswith("unavailable (train.lpips_weights is not set")
         assert set(out["final_losses"]) == {"grad", "l1"}
     else:
-        assert 0 < out["holdout_cycle_ssim"] <= 1 and out["final_cycle_l1"] > 0
+        assert 0 < out["validation_cycle_ssim"] <= 1 and out["final_cycle_l1"] > 0
 
 
 def test_unet_trains_with_lpips_from_a_local_backbone_file(data, tmp_path):
@@ -167,7 +167,7 @@ def test_sweep_flow_runs_nested_trials_and_picks_by_cycle_loss(data):
     assert json.loads((data / "sweep" / "reports" / "sweep.json").read_text()) == json.loads(json.dumps(report))
     trials = report["trials"]
     assert [t["name"] for t in trials] == ["cyc2_lr0.0001", "cyc2_lr0.0002"]
-    ok = [t for t in trials if t["holdout_cycle_ssim"] >= 0.9]
+    ok = [t for t in trials if t["validation_cycle_ssim"] >= 0.9]
     assert all(t["failed"] == (t not in ok) for t in trials)
     assert report["best"] == min(ok, key=lambda t: t["final_cycle_l1"])
     mlflow.set_tracking_uri(f"sqlite:///{data}/mlflow.db")

@@ -191,7 +191,7 @@ def test_two_processes_step_in_sync_checkpoint_once_and_resume_exactly(data):
                                                                          "train.batch_size=8")))
               for seed in (0, 1)]
     assert all(s["ranks"] == [{"rank": 0, "steps": 60, "digest": s["ranks"][0]["digest"]}] for s in single)
-    for key in ("holdout_cycle_ssim", "final_cycle_l1"):
+    for key in ("validation_cycle_ssim", "final_cycle_l1"):
         lo, hi = sorted(s[key] for s in single)
         spread = max(hi - lo, 0.01 * hi)
         assert lo - spread <= ref[key] <= hi + spread, (key, ref[key], lo, hi)

@@ -1,4 +1,4 @@
-"""Dataset helpers: the stable held-out split by id and in-memory image loading."""
+"""Dataset helpers: the stable train / validation / test split by hashed id and in-memory image loading."""
 
 from __future__ import annotations
 
@@ -13,10 +13,23 @@ from facerealism.errors import UserError
 from facerealism.files import load_rgb, read_parquet
 
 
+def _bucket(pair_id: str, salt: str = "") -> int:
+    """A pair's place in 0..9999, from its id alone (sha256, so it is the same in every process and Python)."""
+    return int.from_bytes(hashlib.sha256((salt + pair_id).encode()).digest()[:4], "little") % 10_000
+
+
 def is_holdout(pair_id: str, fraction: float) -> bool:
     """Hash the id, not the row position: adding or removing pairs never moves a pair across the split."""
-    bucket = int.from_bytes(hashlib.sha256(pair_id.encode()).digest()[:4], "little") % 10_000
-    return bucket < fraction * 10_000
+    return _bucket(pair_id) < fraction * 10_000
+
+
+def split_of(pair_id: str, test_fraction: float, validation_fraction: float) -> str:
+    """"test", "validation" or "train": the lowest buckets are test (the two-way split's held-out pairs, so adding
+    a validation split moved no test pair), the next ones validation, the rest train."""
+    bucket = _bucket(pair_id)
+    if bucket < test_fraction * 10_000:
+        return "test"
+    return "validation" if bucket < (test_fraction + validation_fraction) * 10_000 else "train"
 
 
 def split(manifest: pd.DataFrame, fraction: float) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -25,9 +38,40 @@ def split(manifest: pd.DataFrame, fraction: float) -> tuple[pd.DataFrame, pd.Dat
     return manifest[~mask].reset_index(drop=True), manifest[mask].reset_index(drop=True)
 
 
+def three_way(manifest: pd.DataFrame, test_fraction: float, validation_fraction: float) -> dict[str, pd.DataFrame]:
+    """{"train", "validation", "test"} rows of a manifest, by hashed id.
+
+    train: what the head and the fitted baselines learn from. validation: what is tuned on (the sweep's cycle SSIM,
+    recipe trials). test: read only by evaluate's Table 4 and the register gate.
+    """
+    which = manifest["id"].map(lambda i: split_of(str(i), test_fraction, validation_fraction))
+    return {name: manifest[which == name].reset_index(drop=True) for name in ("train", "validation", "test")}
+
+
+def splits(cfg) -> dict[str, pd.DataFrame]:
+    """The three splits of the validated manifest that train, evaluate and register share (config `split`)."""
+    return three_way(validated_manifest(cfg.paths.data), cfg.split.holdout_fraction, cfg.split.validation_fraction)
+
+
 def train_holdout(cfg) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(train, held-out) rows of the validated manifest: the one split that train, evaluate and register share."""
-    return split(validated_manifest(cfg.paths.data), cfg.split.holdout_fraction)
+    """(train, test) rows of the validated manifest; the validation pairs are in neither."""
+    s = splits(cfg)
+    return s["train"], s["test"]
+
+
+def dev_check_half(ids) -> pd.Series:
+    """Which test pairs' dev images are the dev check's independent sample rather than dev images the candidates are
+    compared with: every second id in the order of another hash of the ids, so the halves differ by at most one pair
+    on any split (an independent coin per id left a half empty on small test splits).
+
+    Args:
+        ids: the test split's pair ids (a pandas Series).
+    Returns:
+        A boolean Series aligned with `ids`.
+    """
+    ids = pd.Series(ids).astype(str)
+    rank = ids.map(lambda i: hashlib.sha256(f"dev-check:{i}".encode()).hexdigest()).rank(method="first").astype(int)
+    return (rank % 2 == 0).set_axis(ids.index)
 
 
 def load_images(paths) -> np.ndarray:

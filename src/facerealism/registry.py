@@ -18,7 +18,7 @@ import pandas as pd
 from facerealism import tracking
 from facerealism.config import Config
 from facerealism.files import sha256_file
-from facerealism.gate import gate
+from facerealism.gate import beats_fitted, gate
 
 LOCK_TAG = "promotion.lock"
 SPLIT_TAG = "holdout.fingerprint"
@@ -164,7 +164,8 @@ def promote(client, cfg: Config, version: str, candidate: dict, benchmark: dict 
         champ_metrics, champ_split = version_state(champ) if champ is not None else (None, None)
         split_changed = champ is not None and champ_split != split
         passed, reasons = gate(cfg, candidate, champ_metrics, benchmark, split_changed=split_changed)
-        passed, reasons = passed and suite[0], reasons + suite[1]
+        beats, why = beats_fitted(cfg, candidate)
+        passed, reasons = passed and beats and suite[0], reasons + why + suite[1]
         client.set_model_version_tag(name, version, "gate.passed", str(passed))
         client.set_model_version_tag(name, version, "gate.reasons", " | ".join(reasons)[:4900])
         client.set_registered_model_alias(name, "challenger", version)
@@ -178,13 +179,15 @@ def promote(client, cfg: Config, version: str, candidate: dict, benchmark: dict 
             "previous_champion": prev, "champion": final, "model_uri": f"models:/{name}/{version}"}
 
 
-def candidate_key(cfg: Config, head_dir: Path, candidate: dict, holdout: str) -> str:
-    """Names one candidate: the head's files, its metrics, its held-out split and the gate's policy (register.*),
-    not the code commit: the same candidate under the same gate is one registered version."""
+def candidate_key(cfg: Config, head_dir: Path, candidate: dict, holdout: str, suite: list[str] | None = None) -> str:
+    """Names one candidate: the head's files, its metrics, its held-out split, the gate's policy (register.*) and the
+    metric suite's verdict (`suite_check`'s reasons: a suite that became sound decides afresh), not the code commit:
+    the same candidate under the same gate is one registered version."""
     h = hashlib.sha256()
     for path in sorted(p for p in head_dir.rglob("*") if p.is_file()):
         h.update(path.relative_to(head_dir).as_posix().encode() + b"\0" + sha256_file(path).encode())
-    h.update(json.dumps([candidate, holdout, cfg.register.model_dump(mode="json")], sort_keys=True, default=str).encode())
+    h.update(json.dumps([candidate, holdout, cfg.register.model_dump(mode="json")] + ([suite] if suite else []),
+                        sort_keys=True, default=str).encode())
     return h.hexdigest()[:32]
 
 

@@ -51,9 +51,9 @@ def run_trial(cfg: Config, trial: dict, parent_run_id: str) -> dict:
 
     tcfg = trial_config(cfg, trial)
     summary = train(tcfg, parent_run_id=parent_run_id, run_name=trial["name"])
-    ssim = summary["holdout_cycle_ssim"]
+    ssim = summary["validation_cycle_ssim"]
     return {**trial, "steps": tcfg.train.steps, "final_cycle_l1": summary["final_cycle_l1"],
-            "holdout_cycle_ssim": ssim, "failed": ssim < cfg.sweep.min_cycle_ssim,
+            "validation_cycle_ssim": ssim, "failed": ssim < cfg.sweep.min_cycle_ssim,
             "head": str(catalog.HEAD.path(tcfg))}
 
 
@@ -71,7 +71,7 @@ def finish(cfg: Config, results: list[dict], parent_run_id: str) -> dict:
         if best:
             tracking.log_params({"best": best["name"]})
             tracking.log_metrics({"best.final_cycle_l1": best["final_cycle_l1"],
-                                  "best.holdout_cycle_ssim": best["holdout_cycle_ssim"]})
+                                  "best.validation_cycle_ssim": best["validation_cycle_ssim"]})
     return report
 
 
@@ -83,5 +83,5 @@ def table(report: dict) -> Table:
     for r in report["trials"]:
         status = "failed (SSIM)" if r["failed"] else ("best" if r["name"] == best else "ok")
         t.add_row(r["name"], f"{r['lambda_cyc']:g}", f"{r['lr']:g}", f"{r['final_cycle_l1']:.4f}",
-                  f"{r['holdout_cycle_ssim']:.3f}", status)
+                  f"{r['validation_cycle_ssim']:.3f}", status)
     return t

@@ -27,6 +27,17 @@ class EvaluateConfig(Section):
         if unknown:
             raise ValueError(f"unknown control(s) {unknown}; choose from {_control_names()}")
         return v
+    fitted: list[str] = Field(default_factory=lambda: list(_fitted_names()))
+    """Baselines fitted in closed form to the training pairs (facerealism.fitted), scored as Table 4 rows; the head
+    must beat the best of them (register.must_beat_fitted)."""
+
+    @field_validator("fitted")
+    @classmethod
+    def _known_fitted(cls, v: list[str]) -> list[str]:
+        unknown = [c for c in v if c not in _fitted_names()]
+        if unknown:
+            raise ValueError(f"unknown fitted baseline(s) {unknown}; choose from {_fitted_names()}")
+        return v
     inception_weights: str | None = None
     """Local weights-inception-2015-12-05 file for torch-fidelity FID/KID; unset -> torch-fidelity's cache/download."""
     lpips_weights: str | None = None
@@ -49,6 +60,12 @@ def _control_names() -> list[str]:
     from facerealism.controls import CONTROLS
 
     return list(CONTROLS)
+
+
+def _fitted_names() -> list[str]:
+    from facerealism.fitted import FITTERS
+
+    return list(FITTERS)
 
 
 class BenchmarkConfig(Section):
@@ -92,8 +109,18 @@ class RegisterConfig(Section):
     max_photo_colour_noise_gain: float = Field(1.1, gt=0)
     """Ceiling of evaluate's photo check (chroma detail gain over luminance detail gain on a real photograph):
     RGB noise of sigma 4/255 reads 1.22 at 64 px and 2.7 at 512 px there; a head that only sharpens reads <= 1."""
+    max_photo_edge_overshoot: float = Field(4.0, gt=0)
+    """Ceiling of the photo check's luminance overshoot beyond the input's local range at its strongest edges (grey
+    levels, worst size): halos and ringing. Measured on the astronaut at 64 / 512 px: unsharp r1 100 % 2.0 / 3.2,
+    detail gain x1 2.0 / 3.2, unsharp r2 200 % 7.6 / 12.4, detail gain x2 5.7 / 7.8."""
+    max_photo_clipped_gain: float = Field(0.1, gt=0)
+    """Ceiling of the share of the photo's pixels whose highlights the head newly blows out (a channel at 255).
+    Measured at 64 / 512 px: unsharp r1 100 % 0.05 / 0.01, unsharp r2 200 % 0.21 / 0.05, brightness x1.35 0.40 / 0.41."""
     check_controls: bool = True
     """Refuse to promote unless every Table 4 control fails the gate and dev passes it. false: smoke tests only."""
+    must_beat_fitted: bool = True
+    """Promote a head only if its C2ST vs dev is clearly below (CIs apart) the best fitted baseline's: a learned head
+    that a least-squares filter matches is not promoted, and nothing else is either. false: smoke tests only."""
     champion_metric: str = "fd_diff.spectral"
     """Compared against the current champion's value; higher is better."""
     margin_over_champion: float = 0.0

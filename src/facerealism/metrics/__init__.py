@@ -2,11 +2,12 @@
 
 frechet: Fréchet distance, bootstrap CIs, Table 4 rows, FD_diff · spaces: offline feature spaces and detail
 energies · c2st: classifier two-sample test · fidelity: torch-fidelity FID/KID · paired: SSIM, LPIPS ·
-faces: dlib identity similarity.
+faces: dlib identity similarity · damage: edge overshoot (halos, ringing) and clipped highlights.
 """
 
 from facerealism.metrics.c2st import C2ST_SPACES, c2st, c2st_images, wilson_interval
 from facerealism.metrics.checks import check_images, check_pairs
+from facerealism.metrics.damage import clipped_gain, edge_overshoot
 from facerealism.metrics.faces import face_descriptors, identity_similarity
 from facerealism.metrics.fidelity import (
     INCEPTION_WEIGHTS_FILE,
@@ -28,7 +29,7 @@ from facerealism.metrics.spaces import (
 
 __all__ = [
     "C2ST_SPACES", "FEATURE_SPACES", "INCEPTION_WEIGHTS_FILE", "NO_OFFLINE_WEIGHTS", "bootstrap_ci", "c2st",
-    "c2st_images", "check_images", "check_pairs", "colour_noise_gain", "face_descriptors", "fd_diff", "fd_row",
+    "c2st_images", "check_images", "clipped_gain", "edge_overshoot", "check_pairs", "colour_noise_gain", "face_descriptors", "fd_diff", "fd_row",
     "frechet_distance", "high_frequency_energy", "identity_similarity", "inception_metrics",
     "inception_weights_problem", "load_lpips", "lpips_pairs", "radial_log_power", "random_conv_features",
     "spectral_chroma_features", "spectral_features", "ssim_pairs", "wilson_interval",

@@ -1,4 +1,4 @@
-"""Stage `evaluate`: the paper's Table 4 on the held-out split — schnell, dev and each trained head, side by side."""
+"""Stage `evaluate`: the paper's Table 4 on the test split — schnell, dev, each trained head and fitted baseline."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from facerealism import catalog, controls, features, metrics, tracking
+from facerealism import catalog, controls, features, fitted, metrics, tracking
 from facerealism.architectures import head_recipe
 from facerealism.config import Config
-from facerealism.data import load_images, train_holdout
+from facerealism.data import dev_check_half, load_images, train_holdout
 from facerealism.errors import UserError
 from facerealism.files import read_json, save_png, write_json
 from facerealism.grids import save_grid
@@ -20,12 +20,42 @@ from facerealism.progress import progress
 SCHNELL, DEV = "FLUX.1-schnell", "FLUX.1-dev"
 
 
-def holdout_sets(cfg: Config) -> tuple[np.ndarray, np.ndarray]:
-    """(schnell, dev) uint8 images of the held-out split."""
+def holdout_sets(cfg: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(schnell, dev, dev_check) uint8 images of the test split, halved by hashed id.
+
+    The candidates' pairs (schnell, dev) are one half; the other half's dev images are the dev check's independent
+    sample, scored against the first half's dev like a candidate (dev judged against itself could never fail).
+    """
     _, holdout = train_holdout(cfg)
-    if len(holdout) < 2:
-        raise UserError(f"held-out split has {len(holdout)} pairs; need at least 2 (raise prompts.n_enriched)")
-    return load_images(holdout["schnell_path"]), load_images(holdout["dev_path"])
+    check = dev_check_half(holdout["id"])
+    scored, sample = holdout[~check], holdout[check]
+    if len(scored) < 2 or len(sample) < 2:
+        raise UserError(f"the test split's halves have {len(scored)} and {len(sample)} pairs; need at least 2 each "
+                         f"(raise prompts.n_enriched or split.holdout_fraction)")
+    return load_images(scored["schnell_path"]), load_images(scored["dev_path"]), load_images(sample["dev_path"])
+
+
+def fitted_outputs(cfg: Config, schnell: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
+    """Each evaluate.fitted baseline, fitted to the training pairs, applied to `schnell`: ({label: outputs},
+    {label: fitted numbers})."""
+    names = cfg.evaluate.fitted
+    if not names:
+        return {}, {}
+    train, _ = train_holdout(cfg)
+    ts, td = load_images(train["schnell_path"]), load_images(train["dev_path"])
+    shift = cfg.train.paired_max_shift  # the misalignment the head's paired loss forgives, forgiven here too
+    outputs, params = {}, {}
+    for name in names:
+        f = fitted.fit(name, ts, td, cfg.seed, max_shift=shift)
+        outputs[fitted.label(name)], params[fitted.label(name)] = f(schnell), f.params
+    return outputs, params
+
+
+def best_fitted(table: dict) -> str | None:
+    """The fitted baseline nearest dev by the gate's realism metric (lowest C2ST vs dev, then lowest CI top)."""
+    labels = [label for label in table["order"] if fitted.is_fitted(label)]
+    rows = table["rows"]
+    return min(labels, key=lambda l: (rows[l]["c2st_vs_dev"], rows[l]["c2st_ci"][1]), default=None)
 
 
 def head_dirs(cfg: Config) -> list[tuple[str | None, Path]]:
@@ -44,7 +74,8 @@ def head_dirs(cfg: Config) -> list[tuple[str | None, Path]]:
 
 def head_labels(table: dict) -> list[str]:
     """The rows that are trained heads (not the references, not the controls), in table order."""
-    return [label for label in table["order"] if label not in (SCHNELL, DEV) and not controls.is_control(label)]
+    return [label for label in table["order"]
+            if label not in (SCHNELL, DEV) and not controls.is_control(label) and not fitted.is_fitted(label)]
 
 
 def ranking(table: dict, space: str) -> list[dict]:
@@ -80,13 +111,19 @@ def _fid_columns(weights: str | None, dirs: dict[str, Path], label: str) -> dict
     return out
 
 
-def table4(cfg: Config, schnell: np.ndarray, dev: np.ndarray, outputs: dict[str, np.ndarray]) -> dict:
+DEV_REF = "dev (reference)"  # the dev images every row is compared with; not a row of its own
+
+
+def table4(cfg: Config, schnell: np.ndarray, dev: np.ndarray, dev_check: np.ndarray,
+           outputs: dict[str, np.ndarray]) -> dict:
     """Every Table 4 column for the reference rows (schnell, dev) and each head's outputs.
 
     Args:
         cfg: the resolved config (evaluate section and seed).
-        schnell: (n, h, w, 3) uint8 held-out schnell images, the heads' inputs.
-        dev: (n, h, w, 3) uint8 held-out dev images, paired with schnell.
+        schnell: (n, h, w, 3) uint8 test schnell images, the heads' inputs.
+        dev: (n, h, w, 3) uint8 test dev images, paired with schnell: what every row is compared with.
+        dev_check: (m, h, w, 3) uint8 dev images of other test pairs: the FLUX.1-dev row, an independent sample
+            scored against `dev` (unpaired) like a candidate, so the "dev passes the gate" check can fail.
         outputs: head label -> (n, h, w, 3) uint8 outputs on `schnell`.
 
     Returns:
@@ -94,40 +131,51 @@ def table4(cfg: Config, schnell: np.ndarray, dev: np.ndarray, outputs: dict[str,
         "cmmd", "clip_iqa"}}, "n_images", "notes"}; a column that cannot be computed holds {"available": False, "reason"}.
     """
     e = cfg.evaluate
-    rows = {SCHNELL: schnell, DEV: dev, **outputs}
+    rows = {SCHNELL: schnell, DEV: dev_check, **outputs}
     for label, imgs in rows.items():
-        if imgs.shape != schnell.shape:
+        if label != DEV and imgs.shape != schnell.shape:
             raise UserError(f"Table 4 row {label!r} has images {imgs.shape}, expected {schnell.shape} like schnell")
+    if dev.shape != schnell.shape or dev_check.shape[1:] != schnell.shape[1:] or len(dev_check) < 2:
+        raise UserError(f"dev {dev.shape} must pair with schnell {schnell.shape}, and the dev check sample "
+                         f"{dev_check.shape} needs >= 2 images of the same size")
     spaces = sorted({*e.spaces, *metrics.C2ST_SPACES})
     feats: dict[str, dict[str, np.ndarray]] = {space: {} for space in spaces}
     with progress() as bar:  # without a terminal: a "done/total, rate, eta" line every ~30 s
-        task = bar.add_task("evaluate: features", total=len(spaces) * len(rows))
+        task = bar.add_task("evaluate: features", total=len(spaces) * (len(rows) + 1))
         for space in spaces:
-            for label, imgs in rows.items():
+            for label, imgs in {DEV_REF: dev, **rows}.items():
                 feats[space][label] = metrics.FEATURE_SPACES[space](imgs)
                 bar.advance(task)
     n_c2st = min(e.c2st_max_images, len(dev))
 
     def c2st_vs_dev(label: str) -> dict:
-        both = [np.concatenate([feats[s][row][:n_c2st] for s in metrics.C2ST_SPACES], axis=1) for row in (DEV, label)]
+        both = [np.concatenate([feats[s][row][:n_c2st] for s in metrics.C2ST_SPACES], axis=1) for row in (DEV_REF, label)]
+        if label == DEV:  # an independent sample: no pairs to keep together
+            return metrics.c2st(*both, seed=cfg.seed, folds=min(e.c2st_folds, len(both[1])), paired=False)
         return metrics.c2st(*both, seed=cfg.seed, folds=min(e.c2st_folds, n_c2st), paired=True)
 
-    dinov2 = features.fd_dinov2_columns(rows, SCHNELL, DEV, e.dinov2_weights, n_boot=e.bootstrap, seed=cfg.seed)
-    cmmd = features.cmmd_columns(rows, SCHNELL, DEV, e.clip_model)
+    refs = {SCHNELL: schnell, DEV: dev, **outputs}  # the optional columns compare with the reference dev images
+    dinov2 = features.fd_dinov2_columns(refs, SCHNELL, DEV, e.dinov2_weights, n_boot=e.bootstrap, seed=cfg.seed)
+    cmmd = features.cmmd_columns(refs, SCHNELL, DEV, e.clip_model)
+    for column in (dinov2, cmmd):  # there, "FLUX.1-dev" is the reference itself, not the dev check sample
+        column[DEV] = {"available": False, "reason": "not computed for the dev check sample"}
     table: dict = {}
     with tempfile.TemporaryDirectory() as tmp, progress() as bar:
         dirs: dict[str, Path] = {}
         if metrics.inception_weights_problem(e.inception_weights) is None:
-            for i, (label, imgs) in enumerate(rows.items()):
+            for i, (label, imgs) in enumerate({**rows, DEV: dev}.items()):
                 dirs[label] = Path(tmp) / f"row{i}"
                 for j, img in enumerate(imgs):
                     save_png(dirs[label] / f"{j:05d}.png", img)
         task = bar.add_task("evaluate: Table 4 rows (bootstrap, C2ST)", total=len(rows))
         for label, imgs in rows.items():
-            fd = {space: metrics.fd_row(feats[space][label], feats[space][SCHNELL], feats[space][DEV],
-                                        n_boot=e.bootstrap, seed=cfg.seed, paired=True) for space in e.spaces}
+            fd = {space: metrics.fd_row(feats[space][label], feats[space][SCHNELL], feats[space][DEV_REF],
+                                        n_boot=e.bootstrap, seed=cfg.seed, paired=label != DEV) for space in e.spaces}
             if label == SCHNELL:  # the heads' input itself: input -> output comparisons would be trivially perfect
                 ssim = lp = identity = {"available": False, "reason": "not applicable: the schnell row is the input"}
+            elif label == DEV:
+                ssim = lp = identity = {"available": False,
+                                        "reason": "not applicable: the dev check sample shows other test pairs"}
             elif controls.is_control(label):  # only what the gate reads: a control is judged like a head there
                 ssim = lp = identity = {"available": False, "reason": "not computed for a control"}
             else:
@@ -145,7 +193,8 @@ def table4(cfg: Config, schnell: np.ndarray, dev: np.ndarray, outputs: dict[str,
                 "ssim": ssim,
                 "lpips": lp,
                 "identity": identity,
-                "fid": _optional(_fid_columns, e.inception_weights, dirs, label),
+                "fid": _optional(_fid_columns, e.inception_weights, dirs, label) if label != DEV else
+                {"available": False, "reason": "not computed for the dev check sample"},
                 "fd_dinov2": dinov2[label],
                 "cmmd": cmmd[label],
                 "clip_iqa": {"available": False, "reason": metrics.NO_OFFLINE_WEIGHTS["clip_iqa"]},
@@ -155,6 +204,7 @@ def table4(cfg: Config, schnell: np.ndarray, dev: np.ndarray, outputs: dict[str,
         "rows": table,
         "order": list(table),  # JSON objects are written with sorted keys; this keeps the table's row order
         "n_images": len(schnell),
+        "n_dev_check": len(dev_check),
         "bootstrap": e.bootstrap,
         "notes": [
             "FD_* are Fréchet distances in offline feature spaces (spectral: radial log power spectrum of luminance; "
@@ -164,8 +214,12 @@ def table4(cfg: Config, schnell: np.ndarray, dev: np.ndarray, outputs: dict[str,
             f"{e.c2st_folds} folds, a pair's two images in one fold, 95 % Wilson CI; 0.5: indistinguishable.",
             "Rows named 'control: ...' are cheap filters of the schnell images (noise, sharpening); the register gate "
             "must reject every one of them, or it refuses to promote anything.",
-            f"Reference rows compare a set with itself (FD 0 by construction); their bootstrap CI is the resampling "
-            f"noise floor. CIs: {e.bootstrap} resamples, 95 %.",
+            f"The test split is halved by hashed id: every row is compared with the dev images of one half "
+            f"({len(dev)}); the FLUX.1-dev row holds the other half's dev images ({len(dev_check)}), an independent "
+            f"sample scored against them unpaired, so the check that dev passes the gate can fail. CIs: "
+            f"{e.bootstrap} resamples, 95 %.",
+            "Rows named 'fitted: ...' are least-squares filters fitted to the training pairs; a head is promoted only "
+            "if its C2ST vs dev is clearly below the best of them.",
             "SSIM, LPIPS and identity compare each row's image with its schnell input (the head's input); "
             "identity averages only the pairs where dlib finds a face in both images (pairs_scored).",
         ],
@@ -175,28 +229,37 @@ def table4(cfg: Config, schnell: np.ndarray, dev: np.ndarray, outputs: dict[str,
 PHOTO_SIZES = (64, 512)  # the default head's training size and the paper's
 
 
-def photo_check(G, train_size: int, reports: Path) -> dict:
-    """The head on a real photograph (scikit-image's astronaut) at its training size and 512 px.
+def photo_check(enhance, train_size: int, reports: Path) -> dict:
+    """A head (`enhance`: uint8 (n, h, w, 3) -> the same) on a real photograph (scikit-image's astronaut) at its
+    training size and 512 px.
 
     A head must not turn a photo's skin, sky and walls into colour speckle: `colour_noise_gain` <= 1 means it
     lifted colour detail no more than brightness detail. Saves the before/after pairs to reports/photo.png.
 
+    It must not draw halos or rings at the photo's edges (`metrics.edge_overshoot`, grey levels) or blow out its
+    highlights (`metrics.clipped_gain`) either: texture statistics of the portraits do not see those.
+
     Returns:
-        {"colour_noise_gain": worst over sizes, "by_size": {size: gain}, "image": "photo.png"}.
+        {"colour_noise_gain": worst over sizes, "by_size": {size: gain}, "edge_overshoot", "clipped_gain" (worst over
+        sizes) with their "_by_size", "image": "photo.png"}.
     """
     from PIL import Image
     from skimage import data
 
     photo = data.astronaut()  # (512, 512, 3) uint8, public domain (NASA)
-    by_size, pairs = {}, []
+    by_size, overshoot, clipped, pairs = {}, {}, {}, []
     for size in sorted({train_size, *PHOTO_SIZES}):
         x = np.asarray(Image.fromarray(photo).resize((size, size), Image.LANCZOS))[None]  # (1, s, s, 3)
-        out = enhance_array(G, x)
+        out = enhance(x)
         by_size[str(size)] = metrics.colour_noise_gain(x, out)
+        overshoot[str(size)] = metrics.edge_overshoot(x, out)
+        clipped[str(size)] = metrics.clipped_gain(x, out)
         big = np.asarray(Image.fromarray(np.concatenate([x[0], out[0]], axis=1)).resize((1024, 512), Image.NEAREST))
         pairs.append(big)
     save_png(reports / catalog.PHOTO.name, np.concatenate(pairs, axis=0))
-    return {"colour_noise_gain": max(by_size.values()), "by_size": by_size, "image": catalog.PHOTO.name}
+    return {"colour_noise_gain": max(by_size.values()), "by_size": by_size,
+            "edge_overshoot": max(overshoot.values()), "edge_overshoot_by_size": overshoot,
+            "clipped_gain": max(clipped.values()), "clipped_gain_by_size": clipped, "image": catalog.PHOTO.name}
 
 
 def flat_metrics(table: dict, head_label: str) -> dict:
@@ -239,7 +302,8 @@ def flat_metrics(table: dict, head_label: str) -> dict:
 
 
 # Keys run() adds to metrics.json beside flat_metrics' own.
-RUN_KEYS = ("holdout_pairs", "best_head", "photo.colour_noise_gain")
+RUN_KEYS = ("holdout_pairs", "best_head", "photo.colour_noise_gain", "photo.edge_overshoot", "photo.clipped_gain",
+            "fitted.best", "c2st.dev_vs_fitted", "c2st.dev_vs_fitted_ci_low", "c2st.dev_vs_fitted_ci_high")
 OPTIONAL_COLUMNS = ("ssim", "lpips", "identity", "fid", "fd_dinov2", "cmmd")
 
 
@@ -254,6 +318,16 @@ def metric_names(cfg: Config) -> set[str]:
            "c2st_auc": 0.5, **{col: available for col in OPTIONAL_COLUMNS}}
     names = set(flat_metrics({"rows": {SCHNELL: row, "head": row}}, "head"))
     return names | set(RUN_KEYS) | {f"{col}.reason" for col in OPTIONAL_COLUMNS}
+
+
+def fitted_metrics(table: dict) -> dict:
+    """metrics.json keys of the best fitted baseline: what register's `beats_fitted` compares the head with."""
+    best = best_fitted(table)
+    if best is None:
+        return {"fitted.best": None}
+    row = table["rows"][best]
+    return {"fitted.best": best, "c2st.dev_vs_fitted": row["c2st_vs_dev"],
+            "c2st.dev_vs_fitted_ci_low": row["c2st_ci"][0], "c2st.dev_vs_fitted_ci_high": row["c2st_ci"][1]}
 
 
 def rich_table4(table: dict) -> list:
@@ -320,11 +394,12 @@ def run(cfg: Config) -> dict:
 
     from facerealism import report
 
-    schnell, dev = holdout_sets(cfg)
+    schnell, dev, dev_check = holdout_sets(cfg)
     outputs, head_label, run_id = {}, None, None
     dirs = head_dirs(cfg)
     with progress() as bar:
-        task = bar.add_task("evaluate: heads and controls", total=len(dirs) + len(cfg.evaluate.controls))
+        task = bar.add_task("evaluate: heads, fitted baselines and controls",
+                            total=len(dirs) + 1 + len(cfg.evaluate.controls))
         for label, folder in dirs:
             G, meta = load_head(folder)
             label = label or head_recipe(meta).label  # what was trained, by name: not just the architecture
@@ -335,19 +410,27 @@ def run(cfg: Config) -> dict:
                 head_label, run_id = label, meta.get("mlflow_run_id")
             bar.advance(task)
         heads = dict(outputs)
+        fitted_rows, fitted_params = fitted_outputs(cfg, schnell)  # closed form: seconds
+        outputs.update(fitted_rows)
+        bar.advance(task)
         for name in cfg.evaluate.controls:
             outputs[controls.label(name)] = controls.apply(name, schnell, cfg.seed)
             bar.advance(task)
-    table = table4(cfg, schnell, dev, outputs)
+    table = table4(cfg, schnell, dev, dev_check, outputs)
     table["head_label"] = head_label
+    table["fitted"] = fitted_params
     reports = Path(cfg.paths.reports)
-    table["photo"] = photo_check(load_head(head_dirs(cfg)[0][1])[0], schnell.shape[1], reports)
+    G = load_head(head_dirs(cfg)[0][1])[0]
+    table["photo"] = photo_check(lambda x: enhance_array(G, x), schnell.shape[1], reports)
     space = cfg.evaluate.spaces[0]
     table["ranking"] = {"by": f"fd_diff.{space}", "heads": ranking(table, space)}
     flat = flat_metrics(table, head_label)
     flat["holdout_pairs"] = len(schnell)
     flat["best_head"] = table["ranking"]["heads"][0]["head"]
     flat["photo.colour_noise_gain"] = table["photo"]["colour_noise_gain"]
+    flat["photo.edge_overshoot"] = table["photo"]["edge_overshoot"]
+    flat["photo.clipped_gain"] = table["photo"]["clipped_gain"]
+    flat.update(fitted_metrics(table))
     write_json(catalog.METRICS.path(cfg), flat)
     write_json(catalog.TABLE4.path(cfg), table)
     k = min(cfg.evaluate.grid_n, len(schnell))

@@ -24,7 +24,7 @@ def run(cfg: Config) -> dict:
     mlflow = tracking.setup(cfg)
     client = mlflow.MlflowClient()
     name = cfg.register.model_name
-    key = candidate_key(cfg, head_dir, candidate, provenance["holdout_fingerprint"])
+    key = candidate_key(cfg, head_dir, candidate, provenance["holdout_fingerprint"], suite_reasons)
     # Idempotent: a rerun (after a kill, a retry, or with nothing changed) finds the version it already made.
     existing = registered_candidate(client, name, key)
     if existing is not None and DECIDED_TAG in existing.tags:

@@ -15,7 +15,7 @@ import torch
 from facerealism import catalog, checkpoint, tracking
 from facerealism.architectures import generator_kwargs, recipe
 from facerealism.config import Config, flatten
-from facerealism.data import load_images, to_tensor, train_holdout
+from facerealism.data import load_images, splits, to_tensor
 from facerealism.errors import UserError
 from facerealism.files import read_json, write_json
 from facerealism.grids import image_grid, save_grid
@@ -56,19 +56,21 @@ def architecture(cfg: Config) -> dict:
 
 
 def load_data(cfg: Config):
-    """(train rows, held-out rows, A, B); A and B are the decoded images, or None when worker processes
-    decode them from the files (train.num_workers > 0)."""
+    """(train rows, validation rows, A, B); A and B are the decoded training images, or None when worker processes
+    decode them from the files (train.num_workers > 0). The test split is never read here: only evaluate and
+    register do; validation images feed only the monitoring figures (cycle SSIM, sample grids) the sweep ranks by."""
     t = cfg.train
-    train_rows, holdout_rows = train_holdout(cfg)
+    parts = splits(cfg)
+    train_rows, validation_rows = parts["train"], parts["validation"]
     if len(train_rows) < 2:
         raise UserError(f"only {len(train_rows)} training pairs after the held-out split; generate more")
     if t.num_workers:
-        return train_rows, holdout_rows, None, None
+        return train_rows, validation_rows, None, None
     A = to_tensor(load_images(train_rows["schnell_path"]))  # (n, 3, h, w), domain A: schnell-like
     B = to_tensor(load_images(train_rows["dev_path"]))  # domain B: dev-like
     if t.crop is not None and A.shape[-1] < t.crop:
         raise UserError(f"images are {A.shape[-1]} px, smaller than train.crop={t.crop}")
-    return train_rows, holdout_rows, A, B
+    return train_rows, validation_rows, A, B
 
 
 # train.* keys a resume may change: how long the run goes and how it reports, not what each step computes. A change to
@@ -235,7 +237,7 @@ def train(cfg: Config, parent_run_id: str | None = None, run_name: str = "train"
     # Always set, also for 0 (= every CPU this process may use): OpenMP's thread count is per calling thread, and
     # the pipeline runs this stage in a worker thread of its own, which otherwise trains on one core.
     torch.set_num_threads(t.threads or len(os.sched_getaffinity(0)))
-    train_rows, holdout_rows, A, B = load_data(cfg)
+    train_rows, validation_rows, A, B = load_data(cfg)
     resume = find_resume(cfg) if t.resume else None  # verified before anything is built or written
     set_seed(cfg.seed)
     accelerator = make_accelerator(t.mixed_precision, t.grad_accum, t.compile_backend if t.compile else None)
@@ -251,7 +253,7 @@ def train(cfg: Config, parent_run_id: str | None = None, run_name: str = "train"
         continued = is_main and resume_run is not None and mlrun.info.run_id == resume_run
         if is_main and not continued:
             tracking.log_config(cfg)
-            tracking.log_params({"train_pairs": len(train_rows), "holdout_pairs": len(holdout_rows),
+            tracking.log_params({"train_pairs": len(train_rows), "validation_pairs": len(validation_rows),
                                  "output_mode": output_mode(cfg), "recipe": recipe(t).id})
             tracking.set_tags(recipe_tags(cfg))
             if model.params():
@@ -261,7 +263,7 @@ def train(cfg: Config, parent_run_id: str | None = None, run_name: str = "train"
             tracking.log_params({f"resumed_from_step_{start_step}": str(run.resumed_from)})
             # MLflow params are write-once: the run keeps the values it started with; the tags say what changed.
             tracking.set_tags({f"resume.step_{start_step}.{k}": f"{was!r} -> {now!r}" for k, (was, now) in changed.items()})
-        held = holdout_rows if len(holdout_rows) else train_rows
+        held = validation_rows if len(validation_rows) else train_rows
         sample = load_images(held["schnell_path"][:8])
         elapsed, data_seconds = fit(cfg, accelerator, model, sampler, run, sample, len(train_rows),
                                     mlrun.info.run_id if is_main else None)
@@ -278,7 +280,7 @@ def train(cfg: Config, parent_run_id: str | None = None, run_name: str = "train"
                    "seconds": round(run.seconds + elapsed, 1),
                    "steps_per_s": round(trained / elapsed, 2) if trained else None,
                    "data_wait_fraction": round(data_seconds / elapsed, 4) if trained else None,
-                   "train_pairs": len(train_rows), "holdout_pairs": len(holdout_rows)}
+                   "train_pairs": len(train_rows), "validation_pairs": len(validation_rows)}
         if not is_main:
             return summary
         G = model.head()
@@ -296,7 +298,7 @@ def train(cfg: Config, parent_run_id: str | None = None, run_name: str = "train"
             tracking.log_metrics({"train.data_wait_fraction": summary["data_wait_fraction"]})
         save_head(G, head_dir(cfg), t.model, generator_kwargs(t),
                   {"config": cfg.dump(), "mlflow_run_id": mlrun.info.run_id, "train_pairs": len(train_rows),
-                   "holdout_pairs": len(holdout_rows), "residual_output": t.residual_output,
+                   "validation_pairs": len(validation_rows), "residual_output": t.residual_output,
                    "output_mode": output_mode(cfg), "recipe": recipe(t).id, "recipe_label": recipe(t).label,
                    "loss_terms": model.loss_names, "steps": t.steps, "resumed_from_step": summary["resumed_from_step"],
                    "resume_changes": changed, **model.params()})

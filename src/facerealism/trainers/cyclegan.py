@@ -168,9 +168,9 @@ class CycleGAN(Trainer):
         return enhance_array(Fb, enhance_array(G, images, device=self.acc.device), device=self.acc.device)
 
     def final_metrics(self, held, cycle_tail: list[float]) -> dict:
-        """The unweighted cycle L1 of the last steps and the cycle SSIM on held-out schnell images."""
+        """The unweighted cycle L1 of the last steps and the cycle SSIM on validation schnell images."""
         return {"final_cycle_l1": round(float(np.mean(cycle_tail)), 6) if cycle_tail else None,
-                "holdout_cycle_ssim": round(cycle_ssim(self, load_images(
+                "validation_cycle_ssim": round(cycle_ssim(self, load_images(
                     held["schnell_path"][: self.t.cycle_ssim_images])), 4)}
 
 

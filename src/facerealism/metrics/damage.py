@@ -1,0 +1,47 @@
+"""Damage a head can do that texture statistics miss: overshoot at edges (halos, ringing) and clipped highlights."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from facerealism.metrics.checks import check_pairs
+
+_Y = np.array([0.299, 0.587, 0.114])
+
+
+def edge_overshoot(inputs: np.ndarray, outputs: np.ndarray, window: int = 5, edge_quantile: float = 0.9) -> float:
+    """Mean luminance overshoot (grey levels) beyond the input's local range, at the input's strongest edges.
+
+    Sharpening past the edge draws a bright and a dark fringe on either side of it (a halo; ringing repeats it):
+    the output leaves the [min, max] of the input's own window there. Added texture inside smooth regions is not
+    counted: only pixels among the input's strongest luminance gradients (top 1 - edge_quantile) are averaged,
+    worst image of the batch.
+
+    Args:
+        inputs, outputs: (n, h, w, 3) uint8, pairwise.
+        window: side of the local range window (pixels).
+        edge_quantile: gradient quantile above which a pixel counts as an edge.
+    """
+    from scipy import ndimage
+
+    check_pairs(inputs, outputs)
+    x, y = inputs.astype(np.float64) @ _Y, outputs.astype(np.float64) @ _Y  # (n, h, w)
+    size = (1, window, window)
+    lo, hi = ndimage.minimum_filter(x, size=size), ndimage.maximum_filter(x, size=size)
+    over = np.maximum(y - hi, 0) + np.maximum(lo - y, 0)
+    grad = np.hypot(ndimage.sobel(x, axis=1), ndimage.sobel(x, axis=2))
+    worst = 0.0
+    for g, o in zip(grad, over):
+        edges = g >= np.quantile(g, edge_quantile)
+        worst = max(worst, float(o[edges].mean()))
+    return worst
+
+
+def clipped_gain(inputs: np.ndarray, outputs: np.ndarray) -> float:
+    """Share of pixels whose highlights are newly blown out (some channel at 255 in the output, none in the input),
+    worst image. Dark clipping is left out: photographs hold large black areas (space, shadows) that any sharpening
+    nudges to 0 without visible harm."""
+    check_pairs(inputs, outputs)
+    clipped_in = (inputs == 255).any(axis=-1)  # (n, h, w)
+    clipped_out = (outputs == 255).any(axis=-1)
+    return float((clipped_out & ~clipped_in).mean(axis=(1, 2)).max())
