@@ -15,7 +15,7 @@ from facerealism.preflight import preflight, require
 
 from .conftest import ROOT, cli_env
 
-PROFILES = sorted(ROOT.glob("params*.yaml")) + sorted((ROOT / "profiles").glob("*.yaml"))
+PROFILES = sorted(ROOT.glob("params*.yaml")) + sorted((ROOT / "presets").glob("*.yaml"))
 
 
 @pytest.fixture
