@@ -83,7 +83,8 @@ def test_paper_profile_runs_all_eight_stages_and_trains_the_papers_recipe(tmp_pa
     assert table["head_label"] == "ESA-CycleGAN"
     import mlflow
 
-    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)  # not whatever registry this process set
     mv = client.get_model_version("facerealism-head", "1")
     assert mv.tags["recipe"] == "esa_cyclegan" and mv.tags["recipe_label"] == "ESA-CycleGAN"
     assert "Recipe: ESA-CycleGAN" in mv.description and "the paper's unpaired method" in mv.description
