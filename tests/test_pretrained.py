@@ -167,10 +167,10 @@ import numpy as np
 from facerealism.config import load_config
 from facerealism.stages.evaluate import table4, flat_metrics, SCHNELL, DEV
 rng = np.random.default_rng(0)
-s, d, h = (rng.integers(0, 255, (6, 32, 32, 3), dtype=np.uint8) for _ in range(3))
+s, d, dc, h = (rng.integers(0, 255, (6, 32, 32, 3), dtype=np.uint8) for _ in range(4))
 cfg = load_config("params.yaml", ["evaluate.bootstrap=5", "evaluate.c2st_folds=2", "evaluate.c2st_max_images=8"])
 start = time.monotonic()
-t = table4(cfg, s, d, {"head": h})
+t = table4(cfg, s, d, dc, {"head": h})  # dc: the independent dev-check sample
 print("RESULT", json.dumps({"seconds": time.monotonic() - start, "head": t["rows"]["head"],
                             "flat": flat_metrics(t, "head")}, default=str))
 """
