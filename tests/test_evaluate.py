@@ -109,7 +109,7 @@ def test_evaluate_stage_with_an_extra_head_and_report(tiny_cfg, project):
     t = json.loads((project / "reports/table4.json").read_text())
     controls = [f"control: {name}" for name in cfg.evaluate.controls]
     fitted = [f"fitted: {name}" for name in cfg.evaluate.fitted]
-    assert len(fitted) == 2 and t["head_label"] == HAND
+    assert len(fitted) == 3 and t["head_label"] == HAND
     assert t["order"] == [SCHNELL, DEV, HAND, "CycleGAN", *fitted, *controls]
     assert set(t["fitted"]) == set(fitted) and len(t["fitted"]["fitted: detail gains"]["gains"]) == 4
     m = json.loads((project / "reports/metrics.json").read_text())

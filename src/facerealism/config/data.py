@@ -33,7 +33,7 @@ class PromptsConfig(Section):
     IMDb carries no birthplace or nationality, so its names all have region 'unknown'."""
     female_fraction: float = Field(0.5, ge=0.0, le=1.0)
     """Share of enriched prompts with a female name (IMDb: actress; Faker: female first name)."""
-    n_enriched: int = Field(480, ge=1)
+    n_enriched: int = Field(768, ge=1)
     """Prompts built from a full name: 'A professional portrait of {name}'."""
     n_baseline: int = Field(32, ge=0)
     """Name-free prompts ('A professional business portrait') the paper compares against."""
