@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from facerealism import fitted
+from facerealism.scoring import fitted
 from facerealism.errors import UserError
 
 from .test_metrics import make_dev

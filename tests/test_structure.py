@@ -2,7 +2,7 @@
 
 from typing import get_args
 
-from facerealism.architectures import ARCHITECTURES, CYCLE_MODELS, NAMES
+from facerealism.config.architectures import ARCHITECTURES, CYCLE_MODELS, NAMES
 from facerealism.config import TrainConfig
 
 
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import yaml
 
-from facerealism import catalog
+from facerealism.data import catalog
 from facerealism.config import STAGE_NAMES, Config
 
 ROOT = Path(__file__).resolve().parents[1]

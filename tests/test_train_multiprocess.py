@@ -17,7 +17,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from facerealism import checkpoint
+from facerealism.trainers import checkpoint
 from facerealism.config import load_config
 from facerealism.stages import run_stage
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 from rich.table import Table
 
-from facerealism import catalog, tracking
-from facerealism.architectures import CYCLE_MODELS, recipe
+from facerealism.data import catalog
+from facerealism.mlops import tracking
+from facerealism.config.architectures import CYCLE_MODELS, recipe
 from facerealism.config import Config
 from facerealism.errors import UserError
 from facerealism.files import write_json

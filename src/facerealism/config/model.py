@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from facerealism.architectures import ArchName
+from facerealism.config.architectures import ArchName
 from facerealism.config.base import Section
 
 
@@ -31,7 +31,7 @@ class TrainConfig(Section):
     model: ArchName = "esa_resnet"
     """esa_resnet: ResNet generator with ESA blocks (with tanh output, no detail head and no paired term: the paper's
     ESA-CycleGAN); resnet: the same without ESA (plain CycleGAN); unet_cbam: the paired U-Net+CBAM baseline. What a
-    head is called follows from all of train.* (facerealism.architectures.recipe), not from this key alone."""
+    head is called follows from all of train.* (facerealism.config.architectures.recipe), not from this key alone."""
     ngf: int = Field(32, ge=4)
     """Generator width; slim so 2 CPU cores train it in minutes."""
     n_blocks: int = Field(4, ge=1)

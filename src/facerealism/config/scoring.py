@@ -18,7 +18,7 @@ class EvaluateConfig(Section):
     c2st_max_images: int = Field(200, ge=8)
     """Images per class for the C2ST (the first n of the held-out split)."""
     controls: list[str] = Field(default_factory=lambda: list(_control_names()))
-    """Negative-control filters scored as Table 4 rows and run through the gate (facerealism.controls)."""
+    """Negative-control filters scored as Table 4 rows and run through the gate (facerealism.scoring.controls)."""
 
     @field_validator("controls")
     @classmethod
@@ -28,7 +28,7 @@ class EvaluateConfig(Section):
             raise ValueError(f"unknown control(s) {unknown}; choose from {_control_names()}")
         return v
     fitted: list[str] = Field(default_factory=lambda: list(_fitted_names()))
-    """Baselines fitted in closed form to the training pairs (facerealism.fitted), scored as Table 4 rows; the head
+    """Baselines fitted in closed form to the training pairs (facerealism.scoring.fitted), scored as Table 4 rows; the head
     must beat the best of them (register.must_beat_fitted)."""
 
     @field_validator("fitted")
@@ -57,13 +57,13 @@ class EvaluateConfig(Section):
 
 
 def _control_names() -> list[str]:
-    from facerealism.controls import CONTROLS
+    from facerealism.scoring.controls import CONTROLS
 
     return list(CONTROLS)
 
 
 def _fitted_names() -> list[str]:
-    from facerealism.fitted import FITTERS
+    from facerealism.scoring.fitted import FITTERS
 
     return list(FITTERS)
 

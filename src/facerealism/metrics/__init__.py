@@ -8,7 +8,7 @@ faces: dlib identity similarity · damage: edge overshoot (halos, ringing) and c
 from facerealism.metrics.c2st import C2ST_SPACES, c2st, c2st_images, wilson_interval
 from facerealism.metrics.checks import check_images, check_pairs
 from facerealism.metrics.damage import clipped_gain, edge_overshoot
-from facerealism.metrics.faces import face_descriptors, identity_similarity
+from facerealism.metrics.identity import face_descriptors, identity_similarity
 from facerealism.metrics.fidelity import (
     INCEPTION_WEIGHTS_FILE,
     NO_OFFLINE_WEIGHTS,

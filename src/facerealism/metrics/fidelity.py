@@ -6,7 +6,7 @@ import os
 
 import torch
 
-from facerealism import pretrained
+from facerealism.metrics import pretrained
 from facerealism.errors import UserError
 
 # torch-fidelity's own Inception weights (TF 2015-12-05 graph converted to its FeatureExtractorInceptionV3

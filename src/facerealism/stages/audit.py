@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from facerealism import catalog, tracking
+from facerealism.data import catalog
+from facerealism.mlops import tracking
 from facerealism.config import Config
 from facerealism.files import read_parquet, write_json
 
@@ -76,9 +77,9 @@ def embed_images(cfg: Config, paths: list[str]) -> dict:
     """
     from PIL import Image
 
-    from facerealism.faces import descriptor, detect_faces
+    from facerealism.metrics.dlib_faces import descriptor, detect_faces
     from facerealism.files import load_rgb
-    from facerealism.progress import progress
+    from facerealism.report.progress import progress
 
     descs, pixels, has_face = [], [], []
     with progress() as bar:
@@ -172,9 +173,9 @@ def perceived_attributes(cfg: Config, df: pd.DataFrame, path_col: str) -> dict:
          "templates": {template: {"images", "faces", "gender", "gender_confidence", "age_mean", "age_std",
                                   "age_confidence", "ethnicity"}}}.
     """
-    from facerealism.faces import build_age_gender, build_analyser
+    from facerealism.metrics.dlib_faces import build_age_gender, build_analyser
     from facerealism.files import load_rgb
-    from facerealism.progress import progress
+    from facerealism.report.progress import progress
 
     age_gender, why = build_age_gender()
     ethnic, ethnic_why = build_analyser(cfg.audit.deepface_weights)

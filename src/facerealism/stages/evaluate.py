@@ -7,15 +7,19 @@ from pathlib import Path
 
 import numpy as np
 
-from facerealism import catalog, controls, features, fitted, metrics, tracking
-from facerealism.architectures import head_recipe
+from facerealism.data import catalog
+from facerealism.scoring import controls, fitted
+from facerealism.metrics import fd_dinov2_cmmd as features
+from facerealism import metrics
+from facerealism.mlops import tracking
+from facerealism.config.architectures import head_recipe
 from facerealism.config import Config
-from facerealism.data import dev_check_half, load_images, train_holdout
+from facerealism.data.split import dev_check_half, load_images, train_holdout
 from facerealism.errors import UserError
 from facerealism.files import read_json, save_png, write_json
-from facerealism.grids import save_grid
+from facerealism.report.grids import save_grid
 from facerealism.head import enhance_array, load_head
-from facerealism.progress import progress
+from facerealism.report.progress import progress
 
 SCHNELL, DEV = "FLUX.1-schnell", "FLUX.1-dev"
 
@@ -392,7 +396,7 @@ def unavailable_reasons(table: dict) -> dict[str, str]:
 def run(cfg: Config) -> dict:
     from rich.console import Console
 
-    from facerealism import report
+    from facerealism.report import html as report
 
     schnell, dev, dev_check = holdout_sets(cfg)
     outputs, head_label, run_id = {}, None, None

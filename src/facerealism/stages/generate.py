@@ -25,12 +25,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from facerealism import catalog
+from facerealism.data import catalog
 from facerealism.backends import Backend, build_backend  # torch/diffusers load only when a backend renders
 from facerealism.config import Config
 from facerealism.errors import UserError
 from facerealism.files import read_parquet, save_png, sha256_file, write_json, write_parquet
-from facerealism.progress import RateLog, progress
+from facerealism.report.progress import RateLog, progress
 
 MANIFEST_COLUMNS = [
     "id", "prompt", "seed", "template", "region", "gender", "schnell_path", "dev_path",
@@ -302,7 +302,7 @@ def finalize(cfg: Config) -> dict:
 def save_contact_sheet(cfg: Config, manifest: pd.DataFrame) -> Path | None:
     """reports/generate_samples.png: schnell images over their dev images, for a person to eyeball the pairs."""
     from facerealism.files import load_rgb
-    from facerealism.grids import save_grid
+    from facerealism.report.grids import save_grid
 
     n = min(cfg.generate.sample_pairs, len(manifest))
     if n == 0:

@@ -7,7 +7,7 @@ import hashlib
 import numpy as np
 import pandas as pd
 
-from facerealism import catalog
+from facerealism.data import catalog
 from facerealism.config import Config
 from facerealism.errors import UserError
 from facerealism.files import write_parquet
@@ -139,7 +139,7 @@ def faker_names(locales: list[str], n: int, seed: int, target_regions: dict[str,
 def imdb_names(path: str, n: int, seed: int, target_regions: dict[str, float] | None = None,
                female_fraction: float = 0.5) -> pd.DataFrame:
     """Sample n distinct actor/actress names from IMDb name.basics to the target gender mix (region: unknown)."""
-    from facerealism.imdb import load_actor_names
+    from facerealism.data.imdb import load_actor_names
 
     people = load_actor_names(path)
     rng = np.random.default_rng(seed)

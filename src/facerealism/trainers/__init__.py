@@ -1,8 +1,8 @@
-"""Head trainers keyed by the architecture's trainer family (facerealism.architectures); built by model name."""
+"""Head trainers keyed by the architecture's trainer family (facerealism.config.architectures); built by model name."""
 
 from __future__ import annotations
 
-from facerealism.architectures import ARCHITECTURES
+from facerealism.config.architectures import ARCHITECTURES
 from facerealism.config import Config
 from facerealism.trainers.base import Trainer, linear_decay, make_accelerator
 from facerealism.trainers.cyclegan import CycleGAN, ImagePool, lsgan, shift_tolerant_l1

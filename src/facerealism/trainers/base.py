@@ -7,7 +7,7 @@ import random
 import numpy as np
 import torch
 
-from facerealism import checkpoint
+from facerealism.trainers import checkpoint
 from facerealism.head import enhance_array
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from facerealism import pretrained
+from facerealism.metrics import pretrained
 from facerealism.errors import UserError
 from facerealism.metrics import check_images, fd_row
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from facerealism.config import Config
-from facerealism.pair_stats import SIDES
+from facerealism.quality.pair_stats import SIDES
 
 REQUIRED_COLUMNS = ["id", "prompt", "seed", "schnell_path", "dev_path", "schnell_sha256", "dev_sha256",
                     "width", "height", "backend"]

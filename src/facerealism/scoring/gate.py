@@ -153,7 +153,7 @@ def suite_check(cfg: Config, table_path: Path) -> tuple[bool, list[str], dict]:
     Args:
         table_path: reports/table4.json (read only when register.check_controls is on).
     """
-    from facerealism import controls
+    from facerealism.scoring import controls
     from facerealism.stages.evaluate import DEV, flat_metrics
 
     if not cfg.register.check_controls:

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from facerealism import catalog
+from facerealism.data import catalog
 from facerealism.errors import UserError
 from facerealism.files import atomic_write_bytes, encode_png, read_json
-from facerealism.grids import image_grid
+from facerealism.report.grids import image_grid
 
 # Fixed regions as fractions of (top, bottom, left, right). On the synthetic portraits the face centre sits at
 # ~0.44 of the height with the eyes just above it and the hair cap above the forehead; on real FLUX portraits

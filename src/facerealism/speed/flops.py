@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from facerealism.architectures import CYCLE_MODELS
+from facerealism.config.architectures import CYCLE_MODELS
 from facerealism.backends.full_flux import FULL, read_config
 from facerealism.models import build_generator
 

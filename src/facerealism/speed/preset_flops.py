@@ -21,10 +21,10 @@ import torch
 
 from facerealism.config import load_config
 from facerealism.errors import UserError
-from facerealism.flops import count_flops
+from facerealism.speed.flops import count_flops
 
 CONFIGS = Path(str(resources.files("facerealism") / "configs" / "presets"))
-PRESETS_DIR = Path(__file__).resolve().parents[2] / "presets"  # the repository's presets/ (a source checkout)
+PRESETS_DIR = Path(__file__).resolve().parents[3] / "presets"  # the repository's presets/ (a source checkout)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from facerealism.config import Config
-from facerealism.progress import progress
+from facerealism.report.progress import progress
 
 SIDES = ("schnell", "dev")
 # Which PIL format each extension promises; a JPEG saved as .png is a mislabelled file.
@@ -94,7 +94,7 @@ def near_duplicate_of(hashes: pd.Series, ids: pd.Series, max_distance: int) -> p
 
 def face_stats(cfg: Config, path: str) -> dict:
     """Faces in one decodable image: count and why it is not one plausible portrait face."""
-    from facerealism.faces import single_face_check
+    from facerealism.metrics.dlib_faces import single_face_check
     from facerealism.files import load_rgb
 
     v = cfg.validate_

@@ -49,7 +49,7 @@ def run(cfg: Config, stage: str, run_id: str | None = None):
     if run_id:
         ctx = mlflow.start_run(run_id=run_id)
     else:
-        from facerealism.ops import dataset_tags
+        from facerealism.mlops.lineage import dataset_tags
 
         # git commit + the DVC hash of the data on disk: a registered version leads back to code and data.
         tags = {"facerealism.stage": stage, "git_commit": git_commit(), **dataset_tags(cfg.paths.data)}

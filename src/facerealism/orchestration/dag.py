@@ -26,7 +26,7 @@ _DVC = threading.Lock()
 
 def _source_root() -> Path:
     """The checkout this code runs from (holds the dvc.yaml that describes the stages)."""
-    return Path(__file__).resolve().parents[2]
+    return Path(__file__).resolve().parents[3]
 
 
 def stage_graph(project: str | Path = ".") -> dict[str, list[str]]:
@@ -90,16 +90,16 @@ def plan(params: str | Path, overrides: list[str] | None, force: bool = False, p
     Incremental only in a DVC repo and with the config dvc.yaml reads (params.yaml plus location-only
     overrides): otherwise dvc.lock would misdescribe the outputs, so every stage runs and nothing is recorded.
     """
-    from facerealism import ops
+    from facerealism.mlops import lineage
 
     project = Path(project)
-    if ops.is_dvc_repo(project):
+    if lineage.is_dvc_repo(project):
         restore_torn_lock(project, log)
     graph = stage_graph(project)
-    if not ops.is_dvc_repo(project):
+    if not lineage.is_dvc_repo(project):
         why = "not a DVC repo (no .dvc/ and dvc.yaml): every stage runs, nothing is recorded"
     else:
-        why = ops._why_not_committable(params, overrides, project) or ""
+        why = lineage._why_not_committable(params, overrides, project) or ""
         why = f"{why}: every stage runs, dvc.lock is not updated" if why else ""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     alone = os.environ.get("FACEREALISM_TIMED_ALONE")  # "0"/"1" overrides the CPU-count rule (measurements)
@@ -209,8 +209,8 @@ def finish(cfg, p: Plan, push: bool = True) -> dict:
     Returns:
         {"ran", "up_to_date", "incremental", "pushed", "reason"}.
     """
-    from facerealism import ops
-    from facerealism import report as html_report
+    from facerealism.mlops import lineage
+    from facerealism.report import html as html_report
 
     reports = Path(cfg.paths.reports)
     if {"evaluate", "benchmark"} & set(p.ran) or not (reports / "report.html").exists():
@@ -218,7 +218,7 @@ def finish(cfg, p: Plan, push: bool = True) -> dict:
     pushed, why = False, p.reason or "nothing to push"
     owed = Path(p.project) / PUSH_OWED
     if p.incremental and push and owed.exists():
-        remote = ops.default_remote(p.project)
+        remote = lineage.default_remote(p.project)
         if remote:
             _push(p.project, remote)
             owed.unlink()
@@ -232,13 +232,13 @@ def finish(cfg, p: Plan, push: bool = True) -> dict:
 def _push(project: Path, remote: str) -> None:
     """`dvc push` to `remote`; a failure names the remote and says the push stays owed (RemoteUnavailable when
     the remote could not be reached or answered 5xx: retried; UserError otherwise, e.g. a bad remote config)."""
-    from facerealism import ops
+    from facerealism.mlops import lineage
     from facerealism.errors import RemoteUnavailable, UserError
 
     try:
-        ops.dvc(["push", "-r", remote], project)
+        lineage.dvc(["push", "-r", remote], project)
     except (ConnectionError, UserError) as e:
-        url = ops.dvc(["config", f"remote.{remote}.url"], project, check=False).stdout.strip()
+        url = lineage.dvc(["config", f"remote.{remote}.url"], project, check=False).stdout.strip()
         kind = RemoteUnavailable if isinstance(e, ConnectionError) else UserError
         raise kind(f"dvc push to remote '{remote}' ({url}) failed, outputs are kept and the push stays owed "
                    f"for the next run: {str(e).split(': ', 1)[-1]}") from e
@@ -302,7 +302,7 @@ def publish_artifacts(cfg) -> list[str]:
     """
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-    from facerealism import tracking
+    from facerealism.mlops import tracking
     from facerealism.files import read_json
 
     reports, made = Path(cfg.paths.reports), []

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from facerealism.config import Config
-from facerealism.progress import progress
+from facerealism.report.progress import progress
 
 
 def device() -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from facerealism.faces import face_encoder, hog_detector, landmark_predictor
+from facerealism.metrics.dlib_faces import face_encoder, hog_detector, landmark_predictor
 from facerealism.metrics.checks import check_images, check_pairs
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from facerealism import catalog
+from facerealism.data import catalog
 from facerealism.errors import UserError
 from facerealism.files import load_rgb, read_parquet
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from facerealism.architectures import ARCHITECTURES
+from facerealism.config.architectures import ARCHITECTURES
 from facerealism.config import Config
-from facerealism.data import to_tensor
+from facerealism.data.split import to_tensor
 from facerealism.errors import UserError
 from facerealism.files import load_rgb
 

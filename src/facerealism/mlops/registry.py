@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from facerealism import tracking
+from facerealism.mlops import tracking
 from facerealism.config import Config
 from facerealism.files import sha256_file
-from facerealism.gate import beats_fitted, gate
+from facerealism.scoring.gate import beats_fitted, gate
 
 LOCK_TAG = "promotion.lock"
 SPLIT_TAG = "holdout.fingerprint"
@@ -31,16 +31,16 @@ def log_pyfunc(cfg: Config, head_dir: Path, meta: dict, card: str, provenance: d
     import mlflow
     from mlflow.models import infer_signature
 
-    from facerealism import pyfunc_model
+    from facerealism.mlops import pyfunc
 
-    example = pd.DataFrame({"image": [pyfunc_model.encode_image(np.zeros((32, 32, 3), np.uint8))]})
+    example = pd.DataFrame({"image": [pyfunc.encode_image(np.zeros((32, 32, 3), np.uint8))]})
     signature = infer_signature(example, example)
     with tempfile.TemporaryDirectory() as tmp, tracking.run(cfg, "register", run_id=meta.get("mlflow_run_id")):
         (Path(tmp) / "README.md").write_text(card)
         (Path(tmp) / "config.json").write_text(json.dumps(meta["config"], indent=2))
         info = mlflow.pyfunc.log_model(
             name="head",
-            python_model=str(Path(pyfunc_model.__file__)),
+            python_model=str(Path(pyfunc.__file__)),
             artifacts={"head": str(head_dir), "model_card": str(Path(tmp) / "README.md"),
                        "config": str(Path(tmp) / "config.json")},
             signature=signature,

@@ -35,7 +35,7 @@ def check_train(cfg: Config, f: Findings) -> None:
     """The head and its discriminators built, and one image through them (the shape check of the training side)."""
     import torch
 
-    from facerealism.architectures import ARCHITECTURES, generator_kwargs, recipe
+    from facerealism.config.architectures import ARCHITECTURES, generator_kwargs, recipe
     from facerealism.models import build_discriminator, build_generator
 
     t = cfg.train
@@ -108,8 +108,8 @@ def check_generate(cfg: Config, f: Findings) -> None:
 
 def check_evaluate(cfg: Config, f: Findings) -> None:
     """Configured weight files exist; unset ones come from each library's cache (reported) or a download."""
-    from facerealism import controls
-    from facerealism.pretrained import torch_hub_dir
+    from facerealism.scoring import controls
+    from facerealism.metrics.pretrained import torch_hub_dir
 
     e = cfg.evaluate
     unknown = [c for c in e.controls if c not in controls.CONTROLS]

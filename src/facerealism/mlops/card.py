@@ -9,16 +9,16 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from facerealism import catalog
-from facerealism.architectures import head_recipe
+from facerealism.data import catalog
+from facerealism.config.architectures import head_recipe
 from facerealism.config import Config
 from facerealism.files import sha256_file
-from facerealism.gate import is_number
+from facerealism.scoring.gate import is_number
 
 
 def holdout_fingerprint(cfg: Config) -> str:
     """Hash of the sorted held-out ids: two models' metrics are comparable only when this matches."""
-    from facerealism.data import train_holdout
+    from facerealism.data.split import train_holdout
 
     _, holdout = train_holdout(cfg)
     ids = "\n".join(sorted(str(i) for i in holdout["id"]))
@@ -51,7 +51,7 @@ def count_parameters(head_dir: Path) -> int:
 
 
 TRAINED_WITH = ("seed", "generate", "split", "train")
-PAPER_RECIPES = ("esa_cyclegan", "cyclegan")  # the paper's unpaired methods (facerealism.architectures.recipe ids)  # the sections of head.json's config that made the head
+PAPER_RECIPES = ("esa_cyclegan", "cyclegan")  # the paper's unpaired methods (facerealism.config.architectures.recipe ids)  # the sections of head.json's config that made the head
 
 
 def model_card(cfg: Config, meta: dict, candidate: dict, provenance: dict) -> str:
