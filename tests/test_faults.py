@@ -12,8 +12,7 @@ from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, RESOURCE_DOES_NOT_EXIST
 
 from facerealism.orchestration import retry
 from facerealism.bench import servers
-from facerealism.config import ConfigError
-from facerealism.stages.validate import ValidationFailed
+from facerealism.errors import ConfigError, ValidationFailed
 
 from .faultproxy import FaultProxy
 from .test_registry import GOOD, NAME, make_project, register_with

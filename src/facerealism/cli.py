@@ -45,8 +45,7 @@ def _errors(*more: type[Exception]) -> tuple[type[Exception], ...]:
     """Expected failures become one-line messages; anything else (a bare ValueError too) is a bug and keeps its
     traceback. Expected: the project's own errors (UserError, which ConfigError is; a failed validation) and
     files that do not exist or cannot be written, plus `more`."""
-    from facerealism.errors import UserError
-    from facerealism.stages.validate import ValidationFailed
+    from facerealism.errors import UserError, ValidationFailed
 
     return (UserError, ValidationFailed, FileNotFoundError, PermissionError, TimeoutError, *more)
 

@@ -91,7 +91,7 @@ def dvc(args: list[str], cwd: str | Path = ".", check: bool = True) -> subproces
     env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
     res = subprocess.run([str(exe) if exe.exists() else "dvc", *args], cwd=cwd, env=env, capture_output=True, text=True)
     if check and res.returncode != 0:
-        from facerealism.orchestration.retry import transient_text
+        from facerealism.errors import transient_text
 
         output = res.stderr.strip() or res.stdout.strip()
         lines = output.splitlines() or ["(no output)"]  # the last one sums up, the first one says why

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from facerealism.config import STAGE_NAMES
 from facerealism.errors import UserError
+from facerealism.scoring.table4 import table4_rows
 
 # Stages that time themselves: sharing the CPUs with another stage would put the neighbour's load into Fig. 8 and
 # into the gate's throughput floor, so on a small machine they run alone (see `Plan.wait_for`).
@@ -245,28 +246,6 @@ def _push(project: Path, remote: str) -> None:
 
 
 # ---------------------------------------------------------------- what a run shows in Prefect
-
-
-def table4_rows(table: dict) -> list[dict]:
-    """Table 4 (reports/table4.json) as flat rows: FD and FD_diff per space, C2ST, SSIM; "n/a" where unavailable."""
-    rows = []
-    for label in table.get("order", []):
-        row = table["rows"][label]
-        flat = {"row": label}
-        for space, fd in (row.get("fd") or {}).items():
-            for key, value in (fd.items() if isinstance(fd, dict) else []):
-                if isinstance(value, (int, float)):
-                    flat[f"{key}.{space}"] = round(float(value), 4)
-        for col in ("c2st_vs_dev",):
-            if isinstance(row.get(col), (int, float)):
-                flat[col] = round(float(row[col]), 4)
-        for col in ("ssim", "lpips", "identity", "fid", "fd_dinov2", "clip_iqa"):
-            cell = row.get(col)
-            if isinstance(cell, dict):
-                flat[col] = round(float(cell["mean"]), 4) if cell.get("available") and "mean" in cell else "n/a"
-        rows.append(flat)
-    keys = list(dict.fromkeys(k for r in rows for k in r))
-    return [{k: r.get(k, "") for k in keys} for r in rows]
 
 
 def promotion_markdown(decision: dict, tracking_uri: str) -> str:

@@ -135,7 +135,7 @@ def check_evaluate(cfg: Config, f: Findings) -> None:
 
 def check_register(cfg: Config, f: Findings) -> None:
     """Every metric the gate reads is one evaluate writes; the throughput it reads is one benchmark measures."""
-    from facerealism.stages.evaluate import metric_names
+    from facerealism.scoring.table4 import metric_names
 
     r, written = cfg.register, metric_names(cfg)
     read = [(f"register.required.{k}", k) for k in r.required]

@@ -154,7 +154,7 @@ def suite_check(cfg: Config, table_path: Path) -> tuple[bool, list[str], dict]:
         table_path: reports/table4.json (read only when register.check_controls is on).
     """
     from facerealism.scoring import controls
-    from facerealism.stages.evaluate import DEV, flat_metrics
+    from facerealism.scoring.table4 import DEV, flat_metrics
 
     if not cfg.register.check_controls:
         return True, ["controls not checked (register.check_controls=false)"], {}

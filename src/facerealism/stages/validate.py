@@ -9,15 +9,10 @@ import pandas as pd
 from facerealism.data import catalog
 from facerealism.mlops import tracking
 from facerealism.config import Config
-from facerealism.errors import UserError
+from facerealism.errors import UserError, ValidationFailed
 from facerealism.quality.expectations import REQUIRED_COLUMNS, run_suite, summarise
 from facerealism.files import atomic_write_bytes, read_parquet, write_json, write_parquet
 from facerealism.quality.pair_stats import PAIR_MEASURES, SIDES, per_image_table
-
-
-class ValidationFailed(RuntimeError):
-    """The failed fraction exceeded validate.max_failed_fraction, or a table-level expectation (schema, or the
-    median of a dev-vs-schnell measure) failed."""
 
 
 def run(cfg: Config) -> dict:
