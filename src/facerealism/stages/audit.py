@@ -13,6 +13,42 @@ from facerealism.config import Config
 from facerealism.files import read_parquet, write_json
 
 
+def run(cfg: Config) -> dict:
+    from facerealism.files import atomic_write_bytes
+
+    prompts = read_parquet(catalog.PROMPTS.path(cfg))
+    manifest = read_parquet(catalog.VALIDATED.path(cfg))
+    # Audit what will actually be trained on: prompts whose pair survived validation.
+    used = prompts[prompts["id"].isin(manifest["id"])]
+    path_col = f"{cfg.audit.image_side}_path"
+    images = used.merge(manifest[["id", path_col]], on="id", how="left").reset_index(drop=True)
+    reports = Path(cfg.paths.reports)
+    emb = embed_images(cfg, list(images[path_col]))
+    identity = cfg.audit.identity_threshold if emb["kind"] != FALLBACK_KIND else None
+    tsne_reason = tsne_plot(emb, images, catalog.AUDIT_TSNE.path(cfg), cfg.audit.tsne_perplexity, cfg.seed)
+    face_side = {"kind": emb["kind"], "label": emb["label"], "reason": emb["reason"],
+                 "identity_threshold": cfg.audit.identity_threshold, "image_side": cfg.audit.image_side,
+                 "tsne_unavailable": tsne_reason, "templates": {}}
+    for template, idx in images.groupby("template").groups.items():
+        idx = np.asarray(list(idx))
+        face_side["templates"][str(template)] = {
+            "faces_detected": int(emb["has_face"][idx].sum()),
+            **embedding_diversity(emb["features"][idx], identity)}
+    report = {"templates": audit_prompts(cfg, used), "min_region_entropy": cfg.audit.min_region_entropy,
+              "face_side": face_side, "face_attributes": perceived_attributes(cfg, images, path_col)}
+    enriched = report["templates"].get("enriched", {})
+    report["diverse"] = enriched.get("region_entropy", 0.0) >= cfg.audit.min_region_entropy
+    report["table1"] = table1(report)
+    write_json(catalog.AUDIT_JSON.path(cfg), report)
+    atomic_write_bytes(catalog.AUDIT_MD.path(cfg), markdown(report).encode())
+    print_table1(report["table1"], emb["label"])
+    tracking.log_reports(cfg, "audit", {"enriched_region_entropy": enriched.get("region_entropy"), "diverse": report["diverse"]},
+                         [catalog.AUDIT_JSON.path(cfg), catalog.AUDIT_MD.path(cfg), catalog.AUDIT_TSNE.path(cfg)])
+    return {"enriched_region_entropy": enriched.get("region_entropy"),
+            "enriched_regions": len(enriched.get("region", {})), "diverse": report["diverse"],
+            "face_embedding": emb["kind"]}
+
+
 def normalised_entropy(counts: pd.Series, n_categories: int) -> float:
     """Shannon entropy / log(K): 1.0 is a perfectly even mix over the K intended categories."""
     p = counts[counts > 0] / counts.sum()
@@ -299,39 +335,3 @@ def markdown(report: dict) -> str:
                                          else "unavailable offline: " + a["ethnicity"]["reason"]),
             f"- enriched prompts diverse (region entropy >= {report['min_region_entropy']}): {report['diverse']}"]
     return "\n".join(out) + "\n"
-
-
-def run(cfg: Config) -> dict:
-    from facerealism.files import atomic_write_bytes
-
-    prompts = read_parquet(catalog.PROMPTS.path(cfg))
-    manifest = read_parquet(catalog.VALIDATED.path(cfg))
-    # Audit what will actually be trained on: prompts whose pair survived validation.
-    used = prompts[prompts["id"].isin(manifest["id"])]
-    path_col = f"{cfg.audit.image_side}_path"
-    images = used.merge(manifest[["id", path_col]], on="id", how="left").reset_index(drop=True)
-    reports = Path(cfg.paths.reports)
-    emb = embed_images(cfg, list(images[path_col]))
-    identity = cfg.audit.identity_threshold if emb["kind"] != FALLBACK_KIND else None
-    tsne_reason = tsne_plot(emb, images, catalog.AUDIT_TSNE.path(cfg), cfg.audit.tsne_perplexity, cfg.seed)
-    face_side = {"kind": emb["kind"], "label": emb["label"], "reason": emb["reason"],
-                 "identity_threshold": cfg.audit.identity_threshold, "image_side": cfg.audit.image_side,
-                 "tsne_unavailable": tsne_reason, "templates": {}}
-    for template, idx in images.groupby("template").groups.items():
-        idx = np.asarray(list(idx))
-        face_side["templates"][str(template)] = {
-            "faces_detected": int(emb["has_face"][idx].sum()),
-            **embedding_diversity(emb["features"][idx], identity)}
-    report = {"templates": audit_prompts(cfg, used), "min_region_entropy": cfg.audit.min_region_entropy,
-              "face_side": face_side, "face_attributes": perceived_attributes(cfg, images, path_col)}
-    enriched = report["templates"].get("enriched", {})
-    report["diverse"] = enriched.get("region_entropy", 0.0) >= cfg.audit.min_region_entropy
-    report["table1"] = table1(report)
-    write_json(catalog.AUDIT_JSON.path(cfg), report)
-    atomic_write_bytes(catalog.AUDIT_MD.path(cfg), markdown(report).encode())
-    print_table1(report["table1"], emb["label"])
-    tracking.log_reports(cfg, "audit", {"enriched_region_entropy": enriched.get("region_entropy"), "diverse": report["diverse"]},
-                         [catalog.AUDIT_JSON.path(cfg), catalog.AUDIT_MD.path(cfg), catalog.AUDIT_TSNE.path(cfg)])
-    return {"enriched_region_entropy": enriched.get("region_entropy"),
-            "enriched_regions": len(enriched.get("region", {})), "diverse": report["diverse"],
-            "face_embedding": emb["kind"]}

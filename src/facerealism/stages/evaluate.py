@@ -23,6 +23,73 @@ from facerealism.report.progress import progress
 from facerealism.scoring.table4 import DEV, SCHNELL, flat_metrics
 
 
+def run(cfg: Config) -> dict:
+    from rich.console import Console
+
+    from facerealism.report import html as report
+
+    schnell, dev, dev_check = holdout_sets(cfg)
+    outputs, head_label, run_id = {}, None, None
+    dirs = head_dirs(cfg)
+    with progress() as bar:
+        task = bar.add_task("evaluate: heads, fitted baselines and controls",
+                            total=len(dirs) + 1 + len(cfg.evaluate.controls))
+        for label, folder in dirs:
+            G, meta = load_head(folder)
+            label = label or head_recipe(meta).label  # what was trained, by name: not just the architecture
+            if label in outputs:
+                raise UserError(f"two heads share the Table 4 label {label!r}; rename it in evaluate.extra_heads")
+            outputs[label] = enhance_array(G, schnell)
+            if head_label is None:  # the first is models/head: its run and the gate's metrics
+                head_label, run_id = label, meta.get("mlflow_run_id")
+            bar.advance(task)
+        heads = dict(outputs)
+        fitted_rows, fitted_params = fitted_outputs(cfg, schnell)  # closed form: seconds
+        outputs.update(fitted_rows)
+        bar.advance(task)
+        for name in cfg.evaluate.controls:
+            outputs[controls.label(name)] = controls.apply(name, schnell, cfg.seed)
+            bar.advance(task)
+    table = table4(cfg, schnell, dev, dev_check, outputs)
+    table["head_label"] = head_label
+    table["fitted"] = fitted_params
+    reports = Path(cfg.paths.reports)
+    G = load_head(head_dirs(cfg)[0][1])[0]
+    table["photo"] = photo_check(lambda x: enhance_array(G, x), schnell.shape[1], reports)
+    space = cfg.evaluate.spaces[0]
+    table["ranking"] = {"by": f"fd_diff.{space}", "heads": ranking(table, space)}
+    flat = flat_metrics(table, head_label)
+    flat["holdout_pairs"] = len(schnell)
+    flat["best_head"] = table["ranking"]["heads"][0]["head"]
+    flat["photo.colour_noise_gain"] = table["photo"]["colour_noise_gain"]
+    flat["photo.edge_overshoot"] = table["photo"]["edge_overshoot"]
+    flat["photo.clipped_gain"] = table["photo"]["clipped_gain"]
+    flat.update(fitted_metrics(table))
+    write_json(catalog.METRICS.path(cfg), flat)
+    write_json(catalog.TABLE4.path(cfg), table)
+    k = min(cfg.evaluate.grid_n, len(schnell))
+    grid = save_grid(catalog.BEFORE_AFTER.path(cfg), [schnell[:k], *(o[:k] for o in heads.values()), dev[:k]],
+                     ["schnell", *heads, "dev"], scale=4)
+    crops = report.save_crops(catalog.CROPS.path(cfg), {"schnell": schnell[:k], **{l: o[:k] for l, o in heads.items()},
+                                                     "dev": dev[:k]})
+    html = report.write_report(reports)
+
+    console = Console()
+    for t in rich_table4(table):
+        console.print(t)
+    for col, reason in unavailable_reasons(table).items():
+        console.print(f"[dim]{col}: unavailable — {reason}[/]", highlight=False)
+    if len(heads) > 1:
+        console.print(f"best head by {table['ranking']['by']} on the held-out split: [bold]{flat['best_head']}[/]")
+
+    with tracking.run(cfg, "evaluate", run_id=run_id):
+        tracking.log_metrics({f"eval.{k}": v for k, v in flat.items()
+                              if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        tracking.set_tags({"eval.best_head": flat["best_head"]})  # a tag: a re-evaluation may change it
+        for path in (grid, crops, catalog.PHOTO.path(cfg), catalog.METRICS.path(cfg), catalog.TABLE4.path(cfg), html):
+            tracking.log_artifact(path, "evaluate")
+    return {k: v for k, v in flat.items() if k.startswith(("fd_diff.", "c2st", "fid.available"))}
+
 
 def holdout_sets(cfg: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(schnell, dev, dev_check) uint8 images of the test split, halved by hashed id.
@@ -333,71 +400,3 @@ def unavailable_reasons(table: dict) -> dict[str, str]:
         if all(not r[col]["available"] for r in rows):
             out[col] = rows[-1][col]["reason"]
     return out
-
-
-def run(cfg: Config) -> dict:
-    from rich.console import Console
-
-    from facerealism.report import html as report
-
-    schnell, dev, dev_check = holdout_sets(cfg)
-    outputs, head_label, run_id = {}, None, None
-    dirs = head_dirs(cfg)
-    with progress() as bar:
-        task = bar.add_task("evaluate: heads, fitted baselines and controls",
-                            total=len(dirs) + 1 + len(cfg.evaluate.controls))
-        for label, folder in dirs:
-            G, meta = load_head(folder)
-            label = label or head_recipe(meta).label  # what was trained, by name: not just the architecture
-            if label in outputs:
-                raise UserError(f"two heads share the Table 4 label {label!r}; rename it in evaluate.extra_heads")
-            outputs[label] = enhance_array(G, schnell)
-            if head_label is None:  # the first is models/head: its run and the gate's metrics
-                head_label, run_id = label, meta.get("mlflow_run_id")
-            bar.advance(task)
-        heads = dict(outputs)
-        fitted_rows, fitted_params = fitted_outputs(cfg, schnell)  # closed form: seconds
-        outputs.update(fitted_rows)
-        bar.advance(task)
-        for name in cfg.evaluate.controls:
-            outputs[controls.label(name)] = controls.apply(name, schnell, cfg.seed)
-            bar.advance(task)
-    table = table4(cfg, schnell, dev, dev_check, outputs)
-    table["head_label"] = head_label
-    table["fitted"] = fitted_params
-    reports = Path(cfg.paths.reports)
-    G = load_head(head_dirs(cfg)[0][1])[0]
-    table["photo"] = photo_check(lambda x: enhance_array(G, x), schnell.shape[1], reports)
-    space = cfg.evaluate.spaces[0]
-    table["ranking"] = {"by": f"fd_diff.{space}", "heads": ranking(table, space)}
-    flat = flat_metrics(table, head_label)
-    flat["holdout_pairs"] = len(schnell)
-    flat["best_head"] = table["ranking"]["heads"][0]["head"]
-    flat["photo.colour_noise_gain"] = table["photo"]["colour_noise_gain"]
-    flat["photo.edge_overshoot"] = table["photo"]["edge_overshoot"]
-    flat["photo.clipped_gain"] = table["photo"]["clipped_gain"]
-    flat.update(fitted_metrics(table))
-    write_json(catalog.METRICS.path(cfg), flat)
-    write_json(catalog.TABLE4.path(cfg), table)
-    k = min(cfg.evaluate.grid_n, len(schnell))
-    grid = save_grid(catalog.BEFORE_AFTER.path(cfg), [schnell[:k], *(o[:k] for o in heads.values()), dev[:k]],
-                     ["schnell", *heads, "dev"], scale=4)
-    crops = report.save_crops(catalog.CROPS.path(cfg), {"schnell": schnell[:k], **{l: o[:k] for l, o in heads.items()},
-                                                     "dev": dev[:k]})
-    html = report.write_report(reports)
-
-    console = Console()
-    for t in rich_table4(table):
-        console.print(t)
-    for col, reason in unavailable_reasons(table).items():
-        console.print(f"[dim]{col}: unavailable — {reason}[/]", highlight=False)
-    if len(heads) > 1:
-        console.print(f"best head by {table['ranking']['by']} on the held-out split: [bold]{flat['best_head']}[/]")
-
-    with tracking.run(cfg, "evaluate", run_id=run_id):
-        tracking.log_metrics({f"eval.{k}": v for k, v in flat.items()
-                              if isinstance(v, (int, float)) and not isinstance(v, bool)})
-        tracking.set_tags({"eval.best_head": flat["best_head"]})  # a tag: a re-evaluation may change it
-        for path in (grid, crops, catalog.PHOTO.path(cfg), catalog.METRICS.path(cfg), catalog.TABLE4.path(cfg), html):
-            tracking.log_artifact(path, "evaluate")
-    return {k: v for k, v in flat.items() if k.startswith(("fd_diff.", "c2st", "fid.available"))}

@@ -43,6 +43,18 @@ _TMP = re.compile(r"^\.(?P<name>.+)\.[^.]+\.tmp$")  # files.atomic_write_bytes: 
 _LOADED: dict[str, Backend] = {}  # one backend (pipelines loaded once) per worker process, keyed by its spec
 
 
+def run(cfg: Config) -> dict:
+    _check_writable(pairs_dir(cfg))
+    if has_stale_renders(cfg):
+        load_backend(cfg, cfg.generate.shard_index)  # a model that cannot load must fail before old pairs go
+    prepare(cfg, clean=cfg.generate.shard_index is None)
+    shard = run_shard(cfg, cfg.generate.shard_index)
+    summary = finalize(cfg)
+    return {"pairs": summary["pairs"], "generated": shard["generated"], "skipped": shard["skipped"],
+            "reference": summary["reference"], "shard": shard["shard"], "backend": cfg.generate.backend,
+            "path": summary["path"]}
+
+
 def cached_backend(cfg: Config) -> Backend:
     """The backend for cfg, built once per process: a worker that renders several shards loads its pipelines once."""
     backend = build_backend(cfg)
@@ -312,15 +324,3 @@ def save_contact_sheet(cfg: Config, manifest: pd.DataFrame) -> Path | None:
     dev = np.stack([load_rgb(p) for p in rows["dev_path"]])
     scale = max(1, 128 // cfg.generate.size)
     return save_grid(catalog.GENERATE_SAMPLES.path(cfg), [schnell, dev], ["schnell", "dev"], scale)
-
-
-def run(cfg: Config) -> dict:
-    _check_writable(pairs_dir(cfg))
-    if has_stale_renders(cfg):
-        load_backend(cfg, cfg.generate.shard_index)  # a model that cannot load must fail before old pairs go
-    prepare(cfg, clean=cfg.generate.shard_index is None)
-    shard = run_shard(cfg, cfg.generate.shard_index)
-    summary = finalize(cfg)
-    return {"pairs": summary["pairs"], "generated": shard["generated"], "skipped": shard["skipped"],
-            "reference": summary["reference"], "shard": shard["shard"], "backend": cfg.generate.backend,
-            "path": summary["path"]}

@@ -33,6 +33,16 @@ _FAMILY_FIRST = {"ja_JP", "zh_CN", "zh_TW", "ko_KR"}
 COLUMNS = ["id", "template", "prompt", "name", "gender", "locale", "region", "seed"]
 
 
+def run(cfg: Config) -> dict:
+    df = build_prompts(cfg)
+    out = catalog.PROMPTS.path(cfg)
+    write_parquet(out, df)
+    enriched = df[df.template == "enriched"]
+    return {"prompts": len(df), "enriched": len(enriched), "source": cfg.prompts.source,
+            "regions": int(enriched["region"].nunique()),
+            "female_fraction": round(float((enriched["gender"] == "female").mean()), 3), "path": str(out)}
+
+
 def _full_name(fake, locale: str, gender: str) -> str:
     first = fake.first_name_female() if gender == "female" else fake.first_name_male()
     last = fake.last_name()
@@ -184,13 +194,3 @@ def build_prompts(cfg: Config) -> pd.DataFrame:
     df = pd.concat([enriched, baseline], ignore_index=True)
     df["seed"] = [prompt_seed(cfg.seed, i) for i in df["id"]]
     return df[COLUMNS]
-
-
-def run(cfg: Config) -> dict:
-    df = build_prompts(cfg)
-    out = catalog.PROMPTS.path(cfg)
-    write_parquet(out, df)
-    enriched = df[df.template == "enriched"]
-    return {"prompts": len(df), "enriched": len(enriched), "source": cfg.prompts.source,
-            "regions": int(enriched["region"].nunique()),
-            "female_fraction": round(float((enriched["gender"] == "female").mean()), 3), "path": str(out)}

@@ -27,6 +27,23 @@ from facerealism.trainers.samplers import FileSampler, Sampler
 from facerealism.trainers import Trainer, build_trainer, make_accelerator, trainer_class
 
 
+def run(cfg: Config) -> dict:
+    """Train train.model, then each of train.baselines with the same settings as nested MLflow runs."""
+    summary = train(cfg)
+    trained = {}
+    for model in cfg.train.baseline_models:  # on every rank: each training is one DDP job
+        b = train(baseline_config(cfg, model), parent_run_id=summary["mlflow_run_id"], run_name=f"baseline {model}")
+        trained[model] = {"head": str(catalog.HEAD.path(baseline_config(cfg, model))), "seconds": b["seconds"],
+                          "final_losses": b.get("final_losses")}
+    if summary["rank"] != 0:  # rank 0 writes the reports
+        return summary
+    # Written even when empty: the DVC output exists, and evaluate reads which baselines belong to this run.
+    write_json(baselines_dir(cfg) / catalog.BASELINES_JSON, {"model": cfg.train.model, "baselines": trained})
+    report = catalog.TRAIN_JSON.path(cfg)
+    write_json(report, {**read_json(report), "baselines": trained})
+    return {**summary, "baselines": list(trained)}
+
+
 def output_mode(cfg: Config) -> str:
     """How the head forms its output, in words (MLflow, head.json)."""
     if generator_kwargs(cfg.train).get("detail"):
@@ -321,20 +338,3 @@ def baseline_config(cfg: Config, model: str) -> Config:
 
 def baselines_dir(cfg: Config) -> Path:
     return catalog.BASELINES.path(cfg)
-
-
-def run(cfg: Config) -> dict:
-    """Train train.model, then each of train.baselines with the same settings as nested MLflow runs."""
-    summary = train(cfg)
-    trained = {}
-    for model in cfg.train.baseline_models:  # on every rank: each training is one DDP job
-        b = train(baseline_config(cfg, model), parent_run_id=summary["mlflow_run_id"], run_name=f"baseline {model}")
-        trained[model] = {"head": str(catalog.HEAD.path(baseline_config(cfg, model))), "seconds": b["seconds"],
-                          "final_losses": b.get("final_losses")}
-    if summary["rank"] != 0:  # rank 0 writes the reports
-        return summary
-    # Written even when empty: the DVC output exists, and evaluate reads which baselines belong to this run.
-    write_json(baselines_dir(cfg) / catalog.BASELINES_JSON, {"model": cfg.train.model, "baselines": trained})
-    report = catalog.TRAIN_JSON.path(cfg)
-    write_json(report, {**read_json(report), "baselines": trained})
-    return {**summary, "baselines": list(trained)}
