@@ -58,7 +58,7 @@ MUTATIONS = [
       "metrics.fd_row(feats[space][label], feats[space][SCHNELL], feats[space][DEV_REF],",
       "metrics.fd_row(feats[space][label], feats[space][DEV_REF], feats[space][SCHNELL],",
       (f"{KA}::test_evaluate_scores_the_heads_on_the_schnell_images_of_the_held_out_pairs",)),
-    M("evaluate: gate key holds FD to schnell", "src/facerealism/stages/evaluate.py",
+    M("evaluate: gate key holds FD to schnell", "src/facerealism/scoring/table4.py",
       'flat[f"fd_diff.{space}"] = r["fd_diff"]', 'flat[f"fd_diff.{space}"] = r["fd_schnell"]',
       (f"{KA}::test_evaluate_scores_the_heads_on_the_schnell_images_of_the_held_out_pairs",)),
     # --- train: what the head learns from and which generator ships ------------------------------------------

@@ -267,7 +267,7 @@ def test_pair_relation_reads_each_planted_defect_on_its_own_measure():
 
 
 def test_planted_defects_on_real_photographs_cross_the_default_bounds(photos):
-    from facerealism.config.data import ValidateConfig
+    from facerealism.config.validate import ValidateConfig
     from facerealism.quality.pair_stats import pair_relation
 
     v = ValidateConfig()

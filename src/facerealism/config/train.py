@@ -1,4 +1,4 @@
-"""Config sections of the model: the held-out split, train (the head) and the weekly sweep."""
+"""The `train` section: the head, its losses, its schedule and how it runs."""
 
 from __future__ import annotations
 
@@ -8,23 +8,6 @@ from pydantic import Field, model_validator
 
 from facerealism.config.architectures import ArchName
 from facerealism.config.base import Section
-
-
-class SplitConfig(Section):
-    """Three splits by hashed pair id: train learns on train, tuning reads validation, only Table 4 and the gate read
-    test (the held-out pairs)."""
-
-    holdout_fraction: float = Field(0.2, gt=0, lt=1)
-    """Share of validated pairs in the test split (hashed ids, so adding pairs never moves one across a split)."""
-    validation_fraction: float = Field(0.1, ge=0, lt=1)
-    """Share in the validation split: the sweep's and recipe trials' scores, never Table 4's."""
-
-    @model_validator(mode="after")
-    def _leaves_training_pairs(self):
-        if self.holdout_fraction + self.validation_fraction >= 1:
-            raise ValueError(f"split.holdout_fraction + split.validation_fraction = "
-                             f"{self.holdout_fraction + self.validation_fraction:g} leaves no training pairs; keep it < 1")
-        return self
 
 
 class TrainConfig(Section):
@@ -124,18 +107,3 @@ class TrainConfig(Section):
     def baseline_models(self) -> list[str]:
         """train.baselines without train.model itself (switching the model need not edit the list), once each."""
         return [m for m in dict.fromkeys(self.baselines) if m != self.model]
-
-
-class SweepConfig(Section):
-    """The paper's hyper-parameter search: a grid over lambda_cyc x lr, one training per cell."""
-
-    lambda_cyc: list[float] = Field(default_factory=lambda: [1.0, 2.0, 5.0, 10.0])
-    """Cycle-consistency weights to try."""
-    lr: list[float] = Field(default_factory=lambda: [1e-4, 2e-4])
-    """Learning rates to try."""
-    steps: int | None = Field(None, ge=1)
-    """Training steps per trial; null uses train.steps."""
-    workers: int = Field(2, ge=1)
-    """Trials trained at once, each in its own process (torch and accelerate state is per process)."""
-    min_cycle_ssim: float = Field(0.9, ge=0, le=1)
-    """SSIM(x, F(G(x))) on held-out images below this marks a trial as failed (it lost the content)."""
