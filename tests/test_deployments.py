@@ -215,6 +215,7 @@ def test_rollback_survives_the_next_settle_of_champion(tmp_path):
     import mlflow
 
     from facerealism.config import load_config
+    from facerealism.mlops import registry
     from facerealism.mlops.registry import settle_champion
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
@@ -228,10 +229,10 @@ def test_rollback_survives_the_next_settle_of_champion(tmp_path):
         client.set_model_version_tag(name, mv.version, f"metric.{cfg.register.champion_metric}", str(value))
     client.set_registered_model_alias(name, "champion", "3")
 
-    assert lineage.rollback_champion(name, "2", "artifacts on dark skin", tracking_uri=uri) == "3"
+    assert registry.rollback_champion(name, "2", "artifacts on dark skin", tracking_uri=uri) == "3"
     assert settle_champion(client, cfg, name) == "2"  # what the next nightly's register stage does
     assert client.get_model_version(name, "3").tags["rollback.reason"] == "artifacts on dark skin"
     with pytest.raises(ValueError, match="never passed the gate"):
-        lineage.rollback_champion(name, "3", "x", tracking_uri=uri)
+        registry.rollback_champion(name, "3", "x", tracking_uri=uri)
     with pytest.raises(ValueError, match="version 9"):
-        lineage.rollback_champion(name, "9", "x", tracking_uri=uri)
+        registry.rollback_champion(name, "9", "x", tracking_uri=uri)

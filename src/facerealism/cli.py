@@ -353,12 +353,12 @@ def rollback(
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
     """Move @champion back to VERSION and withdraw newer gate-passing versions so the next run keeps it."""
-    from facerealism.mlops import lineage, tracking
+    from facerealism.mlops import registry, tracking
     from facerealism.config import load_config
 
     try:
         cfg = load_config(params)
-        previous = lineage.rollback_champion(cfg.register.model_name, version, reason, tracking._uri(cfg))
+        previous = registry.rollback_champion(cfg.register.model_name, version, reason, tracking._uri(cfg))
     except _errors() as e:
         fail(str(e))
     console.print(f"champion: {previous or 'none'} -> {version}")

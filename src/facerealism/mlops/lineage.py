@@ -1,4 +1,4 @@
-"""Operations helpers: DVC hashes and commits tied to MLflow runs, data for a registered model, rollback."""
+"""Data lineage: the DVC hashes and commits tied to MLflow runs, and the data a registered model was trained on."""
 
 from __future__ import annotations
 
@@ -214,35 +214,3 @@ def data_for(model_uri: str, dest: str | Path, tracking_uri: str | None = None, 
     # pull = fetch from the default remote when the local cache lacks the objects, then check out.
     dvc(["pull", *dvc_files], project)
     return restored
-
-
-def rollback_champion(name: str, to_version: str, reason: str, tracking_uri: str | None = None) -> str:
-    """Point `@champion` back at `to_version` and withdraw every newer version that passed the gate.
-
-    The register stage re-settles `@champion` on the best gate-passing version, so moving the alias alone would
-    be undone by the next nightly; the withdrawn versions get `gate.passed=False` and a `rollback.reason` tag.
-
-    Returns:
-        The version that was champion before the rollback ("" when there was none).
-    """
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    try:
-        target = client.get_model_version(name, str(to_version))
-    except MlflowException as e:
-        raise UserError(f"cannot roll back {name} to version {to_version}: {str(e).splitlines()[0]}") from None
-    if target.tags.get("gate.passed") != "True":
-        raise UserError(f"{name} version {to_version} never passed the gate (gate.passed={target.tags.get('gate.passed')!r});"
-                         " roll back to a version that did")
-    try:
-        previous = str(client.get_model_version_by_alias(name, "champion").version)
-    except MlflowException:
-        previous = ""
-    for mv in client.search_model_versions(f"name='{name}'"):
-        if int(mv.version) > int(to_version) and mv.tags.get("gate.passed") == "True":
-            client.set_model_version_tag(name, mv.version, "gate.passed", "False")
-            client.set_model_version_tag(name, mv.version, "rollback.reason", reason)
-    client.set_registered_model_alias(name, "champion", str(to_version))
-    return previous

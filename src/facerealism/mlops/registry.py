@@ -17,6 +17,7 @@ import pandas as pd
 
 from facerealism.mlops import tracking
 from facerealism.config import Config
+from facerealism.errors import UserError
 from facerealism.files import sha256_file
 from facerealism.scoring.gate import beats_fitted, gate
 
@@ -195,3 +196,35 @@ def registered_candidate(client, name: str, key: str):
     """The version already registered for this candidate key (a rerun or a retry), or None."""
     versions = [mv for mv in client.search_model_versions(f"name='{name}'") if mv.tags.get(CANDIDATE_TAG) == key]
     return min(versions, key=lambda mv: int(mv.version)) if versions else None
+
+
+def rollback_champion(name: str, to_version: str, reason: str, tracking_uri: str | None = None) -> str:
+    """Point `@champion` back at `to_version` and withdraw every newer version that passed the gate.
+
+    The register stage re-settles `@champion` on the best gate-passing version, so moving the alias alone would
+    be undone by the next nightly; the withdrawn versions get `gate.passed=False` and a `rollback.reason` tag.
+
+    Returns:
+        The version that was champion before the rollback ("" when there was none).
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    try:
+        target = client.get_model_version(name, str(to_version))
+    except MlflowException as e:
+        raise UserError(f"cannot roll back {name} to version {to_version}: {str(e).splitlines()[0]}") from None
+    if target.tags.get("gate.passed") != "True":
+        raise UserError(f"{name} version {to_version} never passed the gate (gate.passed={target.tags.get('gate.passed')!r});"
+                         " roll back to a version that did")
+    try:
+        previous = str(client.get_model_version_by_alias(name, "champion").version)
+    except MlflowException:
+        previous = ""
+    for mv in client.search_model_versions(f"name='{name}'"):
+        if int(mv.version) > int(to_version) and mv.tags.get("gate.passed") == "True":
+            client.set_model_version_tag(name, mv.version, "gate.passed", "False")
+            client.set_model_version_tag(name, mv.version, "rollback.reason", reason)
+    client.set_registered_model_alias(name, "champion", str(to_version))
+    return previous
