@@ -8,8 +8,8 @@ from __future__ import annotations
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from facerealism.orchestration import retry, scaleout
 from facerealism.config import Config, load_config
+from facerealism.orchestration import retry, scaleout
 from facerealism.stages import generate
 
 

@@ -6,8 +6,8 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from facerealism.orchestration import dag, retry
 from facerealism.config import load_config
+from facerealism.orchestration import dag, retry
 
 
 @task(cache_policy=NO_CACHE, retries=retry.RETRIES, retry_delay_seconds=retry.RETRY_DELAYS_S,

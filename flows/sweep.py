@@ -9,8 +9,8 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from facerealism import env, sweep
-from facerealism.orchestration import scaleout
 from facerealism.config import load_config
+from facerealism.orchestration import scaleout
 
 env.configure()
 

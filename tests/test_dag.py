@@ -17,9 +17,9 @@ import pytest
 import requests
 from rich.console import Console
 
-from facerealism.orchestration import dag, retry, localserver
-from facerealism.mlops import lineage
 from facerealism.bench import servers
+from facerealism.mlops import lineage
+from facerealism.orchestration import dag, localserver, retry
 from facerealism.report.progress import StageProgress, progress
 
 from .conftest import ROOT, cli_env, write_tiny_params

@@ -7,10 +7,10 @@ import shutil
 
 import pytest
 
-from facerealism.orchestration import dag
-from facerealism.mlops import lineage
 from facerealism.config import load_config
 from facerealism.errors import RemoteUnavailable, UserError
+from facerealism.mlops import lineage
+from facerealism.orchestration import dag
 
 from .faultproxy import FaultProxy
 from .httpstore import HTTPStore, dead_url

@@ -10,8 +10,8 @@ import subprocess
 import pytest
 import yaml
 
-from facerealism.mlops import lineage
 from facerealism.bench import servers
+from facerealism.mlops import lineage
 
 from .conftest import ROOT, cli_env, write_tiny_params
 

@@ -10,9 +10,9 @@ import requests
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, RESOURCE_DOES_NOT_EXIST, TEMPORARILY_UNAVAILABLE
 
-from facerealism.orchestration import retry
 from facerealism.bench import servers
 from facerealism.errors import ConfigError, ValidationFailed
+from facerealism.orchestration import retry
 
 from .faultproxy import FaultProxy
 from .test_registry import GOOD, NAME, make_project, register_with

@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from facerealism.orchestration import scaleout
 from facerealism.bench import servers
 from facerealism.config import ConfigError, load_config
 from facerealism.files import load_rgb, sha256_file
+from facerealism.orchestration import scaleout
 from facerealism.stages import generate, run_stage
 
 from .conftest import ROOT, cli_env

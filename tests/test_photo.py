@@ -9,12 +9,12 @@ import torch
 from PIL import Image
 from skimage import data
 
-from facerealism.scoring import controls
 from facerealism import metrics
 from facerealism.config import load_config
 from facerealism.files import load_rgb, save_png
 from facerealism.head import enhance_array, load_head
 from facerealism.models.esa_cyclegan import LumaDetail
+from facerealism.scoring import controls
 from facerealism.stages import run_stage
 from facerealism.stages.evaluate import photo_check
 

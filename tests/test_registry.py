@@ -20,14 +20,13 @@ import torch
 import yaml
 from PIL import Image
 
-from facerealism.mlops import tracking
 from facerealism.bench import servers
 from facerealism.config import load_config
 from facerealism.files import write_json, write_parquet
 from facerealism.head import enhance_array, load_head, save_head
-from facerealism.models import build_generator
-from facerealism.mlops import registry
+from facerealism.mlops import registry, tracking
 from facerealism.mlops.card import holdout_fingerprint
+from facerealism.models import build_generator
 from facerealism.scoring.gate import gate
 from facerealism.stages import register
 

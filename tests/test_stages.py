@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from facerealism.orchestration import dag
 from facerealism.config import load_config
 from facerealism.data.split import splits
+from facerealism.orchestration import dag
 from facerealism.stages import run_stage
 
 from .conftest import ROOT, tiny_project

@@ -2,8 +2,8 @@
 
 from typing import get_args
 
-from facerealism.config.architectures import ARCHITECTURES, CYCLE_MODELS, NAMES
 from facerealism.config import TrainConfig
+from facerealism.config.architectures import ARCHITECTURES, CYCLE_MODELS, NAMES
 
 
 def test_every_architecture_name_has_a_generator_a_trainer_and_is_a_config_choice():
@@ -25,8 +25,8 @@ from pathlib import Path
 
 import yaml
 
-from facerealism.data import catalog
 from facerealism.config import STAGE_NAMES, Config
+from facerealism.data import catalog
 
 ROOT = Path(__file__).resolve().parents[1]
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]

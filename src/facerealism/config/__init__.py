@@ -8,8 +8,8 @@ from typing import Any
 
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 
-from facerealism.config.base import STAGE_NAMES, ConfigError, Section
 from facerealism.config.audit import AuditConfig
+from facerealism.config.base import STAGE_NAMES, ConfigError, Section
 from facerealism.config.benchmark import BenchmarkConfig
 from facerealism.config.evaluate import EvaluateConfig
 from facerealism.config.generate import DiffusersConfig, FluxConfig, GenerateConfig, SyntheticConfig

@@ -8,7 +8,6 @@ faces: dlib identity similarity · damage: edge overshoot (halos, ringing) and c
 from facerealism.metrics.c2st import C2ST_SPACES, c2st, c2st_images, wilson_interval
 from facerealism.metrics.checks import check_images, check_pairs
 from facerealism.metrics.damage import clipped_gain, edge_overshoot
-from facerealism.metrics.identity import face_descriptors, identity_similarity
 from facerealism.metrics.fidelity import (
     INCEPTION_WEIGHTS_FILE,
     NO_OFFLINE_WEIGHTS,
@@ -16,6 +15,7 @@ from facerealism.metrics.fidelity import (
     inception_weights_problem,
 )
 from facerealism.metrics.frechet import bootstrap_ci, fd_diff, fd_row, frechet_distance
+from facerealism.metrics.identity import face_descriptors, identity_similarity
 from facerealism.metrics.paired import load_lpips, lpips_pairs, ssim_pairs
 from facerealism.metrics.spaces import (
     FEATURE_SPACES,

@@ -6,9 +6,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from facerealism.metrics import pretrained
 from facerealism.errors import UserError
-from facerealism.metrics import check_images, fd_row
+from facerealism.metrics import check_images, fd_row, pretrained
 
 # CMMD's Gaussian RBF kernel bandwidth and output scale, as in the paper's reference code.
 CMMD_SIGMA = 10.0

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from facerealism.metrics.dlib_faces import face_encoder, hog_detector, landmark_predictor
 from facerealism.metrics.checks import check_images, check_pairs
+from facerealism.metrics.dlib_faces import face_encoder, hog_detector, landmark_predictor
 
 
 def face_descriptors(images: np.ndarray, upsample: int = 1) -> list[np.ndarray | None]:

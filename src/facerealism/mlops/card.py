@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from facerealism.data import catalog
-from facerealism.config.architectures import head_recipe
 from facerealism.config import Config
+from facerealism.config.architectures import head_recipe
+from facerealism.data import catalog
 from facerealism.files import sha256_file
 from facerealism.scoring.gate import is_number
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from facerealism.mlops import tracking
 from facerealism.config import Config
 from facerealism.errors import UserError
 from facerealism.files import sha256_file
+from facerealism.mlops import tracking
 from facerealism.scoring.gate import beats_fitted, gate
 
 LOCK_TAG = "promotion.lock"

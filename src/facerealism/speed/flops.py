@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from facerealism.config.architectures import CYCLE_MODELS
 from facerealism.backends.full_flux import FULL, read_config
+from facerealism.config.architectures import CYCLE_MODELS
 from facerealism.models import build_generator
 
 # Public FLUX.1 configurations (transformer, T5-XXL encoder, VAE) — architecture only, no weights: the JSON files in

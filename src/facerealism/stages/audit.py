@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from facerealism.data import catalog
-from facerealism.mlops import tracking
 from facerealism.config import Config
+from facerealism.data import catalog
 from facerealism.files import read_parquet, write_json
+from facerealism.mlops import tracking
 
 
 def run(cfg: Config) -> dict:

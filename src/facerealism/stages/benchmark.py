@@ -6,12 +6,12 @@ from pathlib import Path
 
 import torch
 
-from facerealism.data import catalog
-from facerealism.speed import flops, timing
-from facerealism.mlops import tracking
 from facerealism.config import Config
+from facerealism.data import catalog
 from facerealism.files import write_json
 from facerealism.head import load_head
+from facerealism.mlops import tracking
+from facerealism.speed import flops, timing
 
 
 def run(cfg: Config) -> dict:

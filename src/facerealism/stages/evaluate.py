@@ -7,19 +7,19 @@ from pathlib import Path
 
 import numpy as np
 
-from facerealism.data import catalog
-from facerealism.scoring import controls, fitted
-from facerealism.metrics import fd_dinov2_cmmd as features
 from facerealism import metrics
-from facerealism.mlops import tracking
-from facerealism.config.architectures import head_recipe
 from facerealism.config import Config
+from facerealism.config.architectures import head_recipe
+from facerealism.data import catalog
 from facerealism.data.split import dev_check_half, load_images, train_holdout
 from facerealism.errors import UserError
 from facerealism.files import read_json, save_png, write_json
-from facerealism.report.grids import save_grid
 from facerealism.head import enhance_array, load_head
+from facerealism.metrics import fd_dinov2_cmmd as features
+from facerealism.mlops import tracking
+from facerealism.report.grids import save_grid
 from facerealism.report.progress import progress
+from facerealism.scoring import controls, fitted
 from facerealism.scoring.table4 import DEV, SCHNELL, flat_metrics
 
 

@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from facerealism.data import catalog
 from facerealism.backends import Backend, build_backend  # torch/diffusers load only when a backend renders
 from facerealism.config import Config
+from facerealism.data import catalog
 from facerealism.errors import UserError
 from facerealism.files import read_parquet, save_png, sha256_file, write_json, write_parquet
 from facerealism.report.progress import RateLog, progress

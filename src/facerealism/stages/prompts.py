@@ -7,8 +7,8 @@ import hashlib
 import numpy as np
 import pandas as pd
 
-from facerealism.data import catalog
 from facerealism.config import Config
+from facerealism.data import catalog
 from facerealism.errors import UserError
 from facerealism.files import write_parquet
 

@@ -12,19 +12,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from facerealism.data import catalog
-from facerealism.trainers import checkpoint
-from facerealism.mlops import tracking
-from facerealism.config.architectures import generator_kwargs, recipe
 from facerealism.config import Config, flatten
+from facerealism.config.architectures import generator_kwargs, recipe
+from facerealism.data import catalog
 from facerealism.data.split import load_images, splits, to_tensor
 from facerealism.errors import UserError
 from facerealism.files import read_json, write_json
-from facerealism.report.grids import image_grid, save_grid
 from facerealism.head import enhance_array, save_head
+from facerealism.mlops import tracking
+from facerealism.report.grids import image_grid, save_grid
 from facerealism.report.progress import progress
+from facerealism.trainers import Trainer, build_trainer, checkpoint, make_accelerator, trainer_class
 from facerealism.trainers.samplers import FileSampler, Sampler
-from facerealism.trainers import Trainer, build_trainer, make_accelerator, trainer_class
 
 
 def run(cfg: Config) -> dict:

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from facerealism.data import catalog
-from facerealism.mlops import tracking
 from facerealism.config import Config
+from facerealism.data import catalog
 from facerealism.errors import UserError, ValidationFailed
-from facerealism.quality.expectations import REQUIRED_COLUMNS, run_suite, summarise
 from facerealism.files import atomic_write_bytes, read_parquet, write_json, write_parquet
+from facerealism.mlops import tracking
+from facerealism.quality.expectations import REQUIRED_COLUMNS, run_suite, summarise
 from facerealism.quality.pair_stats import PAIR_MEASURES, SIDES, per_image_table
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from facerealism.config.architectures import ARCHITECTURES
 from facerealism.config import Config
+from facerealism.config.architectures import ARCHITECTURES
 from facerealism.trainers.base import Trainer, linear_decay, make_accelerator
 from facerealism.trainers.cyclegan import CycleGAN, ImagePool, lsgan, shift_tolerant_l1
 from facerealism.trainers.paired import Paired, build_lpips, gradient_loss

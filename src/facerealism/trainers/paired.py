@@ -8,8 +8,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from facerealism.config.architectures import generator_kwargs
 from facerealism.config import Config
+from facerealism.config.architectures import generator_kwargs
 from facerealism.data.split import load_images
 from facerealism.metrics.paired import load_lpips
 from facerealism.models import build_generator, init_weights

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from facerealism.config.architectures import ARCHITECTURES
 from facerealism.config import Config
+from facerealism.config.architectures import ARCHITECTURES
 from facerealism.data.split import to_tensor
 from facerealism.errors import UserError
 from facerealism.files import load_rgb
