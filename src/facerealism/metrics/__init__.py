@@ -2,7 +2,9 @@
 
 frechet: Fréchet distance, bootstrap CIs, Table 4 rows, FD_diff · spaces: offline feature spaces and detail
 energies · c2st: classifier two-sample test · fidelity: torch-fidelity FID/KID · paired: SSIM, LPIPS ·
-faces: dlib identity similarity · damage: edge overshoot (halos, ringing) and clipped highlights.
+identity: dlib identity similarity · damage: edge overshoot (halos, ringing) and clipped highlights.
+Beside them, imported by name: dlib_faces (dlib detection, descriptors, attribute analysers), fd_dinov2_cmmd
+(FD-DINOv2 and CMMD) and pretrained (where every metric's pretrained weights come from).
 """
 
 from facerealism.metrics.c2st import C2ST_SPACES, c2st, c2st_images, wilson_interval

@@ -1,4 +1,4 @@
-"""Head trainers keyed by the architecture's trainer family (facerealism.config.architectures); built by model name."""
+"""How a head learns: the trainers keyed by architecture (config.architectures), their samplers and checkpoints."""
 
 from __future__ import annotations
 
