@@ -44,3 +44,21 @@ def test_fit_refuses_unpaired_or_unknown_input():
         fitted.fit("cubic", x, x, 0)
     with pytest.raises(UserError, match="paired training images"):
         fitted.fit("detail gains", x, x[:2], 0)
+
+
+def test_energy_matched_gains_amplify_an_uncorrelated_instance_that_least_squares_shrinks():
+    """dev's fine texture is a new instance of schnell's (same strength x3, other noise): least squares cannot use
+    schnell's instance (gain ~0 or below), matching band energy lifts it to dev's level (gain ~2)."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(3)
+    base = ndimage.gaussian_filter(_images().astype(np.float64), sigma=(0, 1.5, 1.5, 0))
+    grain = lambda: rng.standard_normal(base.shape[:3])[..., None] * np.ones(3)  # noqa: E731 - grey, per pixel
+    schnell = np.clip(base + 2.0 * grain() + 0.5, 0, 255).astype(np.uint8)
+    dev = np.clip(base + 6.0 * grain() + 0.5, 0, 255).astype(np.uint8)
+    ls = fitted.fit("detail gains", schnell, dev, seed=0, max_shift=0)
+    em = fitted.fit("detail gains (energy-matched)", schnell, dev, seed=0, max_shift=0)
+    assert ls.params["gains"][0] < 0.3, ls.params
+    assert em.params["gains"][0] == pytest.approx(2.0, abs=0.4), em.params
+    band = lambda imgs: fitted._bands(imgs.astype(np.float64))[0]  # noqa: E731
+    assert band(em(schnell)).std() == pytest.approx(band(dev).std(), rel=0.15)  # the output's finest band: dev's

@@ -310,6 +310,25 @@ def preset_flops(
 
 
 @app.command()
+def trial(name: Annotated[str, typer.Argument(help="the trial's name: models/trials/NAME, a row of reports/trials.md")],
+          params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
+          retrain: Annotated[bool, typer.Option("--retrain/--rescore", help="--rescore scores the trial's saved head again")] = True,
+          ) -> None:
+    """A recipe trial: train with --set overrides, score on the validation split (never the test split)."""
+    from facerealism import trials
+    from facerealism.config import load_config
+    from facerealism.preflight import require
+
+    try:
+        cfg = load_config(params, set_)
+        require(cfg)
+        row = trials.run_trial(cfg, name, list(set_ or []), train=retrain)
+    except _errors() as e:
+        fail(str(e))
+    console.print(trials.markdown({name: row}), highlight=False, markup=False)
+
+
+@app.command()
 def sweep(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
     """Sweep the sweep section's lambda_cyc x lr grid as a Prefect flow of parallel trials; print the table."""
     from facerealism import sweep as sweep_lib

@@ -54,12 +54,15 @@ REPORT_HTML = Artifact("reports", "report.html")
 PROMOTION = Artifact("reports", "promotion.json")
 # the weekly sweep (flows/sweep.py), outside dvc.yaml
 SWEEP_JSON = Artifact("reports", "sweep.json")
+# recipe trials on the validation split (`facerealism trial`), outside dvc.yaml: committed with the README
+TRIALS_JSON = Artifact("reports", "trials.json")
+TRIALS_MD = Artifact("reports", "trials.md")
 
 # Inside artifacts: what a folder above holds.
 PAIRS_MANIFEST = "manifest.parquet"  # in PAIRS and REFERENCE
 BASELINES_JSON = "baselines.json"  # in BASELINES: which baselines belong to the last training
-# Not DVC outputs: checkpoints (resume state), the sweep's table, and report.html, which the pipeline's finish
+# Not DVC outputs: checkpoints (resume state), the sweep's table, the recipe trials, and report.html, which the pipeline's finish
 # step gathers from evaluate's and benchmark's outputs after both ran.
-UNTRACKED = (CHECKPOINTS, SWEEP_JSON, REPORT_HTML)
+UNTRACKED = (CHECKPOINTS, SWEEP_JSON, TRIALS_JSON, TRIALS_MD, REPORT_HTML)
 
 ARTIFACTS: dict[str, Artifact] = {k: v for k, v in globals().items() if isinstance(v, Artifact)}

@@ -289,7 +289,8 @@ def table4(cfg: Config, schnell: np.ndarray, dev: np.ndarray, dev_check: np.ndar
             f"({len(dev)}); the FLUX.1-dev row holds the other half's dev images ({len(dev_check)}), an independent "
             f"sample scored against them unpaired, so the check that dev passes the gate can fail. CIs: "
             f"{e.bootstrap} resamples, 95 %.",
-            "Rows named 'fitted: ...' are least-squares filters fitted to the training pairs; a head is promoted only "
+            "Rows named 'fitted: ...' are filters fitted in closed form to the training pairs (least squares, or band "
+            "energies matched to dev's); a head is promoted only "
             "if its C2ST vs dev is clearly below the best of them.",
             "SSIM, LPIPS and identity compare each row's image with its schnell input (the head's input); "
             "identity averages only the pairs where dlib finds a face in both images (pairs_scored).",

@@ -1,0 +1,82 @@
+"""Recipe trials: trained on the training pairs, scored on the validation pairs, never reading the test split."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from facerealism import catalog, trials
+from facerealism.errors import UserError
+from facerealism.files import read_json
+
+
+def test_a_trial_trains_and_scores_without_reading_a_test_pair(tiny_validated, monkeypatch):
+    from facerealism import data
+    from facerealism.config import load_config
+
+    from .conftest import tiny_overrides
+
+    cfg = load_config(tiny_validated / "params.yaml", tiny_overrides(tiny_validated) + ["split.validation_fraction=0.2"])
+    read: list[str] = []
+    real_load = data.load_images
+
+    def recording(paths):  # the real loader, with a note of every file it decodes
+        paths = list(paths)
+        read.extend(str(p) for p in paths)
+        return real_load(paths)
+
+    for module in ("facerealism.data", "facerealism.stages.train", "facerealism.stages.evaluate", "facerealism.trials"):
+        monkeypatch.setattr(f"{module}.load_images", recording, raising=False)
+    row = trials.run_trial(cfg, "tiny-a", ["train.steps=6"])
+
+    parts = data.splits(cfg)
+    test_files = {str(p) for col in ("schnell_path", "dev_path") for p in parts["test"][col]}
+    validation_files = {str(p) for col in ("schnell_path", "dev_path") for p in parts["validation"][col]}
+    assert read and not set(read) & test_files, "a trial read test pairs"
+    assert validation_files <= set(read), "the trial did not score on the validation pairs"
+    assert row["validation_pairs"] == len(parts["validation"])
+
+    # The head, the cheap filters it must beat, schnell; every C2ST a probability with its CI around it.
+    assert {"head", "FLUX.1-schnell", "control: detail gain ×2"} <= set(row["c2st"])
+    assert any(label.startswith("fitted: ") for label in row["c2st"])
+    for r in row["c2st"].values():
+        assert 0.0 <= r["ci"][0] <= r["accuracy"] <= r["ci"][1] <= 1.0
+    assert row["best_cheap"] in row["c2st"] and row["best_cheap"] not in ("head", "FLUX.1-schnell")
+    assert row["passes"] == all(row["rules"].values())
+    assert (catalog.HEAD.path(trials.trial_config(cfg, "tiny-a")) / "head.json").exists()
+
+    # One row per trial name in reports/trials.json and the Markdown table; rescoring the saved head is idempotent.
+    again = trials.run_trial(cfg, "tiny-a", ["train.steps=6"], train=False)
+    assert again["c2st"] == row["c2st"]
+    assert list(read_json(catalog.TRIALS_JSON.path(cfg))) == ["tiny-a"]
+    md = catalog.TRIALS_MD.path(cfg).read_text()
+    assert "| tiny-a | train.steps=6 | 6 |" in md and "validation split" in md
+
+
+def test_the_verdict_needs_separated_cis_and_every_photo_rule():
+    t = {"overrides": [], "steps": 1, "steps_per_s": 1.0, "best_cheap": "fitted: x",
+         "c2st": {"head": {"accuracy": 0.7, "ci": [0.6, 0.8]}, "fitted: x": {"accuracy": 0.9, "ci": [0.85, 0.95]}},
+         "photo": {"colour_noise_gain": 1.0, "edge_overshoot": 5.0, "clipped_gain": 0.0},
+         "rules": {"beats the best cheap filter": True, "photo edge overshoot": False}, "passes": False}
+    md = trials.markdown({"x": t})
+    assert "no: photo edge overshoot" in md and "0.700 [0.600, 0.800]" in md
+
+
+@pytest.mark.parametrize("name", ["../escape", "a b", ""])
+def test_a_trial_name_must_name_a_folder(name, tiny_cfg):
+    with pytest.raises(UserError, match="trial name"):
+        trials.trial_config(tiny_cfg, name)
+
+
+def test_cheap_filters_are_the_fitted_baselines_and_the_nearest_controls(tiny_validated):
+    from facerealism.config import load_config
+    from facerealism.data import load_images, splits
+
+    from .conftest import tiny_overrides
+
+    cfg = load_config(tiny_validated / "params.yaml", tiny_overrides(tiny_validated))
+    schnell = load_images(splits(cfg)["test"]["schnell_path"])
+    rows = trials.cheap_filters(cfg, schnell)
+    assert set(rows) == {f"fitted: {n}" for n in cfg.evaluate.fitted} | {f"control: {n}" for n in trials.CHEAP_CONTROLS}
+    for images in rows.values():
+        assert images.shape == schnell.shape and np.abs(images.astype(int) - schnell).mean() > 0.05
