@@ -12,7 +12,8 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 # Layers, top first: a module may import its own layer and the ones below, never one above. Entry points and the
 # orchestration that runs stages sit on top; stages/ in the middle; everything else (config, data, metrics, scoring,
 # mlops, ...) below, so nothing a stage uses can reach back into a stage or the CLI.
-TOP = ("facerealism.cli", "facerealism.enhance", "facerealism.sweep", "facerealism.orchestration", "facerealism.bench")
+TOP = ("facerealism.cli", "facerealism.enhance", "facerealism.sweep", "facerealism.trials", "facerealism.orchestration",
+       "facerealism.bench")
 STAGES = ("facerealism.stages",)
 
 
@@ -155,9 +156,9 @@ def test_every_package_states_its_concern_in_its_first_line():
         assert doc and doc.splitlines()[0].strip(), f"{init.relative_to(SRC)} has no one-line docstring"
 
 
-# What the package root may hold: what a user runs (cli, enhance, sweep), what a registered model imports when it
+# What the package root may hold: what a user runs (cli, enhance, sweep, trials), what a registered model imports when it
 # loads (head, files, errors: see mlops/pyfunc.py), and the environment switch every entry point reads first.
-ROOT_MODULES = {"__init__", "cli", "enhance", "sweep", "head", "files", "errors", "env"}
+ROOT_MODULES = {"__init__", "cli", "enhance", "sweep", "trials", "head", "files", "errors", "env"}
 
 
 def test_the_package_root_holds_only_entry_points_and_what_models_import():

@@ -317,7 +317,7 @@ def trial(name: Annotated[str, typer.Argument(help="the trial's name: models/tri
     """A recipe trial: train with --set overrides, score on the validation split (never the test split)."""
     from facerealism import trials
     from facerealism.config import load_config
-    from facerealism.preflight import require
+    from facerealism.orchestration.preflight import require
 
     try:
         cfg = load_config(params, set_)
