@@ -183,3 +183,20 @@ def test_full_size_parameter_counts():
         assert n_params(ResnetGenerator(ngf=64, n_blocks=9, esa=False)) == 11_378_179
         assert n_params(ResnetGenerator(ngf=64, n_blocks=9, esa=True)) == 13_042_819
         assert n_params(PatchDiscriminator()) == 2_764_737
+
+
+def test_luminance_only_detail_leaves_pure_colour_detail_alone():
+    """detail_colour=False: a texture of chroma only (constant luminance) has no luminance bands to amplify, so even
+    large maps leave it exactly as it was; with the colour term the same maps change it."""
+    from facerealism.models.esa_cyclegan import LumaDetail, ResnetGenerator
+
+    g = torch.Generator().manual_seed(0)
+    chroma = torch.randn(1, 1, 16, 16, generator=g) * 0.1
+    x = torch.cat([0.5 + chroma, 0.5 - chroma * 0.299 / 0.587, torch.full_like(chroma, 0.5)], 1)  # Y = 0.5 everywhere
+    x = x * 2 - 1  # [-1, 1]
+    luma_only, with_colour = LumaDetail(colour=False), LumaDetail(colour=True)
+    assert luma_only.n_maps == 6 and with_colour.n_maps == 9
+    assert torch.allclose(luma_only(x, torch.full((1, 6, 16, 16), 3.0)), x, atol=1e-5)
+    assert (with_colour(x, torch.full((1, 9, 16, 16), 3.0)) - x).abs().max() > 0.05
+    head = ResnetGenerator(ngf=8, n_blocks=1, residual_output=True, detail=True, detail_colour=False)
+    assert head.out_conv.out_channels == 6 and torch.equal(head(x), x)  # zero-initialised: the identity

@@ -325,7 +325,7 @@ def trial(name: Annotated[str, typer.Argument(help="the trial's name: models/tri
         row = trials.run_trial(cfg, name, list(set_ or []), train=retrain)
     except _errors() as e:
         fail(str(e))
-    console.print(trials.markdown({name: row}), highlight=False, markup=False)
+    console.print(trials.markdown({name: row}), highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command()

@@ -10,6 +10,8 @@ def _resnet_kwargs(t) -> dict:
     kwargs = {"ngf": t.ngf, "n_blocks": t.n_blocks, "residual_output": t.residual_output}
     if t.detail:
         kwargs["detail"] = True  # absent when off, so heads saved before the option load unchanged
+        if not t.detail_colour:
+            kwargs["detail_colour"] = False  # likewise: absent at its default
     return kwargs
 
 

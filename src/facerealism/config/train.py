@@ -25,6 +25,9 @@ class TrainConfig(Section):
     """(esa_resnet, resnet) the body predicts per-pixel gains of the input's own detail bands instead of an RGB
     residual, so the head amplifies grain that follows the content and cannot paint colour speckle (the RGB
     residual did, under the GAN loss)."""
+    detail_colour: bool = True
+    """(with detail) also amplify the input's own colour detail per channel; false adds luminance detail only (tinted
+    by each pixel's colour), which cannot lift a photograph's chroma noise."""
     lambda_paired: float = Field(100.0, ge=0)
     """(esa_resnet, resnet) weight of a shift-tolerant L1 from G(schnell) to its own dev twin; the pairs are aligned,
     and the unpaired losses alone left the head at C2ST 0.98-1.0 vs dev. Measured at 1000 steps (lr 5e-4, no identity

@@ -112,6 +112,7 @@ class ResnetGenerator(nn.Module):
         esa: bool = True,
         residual_output: bool = False,
         detail: bool = False,
+        detail_colour: bool = True,
     ):
         super().__init__()
         if residual_output and in_ch != out_ch:
@@ -143,7 +144,7 @@ class ResnetGenerator(nn.Module):
             ]
         layers += [nn.ReflectionPad2d(3)]
         self.body = nn.Sequential(*layers)
-        self.luma_detail = LumaDetail() if detail else None
+        self.luma_detail = LumaDetail(colour=detail_colour) if detail else None
         self.out_conv = nn.Conv2d(ngf, self.luma_detail.n_maps if detail else out_ch, 7)
         if residual_output:
             zero_init_(self.out_conv)
@@ -153,7 +154,7 @@ class ResnetGenerator(nn.Module):
         if h % 4 or w % 4:
             raise UserError(f"ResnetGenerator needs h and w divisible by 4, got {h}x{w}")
         feats = self.body(x)  # (b, ngf, h + 6, w + 6): reflection-padded for the 7x7 output conv
-        y = self.out_conv(feats)  # (b, out_ch, h, w); detail: (b, 9, h, w) maps a_k, b_k, c_k
+        y = self.out_conv(feats)  # (b, out_ch, h, w); detail: (b, 9 or 6, h, w) maps a_k, b_k(, c_k)
         if self.luma_detail is not None:
             return self.luma_detail(x, y)
         if self.residual_output:
@@ -169,13 +170,16 @@ class LumaDetail(nn.Module):
     tints added luminance detail with the pixel's own colour (grain on skin stays skin-coloured), `b_k`
     adds it as grey, and `c_k` amplifies the image's own colour detail (sharper colour edges). Every term
     scales detail the input already has, so the head can neither paint speckle nor invent structure.
-    The maps come from the network, per pixel; zero maps give the identity.
+    The maps come from the network, per pixel; zero maps give the identity. `colour=False` drops the c_k term:
+    only luminance detail is added (tinted by the pixel's colour), so the head cannot sharpen colour edges or lift
+    chroma noise that a photograph's compression left in it.
     """
 
     SIGMAS = (0.7, 1.4, 2.8)
 
-    def __init__(self):
+    def __init__(self, colour: bool = True):
         super().__init__()
+        self.colour = colour
         for i, sigma in enumerate(self.SIGMAS):
             r = int(3 * sigma + 0.5)
             t = torch.arange(-r, r + 1, dtype=torch.float32)
@@ -185,7 +189,7 @@ class LumaDetail(nn.Module):
 
     @property
     def n_maps(self) -> int:
-        return 3 * len(self.SIGMAS)
+        return (3 if self.colour else 2) * len(self.SIGMAS)
 
     def blur(self, y: torch.Tensor, i: int) -> torch.Tensor:
         """Separable Gaussian blur number i of each channel of y (b, c, h, w), edges replicated."""
@@ -205,9 +209,13 @@ class LumaDetail(nn.Module):
         x01 = (x + 1.0) / 2.0  # (b, 3, h, w) in [0, 1]
         y = (x01 * self.luma.to(x.dtype)).sum(1, keepdim=True)  # (b, 1, h, w)
         out = x01
-        for k, (band_y, band_rgb) in enumerate(zip(self.bands(y), self.bands(x01))):
-            a, b, c = maps[:, 3 * k : 3 * k + 1], maps[:, 3 * k + 1 : 3 * k + 2], maps[:, 3 * k + 2 : 3 * k + 3]
-            out = out + band_y * (a * x01 + b) + c * band_rgb  # (b, 3, h, w)
+        m = 3 if self.colour else 2  # maps per band
+        bands_rgb = self.bands(x01) if self.colour else [None] * len(self.SIGMAS)
+        for k, (band_y, band_rgb) in enumerate(zip(self.bands(y), bands_rgb)):
+            a, b = maps[:, m * k : m * k + 1], maps[:, m * k + 1 : m * k + 2]
+            out = out + band_y * (a * x01 + b)  # (b, 3, h, w)
+            if self.colour:
+                out = out + maps[:, m * k + 2 : m * k + 3] * band_rgb
         return torch.clamp(2.0 * out - 1.0, -1.0, 1.0)
 
 
