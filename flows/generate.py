@@ -1,6 +1,6 @@
 """Sharded pair generation as one Prefect flow: shards run as parallel Dask tasks, one pipeline per worker.
 
-Where the workers come from (a local cluster or a running scheduler): facerealism.scaleout.
+Where the workers come from (a local cluster or a running scheduler): facerealism.orchestration.scaleout.
 """
 
 from __future__ import annotations
@@ -8,14 +8,14 @@ from __future__ import annotations
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from facerealism import faults, scaleout
 from facerealism.config import Config, load_config
+from facerealism.orchestration import retry, scaleout
 from facerealism.stages import generate
 
 
-# A shard resumes from its finished pairs, so a retry after a transient fault (faults.is_transient) redoes no work.
-@task(cache_policy=NO_CACHE, retries=faults.RETRIES, retry_delay_seconds=faults.RETRY_DELAYS_S,
-      retry_condition_fn=faults.retry_transient)
+# A shard resumes from its finished pairs, so a retry after a transient fault (retry.is_transient) redoes no work.
+@task(cache_policy=NO_CACHE, retries=retry.RETRIES, retry_delay_seconds=retry.RETRY_DELAYS_S,
+      retry_condition_fn=retry.retry_transient)
 def render_shard(cfg: Config, index: int) -> dict:
     return generate.run_shard(cfg, index, show_progress=False, log=get_run_logger().info)
 

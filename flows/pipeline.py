@@ -6,24 +6,24 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from facerealism import dag, faults
 from facerealism.config import load_config
+from facerealism.orchestration import dag, retry
 
 
-@task(cache_policy=NO_CACHE, retries=faults.RETRIES, retry_delay_seconds=faults.RETRY_DELAYS_S,
-      retry_condition_fn=faults.retry_transient)
+@task(cache_policy=NO_CACHE, retries=retry.RETRIES, retry_delay_seconds=retry.RETRY_DELAYS_S,
+      retry_condition_fn=retry.retry_transient)
 def stage(name: str, cfg, plan: dag.Plan) -> dict:
     return dag.run_or_skip(name, cfg, plan, log=get_run_logger().info)
 
 
-@task(cache_policy=NO_CACHE, retries=faults.RETRIES, retry_delay_seconds=faults.RETRY_DELAYS_S,
-      retry_condition_fn=faults.retry_transient)
+@task(cache_policy=NO_CACHE, retries=retry.RETRIES, retry_delay_seconds=retry.RETRY_DELAYS_S,
+      retry_condition_fn=retry.retry_transient)
 def finish(cfg, plan: dag.Plan) -> dict:
     return dag.finish(cfg, plan)
 
 
-@task(cache_policy=NO_CACHE, retries=faults.RETRIES, retry_delay_seconds=faults.RETRY_DELAYS_S,
-      retry_condition_fn=faults.retry_transient)
+@task(cache_policy=NO_CACHE, retries=retry.RETRIES, retry_delay_seconds=retry.RETRY_DELAYS_S,
+      retry_condition_fn=retry.retry_transient)
 def artifacts(cfg) -> list[str]:
     return dag.publish_artifacts(cfg)
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from facerealism import env, scaleout, sweep
+from facerealism import env, sweep
 from facerealism.config import load_config
+from facerealism.orchestration import scaleout
 
 env.configure()
 
@@ -29,6 +30,6 @@ def sweep_flow(params: str = "params.yaml", overrides: list[str] | None = None) 
 
 
 def run_sweep(params: str = "params.yaml", overrides: list[str] | None = None) -> dict:
-    """Run the flow on sweep.workers single-threaded worker processes (facerealism.scaleout.sweep_runner)."""
+    """Run the flow on sweep.workers single-threaded worker processes (facerealism.orchestration.scaleout.sweep_runner)."""
     workers = load_config(params, overrides).sweep.workers
     return sweep_flow.with_options(task_runner=scaleout.sweep_runner(workers))(params, overrides)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from facerealism import pretrained
+from facerealism.metrics import pretrained
 
 # A hubconf.py for torch.hub's cached facebookresearch/dinov2 repo: the real entry point's name and signature, a
 # tiny ViT (patch 14, CLS output like DINOv2's forward), weights from torch.hub's checkpoint cache like the real one.

@@ -52,7 +52,7 @@ def test_audit_on_tiny_synthetic_data_prints_and_writes_table1(project, tiny_cfg
         assert im.format == "PNG" and im.width > 300
     md = (project / "reports/audit.md").read_text()
     assert "| measure | baseline | enriched |" in md and "NOT face identity" in md
-    from facerealism.report import write_report
+    from facerealism.report.html import write_report
 
     html = write_report(project / "reports").read_text()
     assert "Diversity (Table 1)" in html and "<td>perceived age</td><td>no face found in 4 dev images</td>" in html
@@ -117,7 +117,7 @@ def photographs():
 
 
 def test_age_and_gender_networks_on_real_photographs(photographs):
-    from facerealism.faces import age_gender_model, build_age_gender
+    from facerealism.metrics.dlib_faces import age_gender_model, build_age_gender
 
     analyser, _ = build_age_gender()
     assert analyser.name.startswith("age-and-gender 2.0.0") and age_gender_model() is age_gender_model()  # loaded once
@@ -132,7 +132,7 @@ def test_age_and_gender_networks_on_real_photographs(photographs):
 
 
 def test_perceived_attributes_are_never_guessed(tmp_path):
-    from facerealism.faces import build_analyser
+    from facerealism.metrics.dlib_faces import build_analyser
 
     analyser, reason = build_analyser(str(tmp_path / "no-such-weights"))
     assert analyser is None and ("not installed" in reason or "not a directory" in reason)

@@ -11,7 +11,7 @@ import pytest
 
 from facerealism.config import Config, ConfigError, load_config
 from facerealism.models import build_generator
-from facerealism.timing import head_speed, head_variants, peak_memory, pipeline_speed
+from facerealism.speed.timing import head_speed, head_variants, peak_memory, pipeline_speed
 
 from .conftest import ROOT, cli_env
 
@@ -66,7 +66,7 @@ def test_fig8_pipelines_on_tiny_flux(head):
 
 
 def test_fig8_plot_without_pipeline_timings():
-    from facerealism.report import fig8_png
+    from facerealism.report.html import fig8_png
 
     png = fig8_png({"device": "cpu", "pipelines": {"available": False, "reason": "off"},
                     "flops_by_size": {"256": {"dev50_tflop": 300.0, "schnell4_tflop": 20.0,

@@ -17,9 +17,10 @@ import pytest
 import requests
 from rich.console import Console
 
-from facerealism import dag, faults, localserver, ops
 from facerealism.bench import servers
-from facerealism.progress import StageProgress, progress
+from facerealism.mlops import lineage
+from facerealism.orchestration import dag, localserver, retry
+from facerealism.report.progress import StageProgress, progress
 
 from .conftest import ROOT, cli_env, write_tiny_params
 from .httpstore import HTTPStore, dead_url
@@ -288,7 +289,7 @@ def killed_runs_resume(tmp_path, prefect_server, monkeypatch):
             evaluate_run = out
     print(f"8 killed runs: {time.monotonic() - t0:.0f} s")
     assert done == STAGES - {"register"}
-    assert set(ops.lock_hashes(tmp_path)) >= {"data/prompts.parquet", "data/pairs", "data/validated.parquet"}
+    assert set(lineage.lock_hashes(tmp_path)) >= {"data/prompts.parquet", "data/pairs", "data/validated.parquet"}
     # No terminal: progress reached the tasks' Prefect logs as lines with done/total, rate and ETA.
     assert re.search(r"Task run 'audit' - audit: faces: (\d+)/\1 items, [\d.]+ items/s, eta 0:00:00", train_run)
     assert re.search(r"Task run 'evaluate' - evaluate: Table 4 rows \(bootstrap, C2ST\): (\d+)/\1 items, [\d.]+ "
@@ -308,7 +309,7 @@ def killed_runs_resume(tmp_path, prefect_server, monkeypatch):
     # 3. the rerun completes, reusing everything that finished.
     out, _ = facerealism_run(tmp_path, prefect_server)
     assert ran(out) == {"register"} and up_to_date(out) == STAGES - {"register"}, out[-3000:]
-    assert ops.dvc_status_clean(tmp_path)
+    assert lineage.dvc_status_clean(tmp_path)
     versions = mlflow_versions(tmp_path)
     assert len(versions) == 1 and versions[0].tags.get("gate.passed") == "True"
     promotion = json.loads((tmp_path / "reports/promotion.json").read_text())
@@ -340,7 +341,7 @@ def killed_runs_resume(tmp_path, prefect_server, monkeypatch):
     assert ran(out) == {"evaluate", "register"}, out[-3000:]
     assert up_to_date(out) == STAGES - {"evaluate", "register"}
     assert json.loads((tmp_path / "reports/table4.json").read_text())["bootstrap"] == 50
-    assert ops.dvc_status_clean(tmp_path)
+    assert lineage.dvc_status_clean(tmp_path)
 
     # 6. a nightly with more prompts renders only the new pairs (finished ones are kept, byte for byte).
     before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "data/pairs/schnell").iterdir()}
@@ -351,7 +352,7 @@ def killed_runs_resume(tmp_path, prefect_server, monkeypatch):
     assert {"prompts", "generate"} <= ran(out)
     after = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "data/pairs/schnell").iterdir()}
     assert len(after) == len(before) + 4 and all(after[n] == t for n, t in before.items())
-    assert ops.dvc_status_clean(tmp_path)
+    assert lineage.dvc_status_clean(tmp_path)
 
     # 7. --force reruns a stage DVC finds up to date (checked on one stage in process: a whole run is minutes).
     from facerealism.config import load_config
@@ -361,53 +362,53 @@ def killed_runs_resume(tmp_path, prefect_server, monkeypatch):
     p = dag.plan(params, [], force=True, project=tmp_path)
     assert dag.changes(tmp_path, "prompts") == []
     assert "up_to_date" not in dag.run_or_skip("prompts", cfg, p, log=lambda _: None) and p.ran == ["prompts"]
-    assert ops.dvc_status_clean(tmp_path)
+    assert lineage.dvc_status_clean(tmp_path)
 
     # 8. The default DVC remote is down: the run fails with one line naming it, keeps its outputs and owes the
     # push (prompts was just committed); the next run, every stage up to date, pushes it.
-    ops.dvc(["remote", "add", "-d", "store", dead_url()], tmp_path)
-    ops.dvc(["remote", "modify", "store", "jobs", "64"], tmp_path)  # each object's refused GET is retried by DVC
+    lineage.dvc(["remote", "add", "-d", "store", dead_url()], tmp_path)
+    lineage.dvc(["remote", "modify", "store", "jobs", "64"], tmp_path)  # each object's refused GET is retried by DVC
     t0 = time.monotonic()
     # The same three retries as in production, 1 s apart instead of 2, 10 and 30 s.
     res = subprocess.run(["facerealism", "run"], cwd=tmp_path, capture_output=True, text=True, timeout=600,
-                         env={**run_env(prefect_server), faults.DELAYS_ENV: "1,1,1"})
+                         env={**run_env(prefect_server), retry.DELAYS_ENV: "1,1,1"})
     print(f"run with the remote down (3 retries): {time.monotonic() - t0:.0f} s")
     errors = [ln for ln in (res.stdout + res.stderr).splitlines() if ln.startswith("error:")]
     assert res.returncode == 1 and len(errors) == 1 and "remote 'store'" in errors[0], (res.stdout + res.stderr)[-3000:]
-    assert (tmp_path / dag.PUSH_OWED).exists() and ops.dvc_status_clean(tmp_path)
+    assert (tmp_path / dag.PUSH_OWED).exists() and lineage.dvc_status_clean(tmp_path)
     store = HTTPStore(tmp_path.parent / f"{tmp_path.name}-store")
     try:
-        ops.dvc(["remote", "modify", "store", "url", store.url], tmp_path)
+        lineage.dvc(["remote", "modify", "store", "url", store.url], tmp_path)
         out, _ = facerealism_run(tmp_path, prefect_server)
         assert up_to_date(out) == STAGES and not (tmp_path / dag.PUSH_OWED).exists()
-        assert "in sync" in ops.dvc(["status", "-c"], tmp_path).stdout
+        assert "in sync" in lineage.dvc(["status", "-c"], tmp_path).stdout
     finally:
         store.close()
 
 
 @pytest.mark.slow
 def test_prefect_retries_transient_errors_and_never_a_config_error(prefect_server):
-    """The pipeline's tasks carry faults.retry_transient; under Prefect's engine it retries a reset connection
+    """The pipeline's tasks carry retry.retry_transient; under Prefect's engine it retries a reset connection
     to success and fails a bad config at once."""
     from prefect import flow, task
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from facerealism import faults
+    from facerealism.orchestration import retry
     from facerealism.config import ConfigError
     from flows import pipeline
 
     for t in (pipeline.stage, pipeline.finish, pipeline.artifacts):
-        assert t.retries == faults.RETRIES and t.retry_condition_fn is faults.retry_transient
+        assert t.retries == retry.RETRIES and t.retry_condition_fn is retry.retry_transient
     attempts = {"flaky": 0, "bad": 0}
 
-    @task(retries=3, retry_delay_seconds=0, retry_condition_fn=faults.retry_transient)
+    @task(retries=3, retry_delay_seconds=0, retry_condition_fn=retry.retry_transient)
     def flaky():
         attempts["flaky"] += 1
         if attempts["flaky"] < 3:
             raise ConnectionResetError(104, "Connection reset by peer")
         return "ok"
 
-    @task(retries=3, retry_delay_seconds=0, retry_condition_fn=faults.retry_transient)
+    @task(retries=3, retry_delay_seconds=0, retry_condition_fn=retry.retry_transient)
     def bad():
         attempts["bad"] += 1
         raise ConfigError("train.steps: must be > 0")

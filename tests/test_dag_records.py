@@ -7,9 +7,10 @@ import shutil
 
 import pytest
 
-from facerealism import dag, ops
 from facerealism.config import load_config
 from facerealism.errors import RemoteUnavailable, UserError
+from facerealism.mlops import lineage
+from facerealism.orchestration import dag
 
 from .faultproxy import FaultProxy
 from .httpstore import HTTPStore, dead_url
@@ -31,7 +32,7 @@ def committed(tmp_path, monkeypatch):
 
 
 def dvc_fails(project, *args) -> bool:
-    return ops.dvc(list(args), project, check=False).returncode != 0
+    return lineage.dvc(list(args), project, check=False).returncode != 0
 
 
 def test_a_torn_dvc_lock_is_restored_from_the_last_good_copy(committed):
@@ -59,7 +60,7 @@ def remote(committed, tmp_path_factory):
     store = HTTPStore(tmp_path_factory.mktemp("store"))
     proxy = FaultProxy(("127.0.0.1", store.port))
     for args in (["remote", "add", "-d", "store", proxy.url], ["remote", "modify", "store", "read_timeout", "3"]):
-        ops.dvc(args, project)
+        lineage.dvc(args, project)
     try:
         yield project, cfg, store, proxy
     finally:
@@ -68,7 +69,7 @@ def remote(committed, tmp_path_factory):
 
 
 def in_sync(project) -> bool:
-    return "in sync" in ops.dvc(["status", "-c"], project).stdout
+    return "in sync" in lineage.dvc(["status", "-c"], project).stdout
 
 
 def test_a_push_that_failed_stays_owed_until_a_later_run_pushes_it(remote):
@@ -76,7 +77,7 @@ def test_a_push_that_failed_stays_owed_until_a_later_run_pushes_it(remote):
     owed = project / dag.PUSH_OWED
     assert owed.exists()  # dag.commit recorded prompts: its output is owed to the remote
     url = dead_url()
-    ops.dvc(["remote", "modify", "store", "url", url], project)
+    lineage.dvc(["remote", "modify", "store", "url", url], project)
     p = dag.plan(project / "params.yaml", [], project=project)
     p.ran = ["prompts"]
     with pytest.raises(RemoteUnavailable) as err:  # transient: the finish task retries it, then the run fails
@@ -86,7 +87,7 @@ def test_a_push_that_failed_stays_owed_until_a_later_run_pushes_it(remote):
     assert owed.exists() and not store.files() and (project / "data/prompts.parquet").exists()
 
     # The next run finds every stage up to date, and still pushes what is owed.
-    ops.dvc(["remote", "modify", "store", "url", proxy.url], project)
+    lineage.dvc(["remote", "modify", "store", "url", proxy.url], project)
     p = dag.plan(project / "params.yaml", [], project=project)
     assert dag.run_or_skip("prompts", cfg, p, log=lambda _: None) == {"up_to_date": True} and not p.ran
     assert dag.finish(cfg, p)["pushed"] and not owed.exists() and in_sync(project) and store.files()
@@ -106,13 +107,13 @@ def test_the_finish_task_retries_a_flaky_remote_to_success_and_not_a_bad_config(
 
     project, cfg, store, proxy = remote
     pushes = []
-    real_dvc = ops.dvc
+    real_dvc = lineage.dvc
 
     def counted(args, *a, **kw):
         pushes.extend(args[:1] if args[0] == "push" else [])
         return real_dvc(args, *a, **kw)
 
-    monkeypatch.setattr(ops, "dvc", counted)
+    monkeypatch.setattr(lineage, "dvc", counted)
     proxy.fail("POST", "/files/", "503")
     proxy.fail("POST", "/files/", "reset")
     proxy.fail("POST", "/files/", "stall", stall_s=5)  # past the remote's read_timeout of 3 s
@@ -131,7 +132,7 @@ def test_the_finish_task_retries_a_flaky_remote_to_success_and_not_a_bad_config(
         # A bad remote config is not retried: one push, a one-line error naming the remote, the push stays owed.
         (project / dag.PUSH_OWED).touch()
         shutil.rmtree(store.root / "files")  # so that the push has something to upload
-        ops.dvc(["remote", "modify", "store", "method", "PATCH"], project)  # dvc-http uploads by POST or PUT only
+        lineage.dvc(["remote", "modify", "store", "method", "PATCH"], project)  # dvc-http uploads by POST or PUT only
         pushes.clear()
         state = push_once(return_state=True)  # the flow fails with its task
     assert state.is_failed() and len(pushes) == 1 and (project / dag.PUSH_OWED).exists()

@@ -10,8 +10,8 @@ import subprocess
 import pytest
 import yaml
 
-from facerealism import ops
 from facerealism.bench import servers
+from facerealism.mlops import lineage
 
 from .conftest import ROOT, cli_env, write_tiny_params
 
@@ -102,7 +102,7 @@ def test_infra_compose_and_cluster_files_are_consistent():
     dask = yaml.safe_load((ROOT / "infra/dask-cluster.yaml").read_text())
     assert dask["kind"] == "DaskCluster" and dask["spec"]["worker"]["replicas"] >= 1
     # Both worker manifests carry the render-worker settings of the flow's own local cluster.
-    from facerealism.scaleout import dask_env
+    from facerealism.orchestration.scaleout import dask_env
 
     pod_env = {e["name"]: e["value"] for e in dask["spec"]["worker"]["spec"]["containers"][0]["env"]}
     assert dask_env().items() <= pod_env.items()
@@ -147,9 +147,9 @@ def test_nightly_deployment_runs_on_a_worker_and_records_its_data(server, tmp_pa
     assert state.type.value == "COMPLETED", state.message
 
     # The last step recorded the outputs: dvc.lock matches the workspace, and the remote has every object.
-    assert ops.dvc_status_clean(project)
+    assert lineage.dvc_status_clean(project)
     assert json.loads(sh(["dvc", "status", "-c", "--json"], project).stdout or "{}") == {}
-    locked = ops.lock_hashes(project)
+    locked = lineage.lock_hashes(project)
 
     # The registered version's training run names the very data dvc.lock recorded.
     import mlflow
@@ -169,9 +169,9 @@ def test_nightly_deployment_runs_on_a_worker_and_records_its_data(server, tmp_pa
     assert str(client.get_model_version_by_alias("facerealism-head", "champion").version) == "1"
     promotion = json.loads((project / "reports/promotion.json").read_text())
     assert (promotion["version"], promotion["promoted"], promotion["champion"]) == ("1", True, "1")
-    assert ops.dvc_status_clean(project)
+    assert lineage.dvc_status_clean(project)
     assert json.loads(sh(["dvc", "status", "-c", "--json"], project).stdout or "{}") == {}
-    assert ops.lock_hashes(project)["data/pairs"] == locked["data/pairs"]  # finished pairs were not rendered again
+    assert lineage.lock_hashes(project)["data/pairs"] == locked["data/pairs"]  # finished pairs were not rendered again
 
     # The on-demand deployment enhances a folder with the pinned version, in the worker's checkout.
     from PIL import Image
@@ -196,9 +196,9 @@ def test_nightly_deployment_runs_on_a_worker_and_records_its_data(server, tmp_pa
     sh(["dvc", "pull", "-q"], clone)
     assert "up to date" in sh(["dvc", "repro"], clone).stdout
     shutil.rmtree(clone / ".dvc/cache", ignore_errors=True)  # recover from the remote, not the local cache
-    restored = ops.data_for("models:/facerealism-head/1", "recovered/v1", tracking_uri=f"sqlite:///{project}/mlflow.db",
+    restored = lineage.data_for("models:/facerealism-head/1", "recovered/v1", tracking_uri=f"sqlite:///{project}/mlflow.db",
                             project=clone)
-    assert ops.content_hash(restored["pairs"]) == locked["data/pairs"]
+    assert lineage.content_hash(restored["pairs"]) == locked["data/pairs"]
 
     # The cron schedule is on the server.
     from prefect.client.orchestration import get_client
@@ -215,7 +215,8 @@ def test_rollback_survives_the_next_settle_of_champion(tmp_path):
     import mlflow
 
     from facerealism.config import load_config
-    from facerealism.registry import settle_champion
+    from facerealism.mlops import registry
+    from facerealism.mlops.registry import settle_champion
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
@@ -228,10 +229,10 @@ def test_rollback_survives_the_next_settle_of_champion(tmp_path):
         client.set_model_version_tag(name, mv.version, f"metric.{cfg.register.champion_metric}", str(value))
     client.set_registered_model_alias(name, "champion", "3")
 
-    assert ops.rollback_champion(name, "2", "artifacts on dark skin", tracking_uri=uri) == "3"
+    assert registry.rollback_champion(name, "2", "artifacts on dark skin", tracking_uri=uri) == "3"
     assert settle_champion(client, cfg, name) == "2"  # what the next nightly's register stage does
     assert client.get_model_version(name, "3").tags["rollback.reason"] == "artifacts on dark skin"
     with pytest.raises(ValueError, match="never passed the gate"):
-        ops.rollback_champion(name, "3", "x", tracking_uri=uri)
+        registry.rollback_champion(name, "3", "x", tracking_uri=uri)
     with pytest.raises(ValueError, match="version 9"):
-        ops.rollback_champion(name, "9", "x", tracking_uri=uri)
+        registry.rollback_champion(name, "9", "x", tracking_uri=uri)

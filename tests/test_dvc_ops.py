@@ -11,7 +11,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from facerealism import ops
+from facerealism.mlops import lineage
 
 from .conftest import ROOT, cli_env, write_tiny_params
 
@@ -38,27 +38,27 @@ def test_content_hash_equals_dvc_for_a_folder_and_a_file(tmp_path):
     (tmp_path / "table.parquet").write_bytes(b"not really parquet, but bytes are bytes\n")
     sh(["dvc", "add", "-q", "pairs", "table.parquet"], tmp_path)
     recorded = {p: yaml.safe_load((tmp_path / f"{p}.dvc").read_text())["outs"][0]["md5"] for p in ("pairs", "table.parquet")}
-    assert ops.content_hash(folder) == recorded["pairs"] and recorded["pairs"].endswith(".dir")
-    assert ops.content_hash(tmp_path / "table.parquet") == recorded["table.parquet"]
+    assert lineage.content_hash(folder) == recorded["pairs"] and recorded["pairs"].endswith(".dir")
+    assert lineage.content_hash(tmp_path / "table.parquet") == recorded["table.parquet"]
     # One changed byte anywhere in the folder changes the hash.
     (folder / "sub/1.png").write_bytes((folder / "sub/1.png").read_bytes() + b"\0")
-    assert ops.content_hash(folder) != recorded["pairs"]
+    assert lineage.content_hash(folder) != recorded["pairs"]
     with pytest.raises(FileNotFoundError, match="nope"):
-        ops.content_hash(tmp_path / "nope")
+        lineage.content_hash(tmp_path / "nope")
 
 
 def test_record_outputs_refuses_what_dvc_lock_would_misdescribe(tmp_path):
     write_tiny_params(tmp_path)
-    assert "not a DVC repo" in ops.record_outputs("params.yaml", [], project=tmp_path)["reason"]
+    assert "not a DVC repo" in lineage.record_outputs("params.yaml", [], project=tmp_path)["reason"]
     git_repo(tmp_path)
     shutil.copy(ROOT / "dvc.yaml", tmp_path / "dvc.yaml")
-    why = ops._why_not_committable(tmp_path / "params.yaml", ["train.steps=3"], tmp_path)
+    why = lineage._why_not_committable(tmp_path / "params.yaml", ["train.steps=3"], tmp_path)
     assert why and "train" in why
     shutil.copy(tmp_path / "params.yaml", tmp_path / "other.yaml")
-    assert "dvc.yaml reads params.yaml" in ops._why_not_committable(tmp_path / "other.yaml", [], tmp_path)
+    assert "dvc.yaml reads params.yaml" in lineage._why_not_committable(tmp_path / "other.yaml", [], tmp_path)
     # Where results are logged is not what is produced: the lock stays honest.
     loc = [f"paths.mlflow_uri=sqlite:///{tmp_path}/x.db", f"paths.mlflow_artifacts={tmp_path}/a"]
-    assert ops._why_not_committable(tmp_path / "params.yaml", loc, tmp_path) is None
+    assert lineage._why_not_committable(tmp_path / "params.yaml", loc, tmp_path) is None
 
 
 @pytest.mark.slow
@@ -76,14 +76,14 @@ def test_push_clone_pull_is_up_to_date_and_metrics_diff(tmp_path):
     sh(["dvc", "push", "-q"], src)
     sh(["git", "add", "-A"], src)
     sh(["git", "commit", "-q", "-m", "data"], src)
-    locked = ops.lock_hashes(src)
-    assert locked["data/pairs"] == ops.content_hash(src / "data/pairs")
+    locked = lineage.lock_hashes(src)
+    assert locked["data/pairs"] == lineage.content_hash(src / "data/pairs")
 
     clone = tmp_path / "clone"
     sh(["git", "clone", "-q", str(src), str(clone)], tmp_path)
     assert not (clone / "data/pairs").exists()
     sh(["dvc", "pull", "-q", "--with-deps", "validate"], clone)
-    assert ops.content_hash(clone / "data/pairs") == locked["data/pairs"]
+    assert lineage.content_hash(clone / "data/pairs") == locked["data/pairs"]
     assert "up to date" in sh(["dvc", "repro", "validate"], clone).stdout
 
     # An experiment on a validate param reruns validate only, and `dvc metrics diff` reports against HEAD.

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from facerealism.config import Config
-from facerealism.data import splits
+from facerealism.data.split import splits
 from facerealism.stages import run_stage
 from facerealism.stages.evaluate import DEV, SCHNELL, flat_metrics, head_dirs, table4
 
@@ -131,7 +131,7 @@ def test_evaluate_stage_with_an_extra_head_and_report(tiny_cfg, project):
 
 
 def test_report_without_inputs_and_crop_regions(tmp_path):
-    from facerealism.report import crop_region, save_crops, write_report
+    from facerealism.report.html import crop_region, save_crops, write_report
 
     html = write_report(tmp_path).read_text()
     assert "Not run yet: run the evaluate stage" in html and "Not run yet: run the benchmark stage" in html

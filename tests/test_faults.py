@@ -10,10 +10,9 @@ import requests
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, RESOURCE_DOES_NOT_EXIST, TEMPORARILY_UNAVAILABLE
 
-from facerealism import faults
 from facerealism.bench import servers
-from facerealism.config import ConfigError
-from facerealism.stages.validate import ValidationFailed
+from facerealism.errors import ConfigError, ValidationFailed
+from facerealism.orchestration import retry
 
 from .faultproxy import FaultProxy
 from .test_registry import GOOD, NAME, make_project, register_with
@@ -39,7 +38,7 @@ def chained(outer: Exception, cause: Exception) -> Exception:
     chained(RuntimeError("stage failed"), ConnectionRefusedError(111, "Connection refused")),
 ])
 def test_transient_errors_are_retried(exc):
-    assert faults.is_transient(exc)
+    assert retry.is_transient(exc)
 
 
 def http_error(status: int) -> requests.HTTPError:
@@ -51,7 +50,7 @@ def http_error(status: int) -> requests.HTTPError:
 @pytest.mark.parametrize("status, transient", [(503, True), (502, True), (500, True), (429, True), (404, False),
                                                (400, False), (403, False)])
 def test_http_status_decides(status, transient):
-    assert faults.is_transient(http_error(status)) is transient
+    assert retry.is_transient(http_error(status)) is transient
 
 
 @pytest.mark.parametrize("exc", [
@@ -65,7 +64,7 @@ def test_http_status_decides(status, transient):
     KeyError("metric"),
 ])
 def test_config_validation_and_bugs_are_not_retried(exc):
-    assert not faults.is_transient(exc)
+    assert not retry.is_transient(exc)
 
 
 # --- the register stage behind a faulty proxy in front of a real `mlflow server` ---------------------
@@ -116,14 +115,14 @@ def test_register_under_faults_never_moves_champion_and_never_duplicates(proxied
     proxy.fail("POST", "/model-versions/create", "503")
     with pytest.raises(Exception) as e:
         register_with(cfg, better)
-    assert faults.is_transient(e.value), e.value
+    assert retry.is_transient(e.value), e.value
     assert len(versions(client)) == 1 and champion(client) == "1"
 
     # 2. the champion cannot be read (503): the gate must not promote without comparing.
     proxy.fail("GET", "/registered-models/alias", "503")
     with pytest.raises(Exception) as e:
         register_with(cfg, better)
-    assert faults.is_transient(e.value), e.value
+    assert retry.is_transient(e.value), e.value
     assert champion(client) == "1"
     undecided = versions(client)[-1]
     assert undecided.version == "2" and "gate.decided_at" not in undecided.tags  # registered, not decided
@@ -132,7 +131,7 @@ def test_register_under_faults_never_moves_champion_and_never_duplicates(proxied
     proxy.fail("POST", "/registered-models/alias", "reset")
     with pytest.raises(Exception) as e:
         register_with(cfg, better)
-    assert faults.is_transient(e.value), e.value
+    assert retry.is_transient(e.value), e.value
     assert champion(client) == "1" and len(versions(client)) == 2
 
     # 4. the rerun resumes version 2 instead of registering a third.
@@ -146,7 +145,7 @@ def test_register_under_faults_never_moves_champion_and_never_duplicates(proxied
     proxy.fail("POST", "/model-versions/create", "stall", stall_s=12)
     with pytest.raises(Exception) as e:
         register_with(cfg, best)
-    assert faults.is_transient(e.value), e.value
+    assert retry.is_transient(e.value), e.value
     assert champion(client) == "2"
     done = register_with(cfg, best)
     assert done["version"] == "3" and champion(client) == "3" and len(versions(client)) == 3
@@ -161,21 +160,21 @@ def test_register_under_faults_never_moves_champion_and_never_duplicates(proxied
 def test_an_unreachable_dvc_remote_is_a_transient_error_and_a_bad_argument_is_not(tmp_path):
     import subprocess
 
-    from facerealism import ops
+    from facerealism.mlops import lineage
 
     from .conftest import cli_env
 
     for args in (["git", "init", "-q"], ["dvc", "init", "-q"]):
         subprocess.run(args, cwd=tmp_path, check=True, env=cli_env())
     (tmp_path / "a.txt").write_text("hi\n")
-    ops.dvc(["add", "-q", "a.txt"], tmp_path)
-    ops.dvc(["remote", "add", "-d", "r", f"http://127.0.0.1:{servers.free_port()}/store"], tmp_path)
+    lineage.dvc(["add", "-q", "a.txt"], tmp_path)
+    lineage.dvc(["remote", "add", "-d", "r", f"http://127.0.0.1:{servers.free_port()}/store"], tmp_path)
     with pytest.raises(ConnectionError, match="dvc push") as e:
-        ops.dvc(["push"], tmp_path)
-    assert faults.is_transient(e.value)
+        lineage.dvc(["push"], tmp_path)
+    assert retry.is_transient(e.value)
     with pytest.raises(ValueError, match="dvc nosuchcommand") as e:
-        ops.dvc(["nosuchcommand"], tmp_path)
-    assert not faults.is_transient(e.value)
+        lineage.dvc(["nosuchcommand"], tmp_path)
+    assert not retry.is_transient(e.value)
 
 
 @pytest.mark.slow  # subprocesses or servers: the full layer, not the inner loop
@@ -184,7 +183,7 @@ def test_register_is_idempotent_per_candidate_and_finishes_an_undecided_version(
     the rerun, not registered again; another gate policy is another candidate."""
     import mlflow
 
-    from facerealism import registry
+    from facerealism.mlops import registry
 
     cfg = make_project(tmp_path / "p")
     monkeypatch.chdir(tmp_path / "p")

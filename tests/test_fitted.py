@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from facerealism import fitted
 from facerealism.errors import UserError
+from facerealism.scoring import fitted
 
 from .test_metrics import make_dev
 

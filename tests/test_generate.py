@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from facerealism import scaleout
 from facerealism.bench import servers
 from facerealism.config import ConfigError, load_config
 from facerealism.files import load_rgb, sha256_file
+from facerealism.orchestration import scaleout
 from facerealism.stages import generate, run_stage
 
 from .conftest import ROOT, cli_env
@@ -125,7 +125,7 @@ def test_reference_set_is_separate_and_independent_of_the_fast_image(tmp_path):
 
 
 def test_a_shard_logs_pairs_per_second_and_eta_for_workers_without_a_terminal(tmp_path):
-    from facerealism.progress import RateLog
+    from facerealism.report.progress import RateLog
 
     cfg = synthetic_cfg(tmp_path)
     run_stage("prompts", cfg)
@@ -281,7 +281,7 @@ def test_the_flows_local_cluster_hands_render_settings_to_its_workers():
     import dask
     from distributed import Client
 
-    from facerealism.scaleout import local_cluster
+    from facerealism.orchestration.scaleout import local_cluster
 
     assert render_settings_reader()() != RENDER_SETTINGS  # Dask's defaults here: only the workers are changed
     with local_cluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \

@@ -11,7 +11,7 @@ import pytest
 
 from facerealism import metrics
 from facerealism.config import load_config
-from facerealism.data import dev_check_half, split, three_way
+from facerealism.data.split import dev_check_half, split, three_way
 from facerealism.files import save_png, write_parquet
 from facerealism.head import enhance_array, load_head, save_head
 from facerealism.models import build_generator
@@ -139,7 +139,7 @@ def shifted(tmp_path_factory, store):
 
 
 def test_training_loads_only_training_pairs(shifted):
-    from facerealism.data import to_uint8
+    from facerealism.data.split import to_uint8
     from facerealism.stages.train import load_data
 
     root, cfg, manifest, held, schnell, summary = shifted  # training succeeded without test pairs or validation targets

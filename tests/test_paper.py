@@ -9,8 +9,8 @@ import subprocess
 import pytest
 import torch
 
-from facerealism.architectures import recipe
 from facerealism.backends.tiny_flux import build_tiny_flux
+from facerealism.config.architectures import recipe
 
 from .conftest import ROOT, cli_env
 

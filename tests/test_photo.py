@@ -9,11 +9,12 @@ import torch
 from PIL import Image
 from skimage import data
 
-from facerealism import controls, metrics
+from facerealism import metrics
 from facerealism.config import load_config
 from facerealism.files import load_rgb, save_png
 from facerealism.head import enhance_array, load_head
 from facerealism.models.esa_cyclegan import LumaDetail
+from facerealism.scoring import controls
 from facerealism.stages import run_stage
 from facerealism.stages.evaluate import photo_check
 
@@ -92,7 +93,7 @@ def test_facerealism_enhance_on_a_photograph_adds_no_colour_noise(default_head, 
 
 
 def _gate_photo_reasons(check: dict) -> list[str]:
-    from facerealism.gate import gate
+    from facerealism.scoring.gate import gate
 
     cfg = load_config(ROOT / "params.yaml", ["register.required={}", "register.below={}"])
     candidate = {f"photo.{k}": check[k] for k in ("colour_noise_gain", "edge_overshoot", "clipped_gain")}

@@ -11,7 +11,7 @@ import yaml
 
 from facerealism.config import ConfigError, load_config, resolve, sources_table
 from facerealism.errors import UserError
-from facerealism.preflight import preflight, require
+from facerealism.orchestration.preflight import preflight, require
 
 from .conftest import ROOT, cli_env
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from facerealism import preset_flops as pf
+from facerealism.speed import preset_flops as pf
 
 
 @pytest.mark.slow

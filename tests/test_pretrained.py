@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from facerealism import features, pretrained
+from facerealism.metrics import fd_dinov2_cmmd, pretrained
 
 from .conftest import ROOT, cli_env
 
@@ -136,7 +136,7 @@ def test_dinov2_loads_torch_hubs_cached_repo_and_checkpoint(torch_home):
     model = pretrained.dinov2()
     saved = torch.load(checkpoint, weights_only=True)
     assert all(torch.equal(v, saved[k]) for k, v in model.state_dict().items())  # the cached file, not random init
-    f = features.dinov2_features(np.zeros((3, 20, 20, 3), np.uint8), model)
+    f = fd_dinov2_cmmd.dinov2_features(np.zeros((3, 20, 20, 3), np.uint8), model)
     assert f.shape == (3, 32)
     checkpoint.unlink()  # the repo alone is not enough: the reason names the missing checkpoint
     with pytest.raises(pretrained.WeightsUnavailable, match="dinov2_vitl14_pretrain.pth"):
@@ -149,14 +149,14 @@ def test_dinov2_loads_torch_hubs_cached_repo_and_checkpoint(torch_home):
 def test_cmmd_closed_form_and_properties():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(20, 4))
-    assert features.cmmd(x, x) == 0.0
+    assert fd_dinov2_cmmd.cmmd(x, x) == 0.0
     # Two point masses a distance r apart: k_xx = k_yy = 1, k_xy = exp(-r^2 / (2 sigma^2)).
     r = 5.0
     expected = 1000.0 * (2.0 - 2.0 * np.exp(-(r**2) / (2 * 10.0**2)))
-    assert features.cmmd(np.zeros((3, 2)), np.full((4, 2), r / np.sqrt(2))) == pytest.approx(expected)
-    assert features.cmmd(x, x + 1.0) < features.cmmd(x, x + 3.0)
+    assert fd_dinov2_cmmd.cmmd(np.zeros((3, 2)), np.full((4, 2), r / np.sqrt(2))) == pytest.approx(expected)
+    assert fd_dinov2_cmmd.cmmd(x, x + 1.0) < fd_dinov2_cmmd.cmmd(x, x + 3.0)
     with pytest.raises(ValueError, match="one d"):
-        features.cmmd(x, x[:, :3])
+        fd_dinov2_cmmd.cmmd(x, x[:, :3])
 
 
 # --- the whole evaluate table with the libraries' caches as a fresh process sees them ---------------------------

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from facerealism.config import load_config
-from facerealism.imdb import load_actor_names
+from facerealism.data.imdb import load_actor_names
 from facerealism.stages import run_stage
 from facerealism.stages.prompts import allocate, build_prompts, stratum_counts
 

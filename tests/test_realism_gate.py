@@ -5,11 +5,11 @@ import json
 import numpy as np
 import pytest
 
-from facerealism import controls, fitted
 from facerealism.backends.painter import render_pair
 from facerealism.config import load_config
+from facerealism.scoring import controls, fitted
+from facerealism.scoring.gate import gate, suite_check
 from facerealism.stages.evaluate import DEV, SCHNELL, flat_metrics, table4
-from facerealism.gate import gate, suite_check
 
 from .conftest import ROOT
 

@@ -20,15 +20,14 @@ import torch
 import yaml
 from PIL import Image
 
-from facerealism import tracking
 from facerealism.bench import servers
 from facerealism.config import load_config
 from facerealism.files import write_json, write_parquet
 from facerealism.head import enhance_array, load_head, save_head
+from facerealism.mlops import registry, tracking
+from facerealism.mlops.card import holdout_fingerprint
 from facerealism.models import build_generator
-from facerealism import registry
-from facerealism.card import holdout_fingerprint
-from facerealism.gate import gate
+from facerealism.scoring.gate import gate
 from facerealism.stages import register
 
 from .conftest import ROOT, cli_env
@@ -336,9 +335,9 @@ def test_a_new_held_out_split_is_judged_on_absolute_thresholds_or_refused(tmp_pa
 
 PROMOTE = """
 import json, sys, time
-from facerealism import tracking
+from facerealism.mlops import tracking
 from facerealism.config import load_config
-from facerealism import registry
+from facerealism.mlops import registry
 a = json.loads(sys.argv[1])
 cfg = load_config(a["params"], a["overrides"])
 client = tracking.setup(cfg).MlflowClient()

@@ -9,7 +9,7 @@ import sys
 import pandas as pd
 import pytest
 
-from facerealism.data import split
+from facerealism.data.split import split
 
 from .conftest import cli_env
 
@@ -44,7 +44,7 @@ def test_split_depends_on_the_id_only():
 
 
 def test_split_is_the_same_in_processes_with_other_hash_seeds():
-    code = ("import json, sys, pandas as pd; from facerealism.data import split; "
+    code = ("import json, sys, pandas as pd; from facerealism.data.split import split; "
             "ids = json.loads(sys.stdin.read()); print(json.dumps(sorted(split(pd.DataFrame({'id': ids}), 0.2)[1]['id'])))")
     expected = sorted(held_ids(IDS))
     for seed in ("1", "2"):
@@ -55,7 +55,7 @@ def test_split_is_the_same_in_processes_with_other_hash_seeds():
 
 
 def test_three_splits_are_disjoint_complete_and_keep_the_two_way_test_split():
-    from facerealism.data import three_way
+    from facerealism.data.split import three_way
 
     manifest = pd.DataFrame({"id": IDS, "n": range(len(IDS))})
     parts = three_way(manifest, 0.2, 0.1)
@@ -82,7 +82,7 @@ def test_split_fractions_must_leave_training_pairs():
 
 
 def test_the_dev_check_halves_the_test_split_evenly_by_id():
-    from facerealism.data import dev_check_half
+    from facerealism.data.split import dev_check_half
 
     for n in (2, 5, 11, 98):
         ids = pd.Series([f"pair{i:04d}" for i in range(n)])

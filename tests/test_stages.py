@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from facerealism import dag
 from facerealism.config import load_config
-from facerealism.data import splits
+from facerealism.data.split import splits
+from facerealism.orchestration import dag
 from facerealism.stages import run_stage
 
 from .conftest import ROOT, tiny_project
@@ -107,7 +107,7 @@ def test_audit_reports_prompt_side_mix(proj):
     assert a["available"] is True and a["templates"]["enriched"]["faces"] == 0
     assert a["ethnicity"]["available"] is False and a["ethnicity"]["reason"]
     # Data-quality figures sit in MLflow beside the models.
-    from facerealism import tracking
+    from facerealism.mlops import tracking
 
     mlflow = tracking.setup(cfg)
     for stage, artifact in (("validate", "validation.md"), ("audit", "audit_tsne.png")):
@@ -126,7 +126,7 @@ def test_train_writes_a_self_describing_head(proj):
     assert meta["arch"] == "esa_resnet" and meta["config"]["train"]["steps"] == 6
     assert meta["kwargs"] == {"ngf": 8, "n_blocks": 1, "residual_output": True, "detail": True}  # the tiny profile's head
     assert meta["train_pairs"] == out["train_pairs"] and meta["mlflow_run_id"] == out["mlflow_run_id"]
-    from facerealism.data import load_images
+    from facerealism.data.split import load_images
     from facerealism.head import enhance_array, load_head
 
     G, _ = load_head(root / "models/head")
@@ -192,7 +192,7 @@ def test_register_gate_and_champion(proj):
 
 
 def test_gate_policy_unit():
-    from facerealism.gate import gate
+    from facerealism.scoring.gate import gate
 
     cfg = load_config(ROOT / "params.yaml", ["register.required={fd_diff.spectral: 0.0, fd_diff.random_conv: 0.0}",
                                              "register.below={}"])

@@ -2,8 +2,8 @@
 
 from typing import get_args
 
-from facerealism.architectures import ARCHITECTURES, CYCLE_MODELS, NAMES
 from facerealism.config import TrainConfig
+from facerealism.config.architectures import ARCHITECTURES, CYCLE_MODELS, NAMES
 
 
 def test_every_architecture_name_has_a_generator_a_trainer_and_is_a_config_choice():
@@ -25,8 +25,8 @@ from pathlib import Path
 
 import yaml
 
-from facerealism import catalog
 from facerealism.config import STAGE_NAMES, Config
+from facerealism.data import catalog
 
 ROOT = Path(__file__).resolve().parents[1]
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
@@ -137,7 +137,9 @@ def config_reads(files: list[Path]) -> set[str]:
 
 
 # Reads the scan finds in a dep that the stage never reaches (the scan sees modules, not call paths).
-UNREACHED = {("benchmark", "generate.size"): "FluxBackend's; benchmark only calls backends.flux.load_pipeline"}
+UNREACHED = {("benchmark", "generate.size"): "FluxBackend's; benchmark only calls backends.flux.load_pipeline",
+             ("register", "evaluate.bootstrap"): "table4.metric_names' (preflight's); register reads flat_metrics",
+             ("register", "evaluate.spaces"): "table4.metric_names' (preflight's); register reads flat_metrics"}
 
 
 def test_each_stage_lists_exactly_the_params_it_reads():
@@ -167,3 +169,26 @@ def test_every_package_under_src_is_installed_by_a_non_editable_install():
     found = {".".join(p.parent.relative_to(ROOT / "src").parts) for p in (ROOT / "src").rglob("__init__.py")}
     assert found <= listed, f"missing from pyproject.toml packages: {sorted(found - listed)}"
     assert "flows" in listed
+
+
+def test_every_params_section_has_one_config_class_in_a_file_named_for_it():
+    """One hop from a params.yaml section to its class: config/<section>.py holds it (and only section classes)."""
+    import importlib
+
+    for name, field in Config.model_fields.items():
+        section = field.alias or name
+        if section == "seed":
+            continue
+        assert section in PARAMS, section
+        assert field.annotation.__module__ == f"facerealism.config.{section}", (section, field.annotation.__module__)
+        module = importlib.import_module(f"facerealism.config.{section}")
+        sections = {n for n, v in vars(module).items() if isinstance(v, type) and v.__module__ == module.__name__}
+        assert field.annotation.__name__ in sections, section
+
+
+def test_the_split_section_is_listed_by_exactly_the_stages_that_read_it():
+    """split has no stage of its own: it is the held-out split, and each stage that reads it lists it in dvc.yaml."""
+    readers = {name for name in STAGE_NAMES if any(r.split(".")[0] == "split" for r in config_reads(writers(name)))}
+    listed = {name for name in STAGE_NAMES if any(p.split(".")[0] == "split" for p in DVC[name].get("params", []))}
+    assert "split" not in STAGE_NAMES and "train" in readers
+    assert readers == listed, (sorted(readers), sorted(listed))

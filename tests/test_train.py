@@ -145,7 +145,7 @@ def test_unet_trains_with_lpips_from_a_local_backbone_file(data, tmp_path):
 
 
 def test_paired_crops_share_the_window_and_the_gradient_loss_ignores_colour():
-    from facerealism.samplers import paired_crops
+    from facerealism.trainers.samplers import paired_crops
     from facerealism.trainers import gradient_loss
 
     A = torch.rand(3, 3, 16, 16)
@@ -187,7 +187,7 @@ def test_accelerate_configs_are_valid(name):
 
 
 def test_gradient_accumulation_steps_the_optimisers_once_per_accumulated_batch(data):
-    from facerealism import checkpoint
+    from facerealism.trainers import checkpoint
 
     cfg = cfg_for(data, "accum", "train.steps=4", "train.grad_accum=3", "train.batch_size=1", "train.checkpoint_every=2",
                   "train.log_every=2")
@@ -280,9 +280,9 @@ def test_train_bench_prints_fp32_bf16_and_channels_last_side_by_side():
 
 @pytest.mark.slow  # a Prefect flow, subprocesses or full-size FLOPs: the full layer
 def test_worker_processes_decode_batches_that_depend_only_on_the_step(data):
-    from facerealism.data import split, to_tensor, validated_manifest
+    from facerealism.data.split import split, to_tensor, validated_manifest
     from facerealism.files import load_rgb
-    from facerealism.samplers import FileSampler
+    from facerealism.trainers.samplers import FileSampler
 
     cfg = cfg_for(data, "workers", "train.num_workers=2", "train.batch_size=3")
     rows, _ = split(validated_manifest(cfg.paths.data), cfg.split.holdout_fraction)

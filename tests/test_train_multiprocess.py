@@ -17,9 +17,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from facerealism import checkpoint
 from facerealism.config import load_config
 from facerealism.stages import run_stage
+from facerealism.trainers import checkpoint
 
 from .conftest import cli_env, dataset_project, tiny_overrides
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from facerealism import catalog, trials
+from facerealism import trials
+from facerealism.data import catalog
 from facerealism.errors import UserError
 from facerealism.files import read_json
 
 
 def test_a_trial_trains_and_scores_without_reading_a_test_pair(tiny_validated, monkeypatch):
-    from facerealism import data
     from facerealism.config import load_config
+    from facerealism.data import split as data
 
     from .conftest import tiny_overrides
 
@@ -25,7 +26,7 @@ def test_a_trial_trains_and_scores_without_reading_a_test_pair(tiny_validated, m
         read.extend(str(p) for p in paths)
         return real_load(paths)
 
-    for module in ("facerealism.data", "facerealism.stages.train", "facerealism.stages.evaluate", "facerealism.trials"):
+    for module in ("facerealism.data.split", "facerealism.stages.train", "facerealism.stages.evaluate", "facerealism.trials"):
         monkeypatch.setattr(f"{module}.load_images", recording, raising=False)
     row = trials.run_trial(cfg, "tiny-a", ["train.steps=6"])
 
@@ -70,7 +71,7 @@ def test_a_trial_name_must_name_a_folder(name, tiny_cfg):
 
 def test_cheap_filters_are_the_fitted_baselines_and_the_nearest_controls(tiny_validated):
     from facerealism.config import load_config
-    from facerealism.data import load_images, splits
+    from facerealism.data.split import load_images, splits
 
     from .conftest import tiny_overrides
 

@@ -177,7 +177,7 @@ def photos():
 
 
 def test_face_check_on_a_photo_a_blank_frame_and_two_faces(photos):
-    from facerealism.faces import single_face_check
+    from facerealism.metrics.dlib_faces import single_face_check
 
     assert single_face_check(photos["astronaut"]) == (1, None)
     assert single_face_check(photos["blank"]) == (0, "0 faces detected, expected 1")
@@ -190,7 +190,7 @@ def test_face_check_on_a_photo_a_blank_frame_and_two_faces(photos):
 
 
 def test_cnn_detector_and_descriptors(photos):
-    from facerealism.faces import descriptor, detect_faces
+    from facerealism.metrics.dlib_faces import descriptor, detect_faces
 
     faces = detect_faces(photos["astronaut"], detector="cnn", upsample=0)
     assert len(faces) == 1 and 150 < faces[0].left < 200
@@ -256,7 +256,7 @@ PLANTED = {"hazy": (hazy, "pair_sharpness_ratio"), "washed_out": (washed_out, "p
 
 def test_pair_relation_reads_each_planted_defect_on_its_own_measure():
     from facerealism.backends.painter import render_pair
-    from facerealism.pair_stats import pair_relation
+    from facerealism.quality.pair_stats import pair_relation
 
     schnell, dev = render_pair(3, 32)
     good = pair_relation(schnell, dev)
@@ -267,8 +267,8 @@ def test_pair_relation_reads_each_planted_defect_on_its_own_measure():
 
 
 def test_planted_defects_on_real_photographs_cross_the_default_bounds(photos):
-    from facerealism.config.data import ValidateConfig
-    from facerealism.pair_stats import pair_relation
+    from facerealism.config.validate import ValidateConfig
+    from facerealism.quality.pair_stats import pair_relation
 
     v = ValidateConfig()
     for name in ("astronaut", "coffee"):

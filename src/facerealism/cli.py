@@ -45,8 +45,7 @@ def _errors(*more: type[Exception]) -> tuple[type[Exception], ...]:
     """Expected failures become one-line messages; anything else (a bare ValueError too) is a bug and keeps its
     traceback. Expected: the project's own errors (UserError, which ConfigError is; a failed validation) and
     files that do not exist or cannot be written, plus `more`."""
-    from facerealism.errors import UserError
-    from facerealism.stages.validate import ValidationFailed
+    from facerealism.errors import UserError, ValidationFailed
 
     return (UserError, ValidationFailed, FileNotFoundError, PermissionError, TimeoutError, *more)
 
@@ -57,7 +56,7 @@ def run(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
         ) -> None:
     """Run the pipeline as one Prefect flow (stages DVC finds up to date are skipped); print a summary table."""
     from facerealism.config import load_config
-    from facerealism.preflight import require
+    from facerealism.orchestration.preflight import require
 
     try:
         # Fail on a bad config, or on stage objects that cannot be built from it, before paying for anything.
@@ -73,7 +72,7 @@ def run(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
 
 def _prefect_server() -> None:
     """Use the project's Prefect server (started on first use, then reused) unless PREFECT_API_URL names one."""
-    from facerealism import localserver
+    from facerealism.orchestration import localserver
 
     server = localserver.ensure()
     if server is not None:
@@ -89,7 +88,7 @@ app.add_typer(server_app, name="server")
 @server_app.command("status")
 def server_status() -> None:
     """Print the project's Prefect server URL and PID, or that none is running (exit 1)."""
-    from facerealism import localserver
+    from facerealism.orchestration import localserver
 
     server = localserver.running()
     if server is None:
@@ -101,7 +100,7 @@ def server_status() -> None:
 @server_app.command("stop")
 def server_stop() -> None:
     """Stop the project's Prefect server (its database and the runs it recorded stay in .prefect/)."""
-    from facerealism import localserver
+    from facerealism.orchestration import localserver
 
     server = localserver.stop()
     console.print(f"stopped the Prefect server on port {server.port} (pid {server.pid})" if server
@@ -112,7 +111,7 @@ def server_stop() -> None:
 def check(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
     """Preflight: build every stage's objects from the config without running any; exit 1 on the first mismatch."""
     from facerealism.config import load_config
-    from facerealism.preflight import preflight
+    from facerealism.orchestration.preflight import preflight
 
     try:
         findings = preflight(load_config(params, set_))
@@ -288,7 +287,7 @@ def preset_flops(
     """FLOPs per image of each preset's fast and slow model at full size, counted on the meta device (no weights)."""
     from rich.table import Table
 
-    from facerealism import preset_flops as pf
+    from facerealism.speed import preset_flops as pf
     from facerealism.files import write_json
 
     rows = []
@@ -318,7 +317,7 @@ def trial(name: Annotated[str, typer.Argument(help="the trial's name: models/tri
     """A recipe trial: train with --set overrides, score on the validation split (never the test split)."""
     from facerealism import trials
     from facerealism.config import load_config
-    from facerealism.preflight import require
+    from facerealism.orchestration.preflight import require
 
     try:
         cfg = load_config(params, set_)
@@ -334,7 +333,7 @@ def sweep(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
     """Sweep the sweep section's lambda_cyc x lr grid as a Prefect flow of parallel trials; print the table."""
     from facerealism import sweep as sweep_lib
     from facerealism.config import load_config
-    from facerealism.preflight import require
+    from facerealism.orchestration.preflight import require
 
     try:
         require(load_config(params, set_))  # every trial builds the same head: fail before the first one starts
@@ -354,12 +353,12 @@ def data_for(
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
     """Recover the exact dataset a registered model version was trained on (DVC cache or remote)."""
-    from facerealism import ops, tracking
+    from facerealism.mlops import lineage, tracking
     from facerealism.config import load_config
 
     try:
         cfg = load_config(params)
-        restored = ops.data_for(model_uri, out, tracking_uri=tracking._uri(cfg))
+        restored = lineage.data_for(model_uri, out, tracking_uri=tracking._uri(cfg))
     except _errors() as e:
         fail(str(e))
     for name, path in restored.items():
@@ -373,12 +372,12 @@ def rollback(
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
     """Move @champion back to VERSION and withdraw newer gate-passing versions so the next run keeps it."""
-    from facerealism import ops, tracking
+    from facerealism.mlops import registry, tracking
     from facerealism.config import load_config
 
     try:
         cfg = load_config(params)
-        previous = ops.rollback_champion(cfg.register.model_name, version, reason, tracking._uri(cfg))
+        previous = registry.rollback_champion(cfg.register.model_name, version, reason, tracking._uri(cfg))
     except _errors() as e:
         fail(str(e))
     console.print(f"champion: {previous or 'none'} -> {version}")

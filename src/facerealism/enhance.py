@@ -14,7 +14,7 @@ from PIL import Image
 from facerealism.config import Config
 from facerealism.errors import UserError
 from facerealism.files import atomic_write_bytes
-from facerealism.progress import progress
+from facerealism.report.progress import progress
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 DEFAULT_MAX_PIXELS = 4096 * 4096  # the head's activations at 16 MP already need several GB of RAM on CPU
@@ -75,7 +75,7 @@ def load_enhancer(model: str, cfg: Config | None, batch_size: int = 8) -> Enhanc
     from mlflow.exceptions import MlflowException
 
     if cfg is not None:
-        from facerealism import tracking
+        from facerealism.mlops import tracking
 
         tracking.setup(cfg)
     try:

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from facerealism.data import to_tensor, to_uint8
+from facerealism.data.split import to_tensor, to_uint8
 from facerealism.errors import UserError
 from facerealism.files import read_json, write_json
 from facerealism.models import build_generator

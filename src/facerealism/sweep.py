@@ -7,11 +7,12 @@ from pathlib import Path
 
 from rich.table import Table
 
-from facerealism import catalog, tracking
-from facerealism.architectures import CYCLE_MODELS, recipe
 from facerealism.config import Config
+from facerealism.config.architectures import CYCLE_MODELS, recipe
+from facerealism.data import catalog
 from facerealism.errors import UserError
 from facerealism.files import write_json
+from facerealism.mlops import tracking
 
 
 def trials(cfg: Config) -> list[dict]:

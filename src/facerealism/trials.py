@@ -13,11 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
-from facerealism import catalog, controls, fitted, metrics, tracking
+from facerealism import metrics
 from facerealism.config import Config
-from facerealism.data import load_images, splits
+from facerealism.data import catalog
+from facerealism.data.split import load_images, splits
 from facerealism.errors import UserError
 from facerealism.files import read_json, write_json
+from facerealism.mlops import tracking
+from facerealism.scoring import controls, fitted
 
 CHEAP_CONTROLS = ("detail gain ×2",)  # fixed filters that came nearest dev on the default data (Table 4, 2026-12-04)
 HEAD = "head"

@@ -27,8 +27,8 @@ from facerealism.backends import full_flux
 from facerealism.errors import UserError
 from facerealism.files import write_json
 from facerealism.models import build_generator
-from facerealism.flops import count_flops, flux_cost_models
-from facerealism.timing import head_variants, peak_memory, sync, time_head
+from facerealism.speed.flops import count_flops, flux_cost_models
+from facerealism.speed.timing import head_variants, peak_memory, sync, time_head
 
 PROMPT = "A professional portrait of Ada Lovelace, natural light, 85 mm"
 DEV_STEPS, DEV_GUIDANCE, STRENGTH, DEV_TOKENS = 50, 3.5, 0.7, 512  # the paper's dev img2img settings

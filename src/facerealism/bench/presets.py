@@ -16,13 +16,13 @@ from pathlib import Path
 import torch
 
 from facerealism.backends.diffusers import denoiser
+from facerealism.backends.tiny_flux import _clip_tokenizer, _t5_tokenizer
 from facerealism.backends.tiny_presets import (
     TINY_PRESETS, _qwen_tokenizer, flux2_klein_components, sd3_components, sdxl_components, z_image_components)
-from facerealism.backends.tiny_flux import _clip_tokenizer, _t5_tokenizer
 from facerealism.bench.gpu import PROMPT, Clock, _measure
 from facerealism.config import load_config
 from facerealism.errors import UserError
-from facerealism.preset_flops import PRESET_FAMILY, PRESETS_DIR, build
+from facerealism.speed.preset_flops import PRESETS_DIR, PRESET_FAMILY, build
 
 
 def _full_components(family: str, device: str, dtype: torch.dtype) -> dict:
@@ -165,7 +165,7 @@ def run_preset_kit(out: str | Path, names: list[str], sizes: list[int] | None, c
 
     from facerealism.bench.gpu import DTYPES
     from facerealism.files import write_json
-    from facerealism.preset_flops import preset_cost
+    from facerealism.speed.preset_flops import preset_cost
 
     clock = Clock(budget_s)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device

@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from facerealism.scaleout import dask_env
+from facerealism.orchestration.scaleout import dask_env
 
 
 def free_port() -> int:

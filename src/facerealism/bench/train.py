@@ -26,7 +26,7 @@ def bench(size: int, batch_size: int, steps: int, warmup: int, ngf: int, n_block
     import torch
 
     from facerealism.config import Config
-    from facerealism.samplers import Sampler
+    from facerealism.trainers.samplers import Sampler
     from facerealism.trainers import CycleGAN, make_accelerator
 
     torch.manual_seed(0)

@@ -8,12 +8,19 @@ from typing import Any
 
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 
+from facerealism.config.audit import AuditConfig
 from facerealism.config.base import STAGE_NAMES, ConfigError, Section
-from facerealism.config.data import (AuditConfig, DiffusersConfig, FluxConfig, GenerateConfig, Paths, PromptsConfig,
-                                     SyntheticConfig, ValidateConfig)
-from facerealism.config.model import SplitConfig, SweepConfig, TrainConfig
+from facerealism.config.benchmark import BenchmarkConfig
+from facerealism.config.evaluate import EvaluateConfig
+from facerealism.config.generate import DiffusersConfig, FluxConfig, GenerateConfig, SyntheticConfig
+from facerealism.config.paths import Paths
 from facerealism.config.profile import merged_layers, parse_override, record, set_nested
-from facerealism.config.scoring import BenchmarkConfig, EvaluateConfig, RegisterConfig
+from facerealism.config.prompts import PromptsConfig
+from facerealism.config.register import RegisterConfig
+from facerealism.config.split import SplitConfig
+from facerealism.config.sweep import SweepConfig
+from facerealism.config.train import TrainConfig
+from facerealism.config.validate import ValidateConfig
 
 __all__ = ["STAGE_NAMES", "AuditConfig", "BenchmarkConfig", "Config", "ConfigError", "DiffusersConfig", "EvaluateConfig",
            "FluxConfig", "GenerateConfig", "Paths", "PromptsConfig", "RegisterConfig", "Section", "SplitConfig",

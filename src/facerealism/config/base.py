@@ -6,16 +6,12 @@ import warnings
 
 from pydantic import BaseModel, ConfigDict
 
-from facerealism.errors import UserError
+from facerealism.errors import ConfigError  # noqa: F401 - defined with every error type; config re-exports it
 
 # pydantic warns that the `register` section shadows a BaseModel attribute; the name mirrors params.yaml.
 warnings.filterwarnings("ignore", message=".*shadows an attribute in parent.*")
 
 STAGE_NAMES = ("prompts", "generate", "validate", "audit", "train", "evaluate", "benchmark", "register")
-
-
-class ConfigError(UserError):
-    """A params file or override that cannot be used; the message names the offending key."""
 
 
 class Section(BaseModel):

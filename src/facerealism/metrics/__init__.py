@@ -2,13 +2,14 @@
 
 frechet: Fréchet distance, bootstrap CIs, Table 4 rows, FD_diff · spaces: offline feature spaces and detail
 energies · c2st: classifier two-sample test · fidelity: torch-fidelity FID/KID · paired: SSIM, LPIPS ·
-faces: dlib identity similarity · damage: edge overshoot (halos, ringing) and clipped highlights.
+identity: dlib identity similarity · damage: edge overshoot (halos, ringing) and clipped highlights.
+Beside them, imported by name: dlib_faces (dlib detection, descriptors, attribute analysers), fd_dinov2_cmmd
+(FD-DINOv2 and CMMD) and pretrained (where every metric's pretrained weights come from).
 """
 
 from facerealism.metrics.c2st import C2ST_SPACES, c2st, c2st_images, wilson_interval
 from facerealism.metrics.checks import check_images, check_pairs
 from facerealism.metrics.damage import clipped_gain, edge_overshoot
-from facerealism.metrics.faces import face_descriptors, identity_similarity
 from facerealism.metrics.fidelity import (
     INCEPTION_WEIGHTS_FILE,
     NO_OFFLINE_WEIGHTS,
@@ -16,6 +17,7 @@ from facerealism.metrics.fidelity import (
     inception_weights_problem,
 )
 from facerealism.metrics.frechet import bootstrap_ci, fd_diff, fd_row, frechet_distance
+from facerealism.metrics.identity import face_descriptors, identity_similarity
 from facerealism.metrics.paired import load_lpips, lpips_pairs, ssim_pairs
 from facerealism.metrics.spaces import (
     FEATURE_SPACES,

@@ -6,8 +6,8 @@ import os
 
 import torch
 
-from facerealism import pretrained
 from facerealism.errors import UserError
+from facerealism.metrics import pretrained
 
 # torch-fidelity's own Inception weights (TF 2015-12-05 graph converted to its FeatureExtractorInceptionV3
 # state_dict); this is the name its downloader caches under $TORCH_HOME/hub/checkpoints/.

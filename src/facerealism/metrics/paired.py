@@ -7,9 +7,9 @@ import warnings
 import numpy as np
 import torch
 
-from facerealism import pretrained
-from facerealism.data import to_tensor
+from facerealism.data.split import to_tensor
 from facerealism.errors import UserError
+from facerealism.metrics import pretrained
 from facerealism.metrics.checks import check_pairs
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from facerealism.data import to_tensor
+from facerealism.data.split import to_tensor
 from facerealism.errors import UserError
 from facerealism.metrics.checks import check_images, check_pairs
 

@@ -7,9 +7,46 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from facerealism import catalog, tracking
 from facerealism.config import Config
+from facerealism.data import catalog
 from facerealism.files import read_parquet, write_json
+from facerealism.mlops import tracking
+
+
+def run(cfg: Config) -> dict:
+    from facerealism.files import atomic_write_bytes
+
+    prompts = read_parquet(catalog.PROMPTS.path(cfg))
+    manifest = read_parquet(catalog.VALIDATED.path(cfg))
+    # Audit what will actually be trained on: prompts whose pair survived validation.
+    used = prompts[prompts["id"].isin(manifest["id"])]
+    path_col = f"{cfg.audit.image_side}_path"
+    images = used.merge(manifest[["id", path_col]], on="id", how="left").reset_index(drop=True)
+    reports = Path(cfg.paths.reports)
+    emb = embed_images(cfg, list(images[path_col]))
+    identity = cfg.audit.identity_threshold if emb["kind"] != FALLBACK_KIND else None
+    tsne_reason = tsne_plot(emb, images, catalog.AUDIT_TSNE.path(cfg), cfg.audit.tsne_perplexity, cfg.seed)
+    face_side = {"kind": emb["kind"], "label": emb["label"], "reason": emb["reason"],
+                 "identity_threshold": cfg.audit.identity_threshold, "image_side": cfg.audit.image_side,
+                 "tsne_unavailable": tsne_reason, "templates": {}}
+    for template, idx in images.groupby("template").groups.items():
+        idx = np.asarray(list(idx))
+        face_side["templates"][str(template)] = {
+            "faces_detected": int(emb["has_face"][idx].sum()),
+            **embedding_diversity(emb["features"][idx], identity)}
+    report = {"templates": audit_prompts(cfg, used), "min_region_entropy": cfg.audit.min_region_entropy,
+              "face_side": face_side, "face_attributes": perceived_attributes(cfg, images, path_col)}
+    enriched = report["templates"].get("enriched", {})
+    report["diverse"] = enriched.get("region_entropy", 0.0) >= cfg.audit.min_region_entropy
+    report["table1"] = table1(report)
+    write_json(catalog.AUDIT_JSON.path(cfg), report)
+    atomic_write_bytes(catalog.AUDIT_MD.path(cfg), markdown(report).encode())
+    print_table1(report["table1"], emb["label"])
+    tracking.log_reports(cfg, "audit", {"enriched_region_entropy": enriched.get("region_entropy"), "diverse": report["diverse"]},
+                         [catalog.AUDIT_JSON.path(cfg), catalog.AUDIT_MD.path(cfg), catalog.AUDIT_TSNE.path(cfg)])
+    return {"enriched_region_entropy": enriched.get("region_entropy"),
+            "enriched_regions": len(enriched.get("region", {})), "diverse": report["diverse"],
+            "face_embedding": emb["kind"]}
 
 
 def normalised_entropy(counts: pd.Series, n_categories: int) -> float:
@@ -76,9 +113,9 @@ def embed_images(cfg: Config, paths: list[str]) -> dict:
     """
     from PIL import Image
 
-    from facerealism.faces import descriptor, detect_faces
+    from facerealism.metrics.dlib_faces import descriptor, detect_faces
     from facerealism.files import load_rgb
-    from facerealism.progress import progress
+    from facerealism.report.progress import progress
 
     descs, pixels, has_face = [], [], []
     with progress() as bar:
@@ -172,9 +209,9 @@ def perceived_attributes(cfg: Config, df: pd.DataFrame, path_col: str) -> dict:
          "templates": {template: {"images", "faces", "gender", "gender_confidence", "age_mean", "age_std",
                                   "age_confidence", "ethnicity"}}}.
     """
-    from facerealism.faces import build_age_gender, build_analyser
+    from facerealism.metrics.dlib_faces import build_age_gender, build_analyser
     from facerealism.files import load_rgb
-    from facerealism.progress import progress
+    from facerealism.report.progress import progress
 
     age_gender, why = build_age_gender()
     ethnic, ethnic_why = build_analyser(cfg.audit.deepface_weights)
@@ -298,39 +335,3 @@ def markdown(report: dict) -> str:
                                          else "unavailable offline: " + a["ethnicity"]["reason"]),
             f"- enriched prompts diverse (region entropy >= {report['min_region_entropy']}): {report['diverse']}"]
     return "\n".join(out) + "\n"
-
-
-def run(cfg: Config) -> dict:
-    from facerealism.files import atomic_write_bytes
-
-    prompts = read_parquet(catalog.PROMPTS.path(cfg))
-    manifest = read_parquet(catalog.VALIDATED.path(cfg))
-    # Audit what will actually be trained on: prompts whose pair survived validation.
-    used = prompts[prompts["id"].isin(manifest["id"])]
-    path_col = f"{cfg.audit.image_side}_path"
-    images = used.merge(manifest[["id", path_col]], on="id", how="left").reset_index(drop=True)
-    reports = Path(cfg.paths.reports)
-    emb = embed_images(cfg, list(images[path_col]))
-    identity = cfg.audit.identity_threshold if emb["kind"] != FALLBACK_KIND else None
-    tsne_reason = tsne_plot(emb, images, catalog.AUDIT_TSNE.path(cfg), cfg.audit.tsne_perplexity, cfg.seed)
-    face_side = {"kind": emb["kind"], "label": emb["label"], "reason": emb["reason"],
-                 "identity_threshold": cfg.audit.identity_threshold, "image_side": cfg.audit.image_side,
-                 "tsne_unavailable": tsne_reason, "templates": {}}
-    for template, idx in images.groupby("template").groups.items():
-        idx = np.asarray(list(idx))
-        face_side["templates"][str(template)] = {
-            "faces_detected": int(emb["has_face"][idx].sum()),
-            **embedding_diversity(emb["features"][idx], identity)}
-    report = {"templates": audit_prompts(cfg, used), "min_region_entropy": cfg.audit.min_region_entropy,
-              "face_side": face_side, "face_attributes": perceived_attributes(cfg, images, path_col)}
-    enriched = report["templates"].get("enriched", {})
-    report["diverse"] = enriched.get("region_entropy", 0.0) >= cfg.audit.min_region_entropy
-    report["table1"] = table1(report)
-    write_json(catalog.AUDIT_JSON.path(cfg), report)
-    atomic_write_bytes(catalog.AUDIT_MD.path(cfg), markdown(report).encode())
-    print_table1(report["table1"], emb["label"])
-    tracking.log_reports(cfg, "audit", {"enriched_region_entropy": enriched.get("region_entropy"), "diverse": report["diverse"]},
-                         [catalog.AUDIT_JSON.path(cfg), catalog.AUDIT_MD.path(cfg), catalog.AUDIT_TSNE.path(cfg)])
-    return {"enriched_region_entropy": enriched.get("region_entropy"),
-            "enriched_regions": len(enriched.get("region", {})), "diverse": report["diverse"],
-            "face_embedding": emb["kind"]}

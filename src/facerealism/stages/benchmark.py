@@ -6,16 +6,18 @@ from pathlib import Path
 
 import torch
 
-from facerealism import catalog, flops, timing, tracking
 from facerealism.config import Config
+from facerealism.data import catalog
 from facerealism.files import write_json
 from facerealism.head import load_head
+from facerealism.mlops import tracking
+from facerealism.speed import flops, timing
 
 
 def run(cfg: Config) -> dict:
     from rich.console import Console
 
-    from facerealism import report as html_report
+    from facerealism.report import html as html_report
     from facerealism.files import atomic_write_bytes
 
     b = cfg.benchmark

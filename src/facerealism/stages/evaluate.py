@@ -7,17 +7,88 @@ from pathlib import Path
 
 import numpy as np
 
-from facerealism import catalog, controls, features, fitted, metrics, tracking
-from facerealism.architectures import head_recipe
+from facerealism import metrics
 from facerealism.config import Config
-from facerealism.data import dev_check_half, load_images, train_holdout
+from facerealism.config.architectures import head_recipe
+from facerealism.data import catalog
+from facerealism.data.split import dev_check_half, load_images, train_holdout
 from facerealism.errors import UserError
 from facerealism.files import read_json, save_png, write_json
-from facerealism.grids import save_grid
 from facerealism.head import enhance_array, load_head
-from facerealism.progress import progress
+from facerealism.metrics import fd_dinov2_cmmd as features
+from facerealism.mlops import tracking
+from facerealism.report.grids import save_grid
+from facerealism.report.progress import progress
+from facerealism.scoring import controls, fitted
+from facerealism.scoring.table4 import DEV, SCHNELL, flat_metrics
 
-SCHNELL, DEV = "FLUX.1-schnell", "FLUX.1-dev"
+
+def run(cfg: Config) -> dict:
+    from rich.console import Console
+
+    from facerealism.report import html as report
+
+    schnell, dev, dev_check = holdout_sets(cfg)
+    outputs, head_label, run_id = {}, None, None
+    dirs = head_dirs(cfg)
+    with progress() as bar:
+        task = bar.add_task("evaluate: heads, fitted baselines and controls",
+                            total=len(dirs) + 1 + len(cfg.evaluate.controls))
+        for label, folder in dirs:
+            G, meta = load_head(folder)
+            label = label or head_recipe(meta).label  # what was trained, by name: not just the architecture
+            if label in outputs:
+                raise UserError(f"two heads share the Table 4 label {label!r}; rename it in evaluate.extra_heads")
+            outputs[label] = enhance_array(G, schnell)
+            if head_label is None:  # the first is models/head: its run and the gate's metrics
+                head_label, run_id = label, meta.get("mlflow_run_id")
+            bar.advance(task)
+        heads = dict(outputs)
+        fitted_rows, fitted_params = fitted_outputs(cfg, schnell)  # closed form: seconds
+        outputs.update(fitted_rows)
+        bar.advance(task)
+        for name in cfg.evaluate.controls:
+            outputs[controls.label(name)] = controls.apply(name, schnell, cfg.seed)
+            bar.advance(task)
+    table = table4(cfg, schnell, dev, dev_check, outputs)
+    table["head_label"] = head_label
+    table["fitted"] = fitted_params
+    reports = Path(cfg.paths.reports)
+    G = load_head(head_dirs(cfg)[0][1])[0]
+    table["photo"] = photo_check(lambda x: enhance_array(G, x), schnell.shape[1], reports)
+    space = cfg.evaluate.spaces[0]
+    table["ranking"] = {"by": f"fd_diff.{space}", "heads": ranking(table, space)}
+    flat = flat_metrics(table, head_label)
+    flat["holdout_pairs"] = len(schnell)
+    flat["best_head"] = table["ranking"]["heads"][0]["head"]
+    flat["photo.colour_noise_gain"] = table["photo"]["colour_noise_gain"]
+    flat["photo.edge_overshoot"] = table["photo"]["edge_overshoot"]
+    flat["photo.clipped_gain"] = table["photo"]["clipped_gain"]
+    flat.update(fitted_metrics(table))
+    write_json(catalog.METRICS.path(cfg), flat)
+    write_json(catalog.TABLE4.path(cfg), table)
+    k = min(cfg.evaluate.grid_n, len(schnell))
+    grid = save_grid(catalog.BEFORE_AFTER.path(cfg), [schnell[:k], *(o[:k] for o in heads.values()), dev[:k]],
+                     ["schnell", *heads, "dev"], scale=4)
+    crops = report.save_crops(catalog.CROPS.path(cfg), {"schnell": schnell[:k], **{l: o[:k] for l, o in heads.items()},
+                                                     "dev": dev[:k]})
+    html = report.write_report(reports)
+
+    console = Console()
+    for t in rich_table4(table):
+        console.print(t)
+    for col, reason in unavailable_reasons(table).items():
+        console.print(f"[dim]{col}: unavailable — {reason}[/]", highlight=False)
+    if len(heads) > 1:
+        console.print(f"best head by {table['ranking']['by']} on the held-out split: [bold]{flat['best_head']}[/]")
+
+    with tracking.run(cfg, "evaluate", run_id=run_id):
+        tracking.log_metrics({f"eval.{k}": v for k, v in flat.items()
+                              if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        tracking.set_tags({"eval.best_head": flat["best_head"]})  # a tag: a re-evaluation may change it
+        for path in (grid, crops, catalog.PHOTO.path(cfg), catalog.METRICS.path(cfg), catalog.TABLE4.path(cfg), html):
+            tracking.log_artifact(path, "evaluate")
+    return {k: v for k, v in flat.items() if k.startswith(("fd_diff.", "c2st", "fid.available"))}
 
 
 def holdout_sets(cfg: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -263,64 +334,6 @@ def photo_check(enhance, train_size: int, reports: Path) -> dict:
             "clipped_gain": max(clipped.values()), "clipped_gain_by_size": clipped, "image": catalog.PHOTO.name}
 
 
-def flat_metrics(table: dict, head_label: str) -> dict:
-    """metrics.json: the main head's row under the flat keys the register gate and DVC read."""
-    rows = table["rows"]
-    head, ref = rows[head_label], rows[SCHNELL]
-    flat: dict = {}
-    for space, r in head["fd"].items():
-        flat[f"fd_enh_schnell.{space}"] = r["fd_schnell"]
-        flat[f"fd_enh_dev.{space}"] = r["fd_dev"]
-        flat[f"fd_diff.{space}"] = r["fd_diff"]
-        flat[f"fd_schnell_dev.{space}"] = ref["fd"][space]["fd_dev"]
-        if "fd_diff_ci" in r:
-            flat[f"fd_diff_ci_low.{space}"], flat[f"fd_diff_ci_high.{space}"] = r["fd_diff_ci"]
-    flat["c2st.dev_vs_schnell"] = ref["c2st_vs_dev"]
-    flat["c2st.dev_vs_schnell_ci_low"], flat["c2st.dev_vs_schnell_ci_high"] = ref["c2st_ci"]
-    flat["c2st.dev_vs_enhanced"] = head["c2st_vs_dev"]
-    flat["c2st.dev_vs_enhanced_ci_low"], flat["c2st.dev_vs_enhanced_ci_high"] = head["c2st_ci"]
-    flat["c2st.dev_vs_enhanced_auc"] = head["c2st_auc"]
-    for col, value_key in (("ssim", "mean"), ("lpips", "mean"), ("identity", "mean_cosine")):
-        c = head[col]
-        flat[f"{col}.available"] = c["available"]
-        if c["available"]:
-            flat[f"{col}.{value_key}"] = c[value_key]
-        else:
-            flat[f"{col}.reason"] = c["reason"]
-    fid = head["fid"]
-    flat["fid.available"] = fid["available"]
-    if fid["available"]:
-        flat.update({"fid.fid_enhanced_schnell": fid["fid_schnell"], "fid.fid_enhanced_dev": fid["fid_dev"],
-                     "fid.kid_enhanced_schnell": fid["kid_schnell"], "fid.kid_enhanced_dev": fid["kid_dev"],
-                     "fid.fid_diff": fid["fid_diff"]})
-    else:
-        flat["fid.reason"] = fid["reason"]
-    for col, keys in (("fd_dinov2", ("fd_schnell", "fd_dev", "fd_diff")), ("cmmd", ("cmmd_schnell", "cmmd_dev", "cmmd_diff"))):
-        c = head[col]
-        flat[f"{col}.available"] = c["available"]
-        flat.update({f"{col}.{k}": c[k] for k in keys} if c["available"] else {f"{col}.reason": c["reason"]})
-    return flat
-
-
-# Keys run() adds to metrics.json beside flat_metrics' own.
-RUN_KEYS = ("holdout_pairs", "best_head", "photo.colour_noise_gain", "photo.edge_overshoot", "photo.clipped_gain",
-            "fitted.best", "c2st.dev_vs_fitted", "c2st.dev_vs_fitted_ci_low", "c2st.dev_vs_fitted_ci_high")
-OPTIONAL_COLUMNS = ("ssim", "lpips", "identity", "fid", "fd_dinov2", "cmmd")
-
-
-def metric_names(cfg: Config) -> set[str]:
-    """Every key metrics.json can hold under this config (an optional column's value keys included, as if it were
-    available): the names the register gate may read. Built by flat_metrics itself on a table of this shape."""
-    fd = {"fd_schnell": 0.0, "fd_dev": 0.0, "fd_diff": 0.0, **({"fd_diff_ci": [0.0, 0.0]} if cfg.evaluate.bootstrap else {})}
-    available = {"available": True, "mean": 0.0, "mean_cosine": 0.0, "fid_schnell": 0.0, "fid_dev": 0.0,
-                 "kid_schnell": 0.0, "kid_dev": 0.0, "fid_diff": 0.0, "fd_schnell": 0.0, "fd_dev": 0.0,
-                 "fd_diff": 0.0, "cmmd_schnell": 0.0, "cmmd_dev": 0.0, "cmmd_diff": 0.0}
-    row = {"fd": {space: fd for space in cfg.evaluate.spaces}, "c2st_vs_dev": 0.5, "c2st_ci": [0.5, 0.5],
-           "c2st_auc": 0.5, **{col: available for col in OPTIONAL_COLUMNS}}
-    names = set(flat_metrics({"rows": {SCHNELL: row, "head": row}}, "head"))
-    return names | set(RUN_KEYS) | {f"{col}.reason" for col in OPTIONAL_COLUMNS}
-
-
 def fitted_metrics(table: dict) -> dict:
     """metrics.json keys of the best fitted baseline: what register's `beats_fitted` compares the head with."""
     best = best_fitted(table)
@@ -388,71 +401,3 @@ def unavailable_reasons(table: dict) -> dict[str, str]:
         if all(not r[col]["available"] for r in rows):
             out[col] = rows[-1][col]["reason"]
     return out
-
-
-def run(cfg: Config) -> dict:
-    from rich.console import Console
-
-    from facerealism import report
-
-    schnell, dev, dev_check = holdout_sets(cfg)
-    outputs, head_label, run_id = {}, None, None
-    dirs = head_dirs(cfg)
-    with progress() as bar:
-        task = bar.add_task("evaluate: heads, fitted baselines and controls",
-                            total=len(dirs) + 1 + len(cfg.evaluate.controls))
-        for label, folder in dirs:
-            G, meta = load_head(folder)
-            label = label or head_recipe(meta).label  # what was trained, by name: not just the architecture
-            if label in outputs:
-                raise UserError(f"two heads share the Table 4 label {label!r}; rename it in evaluate.extra_heads")
-            outputs[label] = enhance_array(G, schnell)
-            if head_label is None:  # the first is models/head: its run and the gate's metrics
-                head_label, run_id = label, meta.get("mlflow_run_id")
-            bar.advance(task)
-        heads = dict(outputs)
-        fitted_rows, fitted_params = fitted_outputs(cfg, schnell)  # closed form: seconds
-        outputs.update(fitted_rows)
-        bar.advance(task)
-        for name in cfg.evaluate.controls:
-            outputs[controls.label(name)] = controls.apply(name, schnell, cfg.seed)
-            bar.advance(task)
-    table = table4(cfg, schnell, dev, dev_check, outputs)
-    table["head_label"] = head_label
-    table["fitted"] = fitted_params
-    reports = Path(cfg.paths.reports)
-    G = load_head(head_dirs(cfg)[0][1])[0]
-    table["photo"] = photo_check(lambda x: enhance_array(G, x), schnell.shape[1], reports)
-    space = cfg.evaluate.spaces[0]
-    table["ranking"] = {"by": f"fd_diff.{space}", "heads": ranking(table, space)}
-    flat = flat_metrics(table, head_label)
-    flat["holdout_pairs"] = len(schnell)
-    flat["best_head"] = table["ranking"]["heads"][0]["head"]
-    flat["photo.colour_noise_gain"] = table["photo"]["colour_noise_gain"]
-    flat["photo.edge_overshoot"] = table["photo"]["edge_overshoot"]
-    flat["photo.clipped_gain"] = table["photo"]["clipped_gain"]
-    flat.update(fitted_metrics(table))
-    write_json(catalog.METRICS.path(cfg), flat)
-    write_json(catalog.TABLE4.path(cfg), table)
-    k = min(cfg.evaluate.grid_n, len(schnell))
-    grid = save_grid(catalog.BEFORE_AFTER.path(cfg), [schnell[:k], *(o[:k] for o in heads.values()), dev[:k]],
-                     ["schnell", *heads, "dev"], scale=4)
-    crops = report.save_crops(catalog.CROPS.path(cfg), {"schnell": schnell[:k], **{l: o[:k] for l, o in heads.items()},
-                                                     "dev": dev[:k]})
-    html = report.write_report(reports)
-
-    console = Console()
-    for t in rich_table4(table):
-        console.print(t)
-    for col, reason in unavailable_reasons(table).items():
-        console.print(f"[dim]{col}: unavailable — {reason}[/]", highlight=False)
-    if len(heads) > 1:
-        console.print(f"best head by {table['ranking']['by']} on the held-out split: [bold]{flat['best_head']}[/]")
-
-    with tracking.run(cfg, "evaluate", run_id=run_id):
-        tracking.log_metrics({f"eval.{k}": v for k, v in flat.items()
-                              if isinstance(v, (int, float)) and not isinstance(v, bool)})
-        tracking.set_tags({"eval.best_head": flat["best_head"]})  # a tag: a re-evaluation may change it
-        for path in (grid, crops, catalog.PHOTO.path(cfg), catalog.METRICS.path(cfg), catalog.TABLE4.path(cfg), html):
-            tracking.log_artifact(path, "evaluate")
-    return {k: v for k, v in flat.items() if k.startswith(("fd_diff.", "c2st", "fid.available"))}

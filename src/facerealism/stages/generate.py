@@ -25,12 +25,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from facerealism import catalog
 from facerealism.backends import Backend, build_backend  # torch/diffusers load only when a backend renders
 from facerealism.config import Config
+from facerealism.data import catalog
 from facerealism.errors import UserError
 from facerealism.files import read_parquet, save_png, sha256_file, write_json, write_parquet
-from facerealism.progress import RateLog, progress
+from facerealism.report.progress import RateLog, progress
 
 MANIFEST_COLUMNS = [
     "id", "prompt", "seed", "template", "region", "gender", "schnell_path", "dev_path",
@@ -41,6 +41,18 @@ REFERENCE_COLUMNS = ["id", "prompt", "seed", "template", "region", "gender", "pa
 PROMPT_COLUMNS = {"id", "prompt", "seed", "template", "region", "gender"}
 _TMP = re.compile(r"^\.(?P<name>.+)\.[^.]+\.tmp$")  # files.atomic_write_bytes: ".{name}.{random}.tmp"
 _LOADED: dict[str, Backend] = {}  # one backend (pipelines loaded once) per worker process, keyed by its spec
+
+
+def run(cfg: Config) -> dict:
+    _check_writable(pairs_dir(cfg))
+    if has_stale_renders(cfg):
+        load_backend(cfg, cfg.generate.shard_index)  # a model that cannot load must fail before old pairs go
+    prepare(cfg, clean=cfg.generate.shard_index is None)
+    shard = run_shard(cfg, cfg.generate.shard_index)
+    summary = finalize(cfg)
+    return {"pairs": summary["pairs"], "generated": shard["generated"], "skipped": shard["skipped"],
+            "reference": summary["reference"], "shard": shard["shard"], "backend": cfg.generate.backend,
+            "path": summary["path"]}
 
 
 def cached_backend(cfg: Config) -> Backend:
@@ -302,7 +314,7 @@ def finalize(cfg: Config) -> dict:
 def save_contact_sheet(cfg: Config, manifest: pd.DataFrame) -> Path | None:
     """reports/generate_samples.png: schnell images over their dev images, for a person to eyeball the pairs."""
     from facerealism.files import load_rgb
-    from facerealism.grids import save_grid
+    from facerealism.report.grids import save_grid
 
     n = min(cfg.generate.sample_pairs, len(manifest))
     if n == 0:
@@ -312,15 +324,3 @@ def save_contact_sheet(cfg: Config, manifest: pd.DataFrame) -> Path | None:
     dev = np.stack([load_rgb(p) for p in rows["dev_path"]])
     scale = max(1, 128 // cfg.generate.size)
     return save_grid(catalog.GENERATE_SAMPLES.path(cfg), [schnell, dev], ["schnell", "dev"], scale)
-
-
-def run(cfg: Config) -> dict:
-    _check_writable(pairs_dir(cfg))
-    if has_stale_renders(cfg):
-        load_backend(cfg, cfg.generate.shard_index)  # a model that cannot load must fail before old pairs go
-    prepare(cfg, clean=cfg.generate.shard_index is None)
-    shard = run_shard(cfg, cfg.generate.shard_index)
-    summary = finalize(cfg)
-    return {"pairs": summary["pairs"], "generated": shard["generated"], "skipped": shard["skipped"],
-            "reference": summary["reference"], "shard": shard["shard"], "backend": cfg.generate.backend,
-            "path": summary["path"]}

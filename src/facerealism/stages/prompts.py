@@ -7,8 +7,8 @@ import hashlib
 import numpy as np
 import pandas as pd
 
-from facerealism import catalog
 from facerealism.config import Config
+from facerealism.data import catalog
 from facerealism.errors import UserError
 from facerealism.files import write_parquet
 
@@ -31,6 +31,16 @@ LOCALE_REGIONS = {
 _FAMILY_FIRST = {"ja_JP", "zh_CN", "zh_TW", "ko_KR"}
 
 COLUMNS = ["id", "template", "prompt", "name", "gender", "locale", "region", "seed"]
+
+
+def run(cfg: Config) -> dict:
+    df = build_prompts(cfg)
+    out = catalog.PROMPTS.path(cfg)
+    write_parquet(out, df)
+    enriched = df[df.template == "enriched"]
+    return {"prompts": len(df), "enriched": len(enriched), "source": cfg.prompts.source,
+            "regions": int(enriched["region"].nunique()),
+            "female_fraction": round(float((enriched["gender"] == "female").mean()), 3), "path": str(out)}
 
 
 def _full_name(fake, locale: str, gender: str) -> str:
@@ -139,7 +149,7 @@ def faker_names(locales: list[str], n: int, seed: int, target_regions: dict[str,
 def imdb_names(path: str, n: int, seed: int, target_regions: dict[str, float] | None = None,
                female_fraction: float = 0.5) -> pd.DataFrame:
     """Sample n distinct actor/actress names from IMDb name.basics to the target gender mix (region: unknown)."""
-    from facerealism.imdb import load_actor_names
+    from facerealism.data.imdb import load_actor_names
 
     people = load_actor_names(path)
     rng = np.random.default_rng(seed)
@@ -184,13 +194,3 @@ def build_prompts(cfg: Config) -> pd.DataFrame:
     df = pd.concat([enriched, baseline], ignore_index=True)
     df["seed"] = [prompt_seed(cfg.seed, i) for i in df["id"]]
     return df[COLUMNS]
-
-
-def run(cfg: Config) -> dict:
-    df = build_prompts(cfg)
-    out = catalog.PROMPTS.path(cfg)
-    write_parquet(out, df)
-    enriched = df[df.template == "enriched"]
-    return {"prompts": len(df), "enriched": len(enriched), "source": cfg.prompts.source,
-            "regions": int(enriched["region"].nunique()),
-            "female_fraction": round(float((enriched["gender"] == "female").mean()), 3), "path": str(out)}

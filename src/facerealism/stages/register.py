@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from facerealism import catalog, tracking
-from facerealism.architectures import head_recipe
-from facerealism.card import count_parameters, data_version, holdout_fingerprint, model_card
 from facerealism.config import Config
+from facerealism.config.architectures import head_recipe
+from facerealism.data import catalog
 from facerealism.files import read_json, write_json
-from facerealism.gate import is_number, suite_check, throughput
-from facerealism.registry import (CANDIDATE_TAG, DECIDED_TAG, SPLIT_TAG, candidate_key, log_pyfunc, promote,
-                                  registered_candidate, settle_champion)
+from facerealism.mlops import tracking
+from facerealism.mlops.card import count_parameters, data_version, holdout_fingerprint, model_card
+from facerealism.mlops.registry import (CANDIDATE_TAG, DECIDED_TAG, SPLIT_TAG, candidate_key, log_pyfunc, promote,
+                                        registered_candidate, settle_champion)
+from facerealism.scoring.gate import is_number, suite_check, throughput
 
 
 def run(cfg: Config) -> dict:

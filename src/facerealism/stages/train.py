@@ -12,17 +12,35 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from facerealism import catalog, checkpoint, tracking
-from facerealism.architectures import generator_kwargs, recipe
 from facerealism.config import Config, flatten
-from facerealism.data import load_images, splits, to_tensor
+from facerealism.config.architectures import generator_kwargs, recipe
+from facerealism.data import catalog
+from facerealism.data.split import load_images, splits, to_tensor
 from facerealism.errors import UserError
 from facerealism.files import read_json, write_json
-from facerealism.grids import image_grid, save_grid
 from facerealism.head import enhance_array, save_head
-from facerealism.progress import progress
-from facerealism.samplers import FileSampler, Sampler
-from facerealism.trainers import Trainer, build_trainer, make_accelerator, trainer_class
+from facerealism.mlops import tracking
+from facerealism.report.grids import image_grid, save_grid
+from facerealism.report.progress import progress
+from facerealism.trainers import Trainer, build_trainer, checkpoint, make_accelerator, trainer_class
+from facerealism.trainers.samplers import FileSampler, Sampler
+
+
+def run(cfg: Config) -> dict:
+    """Train train.model, then each of train.baselines with the same settings as nested MLflow runs."""
+    summary = train(cfg)
+    trained = {}
+    for model in cfg.train.baseline_models:  # on every rank: each training is one DDP job
+        b = train(baseline_config(cfg, model), parent_run_id=summary["mlflow_run_id"], run_name=f"baseline {model}")
+        trained[model] = {"head": str(catalog.HEAD.path(baseline_config(cfg, model))), "seconds": b["seconds"],
+                          "final_losses": b.get("final_losses")}
+    if summary["rank"] != 0:  # rank 0 writes the reports
+        return summary
+    # Written even when empty: the DVC output exists, and evaluate reads which baselines belong to this run.
+    write_json(baselines_dir(cfg) / catalog.BASELINES_JSON, {"model": cfg.train.model, "baselines": trained})
+    report = catalog.TRAIN_JSON.path(cfg)
+    write_json(report, {**read_json(report), "baselines": trained})
+    return {**summary, "baselines": list(trained)}
 
 
 def output_mode(cfg: Config) -> str:
@@ -250,54 +268,23 @@ def train(cfg: Config, parent_run_id: str | None = None, run_name: str = "train"
     resume_run = resume[1].get("mlflow_run_id") if resume else None
     run_ctx = mlflow_run(cfg, parent_run_id, resume_run, run_name) if is_main else contextlib.nullcontext()
     with run_ctx as mlrun:
-        continued = is_main and resume_run is not None and mlrun.info.run_id == resume_run
-        if is_main and not continued:
-            tracking.log_config(cfg)
-            tracking.log_params({"train_pairs": len(train_rows), "validation_pairs": len(validation_rows),
-                                 "output_mode": output_mode(cfg), "recipe": recipe(t).id})
-            tracking.set_tags(recipe_tags(cfg))
-            if model.params():
-                tracking.log_params(model.params())
+        run_id = mlrun.info.run_id if is_main else None
         changed = resume_changes(resume[1].get("config", {}), cfg.dump()) if resume else {}
-        if is_main and run.resumed_from:
-            tracking.log_params({f"resumed_from_step_{start_step}": str(run.resumed_from)})
-            # MLflow params are write-once: the run keeps the values it started with; the tags say what changed.
-            tracking.set_tags({f"resume.step_{start_step}.{k}": f"{was!r} -> {now!r}" for k, (was, now) in changed.items()})
+        if is_main:
+            log_start(cfg, model, run, changed, len(train_rows), len(validation_rows),
+                      continued=resume_run is not None and run_id == resume_run)
         held = validation_rows if len(validation_rows) else train_rows
         sample = load_images(held["schnell_path"][:8])
-        elapsed, data_seconds = fit(cfg, accelerator, model, sampler, run, sample, len(train_rows),
-                                    mlrun.info.run_id if is_main else None)
+        elapsed, data_seconds = fit(cfg, accelerator, model, sampler, run, sample, len(train_rows), run_id)
         sampler.close()
-        trained = t.steps - start_step
-        # Every rank must end with rank 0's weights: DDP averaged the same gradients into each.
-        ranks = checkpoint.check_ranks_agree([r for _, r in checkpoint.gather_ranks(accelerator, {}, {
-            "rank": accelerator.process_index, "steps": trained, "digest": checkpoint.state_digest(
-                {k: model.plain(v) for k, v in model.nets.items()})})])
-        summary = {"model": t.model, "recipe": recipe(t).id, "output_mode": output_mode(cfg), "steps": t.steps, "rank": accelerator.process_index,
-                   "ranks": ranks,
-                   "mlflow_run_id": mlrun.info.run_id if is_main else None,
-                   "resumed_from_step": start_step if resume else None,
-                   "seconds": round(run.seconds + elapsed, 1),
-                   "steps_per_s": round(trained / elapsed, 2) if trained else None,
-                   "data_wait_fraction": round(data_seconds / elapsed, 4) if trained else None,
-                   "train_pairs": len(train_rows), "validation_pairs": len(validation_rows)}
+        summary = run_summary(cfg, accelerator, model, run, start_step, resume is not None, elapsed, data_seconds,
+                              len(train_rows), len(validation_rows), run_id)
         if not is_main:
             return summary
         G = model.head()
-        rows, labels = [sample, enhance_array(G, sample)], ["schnell", "G(schnell)"]
-        for images, label in model.preview_targets(held):
-            rows, labels = rows + [images], labels + [label]
-        summary.update(model.params())
-        final = model.final_metrics(held, run.cycle_tail)
-        if final:
-            summary.update(final)
-            tracking.log_metrics({f"train.{k}": v for k, v in final.items()})
-        grid = save_grid(catalog.TRAIN_SAMPLES.path(cfg), rows, labels)
-        tracking.log_artifact(grid)
-        if summary["data_wait_fraction"] is not None:
-            tracking.log_metrics({"train.data_wait_fraction": summary["data_wait_fraction"]})
+        log_outcome(cfg, model, G, held, sample, run, summary)
         save_head(G, head_dir(cfg), t.model, generator_kwargs(t),
-                  {"config": cfg.dump(), "mlflow_run_id": mlrun.info.run_id, "train_pairs": len(train_rows),
+                  {"config": cfg.dump(), "mlflow_run_id": run_id, "train_pairs": len(train_rows),
                    "validation_pairs": len(validation_rows), "residual_output": t.residual_output,
                    "output_mode": output_mode(cfg), "recipe": recipe(t).id, "recipe_label": recipe(t).label,
                    "loss_terms": model.loss_names, "steps": t.steps, "resumed_from_step": summary["resumed_from_step"],
@@ -306,6 +293,71 @@ def train(cfg: Config, parent_run_id: str | None = None, run_name: str = "train"
     summary["final_losses"] = {k: round(v, 4) for k, v in last.items() if k in model.loss_names}
     write_json(catalog.TRAIN_JSON.path(cfg), {**summary, "history": run.history})
     return summary
+
+
+def log_start(cfg: Config, model: Trainer, run: RunState, changed: dict, train_pairs: int, validation_pairs: int,
+              continued: bool) -> None:
+    """MLflow, rank 0, before the first step: a new run's config, data sizes and recipe; a resumed run's changes.
+
+    Args:
+        changed: {key: (checkpointed value, current value)} of a resume.
+        continued: the resume continues the checkpoint's own MLflow run, which already holds the params.
+    """
+    t = cfg.train
+    if not continued:
+        tracking.log_config(cfg)
+        tracking.log_params({"train_pairs": train_pairs, "validation_pairs": validation_pairs,
+                             "output_mode": output_mode(cfg), "recipe": recipe(t).id})
+        tracking.set_tags(recipe_tags(cfg))
+        if model.params():
+            tracking.log_params(model.params())
+    if run.resumed_from:
+        tracking.log_params({f"resumed_from_step_{run.step}": str(run.resumed_from)})
+        # MLflow params are write-once: the run keeps the values it started with; the tags say what changed.
+        tracking.set_tags({f"resume.step_{run.step}.{k}": f"{was!r} -> {now!r}" for k, (was, now) in changed.items()})
+
+
+def run_summary(cfg: Config, accelerator, model: Trainer, run: RunState, start_step: int, resumed: bool,
+                elapsed: float, data_seconds: float, train_pairs: int, validation_pairs: int,
+                run_id: str | None) -> dict:
+    """The run's short summary, on every rank, once every rank is shown to hold the same weights.
+
+    Every rank must end with rank 0's weights: DDP averaged the same gradients into each. The check gathers from
+    all ranks, so every rank calls this.
+    """
+    t = cfg.train
+    trained = t.steps - start_step
+    ranks = checkpoint.check_ranks_agree([r for _, r in checkpoint.gather_ranks(accelerator, {}, {
+        "rank": accelerator.process_index, "steps": trained, "digest": checkpoint.state_digest(
+            {k: model.plain(v) for k, v in model.nets.items()})})])
+    return {"model": t.model, "recipe": recipe(t).id, "output_mode": output_mode(cfg), "steps": t.steps,
+            "rank": accelerator.process_index, "ranks": ranks, "mlflow_run_id": run_id,
+            "resumed_from_step": start_step if resumed else None,
+            "seconds": round(run.seconds + elapsed, 1),
+            "steps_per_s": round(trained / elapsed, 2) if trained else None,
+            "data_wait_fraction": round(data_seconds / elapsed, 4) if trained else None,
+            "train_pairs": train_pairs, "validation_pairs": validation_pairs}
+
+
+def log_outcome(cfg: Config, model: Trainer, G: torch.nn.Module, held, sample: np.ndarray, run: RunState,
+                summary: dict) -> None:
+    """Rank 0, after the last step: the trainer's final metrics into `summary` and MLflow, and the sample grid.
+
+    Args:
+        G: the shipped head (model.head()); held: the rows the previews and final metrics use; sample: (8, h, w, 3).
+    """
+    rows, labels = [sample, enhance_array(G, sample)], ["schnell", "G(schnell)"]
+    for images, label in model.preview_targets(held):
+        rows, labels = rows + [images], labels + [label]
+    summary.update(model.params())
+    final = model.final_metrics(held, run.cycle_tail)
+    if final:
+        summary.update(final)
+        tracking.log_metrics({f"train.{k}": v for k, v in final.items()})
+    grid = save_grid(catalog.TRAIN_SAMPLES.path(cfg), rows, labels)
+    tracking.log_artifact(grid)
+    if summary["data_wait_fraction"] is not None:
+        tracking.log_metrics({"train.data_wait_fraction": summary["data_wait_fraction"]})
 
 
 def baseline_config(cfg: Config, model: str) -> Config:
@@ -319,20 +371,3 @@ def baseline_config(cfg: Config, model: str) -> Config:
 
 def baselines_dir(cfg: Config) -> Path:
     return catalog.BASELINES.path(cfg)
-
-
-def run(cfg: Config) -> dict:
-    """Train train.model, then each of train.baselines with the same settings as nested MLflow runs."""
-    summary = train(cfg)
-    trained = {}
-    for model in cfg.train.baseline_models:  # on every rank: each training is one DDP job
-        b = train(baseline_config(cfg, model), parent_run_id=summary["mlflow_run_id"], run_name=f"baseline {model}")
-        trained[model] = {"head": str(catalog.HEAD.path(baseline_config(cfg, model))), "seconds": b["seconds"],
-                          "final_losses": b.get("final_losses")}
-    if summary["rank"] != 0:  # rank 0 writes the reports
-        return summary
-    # Written even when empty: the DVC output exists, and evaluate reads which baselines belong to this run.
-    write_json(baselines_dir(cfg) / catalog.BASELINES_JSON, {"model": cfg.train.model, "baselines": trained})
-    report = catalog.TRAIN_JSON.path(cfg)
-    write_json(report, {**read_json(report), "baselines": trained})
-    return {**summary, "baselines": list(trained)}

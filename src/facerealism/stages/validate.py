@@ -6,17 +6,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from facerealism import catalog, tracking
 from facerealism.config import Config
-from facerealism.errors import UserError
-from facerealism.expectations import REQUIRED_COLUMNS, run_suite, summarise
+from facerealism.data import catalog
+from facerealism.errors import UserError, ValidationFailed
 from facerealism.files import atomic_write_bytes, read_parquet, write_json, write_parquet
-from facerealism.pair_stats import PAIR_MEASURES, SIDES, per_image_table
-
-
-class ValidationFailed(RuntimeError):
-    """The failed fraction exceeded validate.max_failed_fraction, or a table-level expectation (schema, or the
-    median of a dev-vs-schnell measure) failed."""
+from facerealism.mlops import tracking
+from facerealism.quality.expectations import REQUIRED_COLUMNS, run_suite, summarise
+from facerealism.quality.pair_stats import PAIR_MEASURES, SIDES, per_image_table
 
 
 def run(cfg: Config) -> dict:

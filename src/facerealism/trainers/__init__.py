@@ -1,9 +1,9 @@
-"""Head trainers keyed by the architecture's trainer family (facerealism.architectures); built by model name."""
+"""How a head learns: the trainers keyed by architecture (config.architectures), their samplers and checkpoints."""
 
 from __future__ import annotations
 
-from facerealism.architectures import ARCHITECTURES
 from facerealism.config import Config
+from facerealism.config.architectures import ARCHITECTURES
 from facerealism.trainers.base import Trainer, linear_decay, make_accelerator
 from facerealism.trainers.cyclegan import CycleGAN, ImagePool, lsgan, shift_tolerant_l1
 from facerealism.trainers.paired import Paired, build_lpips, gradient_loss

@@ -7,8 +7,8 @@ import random
 import numpy as np
 import torch
 
-from facerealism import checkpoint
 from facerealism.head import enhance_array
+from facerealism.trainers import checkpoint
 
 
 def linear_decay(t) -> callable:

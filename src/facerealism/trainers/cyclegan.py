@@ -13,9 +13,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from facerealism.architectures import generator_kwargs
 from facerealism.config import Config
-from facerealism.data import load_images
+from facerealism.config.architectures import generator_kwargs
+from facerealism.data.split import load_images
 from facerealism.head import enhance_array
 from facerealism.metrics.paired import ssim_pairs
 from facerealism.models import build_discriminator, build_generator, init_weights

@@ -8,9 +8,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from facerealism.architectures import generator_kwargs
 from facerealism.config import Config
-from facerealism.data import load_images
+from facerealism.config.architectures import generator_kwargs
+from facerealism.data.split import load_images
 from facerealism.metrics.paired import load_lpips
 from facerealism.models import build_generator, init_weights
 from facerealism.trainers.base import Trainer, linear_decay

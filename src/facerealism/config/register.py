@@ -1,0 +1,45 @@
+"""The `register` section: the promotion gate's thresholds and the registry."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from facerealism.config.base import Section
+
+
+class RegisterConfig(Section):
+    model_name: str = "facerealism-head"
+    required: dict[str, float] = Field(default_factory=lambda: {
+        "fd_diff_ci_low.spectral": 0.0, "fd_diff_ci_low.spectral_chroma": 0.0, "fd_diff_ci_low.random_conv": 0.0})
+    """metric -> strict lower bound; a missing metric fails the gate. Default: FD_diff's whole 95 % CI above 0."""
+    below: dict[str, float | str] = Field(default_factory=lambda: {
+        "c2st.dev_vs_enhanced_ci_high": "c2st.dev_vs_schnell_ci_low", "c2st.dev_vs_enhanced": 0.95})
+    """metric -> strict upper bound, a number or another metric's name. Default: the C2ST vs dev must fall clearly
+    below schnell's (CIs apart) and under 0.95: the rule every negative control fails and dev passes."""
+    max_photo_colour_noise_gain: float = Field(1.1, gt=0)
+    """Ceiling of evaluate's photo check (chroma detail gain over luminance detail gain on a real photograph):
+    RGB noise of sigma 4/255 reads 1.22 at 64 px and 2.7 at 512 px there; a head that only sharpens reads <= 1."""
+    max_photo_edge_overshoot: float = Field(4.0, gt=0)
+    """Ceiling of the photo check's luminance overshoot beyond the input's local range at its strongest edges (grey
+    levels, worst size): halos and ringing. Measured on the astronaut at 64 / 512 px: unsharp r1 100 % 2.0 / 3.2,
+    detail gain x1 2.0 / 3.2, unsharp r2 200 % 7.6 / 12.4, detail gain x2 5.7 / 7.8."""
+    max_photo_clipped_gain: float = Field(0.1, gt=0)
+    """Ceiling of the share of the photo's pixels whose highlights the head newly blows out (a channel at 255).
+    Measured at 64 / 512 px: unsharp r1 100 % 0.05 / 0.01, unsharp r2 200 % 0.21 / 0.05, brightness x1.35 0.40 / 0.41."""
+    check_controls: bool = True
+    """Refuse to promote unless every Table 4 control fails the gate and dev passes it. false: smoke tests only."""
+    must_beat_fitted: bool = True
+    """Promote a head only if its C2ST vs dev is clearly below (CIs apart) the best fitted baseline's: a learned head
+    that a least-squares filter matches is not promoted, and nothing else is either. false: smoke tests only."""
+    champion_metric: str = "fd_diff.spectral"
+    """Compared against the current champion's value; higher is better."""
+    margin_over_champion: float = 0.0
+    """The candidate must beat the champion's champion_metric by more than this to replace it."""
+    on_split_change: Literal["absolute_only", "fail"] = "absolute_only"
+    """Champion scored on another held-out split: decide on absolute thresholds only, or refuse to promote."""
+    min_images_per_s: float = Field(0.5, ge=0)
+    """Throughput floor: fp32 head images/s from reports/benchmark.json; a missing benchmark fails the gate."""
+    throughput_size: int | None = None
+    """Image side whose benchmark is read; null = the first of benchmark.sizes."""

@@ -1,0 +1,113 @@
+"""The `train` section: the head, its losses, its schedule and how it runs."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from facerealism.config.architectures import ArchName
+from facerealism.config.base import Section
+
+
+class TrainConfig(Section):
+    model: ArchName = "esa_resnet"
+    """esa_resnet: ResNet generator with ESA blocks (with tanh output, no detail head and no paired term: the paper's
+    ESA-CycleGAN); resnet: the same without ESA (plain CycleGAN); unet_cbam: the paired U-Net+CBAM baseline. What a
+    head is called follows from all of train.* (facerealism.config.architectures.recipe), not from this key alone."""
+    ngf: int = Field(32, ge=4)
+    """Generator width; slim so 2 CPU cores train it in minutes."""
+    n_blocks: int = Field(4, ge=1)
+    ndf: int = Field(32, ge=4)
+    residual_output: bool = True
+    """out = x + body(x), starting at the identity; a tanh head drowned in checkerboard noise on CPU."""
+    detail: bool = True
+    """(esa_resnet, resnet) the body predicts per-pixel gains of the input's own detail bands instead of an RGB
+    residual, so the head amplifies grain that follows the content and cannot paint colour speckle (the RGB
+    residual did, under the GAN loss)."""
+    detail_colour: bool = True
+    """(with detail) also amplify the input's own colour detail per channel; false adds luminance detail only (tinted
+    by each pixel's colour), which cannot lift a photograph's chroma noise."""
+    lambda_paired: float = Field(100.0, ge=0)
+    """(esa_resnet, resnet) weight of a shift-tolerant L1 from G(schnell) to its own dev twin; the pairs are aligned,
+    and the unpaired losses alone left the head at C2ST 0.98-1.0 vs dev. Measured at 1000 steps (lr 5e-4, no identity
+    loss): 10 -> C2ST vs dev 0.908, 100 -> 0.878 (the adversarial term then only regularises). 0: the paper's
+    unpaired CycleGAN."""
+    paired_max_shift: int = Field(1, ge=0, le=4)
+    """Largest misalignment (px) the paired term forgives, like generate.synthetic.max_shift."""
+    crop: int | None = Field(None, ge=16)
+    """Random crop side; null trains on whole images. Measured: 32-px crops of 64-px images made the head paint a fixed blob
+    into each crop's corner and stripes at full size (FD_diff spectral 8.3, C2ST vs dev 0.99);
+    whole 64-px images train what inference sees (FD_diff 34.9, C2ST 0.67) at the same cost."""
+    batch_size: int = Field(2, ge=1)
+    """2 full images carry the pixels of 8 32-px crops, so a step costs the same."""
+    steps: int = Field(1100, ge=1)
+    """Optimiser steps; 1100 keep `make run` under 15 minutes on the slower 2-core machine (~2 steps/s there, 2.5
+    on an idle faster one). Recipe trials on the validation split: reports/trials.md."""
+    lr: float = Field(5e-4, gt=0)
+    """Adam learning rate; the detail head's gains train faster than an RGB residual (measured 5e-4 vs 2e-4: C2ST vs dev
+    0.918 vs 0.929 at 1000 steps, lambda_paired 30 vs 10)."""
+    beta1: float = Field(0.5, ge=0, lt=1)
+    lambda_cyc: float = Field(2.0, ge=0)
+    """The paper's best cycle weight."""
+    lambda_idt: float = Field(0.0, ge=0)
+    """Identity loss weight as a fraction of lambda_cyc (reference CycleGAN convention). With the detail head and the
+    paired term, G(dev) = dev fights amplifying schnell's faint detail: C2ST vs dev 0.908 at 0 vs 0.918 at 1.0
+    (1000 steps, lr 5e-4; lambda_paired 10 and 30 respectively). With the RGB residual (train.detail false) 0.5 left colour speckle; use 1.0 there."""
+    cycle_ssim_images: int = Field(16, ge=1)
+    """Held-out schnell images scored for train.json's SSIM(x, F(G(x))) (the sweep's test of a failed trial)."""
+    pool_size: int = Field(50, ge=0)
+    decay_start: float = Field(0.5, ge=0, le=1)
+    """Fraction of steps after which the learning rate decays linearly to 0."""
+    mixed_precision: Literal["fp32", "bf16"] = "bf16"
+    """bf16 autocast through accelerate (1.3-1.75x faster per step than fp32 on a 2-core AMX CPU at 128 px) or fp32."""
+    num_workers: int = Field(0, ge=0)
+    """0: decode the training images into memory once (fast for the offline default); > 0: DataLoader worker
+    processes decode and crop them from the files each step (datasets larger than memory, e.g. the paper's 140k pairs)."""
+    grad_accum: int = Field(1, ge=1)
+    """Micro-batches accumulated per optimiser step (accelerate's gradient accumulation); the effective batch
+    is batch_size x grad_accum x processes. train.steps counts optimiser steps."""
+    channels_last: bool = False
+    """Nets and batches in channels-last memory format (faster convolutions on GPUs with tensor cores; measured
+    slower on this CPU: `python -m facerealism.bench.train`)."""
+    compile: bool = False
+    """torch.compile the nets through accelerate's dynamo plugin; costs a compile up front (minutes on 2 CPU cores)."""
+    compile_backend: str = "inductor"
+    """torch.compile backend when train.compile is on (inductor; eager/aot_eager only check the graph capture)."""
+    baselines: list[ArchName] = Field(default_factory=list)
+    """Architectures trained after train.model with the same settings, into models/baselines/NAME, as nested
+    MLflow runs; evaluate adds them to Table 4 and records which head is best. train.model itself is skipped.
+    Empty by default so `make run` fits 15 minutes; [resnet] adds the paper's plain CycleGAN (~6 min more)."""
+    grid_every: int = Field(0, ge=0)
+    """Steps between sample grids logged to MLflow (key train_samples, with its step); 0: once per epoch."""
+    log_every: int = Field(50, ge=1)
+    checkpoint_every: int = Field(250, ge=1)
+    """Steps between full-state checkpoints in models/checkpoints (what train.resume continues from)."""
+    resume: bool = False
+    """Continue from the newest checkpoint in models/checkpoints (a fresh start when there is none)."""
+    threads: int = Field(0, ge=0)
+    """torch CPU threads; 0: every CPU this process may use (set explicitly: the pipeline trains in a worker thread)."""
+    unet_depth: int = Field(4, ge=1)
+    """unet_cbam levels; train.crop must be divisible by 2**(unet_depth-1)."""
+    lambda_grad: float = Field(1.0, ge=0)
+    """unet_cbam: weight of L1 between the image gradients of output and input (keeps the content)."""
+    lambda_lpips: float = Field(1.0, ge=0)
+    """unet_cbam: weight of LPIPS(output, dev target)."""
+    lambda_l1: float = Field(1.0, ge=0)
+    """unet_cbam fallback when LPIPS is unavailable: weight of L1(output, dev target)."""
+    lpips_net: Literal["alex", "vgg"] = "alex"
+    """LPIPS backbone; train.lpips_weights must hold the matching torchvision state dict."""
+    lpips_weights: str | None = None
+    """Local torchvision AlexNet/VGG16 state dict (.pth or .safetensors); absent -> L1 fallback, recorded."""
+
+    @model_validator(mode="after")
+    def _unet_crop_divides(self) -> "TrainConfig":
+        multiple = 2 ** (self.unet_depth - 1)
+        if "unet_cbam" in (self.model, *self.baselines) and self.crop is not None and self.crop % multiple:
+            raise ValueError(f"crop ({self.crop}) must be divisible by {multiple} for unet_depth={self.unet_depth}")
+        return self
+
+    @property
+    def baseline_models(self) -> list[str]:
+        """train.baselines without train.model itself (switching the model need not edit the list), once each."""
+        return [m for m in dict.fromkeys(self.baselines) if m != self.model]

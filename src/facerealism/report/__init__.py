@@ -1,0 +1,1 @@
+"""What does a person read: the HTML report, image grids, progress lines."""
