@@ -55,9 +55,9 @@ def test_the_classifier_sees_the_gap_it_exists_for(default_table):
 
 
 def test_every_control_fails_the_default_gate_and_dev_passes(default_table):
-    table, path = default_table
+    table, _ = default_table
     cfg = default_cfg()
-    sound, reasons, rows = suite_check(cfg, path)
+    sound, reasons, rows = suite_check(cfg, table)
     assert sound, reasons
     assert {label for label in rows if controls.is_control(label)} == {controls.label(n) for n in controls.CONTROLS}
     assert all(not r["passed"] for label, r in rows.items() if label != DEV)
@@ -67,9 +67,9 @@ def test_every_control_fails_the_default_gate_and_dev_passes(default_table):
 
 def test_a_gate_on_fd_diff_alone_is_caught_being_fooled(default_table):
     """Today's failure mode: FD_diff > 0 is what noise and sharpening give too; the suite check must say so."""
-    _, path = default_table
+    table, _ = default_table
     cfg = default_cfg("register.below={}")
-    sound, reasons, rows = suite_check(cfg, path)
+    sound, reasons, rows = suite_check(cfg, table)
     assert not sound
     fooled = [label for label, r in rows.items() if label != DEV and r["passed"]]
     assert fooled and all(f"the metric suite is fooled by {label}: it passes the gate: fail" in reasons for label in fooled)
@@ -82,12 +82,10 @@ def test_the_gate_can_say_yes_to_a_head_that_closed_most_of_the_gap(default_tabl
     assert passed, reasons
 
 
-def test_an_empty_control_list_leaves_the_gate_unchecked(tmp_path, default_table):
+def test_an_empty_control_list_leaves_the_gate_unchecked(default_table):
     table, _ = default_table
     order = [label for label in table["order"] if not controls.is_control(label)]
-    path = tmp_path / "table4.json"
-    path.write_text(json.dumps({**table, "order": order}))
-    sound, reasons, _ = suite_check(default_cfg(), path)
+    sound, reasons, _ = suite_check(default_cfg(), {**table, "order": order})
     assert not sound and any("no negative control was scored" in r for r in reasons)
 
 
@@ -116,8 +114,8 @@ def test_every_control_changes_its_input_by_a_measurable_amount():
 
 def test_the_new_controls_are_rejected_by_name(default_table):
     """Texture in the wrong place, halos, ringing and clipped highlights: each in the default list, each rejected."""
-    table, path = default_table
-    _, _, rows = suite_check(default_cfg(), path)
+    table, _ = default_table
+    _, _, rows = suite_check(default_cfg(), table)
     for name in ("grain on flat regions σ8", "ringing (brick-wall sharpen)", "halo: unsharp r3 300%",
                  "clipped highlights ×1.3"):
         assert name in default_cfg().evaluate.controls

@@ -23,8 +23,11 @@ from facerealism.trainers import checkpoint
 
 from .conftest import cli_env, dataset_project, tiny_overrides
 
+# The quality check below compares with the spread of two single-process seeds, calibrated on the tiny dataset's split
+# of 2026-12-03 (validation 10 %); the default's 15 % moved pairs out of training and the 2-process run just outside
+# that narrow spread (0.827 vs 0.859-0.866 cycle SSIM), so the split is pinned to what the check was calibrated on.
 EXACT = ["train.mixed_precision=fp32", "train.threads=1", "train.baselines=[]", "train.steps=60",
-         "train.checkpoint_every=10", "train.log_every=10"]
+         "train.checkpoint_every=10", "train.log_every=10", "split.validation_fraction=0.1"]
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 from facerealism.config import Config
-from facerealism.files import read_json
 
 
 def is_number(value) -> bool:
@@ -141,7 +139,7 @@ def dev_check_config(cfg: Config) -> Config:
     return cfg.model_copy(update={"register": cfg.register.model_copy(update={"required": required})})
 
 
-def suite_check(cfg: Config, table_path: Path) -> tuple[bool, list[str], dict]:
+def suite_check(cfg: Config, table: dict) -> tuple[bool, list[str], dict]:
     """Can the gate say no and yes? Every negative control of Table 4 must fail it and FLUX.1-dev must pass it.
 
     The FLUX.1-dev row is an independent sample of test dev images scored against the ones every candidate is
@@ -151,14 +149,13 @@ def suite_check(cfg: Config, table_path: Path) -> tuple[bool, list[str], dict]:
     means anything: then nothing is promoted. Returns (sound, reasons, {row label: {"passed", "reasons"}}).
 
     Args:
-        table_path: reports/table4.json (read only when register.check_controls is on).
+        table: Table 4 as evaluate wrote it (reports/table4.json); not read when register.check_controls is off.
     """
     from facerealism.scoring import controls
     from facerealism.scoring.table4 import DEV, flat_metrics
 
     if not cfg.register.check_controls:
         return True, ["controls not checked (register.check_controls=false)"], {}
-    table = read_json(table_path)
     rows, sound, reasons = {}, True, []
     for label in [label for label in table["order"] if controls.is_control(label)] + [DEV]:
         passed, why = gate(dev_check_config(cfg) if label == DEV else cfg, flat_metrics(table, label), None, photo=False)

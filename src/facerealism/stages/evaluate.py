@@ -203,28 +203,8 @@ def table4(cfg: Config, schnell: np.ndarray, dev: np.ndarray, dev_check: np.ndar
     """
     e = cfg.evaluate
     rows = {SCHNELL: schnell, DEV: dev_check, **outputs}
-    for label, imgs in rows.items():
-        if label != DEV and imgs.shape != schnell.shape:
-            raise UserError(f"Table 4 row {label!r} has images {imgs.shape}, expected {schnell.shape} like schnell")
-    if dev.shape != schnell.shape or dev_check.shape[1:] != schnell.shape[1:] or len(dev_check) < 2:
-        raise UserError(f"dev {dev.shape} must pair with schnell {schnell.shape}, and the dev check sample "
-                         f"{dev_check.shape} needs >= 2 images of the same size")
-    spaces = sorted({*e.spaces, *metrics.C2ST_SPACES})
-    feats: dict[str, dict[str, np.ndarray]] = {space: {} for space in spaces}
-    with progress() as bar:  # without a terminal: a "done/total, rate, eta" line every ~30 s
-        task = bar.add_task("evaluate: features", total=len(spaces) * (len(rows) + 1))
-        for space in spaces:
-            for label, imgs in {DEV_REF: dev, **rows}.items():
-                feats[space][label] = metrics.FEATURE_SPACES[space](imgs)
-                bar.advance(task)
-    n_c2st = min(e.c2st_max_images, len(dev))
-
-    def c2st_vs_dev(label: str) -> dict:
-        both = [np.concatenate([feats[s][row][:n_c2st] for s in metrics.C2ST_SPACES], axis=1) for row in (DEV_REF, label)]
-        if label == DEV:  # an independent sample: no pairs to keep together
-            return metrics.c2st(*both, seed=cfg.seed, folds=min(e.c2st_folds, len(both[1])), paired=False)
-        return metrics.c2st(*both, seed=cfg.seed, folds=min(e.c2st_folds, n_c2st), paired=True)
-
+    check_rows(schnell, dev, dev_check, rows)
+    feats = feature_sets(cfg, dev, rows)
     refs = {SCHNELL: schnell, DEV: dev, **outputs}  # the optional columns compare with the reference dev images
     dinov2 = features.fd_dinov2_columns(refs, SCHNELL, DEV, e.dinov2_weights, n_boot=e.bootstrap, seed=cfg.seed)
     cmmd = features.cmmd_columns(refs, SCHNELL, DEV, e.clip_model)
@@ -232,38 +212,18 @@ def table4(cfg: Config, schnell: np.ndarray, dev: np.ndarray, dev_check: np.ndar
         column[DEV] = {"available": False, "reason": "not computed for the dev check sample"}
     table: dict = {}
     with tempfile.TemporaryDirectory() as tmp, progress() as bar:
-        dirs: dict[str, Path] = {}
-        if metrics.inception_weights_problem(e.inception_weights) is None:
-            for i, (label, imgs) in enumerate({**rows, DEV: dev}.items()):
-                dirs[label] = Path(tmp) / f"row{i}"
-                for j, img in enumerate(imgs):
-                    save_png(dirs[label] / f"{j:05d}.png", img)
+        dirs = fid_folders(cfg, {**rows, DEV: dev}, Path(tmp))
         task = bar.add_task("evaluate: Table 4 rows (bootstrap, C2ST)", total=len(rows))
         for label, imgs in rows.items():
             fd = {space: metrics.fd_row(feats[space][label], feats[space][SCHNELL], feats[space][DEV_REF],
                                         n_boot=e.bootstrap, seed=cfg.seed, paired=label != DEV) for space in e.spaces}
-            if label == SCHNELL:  # the heads' input itself: input -> output comparisons would be trivially perfect
-                ssim = lp = identity = {"available": False, "reason": "not applicable: the schnell row is the input"}
-            elif label == DEV:
-                ssim = lp = identity = {"available": False,
-                                        "reason": "not applicable: the dev check sample shows other test pairs"}
-            elif controls.is_control(label):  # only what the gate reads: a control is judged like a head there
-                ssim = lp = identity = {"available": False, "reason": "not computed for a control"}
-            else:
-                lp = _optional(metrics.lpips_pairs, schnell, imgs, e.lpips_weights)
-                lp.pop("per_pair", None)
-                ssim = _optional(lambda: {"available": True,
-                                          "mean": float(metrics.ssim_pairs(schnell, imgs).mean())})
-                identity = _optional(metrics.identity_similarity, schnell, imgs, upsample=e.face_upsample)
-            c2st = c2st_vs_dev(label)
+            c2st = c2st_vs_dev(cfg, feats, label, min(e.c2st_max_images, len(dev)))
             table[label] = {
                 "fd": fd,
                 "c2st_vs_dev": c2st["accuracy"],
                 "c2st_ci": c2st["ci"],
                 "c2st_auc": c2st["auc"],
-                "ssim": ssim,
-                "lpips": lp,
-                "identity": identity,
+                **input_columns(cfg, label, schnell, imgs),
                 "fid": _optional(_fid_columns, e.inception_weights, dirs, label) if label != DEV else
                 {"available": False, "reason": "not computed for the dev check sample"},
                 "fd_dinov2": dinov2[label],
@@ -277,25 +237,90 @@ def table4(cfg: Config, schnell: np.ndarray, dev: np.ndarray, dev_check: np.ndar
         "n_images": len(schnell),
         "n_dev_check": len(dev_check),
         "bootstrap": e.bootstrap,
-        "notes": [
-            "FD_* are Fréchet distances in offline feature spaces (spectral: radial log power spectrum of luminance; "
-            "spectral_chroma: the same of Cb and Cr; random_conv: statistics of a seeded random conv net), not FID; "
-            "FD_diff = FD_schnell - FD_dev > 0: nearer dev.",
-            f"C2ST vs dev: held-out accuracy of a logistic regression on all three spaces telling the row from dev, "
-            f"{e.c2st_folds} folds, a pair's two images in one fold, 95 % Wilson CI; 0.5: indistinguishable.",
-            "Rows named 'control: ...' are cheap filters of the schnell images (noise, sharpening); the register gate "
-            "must reject every one of them, or it refuses to promote anything.",
-            f"The test split is halved by hashed id: every row is compared with the dev images of one half "
-            f"({len(dev)}); the FLUX.1-dev row holds the other half's dev images ({len(dev_check)}), an independent "
-            f"sample scored against them unpaired, so the check that dev passes the gate can fail. CIs: "
-            f"{e.bootstrap} resamples, 95 %.",
-            "Rows named 'fitted: ...' are filters fitted in closed form to the training pairs (least squares, or band "
-            "energies matched to dev's); a head is promoted only "
-            "if its C2ST vs dev is clearly below the best of them.",
-            "SSIM, LPIPS and identity compare each row's image with its schnell input (the head's input); "
-            "identity averages only the pairs where dlib finds a face in both images (pairs_scored).",
-        ],
+        "notes": table_notes(cfg, len(dev), len(dev_check)),
     }
+
+
+def check_rows(schnell: np.ndarray, dev: np.ndarray, dev_check: np.ndarray, rows: dict[str, np.ndarray]) -> None:
+    """Every row pairs with schnell image for image; the dev check sample has the same image size."""
+    for label, imgs in rows.items():
+        if label != DEV and imgs.shape != schnell.shape:
+            raise UserError(f"Table 4 row {label!r} has images {imgs.shape}, expected {schnell.shape} like schnell")
+    if dev.shape != schnell.shape or dev_check.shape[1:] != schnell.shape[1:] or len(dev_check) < 2:
+        raise UserError(f"dev {dev.shape} must pair with schnell {schnell.shape}, and the dev check sample "
+                         f"{dev_check.shape} needs >= 2 images of the same size")
+
+
+def feature_sets(cfg: Config, dev: np.ndarray, rows: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
+    """{space: {row label (and DEV_REF, the reference dev images): (n, d) features}} for every FD and C2ST space."""
+    spaces = sorted({*cfg.evaluate.spaces, *metrics.C2ST_SPACES})
+    feats: dict[str, dict[str, np.ndarray]] = {space: {} for space in spaces}
+    with progress() as bar:  # without a terminal: a "done/total, rate, eta" line every ~30 s
+        task = bar.add_task("evaluate: features", total=len(spaces) * (len(rows) + 1))
+        for space in spaces:
+            for label, imgs in {DEV_REF: dev, **rows}.items():
+                feats[space][label] = metrics.FEATURE_SPACES[space](imgs)
+                bar.advance(task)
+    return feats
+
+
+def c2st_vs_dev(cfg: Config, feats: dict[str, dict[str, np.ndarray]], label: str, n: int) -> dict:
+    """The classifier two-sample test of a row against the reference dev images, on the first `n` of each, with
+    all C2ST spaces side by side: pairs kept in one fold, except for the dev check sample (other faces)."""
+    e = cfg.evaluate
+    both = [np.concatenate([feats[s][row][:n] for s in metrics.C2ST_SPACES], axis=1) for row in (DEV_REF, label)]
+    if label == DEV:  # an independent sample: no pairs to keep together
+        return metrics.c2st(*both, seed=cfg.seed, folds=min(e.c2st_folds, len(both[1])), paired=False)
+    return metrics.c2st(*both, seed=cfg.seed, folds=min(e.c2st_folds, n), paired=True)
+
+
+def input_columns(cfg: Config, label: str, schnell: np.ndarray, imgs: np.ndarray) -> dict:
+    """SSIM, LPIPS and identity of a row's images against their schnell inputs (a head's), or why not computed."""
+    if label == SCHNELL:  # the heads' input itself: input -> output comparisons would be trivially perfect
+        ssim = lp = identity = {"available": False, "reason": "not applicable: the schnell row is the input"}
+    elif label == DEV:
+        ssim = lp = identity = {"available": False, "reason": "not applicable: the dev check sample shows other test pairs"}
+    elif controls.is_control(label):  # only what the gate reads: a control is judged like a head there
+        ssim = lp = identity = {"available": False, "reason": "not computed for a control"}
+    else:
+        lp = _optional(metrics.lpips_pairs, schnell, imgs, cfg.evaluate.lpips_weights)
+        lp.pop("per_pair", None)
+        ssim = _optional(lambda: {"available": True, "mean": float(metrics.ssim_pairs(schnell, imgs).mean())})
+        identity = _optional(metrics.identity_similarity, schnell, imgs, upsample=cfg.evaluate.face_upsample)
+    return {"ssim": ssim, "lpips": lp, "identity": identity}
+
+
+def fid_folders(cfg: Config, rows: dict[str, np.ndarray], tmp: Path) -> dict[str, Path]:
+    """Each row's images as PNG files under `tmp` for torch-fidelity; none when the Inception weights are missing."""
+    dirs: dict[str, Path] = {}
+    if metrics.inception_weights_problem(cfg.evaluate.inception_weights) is None:
+        for i, (label, imgs) in enumerate(rows.items()):
+            dirs[label] = tmp / f"row{i}"
+            for j, img in enumerate(imgs):
+                save_png(dirs[label] / f"{j:05d}.png", img)
+    return dirs
+
+
+def table_notes(cfg: Config, n_dev: int, n_dev_check: int) -> list[str]:
+    """How to read Table 4, for table4.json and the report."""
+    e = cfg.evaluate
+    return [
+        "FD_* are Fréchet distances in offline feature spaces (spectral: radial log power spectrum of luminance; "
+        "spectral_chroma: the same of Cb and Cr; random_conv: statistics of a seeded random conv net), not FID; "
+        "FD_diff = FD_schnell - FD_dev > 0: nearer dev.",
+        f"C2ST vs dev: held-out accuracy of a logistic regression on all three spaces telling the row from dev, "
+        f"{e.c2st_folds} folds, a pair's two images in one fold, 95 % Wilson CI; 0.5: indistinguishable.",
+        "Rows named 'control: ...' are cheap filters of the schnell images (noise, sharpening); the register gate "
+        "must reject every one of them, or it refuses to promote anything.",
+        f"The test split is halved by hashed id: every row is compared with the dev images of one half "
+        f"({n_dev}); the FLUX.1-dev row holds the other half's dev images ({n_dev_check}), an independent "
+        f"sample scored against them unpaired, so the check that dev passes the gate can fail. CIs: "
+        f"{e.bootstrap} resamples, 95 %.",
+        "Rows named 'fitted: ...' are filters fitted in closed form to the training pairs (least squares, or band "
+        "energies matched to dev's); a head is promoted only if its C2ST vs dev is clearly below the best of them.",
+        "SSIM, LPIPS and identity compare each row's image with its schnell input (the head's input); "
+        "identity averages only the pairs where dlib finds a face in both images (pairs_scored).",
+    ]
 
 
 PHOTO_SIZES = (64, 512)  # the default head's training size and the paper's

@@ -18,7 +18,8 @@ def run(cfg: Config) -> dict:
     meta = read_json(head_dir / "head.json")
     candidate = read_json(catalog.METRICS.path(cfg))
     benchmark = read_json(catalog.BENCHMARK_JSON.path(cfg))
-    sound, suite_reasons, suite_rows = suite_check(cfg, catalog.TABLE4.path(cfg))
+    table = read_json(catalog.TABLE4.path(cfg)) if cfg.register.check_controls else {}  # the controls and dev rows
+    sound, suite_reasons, suite_rows = suite_check(cfg, table)
     provenance = {"data_version": data_version(cfg), "holdout_fingerprint": holdout_fingerprint(cfg),
                   "git_commit": tracking.git_commit(), "parameters": count_parameters(head_dir)}
     card = model_card(cfg, meta, candidate, provenance)
