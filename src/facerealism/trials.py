@@ -20,7 +20,7 @@ from facerealism.data.split import load_images, splits
 from facerealism.errors import UserError
 from facerealism.files import read_json, write_json
 from facerealism.mlops import tracking
-from facerealism.scoring import controls, fitted
+from facerealism.scoring import controls
 
 CHEAP_CONTROLS = ("detail gain ×2",)  # fixed filters that came nearest dev on the default data (Table 4, 2026-12-04)
 HEAD = "head"
