@@ -9,6 +9,14 @@ from pydantic import Field, field_validator
 from facerealism.config.base import Section
 
 
+def _known(names: list[str], known, what: str) -> list[str]:
+    """`names` unchanged when each is in `known`; else a ValueError naming the unknown ones and the choices."""
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"unknown {what} {unknown}; choose from {known}")
+    return names
+
+
 class EvaluateConfig(Section):
     spaces: list[Literal["spectral", "spectral_chroma", "random_conv"]] = Field(
         default_factory=lambda: ["spectral", "spectral_chroma", "random_conv"])
@@ -23,10 +31,7 @@ class EvaluateConfig(Section):
     @field_validator("controls")
     @classmethod
     def _known_controls(cls, v: list[str]) -> list[str]:
-        unknown = [c for c in v if c not in _control_names()]
-        if unknown:
-            raise ValueError(f"unknown control(s) {unknown}; choose from {_control_names()}")
-        return v
+        return _known(v, _control_names(), "control(s)")
     fitted: list[str] = Field(default_factory=lambda: list(_fitted_names()))
     """Baselines fitted in closed form to the training pairs (facerealism.scoring.fitted), scored as Table 4 rows; the head
     must beat the best of them (register.must_beat_fitted)."""
@@ -34,10 +39,7 @@ class EvaluateConfig(Section):
     @field_validator("fitted")
     @classmethod
     def _known_fitted(cls, v: list[str]) -> list[str]:
-        unknown = [c for c in v if c not in _fitted_names()]
-        if unknown:
-            raise ValueError(f"unknown fitted baseline(s) {unknown}; choose from {_fitted_names()}")
-        return v
+        return _known(v, _fitted_names(), "fitted baseline(s)")
     inception_weights: str | None = None
     """Local weights-inception-2015-12-05 file for torch-fidelity FID/KID; unset -> torch-fidelity's cache/download."""
     lpips_weights: str | None = None
