@@ -200,3 +200,25 @@ def test_luminance_only_detail_leaves_pure_colour_detail_alone():
     assert (with_colour(x, torch.full((1, 9, 16, 16), 3.0)) - x).abs().max() > 0.05
     head = ResnetGenerator(ngf=8, n_blocks=1, residual_output=True, detail=True, detail_colour=False)
     assert head.out_conv.out_channels == 6 and torch.equal(head(x), x)  # zero-initialised: the identity
+
+
+def test_noise_injection_adds_texture_a_flat_image_does_not_have():
+    """detail_noise: a flat grey image has no detail for the gain maps to amplify, so the plain detail head leaves it
+    flat whatever its maps; noise maps paint new grey grain there. Eval mode draws the same noise every call (one
+    image, one output), training resamples it; zero maps are the identity."""
+    from facerealism.models.esa_cyclegan import LumaDetail
+
+    flat = torch.zeros(2, 3, 16, 16)  # mid grey in [-1, 1]
+    plain, noisy = LumaDetail(), LumaDetail(noise=True).eval()
+    assert noisy.n_maps == 15
+    assert torch.allclose(plain(flat, torch.full((2, 9, 16, 16), 3.0)), flat, atol=1e-6)
+    grey_grain = torch.zeros(2, 15, 16, 16)
+    grey_grain[:, 4] = 0.05  # e_0: finest noise band, added as grey
+    out = noisy(flat, grey_grain)
+    assert out.std() > 0.02  # texture where the input had none
+    assert torch.allclose(out[:, 0], out[:, 1]) and torch.allclose(out[:, 1], out[:, 2])  # luminance only
+    assert not torch.equal(out[0], out[1])  # each image of a batch its own instance
+    assert torch.equal(noisy(flat, grey_grain), out)  # eval: deterministic
+    noisy.train()
+    assert not torch.equal(noisy(flat, grey_grain), out)  # training: a new instance every step
+    assert torch.equal(noisy(flat, torch.zeros(2, 15, 16, 16)), flat)

@@ -310,3 +310,22 @@ def test_training_from_worker_processes_resumes_exactly(data):
     assert again["resumed_from_step"] == 2
     second = head_weights(data / "workers" / "models")
     assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_low_pass_paired_term_ignores_the_texture_instance_but_not_the_content():
+    """paired_lowpass_sigma: dev's texture is a new instance, so the plain L1 charges a head for every grain it adds
+    (a copy of the target without texture scores better than one with another instance); blurred first, the term
+    barely tells the two apart, and it still charges a wrong tone in full."""
+    from facerealism.trainers.cyclegan import lowpass, shift_tolerant_l1
+
+    g = torch.Generator().manual_seed(0)
+    content = lowpass(torch.rand(2, 3, 32, 32, generator=g) * 2 - 1, 3.0)
+    dev = content + 0.1 * torch.randn(2, 3, 32, 32, generator=g)
+    other_instance = content + 0.1 * torch.randn(2, 3, 32, 32, generator=g)
+
+    def paired(out, sigma):
+        return float(shift_tolerant_l1(lowpass(out, sigma), lowpass(dev, sigma), 1))
+
+    assert paired(other_instance, 0) > 1.2 * paired(content, 0)  # plain: texture is punished
+    assert paired(other_instance, 1.0) < 1.2 * paired(content, 1.0) + 0.005  # low-passed: hardly
+    assert paired(content + 0.1, 1.0) > 3 * paired(other_instance, 1.0)  # a tone shift still costs

@@ -12,6 +12,8 @@ def _resnet_kwargs(t) -> dict:
         kwargs["detail"] = True  # absent when off, so heads saved before the option load unchanged
         if not t.detail_colour:
             kwargs["detail_colour"] = False  # likewise: absent at its default
+        if t.detail_noise:
+            kwargs["detail_noise"] = True
     return kwargs
 
 
@@ -87,6 +89,8 @@ def recipe(t) -> Recipe:
     key = (bool(get("detail", False)), bool(get("residual_output", False)), float(get("lambda_paired", 0.0)) > 0)
     rid, label = _RESNET_RECIPES.get(key, ("invalid", "{net} (detail without residual output)"))
     rid = cyclegan.lower().replace("-", "_") if rid == "cyclegan" else f"{prefix}{rid}"  # esa_cyclegan, cyclegan
+    if key[0] and get("detail_noise", False):  # noise injection: texture that is not in the input
+        rid, label = rid.replace("detail", "detail_noise"), label.replace("detail-gain", "detail-gain + noise")
     return Recipe(rid, label.format(net=net, cyclegan=cyclegan))
 
 

@@ -28,6 +28,9 @@ class TrainConfig(Section):
     detail_colour: bool = True
     """(with detail) also amplify the input's own colour detail per channel; false adds luminance detail only (tinted
     by each pixel's colour), which cannot lift a photograph's chroma noise."""
+    detail_noise: bool = False
+    """(with detail) also add band-passed white noise, scaled per pixel and band by the network (noise injection):
+    texture that is a new instance rather than schnell's own, amplified. Recipe trials: reports/trials.md."""
     lambda_paired: float = Field(100.0, ge=0)
     """(esa_resnet, resnet) weight of a shift-tolerant L1 from G(schnell) to its own dev twin; the pairs are aligned,
     and the unpaired losses alone left the head at C2ST 0.98-1.0 vs dev. Measured at 1000 steps (lr 5e-4, no identity
@@ -35,6 +38,11 @@ class TrainConfig(Section):
     unpaired CycleGAN."""
     paired_max_shift: int = Field(1, ge=0, le=4)
     """Largest misalignment (px) the paired term forgives, like generate.synthetic.max_shift."""
+    paired_lowpass_sigma: float = Field(0.0, ge=0)
+    """Gaussian sigma (px) both sides of the paired term are blurred with first; 0: plain L1. Dev's pores and
+    strands are a new instance, uncorrelated with anything in schnell, so an L1 on them pulls the head towards no
+    texture at all; on the low-pass the pair still teaches tone, colour and shapes and leaves texture to the
+    adversarial term."""
     crop: int | None = Field(None, ge=16)
     """Random crop side; null trains on whole images. Measured: 32-px crops of 64-px images made the head paint a fixed blob
     into each crop's corner and stripes at full size (FD_diff spectral 8.3, C2ST vs dev 0.99);

@@ -113,6 +113,7 @@ class ResnetGenerator(nn.Module):
         residual_output: bool = False,
         detail: bool = False,
         detail_colour: bool = True,
+        detail_noise: bool = False,
     ):
         super().__init__()
         if residual_output and in_ch != out_ch:
@@ -144,7 +145,7 @@ class ResnetGenerator(nn.Module):
             ]
         layers += [nn.ReflectionPad2d(3)]
         self.body = nn.Sequential(*layers)
-        self.luma_detail = LumaDetail(colour=detail_colour) if detail else None
+        self.luma_detail = LumaDetail(colour=detail_colour, noise=detail_noise) if detail else None
         self.out_conv = nn.Conv2d(ngf, self.luma_detail.n_maps if detail else out_ch, 7)
         if residual_output:
             zero_init_(self.out_conv)
@@ -173,13 +174,20 @@ class LumaDetail(nn.Module):
     The maps come from the network, per pixel; zero maps give the identity. `colour=False` drops the c_k term:
     only luminance detail is added (tinted by the pixel's colour), so the head cannot sharpen colour edges or lift
     chroma noise that a photograph's compression left in it.
+
+    `noise=True` injects texture that is not in the input: each band of a fresh white-noise luminance field z is
+    added as band_k(z) * (d_k * x + e_k), with d_k, e_k two more maps per band. FLUX.1-dev re-renders pores and
+    strands from noise, a new instance that follows the content; amplifying schnell's own faint instance is not the
+    only way to get them, and on a photograph that already has full detail, noise does not sharpen edges or lift
+    chroma. z is resampled every call in training; in eval mode it comes from a generator seeded with `noise_seed`,
+    so one image gets the same output every time.
     """
 
     SIGMAS = (0.7, 1.4, 2.8)
 
-    def __init__(self, colour: bool = True):
+    def __init__(self, colour: bool = True, noise: bool = False, noise_seed: int = 0):
         super().__init__()
-        self.colour = colour
+        self.colour, self.noise, self.noise_seed = colour, noise, noise_seed
         for i, sigma in enumerate(self.SIGMAS):
             r = int(3 * sigma + 0.5)
             t = torch.arange(-r, r + 1, dtype=torch.float32)
@@ -188,8 +196,19 @@ class LumaDetail(nn.Module):
         self.register_buffer("luma", torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1), persistent=False)
 
     @property
+    def maps_per_band(self) -> int:
+        return (3 if self.colour else 2) + (2 if self.noise else 0)
+
+    @property
     def n_maps(self) -> int:
-        return (3 if self.colour else 2) * len(self.SIGMAS)
+        return self.maps_per_band * len(self.SIGMAS)
+
+    def noise_bands(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Difference-of-Gaussians bands of a white-noise field (b, 1, h, w), each scaled to unit std."""
+        b, _, h, w = x.shape
+        generator = None if self.training else torch.Generator(device=x.device).manual_seed(self.noise_seed)
+        z = torch.randn((b, 1, h, w), generator=generator, device=x.device, dtype=torch.float32).to(x.dtype)
+        return [band / (band.std(dim=(2, 3), keepdim=True) + 1e-6) for band in self.bands(z)]
 
     def blur(self, y: torch.Tensor, i: int) -> torch.Tensor:
         """Separable Gaussian blur number i of each channel of y (b, c, h, w), edges replicated."""
@@ -209,13 +228,16 @@ class LumaDetail(nn.Module):
         x01 = (x + 1.0) / 2.0  # (b, 3, h, w) in [0, 1]
         y = (x01 * self.luma.to(x.dtype)).sum(1, keepdim=True)  # (b, 1, h, w)
         out = x01
-        m = 3 if self.colour else 2  # maps per band
+        m = self.maps_per_band
         bands_rgb = self.bands(x01) if self.colour else [None] * len(self.SIGMAS)
-        for k, (band_y, band_rgb) in enumerate(zip(self.bands(y), bands_rgb)):
-            a, b = maps[:, m * k : m * k + 1], maps[:, m * k + 1 : m * k + 2]
-            out = out + band_y * (a * x01 + b)  # (b, 3, h, w)
+        bands_z = self.noise_bands(y) if self.noise else [None] * len(self.SIGMAS)
+        for k, (band_y, band_rgb, band_z) in enumerate(zip(self.bands(y), bands_rgb, bands_z)):
+            own = maps[:, m * k : m * (k + 1)]  # this band's maps: a, b(, c)(, d, e)
+            out = out + band_y * (own[:, 0:1] * x01 + own[:, 1:2])  # (b, 3, h, w)
             if self.colour:
-                out = out + maps[:, m * k + 2 : m * k + 3] * band_rgb
+                out = out + own[:, 2:3] * band_rgb
+            if self.noise:
+                out = out + band_z * (own[:, -2:-1] * x01 + own[:, -1:])
         return torch.clamp(2.0 * out - 1.0, -1.0, 1.0)
 
 

@@ -7,6 +7,7 @@ Paper symbols -> code names (as in the reference CycleGAN):
 
 from __future__ import annotations
 
+import math
 import random
 
 import numpy as np
@@ -66,6 +67,15 @@ def shift_tolerant_l1(out: torch.Tensor, target: torch.Tensor, max_shift: int) -
     per_shift = [(o - target[..., m + dy : h - m + dy, m + dx : w - m + dx].float()).abs().mean(dim=(1, 2, 3))
                  for dy in range(-m, m + 1) for dx in range(-m, m + 1)]  # each (b,)
     return torch.stack(per_shift).min(dim=0).values.mean()
+
+
+def lowpass(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Gaussian blur of (b, c, h, w) images (reflected borders); sigma 0 returns them unchanged."""
+    if sigma <= 0:
+        return images
+    from torchvision.transforms.functional import gaussian_blur
+
+    return gaussian_blur(images, kernel_size=2 * math.ceil(3 * sigma) + 1, sigma=sigma)
 
 
 class CycleGAN(Trainer):
@@ -134,7 +144,8 @@ class CycleGAN(Trainer):
             losses["idt_A"] = F.l1_loss(self.G_A(self.real_B).float(), self.real_B) * lam_idt
             losses["idt_B"] = F.l1_loss(self.G_B(self.real_A).float(), self.real_A) * lam_idt
         if t.lambda_paired > 0:  # the batches are aligned pairs: G(A) should match its own dev twin
-            losses["paired_A"] = shift_tolerant_l1(self.fake_B, self.real_B, t.paired_max_shift) * t.lambda_paired
+            fake, dev = lowpass(self.fake_B, t.paired_lowpass_sigma), lowpass(self.real_B, t.paired_lowpass_sigma)
+            losses["paired_A"] = shift_tolerant_l1(fake, dev, t.paired_max_shift) * t.lambda_paired
         self.acc.backward(sum(losses.values()))
         for d in (self.D_A, self.D_B):
             d.requires_grad_(True)
