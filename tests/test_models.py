@@ -222,3 +222,22 @@ def test_noise_injection_adds_texture_a_flat_image_does_not_have():
     noisy.train()
     assert not torch.equal(noisy(flat, grey_grain), out)  # training: a new instance every step
     assert torch.equal(noisy(flat, torch.zeros(2, 15, 16, 16)), flat)
+
+
+def test_highpass_critic_sees_texture_on_the_scale_of_content():
+    """patchgan_highpass: one logit map like the PatchGAN's; its extra channels are the high-pass, zero on a flat
+    image and carrying faint grain at `gain` times its size."""
+    from facerealism.models import build_discriminator
+
+    d = build_discriminator("patchgan_highpass", ndf=8, n_layers=2, gain=4.0)
+    plain = build_discriminator("patchgan", ndf=8, n_layers=2)
+    x = torch.zeros(2, 3, 32, 32)
+    assert d(x).shape == plain(x).shape
+    assert d.net[0].in_channels == 6
+    seen = []
+    d.net[0].register_forward_hook(lambda m, inp, out: seen.append(inp[0]))
+    d(x)
+    assert seen[-1][:, 3:].abs().max() == 0
+    grain = 0.01 * torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    d(x + grain)
+    assert seen[-1][:, 3:].std() > 2 * grain.std()

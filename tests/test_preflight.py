@@ -97,6 +97,8 @@ PLANTED = {
     "local model folder that does not exist": (["generate.flux.fast_model=/models/FLUX.1-schnell"],
                                                ("generate.flux.fast_model", "/models/FLUX.1-schnell")),
     "gate throughput size never benchmarked": (["register.throughput_size=64"], ("register.throughput_size",)),
+    "critic deeper than the image": (["train.d_layers=5", "generate.size=64", "train.crop=null"],
+                                     ("train.d_layers", "64x64")),
 }
 
 

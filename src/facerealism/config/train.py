@@ -19,6 +19,11 @@ class TrainConfig(Section):
     """Generator width; slim so 2 CPU cores train it in minutes."""
     n_blocks: int = Field(4, ge=1)
     ndf: int = Field(32, ge=4)
+    discriminator: Literal["patchgan", "patchgan_highpass"] = "patchgan"
+    """Critic of both domains: the PatchGAN, or the PatchGAN that also sees each image's high-pass (texture on the
+    scale of content)."""
+    d_layers: int = Field(3, ge=1, le=5)
+    """Stride-2 layers of the critic: 3 judges 70-px patches (the whole 64-px image), 2 judges 34-px patches."""
     residual_output: bool = True
     """out = x + body(x), starting at the identity; a tanh head drowned in checkerboard noise on CPU."""
     detail: bool = True

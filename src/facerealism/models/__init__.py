@@ -6,7 +6,7 @@ import torch.nn as nn
 
 from facerealism.errors import UserError
 from facerealism.models.esa_cyclegan import ESA, ResnetGenerator
-from facerealism.models.patchgan import PatchDiscriminator
+from facerealism.models.patchgan import HighpassPatchDiscriminator, PatchDiscriminator
 from facerealism.models.unet_cbam import CBAM, UNetCBAM
 
 # Lambdas rather than functools.partial: passing `esa=` to "resnet" must fail
@@ -18,6 +18,7 @@ GENERATORS: dict[str, Callable[..., nn.Module]] = {
 }
 DISCRIMINATORS: dict[str, Callable[..., nn.Module]] = {
     "patchgan": PatchDiscriminator,
+    "patchgan_highpass": HighpassPatchDiscriminator,
 }
 
 
@@ -40,7 +41,7 @@ def build_generator(name: str, **kwargs) -> nn.Module:
 
 
 def build_discriminator(name: str, **kwargs) -> nn.Module:
-    """Build a discriminator by name (one of DISCRIMINATORS: "patchgan")."""
+    """Build a discriminator by name (one of DISCRIMINATORS: "patchgan", "patchgan_highpass")."""
     return _build(DISCRIMINATORS, "discriminator", name, kwargs)
 
 
@@ -72,6 +73,7 @@ __all__ = [
     "DISCRIMINATORS",
     "ESA",
     "GENERATORS",
+    "HighpassPatchDiscriminator",
     "PatchDiscriminator",
     "ResnetGenerator",
     "UNetCBAM",

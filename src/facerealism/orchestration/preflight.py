@@ -57,7 +57,10 @@ def check_train(cfg: Config, f: Findings) -> None:
                 x = torch.zeros(1, 3, probe, probe)
                 y = G(x)
                 if ARCHITECTURES[model].trainer == "cyclegan":  # the trainer with discriminators (D_A, D_B)
-                    build_discriminator("patchgan", ndf=t.ndf, n_layers=3)(y)
+                    try:
+                        build_discriminator(t.discriminator, ndf=t.ndf, n_layers=t.d_layers)(y)
+                    except UserError as e:
+                        raise UserError(f"train.discriminator={t.discriminator} with train.d_layers={t.d_layers}: {e}") from None
         except UserError as e:
             f.error(f"train.model={model}: {e}")
             continue

@@ -97,8 +97,8 @@ class CycleGAN(Trainer):
         nets = {
             "G_A": build_generator(t.model, **generator_kwargs(t)),
             "G_B": build_generator(t.model, **generator_kwargs(t)),
-            "D_A": build_discriminator("patchgan", ndf=t.ndf, n_layers=3),
-            "D_B": build_discriminator("patchgan", ndf=t.ndf, n_layers=3),
+            "D_A": build_discriminator(t.discriminator, ndf=t.ndf, n_layers=t.d_layers),
+            "D_B": build_discriminator(t.discriminator, ndf=t.ndf, n_layers=t.d_layers),
         }
         for net in nets.values():
             init_weights(net)
