@@ -379,3 +379,20 @@ def test_spectral_features_of_a_smooth_ramp_leak_no_high_frequency_power():
     ramp = np.broadcast_to(np.linspace(40, 200, SIZE)[None, :, None], (SIZE, SIZE, 3)).round().astype(np.uint8)
     profile = spectral_features(ramp[None])[0]
     assert profile[len(profile) // 2 :].max() < profile[0] - 4
+
+
+def test_flat_grain_sees_texture_on_flat_regions_and_not_sharpening_or_tone():
+    """Half a flat wall, half busy texture: sharpening the texture and brightening everything add no grain to the
+    wall; grey noise on the wall reads its own sigma."""
+    from facerealism.metrics import flat_grain
+
+    rng = np.random.default_rng(0)
+    img = np.full((1, 64, 64, 3), 120.0)
+    img[:, :, 32:] += gaussian_filter(rng.normal(0, 30, (64, 32)), 1.0)[None, :, :, None]
+    x = np.clip(img, 0, 255).astype(np.uint8)
+    sharpened = np.clip(x + 1.5 * (x - gaussian_filter(x.astype(float), (0, 1, 1, 0))), 0, 255).astype(np.uint8)
+    noisy = np.clip(x + rng.normal(0, 8, (1, 64, 64, 1)), 0, 255).astype(np.uint8)
+    assert flat_grain(x, x) == 0
+    assert flat_grain(x, np.clip(x.astype(int) + 20, 0, 255).astype(np.uint8)) < 0.5
+    assert flat_grain(x, sharpened) < 1.0
+    assert 5.0 < flat_grain(x, noisy, flat_quantile=0.25) < 9.0

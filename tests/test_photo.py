@@ -15,6 +15,7 @@ from facerealism.files import load_rgb, save_png
 from facerealism.head import enhance_array, load_head
 from facerealism.models.esa_cyclegan import LumaDetail
 from facerealism.scoring import controls
+from facerealism.scoring.table4 import PHOTO_RULES
 from facerealism.stages import run_stage
 from facerealism.stages.evaluate import photo_check
 
@@ -96,14 +97,14 @@ def _gate_photo_reasons(check: dict) -> list[str]:
     from facerealism.scoring.gate import gate
 
     cfg = load_config(ROOT / "params.yaml", ["register.required={}", "register.below={}"])
-    candidate = {f"photo.{k}": check[k] for k in ("colour_noise_gain", "edge_overshoot", "clipped_gain")}
+    candidate = {f"photo.{rule.key}": check[rule.key] for rule in PHOTO_RULES}
     passed, reasons = gate(cfg, candidate, None)
     return [r for r in reasons if r.startswith("photo.") and r.endswith(": fail")] if not passed else []
 
 
-def test_the_photo_check_fails_a_head_that_rings_or_clips(tmp_path):
-    """An over-sharpening filter and a brightness gain as the "head": halos and blown highlights on the astronaut fail
-    the gate by name; a mild sharpening passes every photo rule."""
+def test_the_photo_check_fails_a_head_that_rings_clips_or_paints_grain(tmp_path):
+    """An over-sharpening filter, a brightness gain and grey grain as the "head": halos, blown highlights and texture
+    on the astronaut's sky and walls fail the gate by name; a mild sharpening passes every photo rule."""
     from PIL import ImageFilter
 
     def pil(filt):
@@ -115,5 +116,7 @@ def test_the_photo_check_fails_a_head_that_rings_or_clips(tmp_path):
     assert any("halos or rings" in r for r in ring), ring
     clip = _gate_photo_reasons(photo_check(lambda x: np.clip(x * 1.3 + 0.5, 0, 255).astype(np.uint8), 64, tmp_path))
     assert any("blows out a photo's highlights" in r for r in clip), clip
+    grain = _gate_photo_reasons(photo_check(lambda x: controls.apply("luma noise σ8", x, 0), 64, tmp_path))
+    assert any("grain on a photo's flat regions" in r for r in grain), grain
     mild = photo_check(pil(ImageFilter.UnsharpMask(radius=1, percent=50, threshold=0)), 64, tmp_path)
     assert _gate_photo_reasons(mild) == [] and mild["edge_overshoot"] > 0  # it changed the photo and passes

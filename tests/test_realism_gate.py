@@ -15,7 +15,8 @@ from .conftest import ROOT
 
 N = 100  # about the default test split (20 % of 512 pairs)
 N_CHECK = 50  # the dev check's independent sample (other pairs)
-PHOTO_OK = {"photo.colour_noise_gain": 1.0, "photo.edge_overshoot": 1.0, "photo.clipped_gain": 0.0}
+PHOTO_OK = {"photo.colour_noise_gain": 1.0, "photo.edge_overshoot": 1.0, "photo.clipped_gain": 0.0,
+            "photo.flat_grain": 1.0}
 N_TRAIN = 300  # training pairs of the fitted baselines
 
 

@@ -34,7 +34,7 @@ from .conftest import ROOT, cli_env
 
 NAME = "facerealism-head"
 GOOD = {"fd_diff.spectral": 1.0, "fd_diff.random_conv": 0.01, "photo.colour_noise_gain": 0.9,
-        "photo.edge_overshoot": 1.0, "photo.clipped_gain": 0.0}
+        "photo.edge_overshoot": 1.0, "photo.clipped_gain": 0.0, "photo.flat_grain": 1.0}
 # The registry mechanics are tested under a two-threshold gate; the default gate's metrics and its controls
 # are tested on real Table 4 rows in test_realism_gate.py.
 GATE = ["register.required={fd_diff.spectral: 0.0, fd_diff.random_conv: 0.0}", "register.below={}",

@@ -197,7 +197,7 @@ def test_gate_policy_unit():
     cfg = load_config(ROOT / "params.yaml", ["register.required={fd_diff.spectral: 0.0, fd_diff.random_conv: 0.0}",
                                              "register.below={}"])
     ok = {"fd_diff.spectral": 2.0, "fd_diff.random_conv": 0.01, "photo.colour_noise_gain": 1.0,
-          "photo.edge_overshoot": 1.0, "photo.clipped_gain": 0.0}
+          "photo.edge_overshoot": 1.0, "photo.clipped_gain": 0.0, "photo.flat_grain": 1.0}
     assert gate(cfg, ok, None)[0]
     assert not gate(cfg, {**ok, "photo.colour_noise_gain": 1.2}, None)[0]  # speckle on a photo
     assert not gate(cfg, {**ok, "fd_diff.random_conv": -0.01}, None)[0]

@@ -21,6 +21,7 @@ from facerealism.errors import UserError
 from facerealism.files import read_json, write_json
 from facerealism.mlops import tracking
 from facerealism.scoring import controls
+from facerealism.scoring.table4 import PHOTO_RULES
 
 CHEAP_CONTROLS = ("detail gain ×2",)  # fixed filters that came nearest dev on the default data (Table 4, 2026-12-04)
 HEAD = "head"
@@ -72,13 +73,10 @@ def score(cfg: Config, head_dir: Path, reports: Path) -> dict:
     cheap = [label for label in rows if label not in (HEAD, "FLUX.1-schnell")]
     best = min(cheap, key=lambda label: (c2st[label]["accuracy"], c2st[label]["ci"][1]))
     photo = photo_check(lambda x: enhance_array(G, x), schnell.shape[1], reports)
-    r = cfg.register
     rules = {"beats the best cheap filter": c2st[HEAD]["ci"][1] < c2st[best]["ci"][0],
-             "photo colour noise": photo["colour_noise_gain"] <= r.max_photo_colour_noise_gain,
-             "photo edge overshoot": photo["edge_overshoot"] <= r.max_photo_edge_overshoot,
-             "photo clipped": photo["clipped_gain"] <= r.max_photo_clipped_gain}
+             **{f"photo {rule.short}": photo[rule.key] <= getattr(cfg.register, rule.ceiling) for rule in PHOTO_RULES}}
     return {"validation_pairs": len(dev), "c2st": c2st, "best_cheap": best,
-            "photo": {k: round(photo[k], 4) for k in ("colour_noise_gain", "edge_overshoot", "clipped_gain")},
+            "photo": {rule.key: round(photo[rule.key], 4) for rule in PHOTO_RULES},
             "rules": rules, "passes": all(rules.values()), "recipe": meta.get("recipe_label", meta.get("recipe"))}
 
 
@@ -97,7 +95,7 @@ def markdown(trials: dict) -> str:
     """The trials as a Markdown table, one row per trial, in the order they were first run."""
     lines = ["# Recipe trials (validation split; Table 4 and the gate read only the test split)", "",
              "| trial | overrides | steps | steps/s | head C2ST vs dev [95 % CI] | best cheap filter | its C2ST | "
-             "photo colour / overshoot / clipped | passes |",
+             "photo colour / overshoot / clipped / flat grain | passes |",
              "|---|---|---|---|---|---|---|---|---|"]
     for name, t in trials.items():
         h, b = t["c2st"][HEAD], t["c2st"][t["best_cheap"]]
@@ -106,9 +104,15 @@ def markdown(trials: dict) -> str:
         lines.append(f"| {name} | {' '.join(t['overrides']) or '(default)'} | {t['steps']} | {t['steps_per_s']} | "
                      f"{h['accuracy']:.3f} [{h['ci'][0]:.3f}, {h['ci'][1]:.3f}] | {t['best_cheap']} | "
                      f"{b['accuracy']:.3f} [{b['ci'][0]:.3f}, {b['ci'][1]:.3f}] | "
-                     f"{p['colour_noise_gain']:.3f} / {p['edge_overshoot']:.2f} / {p['clipped_gain']:.3f} | "
+                     f"{p['colour_noise_gain']:.3f} / {p['edge_overshoot']:.2f} / {p['clipped_gain']:.3f} / "
+                     f"{_flat_grain(p)} | "
                      f"{'yes' if t['passes'] else 'no: ' + ', '.join(failed)} |")
     return "\n".join(lines) + "\n"
+
+
+def _flat_grain(photo: dict) -> str:
+    """The flat-grain reading, or "–" for trials scored before the rule existed (their heads may be gone)."""
+    return f"{photo['flat_grain']:.2f}" if "flat_grain" in photo else "–"
 
 
 def run_trial(cfg: Config, name: str, overrides: list[str], train: bool = True) -> dict:

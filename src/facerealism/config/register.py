@@ -28,6 +28,10 @@ class RegisterConfig(Section):
     max_photo_clipped_gain: float = Field(0.1, gt=0)
     """Ceiling of the share of the photo's pixels whose highlights the head newly blows out (a channel at 255).
     Measured at 64 / 512 px: unsharp r1 100 % 0.05 / 0.01, unsharp r2 200 % 0.21 / 0.05, brightness x1.35 0.40 / 0.41."""
+    max_photo_flat_grain: float = Field(6.0, gt=0)
+    """Ceiling of the RMS luminance grain (grey levels, worst size) the head adds in the flattest quarter of the photo:
+    texture in the wrong place. Measured at 64 / 512 px: unsharp r1 100 % 3.6 / 0.7, detail gain x1 3.7 / 0.9, luma
+    noise sigma 4 3.5 / 3.3, sigma 8 6.9 / 6.5, grain on flat regions sigma 8 6.9 / 6.5, unsharp r2 200 % 8.1 / 1.9."""
     check_controls: bool = True
     """Refuse to promote unless every Table 4 control fails the gate and dev passes it. false: smoke tests only."""
     must_beat_fitted: bool = True

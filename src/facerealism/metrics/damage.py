@@ -45,3 +45,30 @@ def clipped_gain(inputs: np.ndarray, outputs: np.ndarray) -> float:
     clipped_in = (inputs == 255).any(axis=-1)  # (n, h, w)
     clipped_out = (outputs == 255).any(axis=-1)
     return float((clipped_out & ~clipped_in).mean(axis=(1, 2)).max())
+
+
+def flat_grain(inputs: np.ndarray, outputs: np.ndarray, window: int = 5, flat_quantile: float = 0.5) -> float:
+    """RMS luminance grain (grey levels) the output adds in the input's flattest half: texture in the wrong place.
+
+    A head may add pores and strands where a face has them; on a photograph's sky, wall or flat cloth it should
+    add next to nothing, and sharpening adds nothing there either (there is no detail to sharpen). The change
+    out - in is taken relative to its own `window`-px local mean, so a tone shift does not count, and averaged over
+    pixels whose smoothed input gradient is below its `flat_quantile`, worst image of the batch.
+
+    Args:
+        inputs, outputs: (n, h, w, 3) uint8, pairwise.
+        window: side of the local mean the change is measured against (pixels).
+        flat_quantile: smoothed-gradient quantile under which a pixel counts as flat.
+    """
+    from scipy import ndimage
+
+    check_pairs(inputs, outputs)
+    x, y = inputs.astype(np.float64) @ _Y, outputs.astype(np.float64) @ _Y  # (n, h, w)
+    change = y - x
+    grain = change - ndimage.uniform_filter(change, size=(1, window, window))
+    grad = ndimage.uniform_filter(np.hypot(ndimage.sobel(x, axis=1), ndimage.sobel(x, axis=2)), size=(1, 3, 3))
+    worst = 0.0
+    for g, d in zip(grad, grain):
+        flat = g <= np.quantile(g, flat_quantile)
+        worst = max(worst, float(np.sqrt((d[flat] ** 2).mean())))
+    return worst

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from facerealism.config import Config
+from facerealism.scoring.table4 import PHOTO_RULES
 
 
 def is_number(value) -> bool:
@@ -56,10 +57,8 @@ def gate(cfg: Config, candidate: dict, champion: dict | None, benchmark: dict | 
         else:
             reasons.append(f"{key} = {value:.4g} < {shown}: ok")
     if photo:
-        for key, bound, harm in (
-                ("photo.colour_noise_gain", r.max_photo_colour_noise_gain, "the head adds colour noise to a photo"),
-                ("photo.edge_overshoot", r.max_photo_edge_overshoot, "the head draws halos or rings at a photo's edges"),
-                ("photo.clipped_gain", r.max_photo_clipped_gain, "the head blows out a photo's highlights")):
+        for rule in PHOTO_RULES:
+            key, bound, harm = f"photo.{rule.key}", getattr(r, rule.ceiling), rule.harm
             value = candidate.get(key)
             if not is_number(value):
                 passed = False

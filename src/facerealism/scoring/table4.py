@@ -1,7 +1,10 @@
 """Table 4's layout, in one place: its reference row labels, how a row flattens into metrics.json (the keys the register
-gate reads) and into the flat rows a Prefect artifact shows. evaluate builds the table; gate, preflight and dag read it."""
+gate reads, the photo rules among them) and into the flat rows a Prefect artifact shows. evaluate builds the table; gate,
+preflight and dag read it."""
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 from facerealism.config import Config
 
@@ -47,8 +50,28 @@ def flat_metrics(table: dict, head_label: str) -> dict:
     return flat
 
 
+class PhotoRule(NamedTuple):
+    """One rule of the photo check: evaluate's photo_check key, its register ceiling, and the harm it names."""
+
+    key: str
+    """photo_check's key; metrics.json holds it as photo.KEY."""
+    ceiling: str
+    """RegisterConfig field of the ceiling (the value may not exceed it)."""
+    short: str
+    """Column and rule name in recipe trials."""
+    harm: str
+
+
+PHOTO_RULES = (
+    PhotoRule("colour_noise_gain", "max_photo_colour_noise_gain", "colour noise", "the head adds colour noise to a photo"),
+    PhotoRule("edge_overshoot", "max_photo_edge_overshoot", "edge overshoot", "the head draws halos or rings at a photo's edges"),
+    PhotoRule("clipped_gain", "max_photo_clipped_gain", "clipped", "the head blows out a photo's highlights"),
+    PhotoRule("flat_grain", "max_photo_flat_grain", "flat grain", "the head paints grain on a photo's flat regions"),
+)
+
+
 # Keys run() adds to metrics.json beside flat_metrics' own.
-RUN_KEYS = ("holdout_pairs", "best_head", "photo.colour_noise_gain", "photo.edge_overshoot", "photo.clipped_gain",
+RUN_KEYS = ("holdout_pairs", "best_head", *(f"photo.{rule.key}" for rule in PHOTO_RULES),
             "fitted.best", "c2st.dev_vs_fitted", "c2st.dev_vs_fitted_ci_low", "c2st.dev_vs_fitted_ci_high")
 OPTIONAL_COLUMNS = ("ssim", "lpips", "identity", "fid", "fd_dinov2", "cmmd")
 

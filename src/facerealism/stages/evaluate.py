@@ -20,7 +20,7 @@ from facerealism.mlops import tracking
 from facerealism.report.grids import save_grid
 from facerealism.report.progress import progress
 from facerealism.scoring import controls, fitted
-from facerealism.scoring.table4 import DEV, SCHNELL, flat_metrics
+from facerealism.scoring.table4 import DEV, PHOTO_RULES, SCHNELL, flat_metrics
 
 
 def run(cfg: Config) -> dict:
@@ -61,9 +61,7 @@ def run(cfg: Config) -> dict:
     flat = flat_metrics(table, head_label)
     flat["holdout_pairs"] = len(schnell)
     flat["best_head"] = table["ranking"]["heads"][0]["head"]
-    flat["photo.colour_noise_gain"] = table["photo"]["colour_noise_gain"]
-    flat["photo.edge_overshoot"] = table["photo"]["edge_overshoot"]
-    flat["photo.clipped_gain"] = table["photo"]["clipped_gain"]
+    flat.update({f"photo.{rule.key}": table["photo"][rule.key] for rule in PHOTO_RULES})
     flat.update(fitted_metrics(table))
     write_json(catalog.METRICS.path(cfg), flat)
     write_json(catalog.TABLE4.path(cfg), table)
@@ -334,29 +332,32 @@ def photo_check(enhance, train_size: int, reports: Path) -> dict:
     lifted colour detail no more than brightness detail. Saves the before/after pairs to reports/photo.png.
 
     It must not draw halos or rings at the photo's edges (`metrics.edge_overshoot`, grey levels) or blow out its
-    highlights (`metrics.clipped_gain`) either: texture statistics of the portraits do not see those.
+    highlights (`metrics.clipped_gain`) or paint grain on its flattest quarter (`metrics.flat_grain`, grey levels)
+    either: texture statistics of the portraits do not see those.
 
     Returns:
-        {"colour_noise_gain": worst over sizes, "by_size": {size: gain}, "edge_overshoot", "clipped_gain" (worst over
-        sizes) with their "_by_size", "image": "photo.png"}.
+        {"colour_noise_gain": worst over sizes, "by_size": {size: gain}, "edge_overshoot", "clipped_gain",
+        "flat_grain" (worst over sizes) with their "_by_size", "image": "photo.png"}.
     """
     from PIL import Image
     from skimage import data
 
     photo = data.astronaut()  # (512, 512, 3) uint8, public domain (NASA)
-    by_size, overshoot, clipped, pairs = {}, {}, {}, []
+    by_size, overshoot, clipped, grain, pairs = {}, {}, {}, {}, []
     for size in sorted({train_size, *PHOTO_SIZES}):
         x = np.asarray(Image.fromarray(photo).resize((size, size), Image.LANCZOS))[None]  # (1, s, s, 3)
         out = enhance(x)
         by_size[str(size)] = metrics.colour_noise_gain(x, out)
         overshoot[str(size)] = metrics.edge_overshoot(x, out)
         clipped[str(size)] = metrics.clipped_gain(x, out)
+        grain[str(size)] = metrics.flat_grain(x, out, flat_quantile=0.25)
         big = np.asarray(Image.fromarray(np.concatenate([x[0], out[0]], axis=1)).resize((1024, 512), Image.NEAREST))
         pairs.append(big)
     save_png(reports / catalog.PHOTO.name, np.concatenate(pairs, axis=0))
     return {"colour_noise_gain": max(by_size.values()), "by_size": by_size,
             "edge_overshoot": max(overshoot.values()), "edge_overshoot_by_size": overshoot,
-            "clipped_gain": max(clipped.values()), "clipped_gain_by_size": clipped, "image": catalog.PHOTO.name}
+            "clipped_gain": max(clipped.values()), "clipped_gain_by_size": clipped,
+            "flat_grain": max(grain.values()), "flat_grain_by_size": grain, "image": catalog.PHOTO.name}
 
 
 def fitted_metrics(table: dict) -> dict:
