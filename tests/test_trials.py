@@ -59,8 +59,9 @@ def test_the_verdict_needs_separated_cis_and_every_photo_rule():
          "c2st": {"head": {"accuracy": 0.7, "ci": [0.6, 0.8]}, "fitted: x": {"accuracy": 0.9, "ci": [0.85, 0.95]}},
          "photo": {"colour_noise_gain": 1.0, "edge_overshoot": 5.0, "clipped_gain": 0.0},
          "rules": {"beats the best cheap filter": True, "photo edge overshoot": False}, "passes": False}
-    md = trials.markdown({"x": t, "y": {**t, "photo": {**t["photo"], "flat_grain": 2.5}}})
-    assert "no: photo edge overshoot" in md and "0.700 [0.600, 0.800]" in md
+    md = trials.markdown({"t10": t, "t9": {**t, "photo": {**t["photo"], "flat_grain": 2.5}}})
+    assert "no; not met: photo edge overshoot" in md and "0.700 [0.600, 0.800]" in md
+    assert md.index("| t9 |") < md.index("| t10 |")  # natural order
     assert "/ 0.000 / – |" in md and "/ 0.000 / 2.50 |" in md  # a trial from before the flat-grain rule reads "–"
 
 
