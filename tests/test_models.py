@@ -141,7 +141,7 @@ def test_patchgan_rejects_too_small_input_with_min_size():
 def test_factory_raises_on_unknown_name_listing_known_names():
     with pytest.raises(ValueError, match="known: esa_resnet, resnet, unet_cbam"):
         build_generator("cyclegan")
-    with pytest.raises(ValueError, match="known: patchgan"):
+    with pytest.raises(ValueError, match="known: patchgan, patchgan_highpass"):
         build_discriminator("nlayer")
 
 
@@ -149,7 +149,7 @@ def test_factory_maps_names_to_architectures():
     assert any(isinstance(m, ESA) for m in build_generator("esa_resnet", **TINY["resnet"]).modules())
     assert not any(isinstance(m, ESA) for m in build_generator("resnet", **TINY["resnet"]).modules())
     assert isinstance(build_generator("unet_cbam", **TINY["unet_cbam"]), UNetCBAM)
-    assert set(DISCRIMINATORS) == {"patchgan"}
+    assert set(DISCRIMINATORS) == {"patchgan", "patchgan_highpass"}
     with pytest.raises(TypeError):  # the name fixes `esa`; a contradicting kwarg must not win
         build_generator("resnet", esa=True)
 

@@ -38,6 +38,10 @@ def test_recipe_names_are_truthful():
     for residual, detail, paired in ((True, False, 0), (False, False, 10), (True, True, 0), (True, False, 10)):
         r = recipe({"model": "esa_resnet", "residual_output": residual, "detail": detail, "lambda_paired": paired})
         assert "CycleGAN" not in r.label and r.id != "esa_cyclegan", r
+    # ... nor is the paper's recipe with another critic.
+    other = recipe({"model": "esa_resnet", "residual_output": False, "detail": False, "lambda_paired": 0,
+                    "discriminator": "patchgan_highpass"})
+    assert other.id != "esa_cyclegan" and other.label == "ESA-CycleGAN with a patchgan_highpass critic"
 
 
 @pytest.mark.slow

@@ -43,7 +43,7 @@ def test_the_paper_profile_resolves_to_the_papers_unpaired_recipe(paper):
         == ("esa_resnet", False, False, 0.0, 2.0, 1e-4, None, 512)
     # Nothing of the recipe is inherited: every train key that defines it comes from the profile itself.
     for key in ("model", "residual_output", "detail", "lambda_paired", "lambda_cyc", "lambda_idt", "lr", "crop",
-                "batch_size", "steps", "ngf", "n_blocks"):
+                "batch_size", "steps", "ngf", "n_blocks", "discriminator", "d_layers"):
         assert sources[f"train.{key}"].endswith("params.paper.yaml"), key
     findings = require(cfg)
     assert any("ESA-CycleGAN (esa_cyclegan)" in what and "output tanh" in what for _, what in findings.lines)
