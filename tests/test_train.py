@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -329,3 +330,15 @@ def test_low_pass_paired_term_ignores_the_texture_instance_but_not_the_content()
     assert paired(other_instance, 0) > 1.2 * paired(content, 0)  # plain: texture is punished
     assert paired(other_instance, 1.0) < 1.2 * paired(content, 1.0) + 0.005  # low-passed: hardly
     assert paired(content + 0.1, 1.0) > 3 * paired(other_instance, 1.0)  # a tone shift still costs
+
+
+@pytest.mark.slow  # a subprocess building four CycleGANs
+def test_recipe_bench_prints_each_recipe_beside_the_default_and_names_a_bad_variant():
+    run = lambda *args: subprocess.run([sys.executable, "-m", "facerealism.bench.recipes", "--steps", "1",  # noqa: E731
+                                        "--warmup", "0", *args], cwd=ROOT, env={**cli_env(), "COLUMNS": "200"}, capture_output=True,
+                                       text=True, timeout=300)
+    done = run("--variant", "slim=train.ngf=8,train.n_blocks=1")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "default (params.yaml)" in done.stdout and "slim" in done.stdout and "1.00x" in done.stdout
+    bad = run("--variant", "nothing-to-set")
+    assert bad.returncode != 0 and "NAME=KEY=VALUE" in bad.stdout + bad.stderr
