@@ -42,7 +42,7 @@ def steps_per_s(overrides: list[str], steps: int, warmup: int, threads: int) -> 
     return steps / (time.perf_counter() - start)
 
 
-def main(variant: Annotated[list[str], typer.Option(help="NAME=KEY=VALUE[,KEY=VALUE...]; repeatable")] = [],  # noqa: B006
+def main(variant: Annotated[list[str] | None, typer.Option(help="NAME=KEY=VALUE[,KEY=VALUE...]; repeatable")] = None,
          steps: Annotated[int, typer.Option(help="timed steps per recipe")] = 25,
          warmup: Annotated[int, typer.Option()] = 5,
          threads: Annotated[int, typer.Option(help="torch CPU threads")] = 1) -> None:

@@ -60,7 +60,8 @@ def check_train(cfg: Config, f: Findings) -> None:
                     try:
                         build_discriminator(t.discriminator, ndf=t.ndf, n_layers=t.d_layers)(y)
                     except UserError as e:
-                        raise UserError(f"train.discriminator={t.discriminator} with train.d_layers={t.d_layers}: {e}") from None
+                        raise UserError(f"train.discriminator={t.discriminator} with "
+                                        f"train.d_layers={t.d_layers}: {e}") from None
         except UserError as e:
             f.error(f"train.model={model}: {e}")
             continue
