@@ -134,7 +134,7 @@ MUTATIONS = [
       "grain = change - ndimage.uniform_filter(change, size=(1, window, window))", "grain = 0 * change",
       ("tests/test_photo.py::test_the_photo_check_fails_a_head_that_rings_clips_or_paints_grain",
        f"{MET}::test_flat_grain_sees_texture_on_flat_regions_and_not_sharpening_or_tone")),
-    M("train: the paired term ignores its low-pass", "src/facerealism/trainers/cyclegan.py",
+    M("train: the paired term ignores its low-pass", "src/facerealism/models/patchgan.py",
       "    if sigma <= 0:\n        return images\n", "    if True:\n        return images\n",
       ("tests/test_train.py::test_low_pass_paired_term_ignores_the_texture_instance_but_not_the_content",)),
     M("split: no validation split", "src/facerealism/data/split.py",

@@ -317,7 +317,8 @@ def test_low_pass_paired_term_ignores_the_texture_instance_but_not_the_content()
     """paired_lowpass_sigma: dev's texture is a new instance, so the plain L1 charges a head for every grain it adds
     (a copy of the target without texture scores better than one with another instance); blurred first, the term
     barely tells the two apart, and it still charges a wrong tone in full."""
-    from facerealism.trainers.cyclegan import lowpass, shift_tolerant_l1
+    from facerealism.models.patchgan import lowpass
+    from facerealism.trainers.cyclegan import shift_tolerant_l1
 
     g = torch.Generator().manual_seed(0)
     content = lowpass(torch.rand(2, 3, 32, 32, generator=g) * 2 - 1, 3.0)

@@ -89,7 +89,14 @@ class HighpassPatchDiscriminator(PatchDiscriminator):
         self.sigma, self.gain = sigma, gain
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from torchvision.transforms.functional import gaussian_blur
+        return super().forward(torch.cat([x, self.gain * (x - lowpass(x, self.sigma))], dim=1))
 
-        blurred = gaussian_blur(x, kernel_size=2 * math.ceil(3 * self.sigma) + 1, sigma=self.sigma)
-        return super().forward(torch.cat([x, self.gain * (x - blurred)], dim=1))
+
+def lowpass(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Gaussian blur of (b, c, h, w) images (reflected borders; torchvision); sigma 0 returns them unchanged. The
+    high-pass critic's view and the trainer's low-pass paired term share it."""
+    if sigma <= 0:
+        return images
+    from torchvision.transforms.functional import gaussian_blur
+
+    return gaussian_blur(images, kernel_size=2 * math.ceil(3 * sigma) + 1, sigma=sigma)

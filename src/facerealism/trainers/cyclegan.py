@@ -7,7 +7,6 @@ Paper symbols -> code names (as in the reference CycleGAN):
 
 from __future__ import annotations
 
-import math
 import random
 
 import numpy as np
@@ -20,6 +19,7 @@ from facerealism.data.split import load_images
 from facerealism.head import enhance_array
 from facerealism.metrics.paired import ssim_pairs
 from facerealism.models import build_discriminator, build_generator, init_weights
+from facerealism.models.patchgan import lowpass
 from facerealism.trainers.base import Trainer, linear_decay
 
 
@@ -67,15 +67,6 @@ def shift_tolerant_l1(out: torch.Tensor, target: torch.Tensor, max_shift: int) -
     per_shift = [(o - target[..., m + dy : h - m + dy, m + dx : w - m + dx].float()).abs().mean(dim=(1, 2, 3))
                  for dy in range(-m, m + 1) for dx in range(-m, m + 1)]  # each (b,)
     return torch.stack(per_shift).min(dim=0).values.mean()
-
-
-def lowpass(images: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Gaussian blur of (b, c, h, w) images (reflected borders); sigma 0 returns them unchanged."""
-    if sigma <= 0:
-        return images
-    from torchvision.transforms.functional import gaussian_blur
-
-    return gaussian_blur(images, kernel_size=2 * math.ceil(3 * sigma) + 1, sigma=sigma)
 
 
 class CycleGAN(Trainer):
