@@ -157,8 +157,9 @@ def test_every_package_states_its_concern_in_its_first_line():
 
 
 # What the package root may hold: what a user runs (cli, enhance, sweep, trials), what a registered model imports when it
-# loads (head, files, errors: see mlops/pyfunc.py), and the environment switch every entry point reads first.
-ROOT_MODULES = {"__init__", "cli", "enhance", "sweep", "trials", "head", "files", "errors", "env"}
+# loads (head, files, errors: see mlops/pyfunc.py), the environment switch every entry point reads first, and the
+# machine's precision (training, benchmarks and the GPU kit pick bf16 only where it is native).
+ROOT_MODULES = {"__init__", "cli", "enhance", "sweep", "trials", "head", "files", "errors", "env", "precision"}
 
 
 def test_the_package_root_holds_only_entry_points_and_what_models_import():

@@ -60,7 +60,8 @@ def run(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
 
     try:
         # Fail on a bad config, or on stage objects that cannot be built from it, before paying for anything.
-        require(load_config(params, set_))
+        for warning in require(load_config(params, set_)).warnings:
+            err.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
         _prefect_server()
         from flows.pipeline import pipeline
 
@@ -119,6 +120,8 @@ def check(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
         fail(str(e))
     for stage_name, what in findings.lines:
         console.print(f"[bold]{stage_name}[/]: {what}", highlight=False, soft_wrap=True)
+    for warning in findings.warnings:
+        err.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     for problem in findings.errors[1:]:
         err.print(f"[red]also:[/] {problem}", highlight=False, soft_wrap=True)
     if findings.errors:
@@ -235,7 +238,8 @@ def gpu_bench(
     dev: Annotated[str | None, typer.Option(help="real FLUX.1-dev: hub id in the cache or local folder")] = None,
     random_weights: Annotated[bool, typer.Option("--random-weights", help="never look for real weights")] = False,
     head: Annotated[str | None, typer.Option(help="trained head folder (default: random, configs' head.json)")] = None,
-    dtype: Annotated[str, typer.Option(help="pipeline precision")] = "bfloat16",
+    dtype: Annotated[str, typer.Option(help="pipeline precision: auto (bfloat16 where native, else float32), "
+                                              "bfloat16, float16 or float32")] = "auto",
     device: Annotated[str, typer.Option(help="auto, cuda or cpu")] = "auto",
     repeats: Annotated[int, typer.Option(min=1, help="timed calls per measurement, after one warm-up")] = 2,
     budget_s: Annotated[float, typer.Option(help="wall-time budget, model construction included")] = 480,

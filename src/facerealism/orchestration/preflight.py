@@ -15,6 +15,7 @@ from pathlib import Path
 
 from facerealism.config import Config
 from facerealism.errors import UserError
+from facerealism.precision import EMULATED_COST, resolve
 
 
 @dataclass
@@ -23,12 +24,16 @@ class Findings:
 
     lines: list[tuple[str, str]] = field(default_factory=list)  # (stage, what)
     errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # allowed, but likely not what the user wants
 
     def note(self, stage: str, what: str) -> None:
         self.lines.append((stage, what))
 
     def error(self, message: str) -> None:
         self.errors.append(message)
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
 
 
 def check_train(cfg: Config, f: Findings) -> None:
@@ -39,6 +44,11 @@ def check_train(cfg: Config, f: Findings) -> None:
     from facerealism.models import build_discriminator, build_generator
 
     t = cfg.train
+    p = resolve(t.mixed_precision)
+    f.note("train", f"precision {p.label}: {p.why}")
+    if p.name == "bf16" and not p.native_bf16:
+        f.warn(f"train.mixed_precision=bf16 on a device that emulates bf16 ({p.why}): {EMULATED_COST}; "
+               f"set train.mixed_precision=auto (fp32 here)")
     if t.detail and not t.residual_output and t.model != "unet_cbam":
         f.error(f"train.detail=true needs train.residual_output=true (the detail head adds gains to its input); "
                 f"set train.detail=false for a free generator with tanh output (train.model={t.model})")
