@@ -42,6 +42,25 @@ def test_recipe_names_are_truthful():
     other = recipe({"model": "esa_resnet", "residual_output": False, "detail": False, "lambda_paired": 0,
                     "discriminator": "patchgan_highpass"})
     assert other.id != "esa_cyclegan" and other.label == "ESA-CycleGAN with a patchgan_highpass critic"
+    # ... nor with an identity term, which the paper's unpaired method does not have.
+    paper = {"model": "esa_resnet", "residual_output": False, "detail": False, "lambda_paired": 0, "lambda_idt": 0.0}
+    assert recipe(paper).id == "esa_cyclegan"
+    idt = recipe({**paper, "lambda_idt": 5.0})
+    assert (idt.id, idt.label) == ("esa_cyclegan_identity", "ESA-CycleGAN + identity term (λ_idt 5)")
+    assert recipe({**paper, "lambda_idt": 5.0, "discriminator": "patchgan_highpass"}).id \
+        == "esa_cyclegan_identity_patchgan_highpass"
+
+
+def test_the_model_card_calls_only_the_papers_recipe_the_papers_method():
+    from facerealism.config import load_config
+    from facerealism.mlops.card import model_card
+
+    cfg = load_config(ROOT / "params.yaml")
+    paper = {"model": "esa_resnet", "residual_output": False, "detail": False, "lambda_paired": 0, "lambda_idt": 0.0}
+    cards = {idt: model_card(cfg, {"arch": "esa_resnet", "config": {"train": {**paper, "lambda_idt": idt}}}, {}, {})
+             for idt in (0.0, 2.5)}
+    assert "the paper's unpaired method" in cards[0.0]
+    assert "the paper's unpaired method" not in cards[2.5] and "+ identity term (λ_idt 2.5)" in cards[2.5]
 
 
 @pytest.mark.slow
