@@ -4,6 +4,7 @@ FLUX folders built here, through all eight stages; what was trained is checked a
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 
 import pytest
@@ -114,3 +115,26 @@ def test_paper_profile_runs_all_eight_stages_and_trains_the_papers_recipe(tmp_pa
     run = client.get_run(meta["mlflow_run_id"])
     assert run.data.tags["facerealism.recipe"] == "esa_cyclegan"
     assert run.data.params["train.lambda_cyc"] == "2.0" and run.data.params["train.lr"] == "0.0001"
+
+
+def untagged_values(text: str) -> list[str]:
+    """Lines of a profile that set a value without saying whose it is ([paper] or [project] in its comment)."""
+    out = []
+    for line in text.splitlines():
+        code, _, comment = line.partition("#")
+        key, sep, value = code.partition(":")
+        if sep and line[:1].isspace() and value.strip() and not re.search(r"\[(paper|project)\]", comment):
+            out.append(key.strip())
+    return out
+
+
+def test_the_paper_profile_marks_each_value_as_the_papers_or_the_projects():
+    text = (ROOT / "params.paper.yaml").read_text()
+    assert untagged_values(text) == []
+    header = text.split("extends:")[0]
+    assert "Faker" in header and "IMDb" in header and "gate" in header  # what it inherits is the project's, said once
+    # the recipe the paper states is marked as the paper's
+    for key in ("lambda_cyc", "lr", "residual_output", "lambda_paired", "lambda_idt"):
+        assert re.search(rf"^  {key}: .*# \[paper\]", text, re.M), key
+    # the check can fail
+    assert untagged_values("train:\n  lr: 0.1  # the paper's\n  steps: 5  # [project]\n") == ["lr"]
