@@ -12,8 +12,35 @@ def test_params_yaml_has_one_section_per_stage_and_matches_defaults():
 
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     assert set(STAGE_NAMES) <= set(raw)
-    # params.yaml spells out every default, so the file alone describes a run.
+    # params.yaml spells out every default, so the file alone describes a run: every key is written in it ...
+    assert unwritten_keys(Config(), raw) == []
+    # ... with the config class's default value.
     assert load_config(ROOT / "params.yaml").dump() == Config().dump()
+
+
+def unwritten_keys(section, raw: dict, prefix: str = "") -> list[str]:
+    """The keys of a config section (recursively) that a params mapping does not write, as dotted names."""
+    from pydantic import BaseModel
+
+    missing = []
+    for attr, field in type(section).model_fields.items():
+        name, value = field.alias or attr, getattr(section, attr)  # validate_ is written `validate`
+        if name not in raw:
+            missing.append(prefix + name)
+        elif isinstance(value, BaseModel):
+            missing += unwritten_keys(value, raw[name] or {}, f"{prefix}{name}.")
+    return missing
+
+
+def test_unwritten_keys_are_found_at_any_depth():
+    import yaml
+
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    del raw["register"]["max_photo_flat_grain"], raw["generate"]["diffusers"]["fast_lora"]
+    raw["prompts"] = None  # a section written empty: every key of it is unwritten
+    prompts = {f"prompts.{k}" for k in type(Config().prompts).model_fields}
+    assert set(unwritten_keys(Config(), raw)) == {"generate.diffusers.fast_lora", "register.max_photo_flat_grain",
+                                                   *prompts}
 
 
 def test_paper_params_select_flux_scale_settings():

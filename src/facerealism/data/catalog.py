@@ -48,13 +48,13 @@ PHOTO = Artifact("reports", "photo.png")
 # benchmark
 BENCHMARK_JSON = Artifact("reports", "benchmark.json")
 FIG8 = Artifact("reports", "fig8_speed.png")
-# evaluate and benchmark (report.py gathers both stages' outputs)
+# evaluate and benchmark (report/html.py gathers both stages' outputs)
 REPORT_HTML = Artifact("reports", "report.html")
 # register
 PROMOTION = Artifact("reports", "promotion.json")
 # the weekly sweep (flows/sweep.py), outside dvc.yaml
 SWEEP_JSON = Artifact("reports", "sweep.json")
-# recipe trials on the validation split (`facerealism trial`), outside dvc.yaml: committed with the README
+# recipe trials on the validation split (`facerealism trial`), outside dvc.yaml: its figures in docs/results.md
 TRIALS_JSON = Artifact("reports", "trials.json")
 TRIALS_MD = Artifact("reports", "trials.md")
 

@@ -108,7 +108,7 @@ def beats_fitted(cfg: Config, candidate: dict) -> tuple[bool, list[str]]:
 
     On the gate's realism metric (C2ST vs dev, lower is nearer dev) with separated 95 % CIs: the head's whole CI
     below the baseline's. If not, nothing is promoted: the head has not earned its place against a filter of a few
-    numbers, and a fitted filter is not a model this registry ships (README, "Fitted baselines").
+    numbers, and a fitted filter is not a model this registry ships (docs/realism-gate.md).
     """
     if not cfg.register.must_beat_fitted:
         return True, ["fitted baselines not compared (register.must_beat_fitted=false)"]
