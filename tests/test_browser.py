@@ -117,3 +117,40 @@ def test_the_page_does_not_tell_which_image_is_which(browser, rating_server):
     assert form.count("<img") == 2
     for name in ("head", "dev", "schnell", "fitted", "degraded", "attention"):
         assert name not in form, name
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    """report.html rebuilt from the committed outputs of the last full run (reports/), plus ratings of 2 raters."""
+    from facerealism.files import write_json
+    from facerealism.rating.votes import preference
+    from facerealism.report.html import write_report
+
+    reports = tmp_path_factory.mktemp("reports")
+    for name in ("table4.json", "promotion.json", "benchmark.json", "audit.json", "before_after.png", "crops.png",
+                 "fig8_speed.png"):
+        shutil.copy(ROOT / "reports" / name, reports / name)
+    votes = [{"comparison": "attention", "rater": r, "chosen": "dev", "trial": f"attention/{r}"} for r in "ab"]
+    votes += [{"comparison": "head_vs_dev", "rater": r, "chosen": "head" if i % 3 else "dev", "trial": f"t{i}"}
+              for r in "ab" for i in range(9)]
+    write_json(reports / "ratings.json", {"campaign": "c", "fitted": "fitted: linear 9×9",
+                                          **preference(votes, min_attention=0.8)})
+    return write_report(reports)
+
+
+@pytest.mark.parametrize("width", [1400, 390])
+def test_the_report_fits_the_screen_loads_every_image_and_opens_with_the_verdict(browser, report, width):
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    page.goto(report.as_uri())
+    sizes = page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+    loaded = page.evaluate("[...document.images].map(i => i.complete && i.naturalWidth > 0)")
+    first = page.locator("h2").first.inner_text()
+    verdict = page.locator(".verdict").inner_text()
+    above_fold = page.locator(".verdict").bounding_box()["y"] < 900
+    rating = page.locator("h2:has-text(\"People's judgement\") + div table").inner_text()
+    page.close()
+    assert sizes[0] <= sizes[1], f"page is {sizes[0]} px wide in a {sizes[1]} px viewport"
+    assert len(loaded) == 7 and all(loaded)  # 4 charts, 2 grids, Fig. 8
+    assert first == "Verdict" and above_fold
+    assert verdict.startswith("Promoted: facerealism-head v2")
+    assert "head vs dev" in rating and "67 %" in rating  # 12 of 18 votes chose the head
