@@ -63,6 +63,8 @@ def rating_server(tmp_path):
 
 
 def images_loaded(page) -> bool:
+    """Every image of the page decoded (waits for the page's load event first: a vote navigates)."""
+    page.wait_for_load_state("load")
     return page.evaluate("[...document.images].every(i => i.complete && i.naturalWidth > 0)")
 
 
@@ -141,7 +143,7 @@ def report(tmp_path_factory):
 @pytest.mark.parametrize("width", [1400, 390])
 def test_the_report_fits_the_screen_loads_every_image_and_opens_with_the_verdict(browser, report, width):
     page = browser.new_page(viewport={"width": width, "height": 900})
-    page.goto(report.as_uri())
+    page.goto(report.as_uri(), wait_until="load")
     sizes = page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
     loaded = page.evaluate("[...document.images].map(i => i.complete && i.naturalWidth > 0)")
     first = page.locator("h2").first.inner_text()
