@@ -387,6 +387,55 @@ def rollback(
     console.print(f"champion: {previous or 'none'} -> {version}")
 
 
+@app.command()
+def rate(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
+         host: Annotated[str | None, typer.Option(help="default: rate.host")] = None,
+         port: Annotated[int | None, typer.Option(help="default: rate.port")] = None) -> None:
+    """Serve the rating page: people pick which of two portraits looks real (head vs dev, schnell, fitted)."""
+    from facerealism.config import load_config
+    from facerealism.rating.server import create_app
+    from facerealism.rating.trials import build_set, read_set
+    from facerealism.rating.votes import VoteStore
+
+    try:
+        cfg = load_config(params, set_)
+        folder = build_set(cfg)
+        store = VoteStore(cfg.rate.database)
+        app_ = create_app(folder, store, cfg.rate.display_px, cfg.rate.min_attention)
+    except _errors() as e:
+        fail(str(e))
+    import uvicorn
+
+    host, port = host or cfg.rate.host, port or cfg.rate.port
+    console.print(f"rating {read_set(folder)['campaign']} ({len(read_set(folder)['trials'])} trials per rater), "
+                  f"votes in {store.engine.url.render_as_string(hide_password=True)}")
+    console.print(f"open http://{host}:{port}/ ; afterwards `facerealism rate-results` adds up the votes")
+    uvicorn.run(app_, host=host, port=port, log_level="warning")
+
+
+@app.command("rate-results")
+def rate_results(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
+    """Add up the rating page's votes: reports/ratings.json, MLflow metrics on the head's run, report.html."""
+    from facerealism.config import load_config
+    from facerealism.rating.results import summarise
+
+    try:
+        result = summarise(load_config(params, set_))
+    except _errors() as e:
+        fail(str(e))
+    table = Table(title=f"rating {result['campaign']}: share of votes for the first set, 95 % CI")
+    for col in ("comparison", "preference", "95 % CI", "votes", "raters"):
+        table.add_column(col)
+    for name, c in result["comparisons"].items():
+        pref = "-" if c["preference"] is None else f"{c['preference']:.2f}"
+        ci = "-" if c["ci95"] is None else f"[{c['ci95'][0]:.2f}, {c['ci95'][1]:.2f}]"
+        table.add_row(f"{c['a']} vs {c['b']}", pref, ci, str(c["votes"]), str(c["raters"]))
+    console.print(table)
+    r = result["raters"]
+    console.print(f"raters: {r['counted']} counted of {r['total']}; careless (failed attention checks): "
+                  f"{', '.join(r['careless']) or 'none'}")
+
+
 def main() -> None:
     app()
 

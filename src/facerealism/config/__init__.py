@@ -16,6 +16,7 @@ from facerealism.config.generate import DiffusersConfig, FluxConfig, GenerateCon
 from facerealism.config.paths import Paths
 from facerealism.config.profile import merged_layers, parse_override, record, set_nested
 from facerealism.config.prompts import PromptsConfig
+from facerealism.config.rate import RateConfig
 from facerealism.config.register import RegisterConfig
 from facerealism.config.split import SplitConfig
 from facerealism.config.sweep import SweepConfig
@@ -23,7 +24,7 @@ from facerealism.config.train import TrainConfig
 from facerealism.config.validate import ValidateConfig
 
 __all__ = ["STAGE_NAMES", "AuditConfig", "BenchmarkConfig", "Config", "ConfigError", "DiffusersConfig", "EvaluateConfig",
-           "FluxConfig", "GenerateConfig", "Paths", "PromptsConfig", "RegisterConfig", "Section", "SplitConfig",
+           "FluxConfig", "GenerateConfig", "Paths", "PromptsConfig", "RateConfig", "RegisterConfig", "Section", "SplitConfig",
            "SweepConfig", "SyntheticConfig", "TrainConfig", "ValidateConfig", "flatten", "load_config", "resolve",
            "sources_table"]
 
@@ -44,6 +45,7 @@ class Config(Section):
     benchmark: BenchmarkConfig = Field(default_factory=BenchmarkConfig)
     register: RegisterConfig = Field(default_factory=RegisterConfig)
     sweep: SweepConfig = Field(default_factory=SweepConfig)
+    rate: RateConfig = Field(default_factory=RateConfig)
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
 

@@ -47,3 +47,6 @@ class RegisterConfig(Section):
     """Throughput floor: fp32 head images/s from reports/benchmark.json; a missing benchmark fails the gate."""
     throughput_size: int | None = None
     """Image side whose benchmark is read; null = the first of benchmark.sizes."""
+    human_approval: bool = False
+    """Pause the Prefect flow before `@champion` moves: a person approves or rejects (with a reason) in the Prefect UI,
+    seeing the gate's decision and the rating results. Off by default so `make run` runs unattended."""

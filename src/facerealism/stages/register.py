@@ -8,7 +8,7 @@ from facerealism.data import catalog
 from facerealism.files import read_json, write_json
 from facerealism.mlops import tracking
 from facerealism.mlops.card import count_parameters, data_version, holdout_fingerprint, model_card
-from facerealism.mlops.registry import (CANDIDATE_TAG, DECIDED_TAG, SPLIT_TAG, candidate_key, log_pyfunc, promote,
+from facerealism.mlops.registry import (APPROVAL_TAG, CANDIDATE_TAG, DECIDED_TAG, SPLIT_TAG, candidate_key, log_pyfunc, promote,
                                         registered_candidate, settle_champion)
 from facerealism.scoring.gate import is_number, suite_check, throughput
 
@@ -34,6 +34,8 @@ def run(cfg: Config) -> dict:
                     "reasons": existing.tags.get("gate.reasons", "").split(" | "),
                     "previous_champion": None, "champion": settle_champion(client, cfg, name),
                     "model_uri": f"models:/{name}/{existing.version}", "reused": True}
+        if APPROVAL_TAG in existing.tags:  # held for a person (register.human_approval): their answer, or pending
+            decision["approval"] = {"status": existing.tags[APPROVAL_TAG], "reason": existing.tags.get("approval.reason", "")}
         return _finish(cfg, decision, provenance, sound, suite_rows, existing.run_id)
     if existing is not None:
         version, run_id = str(existing.version), existing.run_id  # registered, but the run died before deciding
