@@ -108,3 +108,24 @@ def test_every_param_dvc_tracks_is_spelled_out_in_params_yaml():
                 for part in str(key).split("."):
                     assert isinstance(node, dict) and part in node, f"dvc.yaml stage {name}: {key} not in params.yaml"
                     node = node[part]
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("train.lr=-1", r"^override --set train\.lr=-1: train\.lr: Input should be greater than 0$"),
+    ("train.stepz=3", r"^override --set train\.stepz=3: train\.stepz: unknown key \(did you mean train\.steps\?\)$"),
+    ("trian.steps=3", r"^override --set trian\.steps=3: trian: unknown key \(did you mean train\?\)$"),
+])
+def test_an_override_mistake_is_named_as_the_override_not_the_params_file(override, expected):
+    with pytest.raises(ConfigError, match=expected):
+        load_config(ROOT / "params.yaml", [override])
+
+
+def test_an_unknown_key_in_a_file_suggests_the_nearest_known_key_of_its_section(tmp_path):
+    p = tmp_path / "params.yaml"
+    p.write_text("validate:\n  max_pair_sim: 0.9\ntrain:\n  zzz: 1\n")
+    with pytest.raises(ConfigError, match=r"params\.yaml: validate\.max_pair_sim: unknown key "
+                                          r"\(did you mean validate\.max_pair_ssim\?\) \(\+1 more\)$"):
+        load_config(p)
+    p.write_text("train:\n  zzz: 1\n")  # nothing close: no guess
+    with pytest.raises(ConfigError, match=r"train\.zzz: unknown key$"):
+        load_config(p)
