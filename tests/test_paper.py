@@ -22,6 +22,7 @@ SCALE = [
     "generate.size=32", "prompts.n_enriched=24", "prompts.n_baseline=4", "split.holdout_fraction=0.25",
     "validate.face_check_backends=[]",  # tiny random FLUX renders noise, never a face
     "train.ngf=8", "train.n_blocks=2", "train.ndf=8", "train.steps=4", "train.log_every=1",
+    "train.num_workers=1",  # one decode process: the profile's 8 would crowd 2 cores
     "evaluate.bootstrap=10", "evaluate.c2st_folds=2", "evaluate.grid_n=4",
     "evaluate.controls=[RGB noise σ16, unsharp r2 200%]",
     "benchmark.sizes=[32]", "benchmark.repeats=1", "benchmark.batch_size=1", "benchmark.compile=false",
