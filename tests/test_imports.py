@@ -21,7 +21,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("facerealism.cli",),                                                     # what a user types
     ("facerealism.bench",),                                                   # measurements: they time the flows
     ("flows",),                                                               # Prefect wiring the CLI starts
-    ("facerealism.enhance", "facerealism.sweep", "facerealism.trials"),       # what the flows and the CLI call
+    ("facerealism.enhance", "facerealism.sweep", "facerealism.trials",        # what the flows and the CLI call
+     "facerealism.rating"),
     ("facerealism.orchestration",),                                           # how the stages run
     ("facerealism.stages",),                                                  # the pipeline's stages
     ("facerealism.mlops", "facerealism.trainers", "facerealism.speed", "facerealism.quality"),
