@@ -23,6 +23,13 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DVC_NO_ANALYTICS := 1
 # The project's own modules get cached bytecode too, whatever the caller's environment says.
 unexport PYTHONDONTWRITEBYTECODE
+# CPU=avx2 runs everything as on a CPU without native bf16 (AMD EPYC Zen 3: AVX2, no AVX-512 BF16/AMX): oneDNN and
+# ATen are capped to AVX2, so bf16 is emulated and train.mixed_precision auto picks fp32 (facerealism/precision.py).
+# `make test CPU=avx2` checks the suite and its budget for that kind on a machine of the other.
+ifeq ($(CPU),avx2)
+export ONEDNN_MAX_CPU_ISA := AVX2
+export ATEN_CPU_CAPABILITY := avx2
+endif
 PYTEST_ARGS ?=
 MUTATE_ARGS ?=
 LOCK_ARGS ?=
