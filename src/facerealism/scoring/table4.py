@@ -28,6 +28,13 @@ def flat_metrics(table: dict, head_label: str) -> dict:
     flat["c2st.dev_vs_enhanced"] = head["c2st_vs_dev"]
     flat["c2st.dev_vs_enhanced_ci_low"], flat["c2st.dev_vs_enhanced_ci_high"] = head["c2st_ci"]
     flat["c2st.dev_vs_enhanced_auc"] = head["c2st_auc"]
+    runs = head["c2st_runs"]
+    flat["c2st.dev_vs_enhanced_worst"], flat["c2st.dev_vs_enhanced_best"] = runs["worst"], runs["best"]
+    flat["c2st.dev_vs_enhanced_worst_ci_high"] = runs["worst_ci_high"]
+    place = head["placement"] or {}  # None for a row without its inputs beside it: the gate then reads it as missing
+    flat["placement.dev_vs_enhanced"] = place.get("accuracy")
+    flat["placement.dev_vs_enhanced_worst"], flat["placement.dev_vs_enhanced_best"] = place.get("worst"), place.get("best")
+    flat["halo.vs_dev"] = head["halo_vs_dev"]
     for col, value_key in (("ssim", "mean"), ("lpips", "mean"), ("identity", "mean_cosine")):
         c = head[col]
         flat[f"{col}.available"] = c["available"]
@@ -83,8 +90,10 @@ def metric_names(cfg: Config) -> set[str]:
     available = {"available": True, "mean": 0.0, "mean_cosine": 0.0, "fid_schnell": 0.0, "fid_dev": 0.0,
                  "kid_schnell": 0.0, "kid_dev": 0.0, "fid_diff": 0.0, "fd_schnell": 0.0, "fd_dev": 0.0,
                  "fd_diff": 0.0, "cmmd_schnell": 0.0, "cmmd_dev": 0.0, "cmmd_diff": 0.0}
+    runs = {"runs": [0.5], "worst": 0.5, "best": 0.5, "worst_ci_high": 0.5}
     row = {"fd": {space: fd for space in cfg.evaluate.spaces}, "c2st_vs_dev": 0.5, "c2st_ci": [0.5, 0.5],
-           "c2st_auc": 0.5, **{col: available for col in OPTIONAL_COLUMNS}}
+           "c2st_auc": 0.5, "c2st_runs": runs, "placement": {"accuracy": 0.5, **runs}, "halo_vs_dev": 1.0,
+           **{col: available for col in OPTIONAL_COLUMNS}}
     names = set(flat_metrics({"rows": {SCHNELL: row, "head": row}}, "head"))
     return names | set(RUN_KEYS) | {f"{col}.reason" for col in OPTIONAL_COLUMNS}
 
