@@ -31,9 +31,9 @@ def flat_metrics(table: dict, head_label: str) -> dict:
     runs = head["c2st_runs"]
     flat["c2st.dev_vs_enhanced_worst"], flat["c2st.dev_vs_enhanced_best"] = runs["worst"], runs["best"]
     flat["c2st.dev_vs_enhanced_worst_ci_high"] = runs["worst_ci_high"]
-    place = head["placement"] or {}  # None for a row without its inputs beside it: the gate then reads it as missing
-    flat["placement.dev_vs_enhanced"] = place.get("accuracy")
-    flat["placement.dev_vs_enhanced_worst"], flat["placement.dev_vs_enhanced_best"] = place.get("worst"), place.get("best")
+    place = head["placement"] or {"ci": [None, None]}  # None without its dev twins: the gate reads it as missing
+    flat["placement.gain"], flat["placement.share"] = place.get("gain"), place.get("share")
+    flat["placement.gain_ci_low"], flat["placement.gain_ci_high"] = place["ci"]
     flat["halo.vs_dev"] = head["halo_vs_dev"]
     for col, value_key in (("ssim", "mean"), ("lpips", "mean"), ("identity", "mean_cosine")):
         c = head[col]
@@ -92,7 +92,7 @@ def metric_names(cfg: Config) -> set[str]:
                  "fd_diff": 0.0, "cmmd_schnell": 0.0, "cmmd_dev": 0.0, "cmmd_diff": 0.0}
     runs = {"runs": [0.5], "worst": 0.5, "best": 0.5, "worst_ci_high": 0.5}
     row = {"fd": {space: fd for space in cfg.evaluate.spaces}, "c2st_vs_dev": 0.5, "c2st_ci": [0.5, 0.5],
-           "c2st_auc": 0.5, "c2st_runs": runs, "placement": {"accuracy": 0.5, **runs}, "halo_vs_dev": 1.0,
+           "c2st_auc": 0.5, "c2st_runs": runs, "placement": {"gain": 0.0, "ci": [0.0, 0.0], "share": 0.0, "n": 1}, "halo_vs_dev": 1.0,
            **{col: available for col in OPTIONAL_COLUMNS}}
     names = set(flat_metrics({"rows": {SCHNELL: row, "head": row}}, "head"))
     return names | set(RUN_KEYS) | {f"{col}.reason" for col in OPTIONAL_COLUMNS}

@@ -206,8 +206,8 @@ def table4(cfg: Config, schnell: np.ndarray, dev: np.ndarray, dev_check: np.ndar
         dev_check: (m, h, w, 3) uint8 dev images of other test pairs: the FLUX.1-dev row, an independent sample
             scored against `dev` (unpaired) like a candidate, so the "dev passes the gate" check can fail.
         outputs: head label -> (n, h, w, 3) uint8 outputs on `schnell`.
-        schnell_check: (m, h, w, 3) schnell twins of `dev_check`: the dev check's placement C2ST and halo set the
-            dev check sample beside them; None leaves those two of its columns unavailable (so it fails the gate).
+        schnell_check: (m, h, w, 3) schnell twins of `dev_check`: the dev check's placement and halo columns are
+            measured against them; None leaves those two of its columns unavailable (so it fails the gate).
         outputs_check: head label -> outputs on `schnell_check`: with them every C2ST is repeated with the halves'
             roles swapped (scored on the check half, against its dev images), besides over `c2st_seeds` fold seeds.
 
@@ -219,7 +219,7 @@ def table4(cfg: Config, schnell: np.ndarray, dev: np.ndarray, dev_check: np.ndar
     rows = {SCHNELL: schnell, DEV: dev_check, **outputs}
     check_rows(schnell, dev, dev_check, rows)
     feats = feature_sets(cfg, dev, rows)
-    halves = c2st_halves(cfg, feats, schnell, dev, dev_check, rows, schnell_check, outputs_check)
+    halves = c2st_halves(cfg, feats, dev, dev_check, schnell_check, outputs_check)
     halo_ref = metrics.edge_halo(schnell, dev)  # dev's own overshoot over these inputs: what a halo is measured against
     refs = {SCHNELL: schnell, DEV: dev, **outputs}  # the optional columns compare with the reference dev images
     dinov2 = features.fd_dinov2_columns(refs, SCHNELL, DEV, e.dinov2_weights, n_boot=e.bootstrap, seed=cfg.seed)
@@ -233,17 +233,14 @@ def table4(cfg: Config, schnell: np.ndarray, dev: np.ndarray, dev_check: np.ndar
         for label, imgs in rows.items():
             fd = {space: metrics.fd_row(feats[space][label], feats[space][SCHNELL], feats[space][DEV_REF],
                                         n_boot=e.bootstrap, seed=cfg.seed, paired=label != DEV) for space in e.spaces}
-            c2st = c2st_vs_dev(cfg, halves[0]["whole"], label, cfg.seed)
-            place = c2st_vs_dev(cfg, halves[0]["placement"], label, cfg.seed) if label in halves[0]["placement"] else None
+            c2st = c2st_vs_dev(cfg, halves[0], label, cfg.seed)
             table[label] = {
                 "fd": fd,
                 "c2st_vs_dev": c2st["accuracy"],
                 "c2st_ci": c2st["ci"],
                 "c2st_auc": c2st["auc"],
-                "c2st_runs": c2st_runs(cfg, [h["whole"] for h in halves], label),
-                "placement": None if place is None else {
-                    "accuracy": place["accuracy"], "ci": place["ci"], "auc": place["auc"],
-                    **c2st_runs(cfg, [h["placement"] for h in halves], label)},
+                "c2st_runs": c2st_runs(cfg, halves, label),
+                "placement": placement_row(cfg, label, imgs, schnell, dev, schnell_check),
                 "halo_vs_dev": halo_vs_dev(label, imgs, schnell, schnell_check, halo_ref),
                 **input_columns(cfg, label, schnell, imgs),
                 "fid": _optional(_fid_columns, e.inception_weights, dirs, label) if label != DEV else
@@ -290,34 +287,32 @@ def feature_sets(cfg: Config, dev: np.ndarray, rows: dict[str, np.ndarray],
     return feats
 
 
-def c2st_halves(cfg: Config, feats: dict, schnell: np.ndarray, dev: np.ndarray, dev_check: np.ndarray,
-                rows: dict[str, np.ndarray], schnell_check: np.ndarray | None,
-                outputs_check: dict[str, np.ndarray] | None) -> list[dict[str, dict[str, np.ndarray]]]:
-    """Per test half, {"whole": {label: C2ST features}, "placement": {label: placement features}}, DEV_REF the
-    reference dev images of that half.
-
-    Half one is the scored half (rows on `schnell`, against `dev`; the FLUX.1-dev row is the check half's dev).
-    Half two, when `outputs_check` is given, swaps the roles: rows on `schnell_check` against `dev_check`, the
-    FLUX.1-dev row being the scored half's dev. Whole-image features: all C2ST spaces side by side; placement
-    features: each image beside its own schnell image (metrics.placement_features).
-    """
+def c2st_halves(cfg: Config, feats: dict, dev: np.ndarray, dev_check: np.ndarray, schnell_check: np.ndarray | None,
+                outputs_check: dict[str, np.ndarray] | None) -> list[dict[str, np.ndarray]]:
+    """Per test half, {label: C2ST features (all C2ST spaces side by side)}, DEV_REF the reference dev images of that
+    half. Half one is the scored half (rows on schnell, against `dev`; the FLUX.1-dev row is the check half's
+    dev). Half two, when `outputs_check` is given, swaps the roles: rows on `schnell_check` against `dev_check`,
+    the FLUX.1-dev row being the scored half's dev."""
     spaces = metrics.C2ST_SPACES
-    whole = {label: np.concatenate([feats[s][label] for s in spaces], axis=1) for label in feats[spaces[0]]}
-    place = {DEV_REF: metrics.placement_features(schnell, dev),
-             **{label: metrics.placement_features(schnell, imgs) for label, imgs in rows.items() if label != DEV}}
-    if schnell_check is not None:
-        place[DEV] = metrics.placement_features(schnell_check, dev_check)
-    halves = [{"whole": whole, "placement": place}]
+    halves = [{label: np.concatenate([feats[s][label] for s in spaces], axis=1) for label in feats[spaces[0]]}]
     if outputs_check is not None and schnell_check is not None:
         other = {SCHNELL: schnell_check, DEV: dev, **outputs_check}
         check_rows(schnell_check, dev_check, dev, other)
         feats_b = feature_sets(cfg, dev_check, other, spaces)
-        halves.append({
-            "whole": {label: np.concatenate([feats_b[s][label] for s in spaces], axis=1) for label in feats_b[spaces[0]]},
-            "placement": {DEV_REF: place[DEV], DEV: place[DEV_REF],
-                          **{label: metrics.placement_features(schnell_check, imgs)
-                             for label, imgs in other.items() if label != DEV}}})
+        halves.append({label: np.concatenate([feats_b[s][label] for s in spaces], axis=1) for label in feats_b[spaces[0]]})
     return halves
+
+
+def placement_row(cfg: Config, label: str, imgs: np.ndarray, schnell: np.ndarray, dev: np.ndarray,
+                  schnell_check: np.ndarray | None) -> dict | None:
+    """metrics.placement_gain of a row against the dev twins of its inputs. The dev check sample is its own twin, so
+    its gain is its input's whole shortfall (> 0 by construction: this rule cannot fail dev; the oracle row is
+    the positive that can); None without its schnell twins."""
+    if label == DEV:
+        if schnell_check is None:
+            return None
+        return metrics.placement_gain(schnell_check, imgs, imgs, n_boot=max(cfg.evaluate.bootstrap, 1), seed=cfg.seed)
+    return metrics.placement_gain(schnell, imgs, dev, n_boot=max(cfg.evaluate.bootstrap, 1), seed=cfg.seed)
 
 
 def c2st_vs_dev(cfg: Config, feats: dict[str, np.ndarray], label: str, seed: int) -> dict:
@@ -387,10 +382,10 @@ def table_notes(cfg: Config, n_dev: int, n_dev_check: int) -> list[str]:
         f"{e.c2st_folds} folds, a pair's two images in one fold, 95 % Wilson CI; 0.5: indistinguishable. Each C2ST "
         f"is repeated over {e.c2st_seeds} fold seeds on both test halves (their roles swapped); the spread is "
         f"reported and the gate reads the worst run.",
-        "C2ST placement: the same test on features of each image beside its own schnell image (where its detail "
-        "sits against that face's detail, edges, skin and hair; metrics.placement_features), so texture in the "
-        "wrong place is seen even when its amount and spectrum match dev's. Halo/dev: overshoot beside the "
-        "portraits' strongest edges (metrics.edge_halo) over dev's own on the same inputs.",
+        "Placement gain: how much closer each output's map of local detail energy is to its dev twin's than its "
+        "schnell input's was (metrics.placement_gain, 95 % bootstrap CI over pairs): texture in the wrong place "
+        "reads < 0 even when its amount and spectrum match dev's. Halo/dev: overshoot beside the portraits' "
+        "strongest edges (metrics.edge_halo) over dev's own on the same inputs.",
         f"The row '{controls.ORACLE}' is dev's texture in dev's place: the gate must pass it.",
         "Rows named 'control: ...' are cheap filters of the schnell images (noise, sharpening); the register gate "
         "must reject every one of them, or it refuses to promote anything.",
@@ -484,7 +479,7 @@ def rich_table4(table: dict) -> list:
                     f"(0.5: indistinguishable); spread: {table.get('c2st_seeds')} fold seeds x "
                     f"{table.get('c2st_halves')} test halves; halo/dev: overshoot beside edges over dev's own")
     t.add_column("row", style="bold", no_wrap=True)
-    for col in ("accuracy", "95 % CI", "AUC", "spread", "placement", "placement spread", "halo/dev"):
+    for col in ("accuracy", "95 % CI", "AUC", "spread", "placement gain [CI]", "halo/dev"):
         t.add_column(col, justify="right")
 
     def spread(runs: dict | None) -> str:
@@ -494,8 +489,9 @@ def rich_table4(table: dict) -> list:
         r = rows[label]
         p, halo = r.get("placement"), r.get("halo_vs_dev")
         t.add_row(label, f"{r['c2st_vs_dev']:.3f}", f"[{r['c2st_ci'][0]:.3f}, {r['c2st_ci'][1]:.3f}]",
-                  f"{r['c2st_auc']:.3f}", spread(r.get("c2st_runs")), "n/a" if not p else f"{p['accuracy']:.3f}",
-                  spread(p), "n/a" if halo is None else f"{halo:.2f}")
+                  f"{r['c2st_auc']:.3f}", spread(r.get("c2st_runs")),
+                  "n/a" if not p else f"{p['gain']:+.3f} [{p['ci'][0]:+.3f}, {p['ci'][1]:+.3f}]",
+                  "n/a" if halo is None else f"{halo:.2f}")
     out.append(t)
     t = Table(title="Table 4 — input -> output fidelity; FID, FD-DINOv2, CMMD (heads and references)")
     t.add_column("row", style="bold", no_wrap=True)
