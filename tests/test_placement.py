@@ -93,3 +93,11 @@ def test_pasted_texture_needs_its_dev_twins(pairs):
         controls.apply("texture pasted from another dev image", schnell, 0)
     with pytest.raises(UserError, match="4 px"):
         metrics.detail_layout(schnell[:, :16, :16])
+
+
+def test_the_skin_only_paste_stays_on_skin(pairs):
+    """Masked to skin-coloured pixels: the pasted detail lands on the face and spares hair, clothes and background."""
+    (schnell, dev), _ = pairs
+    full = controls.apply("texture pasted from another dev image", schnell, 0, dev).astype(int) - schnell
+    skin = controls.apply("texture pasted from another dev image, skin only", schnell, 0, dev).astype(int) - schnell
+    assert 0.1 < np.abs(skin).mean() / np.abs(full).mean() < 0.9

@@ -24,6 +24,12 @@ def default_cfg(*overrides: str):
     return load_config(ROOT / "params.yaml", ["evaluate.bootstrap=30", *overrides])
 
 
+def with_register(**fields):
+    """The default config with some register fields replaced (their keys hold dots, which --set cannot spell)."""
+    cfg = default_cfg()
+    return cfg.model_copy(update={"register": cfg.register.model_copy(update=fields)})
+
+
 @pytest.fixture(scope="module")
 def default_table(tmp_path_factory):
     """Table 4 of schnell, dev, every control and a near-dev blend on N pairs rendered with the default settings."""
@@ -165,6 +171,21 @@ def test_the_c2st_is_reported_over_fold_seeds_and_both_halves_and_the_gate_reads
 def test_halos_beside_the_portraits_edges_fail_and_dev_does_not(default_table):
     table, _ = default_table
     rows, bound = table["rows"], default_cfg().register.below["halo.vs_dev"]
+    _, _, checked = suite_check(default_cfg(), table)
     for name in ("halo: light band above edges", "halo: unsharp r3 300%"):
         assert rows[controls.label(name)]["halo_vs_dev"] > bound, (name, rows[controls.label(name)]["halo_vs_dev"])
+        assert any(r.startswith("halo.vs_dev") and r.endswith("fail") for r in checked[controls.label(name)]["reasons"])
     assert rows[DEV]["halo_vs_dev"] < bound and rows[controls.ORACLE]["halo_vs_dev"] < bound
+    # The light band's only rule-breaking harm is its halo: unbounded halos, the gate is fooled by it.
+    r = default_cfg().register
+    sound, reasons, _ = suite_check(with_register(below={**r.below, "halo.vs_dev": 1e9}), table)
+    assert not sound and any("fooled by control: halo: light band above edges" in r for r in reasons), reasons
+
+
+def test_a_gate_that_rejects_the_oracle_is_reported_unsound(default_table):
+    """A gate that no texture in dev's place could pass says no to everything; the suite check must say so."""
+    table, _ = default_table
+    r = default_cfg().register
+    sound, reasons, rows = suite_check(with_register(required={**r.required, "placement.gain_ci_low": 0.5}), table)
+    assert not rows[controls.ORACLE]["passed"] and not sound
+    assert any(f"{controls.ORACLE} (dev's texture in dev's place) fails the gate" in r for r in reasons), reasons
