@@ -81,7 +81,9 @@ def test_light_bands_and_halos_beside_edges_exceed_devs_own_overshoot(pairs):
     for name in ("halo: light band above edges", "halo: unsharp r3 300%"):
         assert metrics.edge_halo(schnell, controls.apply(name, schnell, 0)) / ref > bound, name
     assert metrics.edge_halo(schnell_b, dev_b) / ref < bound  # the independent dev half
-    assert metrics.edge_halo(schnell, controls.oracle(schnell, dev)) / ref < bound
+    # dev's texture in dev's place is texture, not a band: it reads below dev's own overshoot (which its small shift
+    # off schnell adds to); unsmoothed, pixel-scale texture would count as halo (1.2x dev's here).
+    assert metrics.edge_halo(schnell, controls.oracle(schnell, dev)) / ref < 1.0
     # The band sits beside the edge: the photo check's edge_overshoot, which reads only edge pixels, sees less of it.
     band = controls.apply("halo: light band above edges", schnell, 0)
     assert metrics.edge_halo(schnell, band) > metrics.edge_overshoot(schnell, band)
