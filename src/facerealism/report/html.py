@@ -204,16 +204,23 @@ def _gate_verdicts(table: dict, promotion: dict | None) -> dict[str, str]:
 
 
 def _table4_compact(table: dict, promotion: dict | None) -> str:
-    """The columns the promotion gate reads: FD_diff with its 95 % CI per feature space, C2ST vs dev, the verdict."""
+    """The columns the promotion gate reads: FD_diff with its 95 % CI per feature space, C2ST vs dev and its spread,
+    placement gain, halo over dev's, the verdict."""
     rows = table["rows"]
     spaces = list(next(iter(rows.values()))["fd"])
     verdicts = _gate_verdicts(table, promotion)
-    header = ["row", *(f"FD_diff {s} [95% CI]" for s in spaces), "C2ST vs dev [95% CI]", "gate"]
+    header = ["row", *(f"FD_diff {s} [95% CI]" for s in spaces), "C2ST vs dev [95% CI]",
+              f"C2ST spread ({table.get('c2st_seeds')} seeds x {table.get('c2st_halves')} halves)",
+              "placement gain [95% CI]", "halo / dev's", "gate"]
     out = []
     for label in table.get("order", rows):
         r = rows[label]
+        runs, place, halo = r.get("c2st_runs"), r.get("placement"), r.get("halo_vs_dev")
         out.append([label, *(_with_ci(r["fd"][s]["fd_diff"], r["fd"][s].get("fd_diff_ci")) for s in spaces),
-                    _with_ci(r["c2st_vs_dev"], r.get("c2st_ci")), verdicts.get(label, "-")])
+                    _with_ci(r["c2st_vs_dev"], r.get("c2st_ci")),
+                    f"{runs['best']:.3f}–{runs['worst']:.3f}" if runs else "-",
+                    _with_ci(place["gain"], place["ci"]) if place else "-",
+                    f"{halo:.2f}" if halo is not None else "-", verdicts.get(label, "-")])
     return _table(header, out)
 
 

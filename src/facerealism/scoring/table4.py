@@ -99,7 +99,8 @@ def metric_names(cfg: Config) -> set[str]:
 
 
 def table4_rows(table: dict) -> list[dict]:
-    """Table 4 (reports/table4.json) as flat rows: FD and FD_diff per space, C2ST, SSIM; "n/a" where unavailable."""
+    """Table 4 (reports/table4.json) as flat rows: FD and FD_diff per space, C2ST and its spread, placement gain,
+    halo over dev's, SSIM; "n/a" where unavailable."""
     rows = []
     for label in table.get("order", []):
         row = table["rows"][label]
@@ -111,6 +112,12 @@ def table4_rows(table: dict) -> list[dict]:
         for col in ("c2st_vs_dev",):
             if isinstance(row.get(col), (int, float)):
                 flat[col] = round(float(row[col]), 4)
+        if row.get("c2st_runs"):  # the spread over fold seeds x test halves; the gate reads the worst
+            flat["c2st_best"], flat["c2st_worst"] = (round(row["c2st_runs"][k], 4) for k in ("best", "worst"))
+        if row.get("placement"):
+            flat["placement_gain"] = round(row["placement"]["gain"], 4)
+        if isinstance(row.get("halo_vs_dev"), (int, float)):
+            flat["halo_vs_dev"] = round(row["halo_vs_dev"], 3)
         for col in ("ssim", "lpips", "identity", "fid", "fd_dinov2", "clip_iqa"):
             cell = row.get(col)
             if isinstance(cell, dict):
