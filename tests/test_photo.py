@@ -58,7 +58,7 @@ def default_head(tmp_path_factory):
     cfg = load_config(root / "params.yaml", [
         f"paths.data={root}/data", f"paths.models={root}/models", f"paths.reports={root}/reports",
         f"paths.mlflow_uri=sqlite:///{root}/mlflow.db", f"paths.mlflow_artifacts={root}/mlartifacts",
-        "prompts.n_enriched=120", "prompts.n_baseline=0", "train.steps=200", "train.baselines=[]",
+        "prompts.n_enriched=120", "prompts.n_baseline=0", "train.steps=120", "train.baselines=[]",
         "train.checkpoint_every=1000"])
     for stage in ("prompts", "generate", "validate", "train"):
         run_stage(stage, cfg)
