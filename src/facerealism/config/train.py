@@ -56,11 +56,13 @@ class TrainConfig(Section):
     whole 64-px images train what inference sees (FD_diff 34.9, C2ST 0.67) at the same cost."""
     batch_size: int = Field(2, ge=1)
     """2 full images carry the pixels of 8 32-px crops, so a step costs the same."""
-    steps: int = Field(700, ge=1)
-    """Optimiser steps; 700 keep `make run` under 15 minutes on the slower 2-core machine: the identity term costs
-    1.45x per step (`python -m facerealism.bench.recipes`), and the default recipe trained at 1.2 steps/s in
-    `make run` here (1100 steps would take 15 min). Recipe trials on the validation split: reports/trials.md
-    (t21: 700 steps, C2ST vs dev 0.905; t19: 1100 steps, 0.856)."""
+    steps: int = Field(400, ge=1)
+    """Optimiser steps; 400 keep `make run` under 15 minutes on the slower machine of either CPU kind. Where bf16 is
+    emulated, mixed_precision auto trains in fp32: the default recipe runs 1.4-1.6x slower per step there than bf16
+    on a native machine (`python -m facerealism.bench.recipes`, one side-by-side run capped to AVX2, 2026-12-06), and
+    `make run` trained at 0.59 steps/s in fp32 on an AMD EPYC Zen 3 (700 steps: 19.5 min). Training longer helps on
+    the validation split (reports/trials.md, t21: 700 steps, C2ST vs dev 0.905; t19: 1100 steps, 0.856): raise it
+    where time allows, e.g. `--set train.steps=700` on a machine with native bf16."""
     lr: float = Field(5e-4, gt=0)
     """Adam learning rate; the detail head's gains train faster than an RGB residual (measured 5e-4 vs 2e-4: C2ST vs dev
     0.918 vs 0.929 at 1000 steps, lambda_paired 30 vs 10)."""
