@@ -14,6 +14,7 @@ from facerealism.data import catalog
 from facerealism.errors import UserError
 from facerealism.files import atomic_write_bytes, encode_png, read_json
 from facerealism.report.grids import image_grid
+from facerealism.scoring.table4 import PHOTO_RULES
 
 # Fixed regions as fractions of (top, bottom, left, right). On the synthetic portraits the face centre sits at
 # ~0.44 of the height with the eyes just above it and the hair cap above the forehead; on real FLUX portraits
@@ -195,9 +196,15 @@ def _table4_html(table: dict) -> str:
         for col in ("ssim", "lpips", "identity", "fid", "fd_dinov2", "cmmd", "clip_iqa"):
             if not r[col]["available"]:
                 reasons.setdefault(col, r[col]["reason"])
+    photo = [[label, *(rows[label]["photo"][rule.key] for rule in PHOTO_RULES),
+              "met" if rows[label].get("photo_passes") else "not met"]
+             for label in table.get("order", rows) if "photo" in rows[label]]
+    fitted_photo = ("<h3>Fitted baselines on the photograph (worst size)</h3>" + _table(
+        ["row", *(rule.short for rule in PHOTO_RULES), "photo rules"], photo)) if photo else ""
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in table.get("notes", []))
     unavailable = "".join(f"<li><b>{c}</b> unavailable: {html.escape(v)}</li>" for c, v in reasons.items())
-    return _table(header, out) + f"<ul>{notes}</ul><h3>Unavailable columns</h3><ul>{unavailable}</ul>"
+    return (_table(header, out) + fitted_photo + f"<ul>{notes}</ul><h3>Unavailable columns</h3>"
+            f"<ul>{unavailable}</ul>")
 
 
 def _benchmark_html(bench: dict) -> str:
@@ -231,6 +238,13 @@ def _benchmark_html(bench: dict) -> str:
     return "".join(parts)
 
 
+def _decision_html(decision: dict) -> str:
+    """What register promoted (learned head, fitted filter or nothing) and why."""
+    outcome = decision.get("outcome", "learned head" if decision.get("promoted") else "nothing")
+    return (f"<p><b>{html.escape(outcome)}</b>: {html.escape(decision.get('outcome_why', ''))}</p>"
+            f"<p>champion: version {html.escape(str(decision.get('champion')))}; every reason: promotion.json</p>")
+
+
 _CSS = ("body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;font-size:12px;"
         "margin:1em 0}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}th{background:#eee}"
         "img{max-width:100%;image-rendering:pixelated}")
@@ -262,6 +276,8 @@ def write_report(reports_dir: str | Path) -> Path:
         t1 = read_json(reports / catalog.AUDIT_JSON.name)["table1"]
         sections.append("<h2>Diversity (Table 1) — baseline vs enriched prompts</h2>")
         sections.append(_table(t1["columns"], [[r[c] for c in t1["columns"]] for r in t1["rows"]]))
+    if (reports / catalog.PROMOTION.name).exists():
+        sections.append("<h2>Decision (register)</h2>" + _decision_html(read_json(reports / catalog.PROMOTION.name)))
     if (reports / catalog.BENCHMARK_JSON.name).exists():
         bench = read_json(reports / catalog.BENCHMARK_JSON.name)
         sections.append("<h2>Speed (Fig. 8)</h2>")
