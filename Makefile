@@ -23,11 +23,18 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DVC_NO_ANALYTICS := 1
 # The project's own modules get cached bytecode too, whatever the caller's environment says.
 unexport PYTHONDONTWRITEBYTECODE
+# CPU=avx2 runs everything as on a CPU without native bf16 (AMD EPYC Zen 3: AVX2, no AVX-512 BF16/AMX): oneDNN and
+# ATen are capped to AVX2, so bf16 is emulated and train.mixed_precision auto picks fp32 (facerealism/precision.py).
+# `make test CPU=avx2` checks the suite and its budget for that kind on a machine of the other.
+ifeq ($(CPU),avx2)
+export ONEDNN_MAX_CPU_ISA := AVX2
+export ATEN_CPU_CAPABILITY := avx2
+endif
 PYTEST_ARGS ?=
 MUTATE_ARGS ?=
 LOCK_ARGS ?=
 
-.PHONY: install lock run test test-fast repro mutate clean
+.PHONY: install lock run test test-fast repro mutate clean browser
 
 $(UV):
 	$(PYTHON) -m venv "$(VENV_ROOT)/uv-$(UV_VERSION)"
@@ -67,12 +74,19 @@ run: install
 TEST_WORKERS ?= 2
 TEST_XDIST = -n $(TEST_WORKERS) --dist loadfile
 
-test: install
+# The browser tests (tests/test_browser.py) drive Debian's Chromium through Playwright: install it where it is missing
+# and apt-get can (CI runs as root); without it those tests skip and say why.
+browser:
+	@command -v chromium >/dev/null || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+		echo "chromium is missing and apt-get cannot install it here: the browser tests will skip"
+
+test: install browser
 	$(BIN)/python -m pytest $(TEST_XDIST) --durations=25 $(PYTEST_ARGS)
 
 # The inner loop: everything not marked slow (units and single stages on tiny fixtures; no pipeline runs, no servers
 # per test). Budget: 5 minutes on the slower machine of this kind.
-test-fast: install
+test-fast: install browser
 	$(BIN)/python -m pytest $(TEST_XDIST) -m "not slow" --durations=10 $(PYTEST_ARGS)
 
 repro: install

@@ -7,7 +7,8 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from facerealism.config import load_config
-from facerealism.orchestration import dag, retry
+from facerealism.mlops import approval as human
+from facerealism.orchestration import approval, dag, retry
 
 
 @task(cache_policy=NO_CACHE, retries=retry.RETRIES, retry_delay_seconds=retry.RETRY_DELAYS_S,
@@ -45,9 +46,25 @@ def pipeline(params: str = "params.yaml", overrides: list[str] | None = None, fo
     # 3. report.html from evaluate + benchmark, then dvc push -> 4. Table 4, promotion, validation as artifacts
     results["record"] = finish(cfg, plan)
     results["artifacts"] = {"keys": artifacts(cfg)}
+    # 5. register.human_approval: the run pauses for a person's approve/reject before @champion moves
+    if cfg.register.human_approval:
+        results["approval"] = approve(params, overrides)
     if plan.up_to_date:
         print(f"up to date (outputs reused): {', '.join(plan.up_to_date)}")
     return results
+
+
+@flow(name="facerealism-approval", log_prints=True)
+def approve(params: str = "params.yaml", overrides: list[str] | None = None) -> dict:
+    cfg = load_config(params, overrides)
+    # 1. the register stage's decision, if it waits for a person
+    decision = human.pending(cfg)
+    if decision is None:
+        return {"asked": False}
+    # 2. pause: the Prefect UI shows the form with the gate's checks and people's ratings
+    answer = approval.ask(human.summary(cfg, decision))
+    # 3. approved -> @champion; rejected -> stays challenger, the reason kept as a tag
+    return human.decide(cfg, decision["version"], answer.approve, answer.reason)
 
 
 if __name__ == "__main__":

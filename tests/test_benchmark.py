@@ -24,6 +24,9 @@ def head():
 def test_head_variants_are_timed_against_eager_fp32(head):
     cfg = Config()
     cfg.benchmark.sizes, cfg.benchmark.repeats, cfg.benchmark.batch_size = [32], 1, 2
+    # Explicit bf16: this test checks the bf16 variants themselves, on every CPU (emulated ones too: at 32 px with
+    # 8 channels that costs a fraction of a second). What auto does is tested in test_precision.py.
+    cfg.benchmark.mixed_precision = "bf16"
     speed, best = head_speed(head, cfg, "cpu")
     row = speed["32"]
     assert {"fp32", "bf16", "channels_last", "channels_last_bf16", "bf16_batch2"} <= set(row)
@@ -38,6 +41,9 @@ def test_compile_variants_are_listed_only_when_asked(head):
     assert "compile_bf16" not in head_variants(head, compile=False, batch_size=1)
     names = set(head_variants(head, compile=True, batch_size=4))  # torch.compile is lazy: nothing compiles here
     assert {"compile", "compile_bf16", "compile_bf16_batch4"} <= names
+    # Where bf16 is emulated the bf16 variants are left out and the batched one is the fastest fp32 variant.
+    assert set(head_variants(head, compile=True, batch_size=4, bf16=False)) == {
+        "fp32", "channels_last", "compile", "compile_batch4"}
 
 
 def test_peak_memory_sees_an_allocation_on_cpu():

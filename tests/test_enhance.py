@@ -75,6 +75,20 @@ def test_folder_with_good_and_bad_files(mixed, head, tmp_path):
     assert Image.open(out / "photo.jpg").format == "JPEG"
 
 
+def test_a_gif_is_found_in_a_folder_as_by_name_and_an_animated_one_is_refused_by_name_in_both(head, tmp_path):
+    inp = tmp_path / "in"
+    inp.mkdir()
+    Image.fromarray(rgb(24, 24, 1)).save(inp / "still.gif")
+    frames = [Image.fromarray(rgb(24, 24, i)) for i in range(3)]
+    frames[0].save(inp / "anim.gif", save_all=True, append_images=frames[1:])
+    done, _, bad = enhance_paths([inp], tmp_path / "out", str(head), None)
+    assert [p.name for p in done] == ["still.gif"] and Image.open(done[0]).format == "GIF"
+    assert [(p.name, r) for p, r in bad] == [
+        ("anim.gif", "animated (3 frames): only still images are enhanced; extract its frames first")]
+    done, _, bad = enhance_paths([inp / "anim.gif"], tmp_path / "out2", str(head), None)
+    assert done == [] and [p.name for p, _ in bad] == ["anim.gif"]
+
+
 def test_sides_not_divisible_by_four_come_back_at_their_own_size(head, tmp_path):
     """The generator downsamples twice: other sides are reflect-padded for it and cropped back (most photos)."""
     G, _ = load_head(head)

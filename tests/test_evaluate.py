@@ -9,6 +9,7 @@ import pytest
 from facerealism.config import Config
 from facerealism.data.split import splits
 from facerealism.stages import run_stage
+from facerealism.scoring.controls import ORACLE
 from facerealism.stages.evaluate import DEV, SCHNELL, flat_metrics, head_dirs, table4
 from facerealism.scoring.table4 import meets_photo_rules, photo_limits
 
@@ -112,7 +113,10 @@ def test_evaluate_stage_with_an_extra_head_and_report(tiny_cfg, project):
     controls = [f"control: {name}" for name in cfg.evaluate.controls]
     fitted = [f"fitted: {name}" for name in cfg.evaluate.fitted]
     assert len(fitted) == 5 and t["head_label"] == HAND
-    assert t["order"] == [SCHNELL, DEV, HAND, "CycleGAN", *fitted, *controls]
+    assert t["order"] == [SCHNELL, DEV, HAND, "CycleGAN", *fitted, *controls, ORACLE]
+    # Every C2ST over 5 fold seeds x both test halves; placement and halo measured for every row, dev check included.
+    assert t["c2st_halves"] == 2 and len(t["rows"][HAND]["c2st_runs"]["runs"]) == 2 * cfg.evaluate.c2st_seeds
+    assert all(t["rows"][label]["placement"] and t["rows"][label]["halo_vs_dev"] is not None for label in t["order"])
     assert set(t["fitted"]) == set(fitted) and len(t["fitted"]["fitted: detail gains"]["gains"]) == 4
     m = json.loads((project / "reports/metrics.json").read_text())
     assert m["fd_diff.spectral"] == t["rows"][HAND]["fd"]["spectral"]["fd_diff"]

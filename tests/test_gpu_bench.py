@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from facerealism.backends import full_flux
 from facerealism.cli import app
+from facerealism.precision import bf16_support
 
 TINY_ARGS = ["--configs", "tiny", "--size", "32", "--head-size", "32", "--head-batch", "1", "--head-batch", "2",
              "--train-size", "32", "--train-steps", "1", "--repeats", "1", "--random-weights"]
@@ -44,7 +45,11 @@ def test_kit_runs_end_to_end_on_cpu_from_tiny_configs(tmp_path, monkeypatch):
     result = CliRunner().invoke(app, ["gpu-bench", "--out", str(out), *TINY_ARGS])
     assert result.exit_code == 0, result.output
     r = json.loads(out.read_text())
-    assert (r["device"], r["dtype"], r["sizes_measured"], r["skipped"]) == ("cpu", "bfloat16", [32], {})
+    # --dtype auto, as a user runs it: bf16 where this CPU computes it natively, else fp32 with bf16 variants skipped.
+    native = bf16_support("cpu")[0]
+    assert (r["device"], r["dtype"], r["sizes_measured"], r["skipped"]) == (
+        "cpu", "bfloat16" if native else "float32", [32], {})
+    assert r["bf16"]["native"] is native and (r["bf16"]["skipped"] is None) is native
     assert r["weights"].startswith("random weights from") and r["within_budget"] and 0 < r["wall_s"] <= 480
     tiny = full_flux.parameter_counts(full_flux.build_modules(full_flux.write_tiny_configs(tmp_path / "c"), "cpu",
                                                               torch.float32))
@@ -65,14 +70,16 @@ def test_kit_runs_end_to_end_on_cpu_from_tiny_configs(tmp_path, monkeypatch):
     assert r["flops_model"]["512"]["schnell_plus_head_pct_of_dev"] == pytest.approx(7.03, abs=0.01)
 
     h = r["head_throughput"]
-    assert set(h["variants"]) == {"fp32", "bf16", "channels_last", "channels_last_bf16", "compile", "compile_bf16"}
+    assert set(h["variants"]) == ({"fp32", "bf16", "channels_last", "channels_last_bf16", "compile", "compile_bf16"}
+                                  if native else {"fp32", "channels_last", "compile"})
     assert h["variants"]["fp32"]["ratio_vs_eager_fp32"] == 1.0 and h["batch_variant"] in h["variants"]
     assert [(b, v["batch"]) for b, v in h["batches"].items()] == [("1", 1), ("2", 2)]
     assert all(v["peak_memory_mb"] > 0 for v in h["batches"].values())
-    assert set(r["train"]["32"]) == {"fp32", "bf16", "bf16 channels_last"}
+    assert set(r["train"]["32"]) == ({"fp32", "bf16", "bf16 channels_last"} if native else {"fp32"})
     assert all(v["steps_per_s"] > 0 for v in r["train"]["32"].values())
     model32 = r["flops_model"]["32"]["schnell_plus_head_pct_of_dev"]
-    for text in ("dev_i2i", "schnell+head", f"{model32} model", "gives 7.03 %", "compile_bf16", "bf16 channels_last"):
+    for text in ("dev_i2i", "schnell+head", f"{model32} model", "gives 7.03 %",
+                 *(("compile_bf16", "bf16 channels_last") if native else ())):
         assert text in result.output
 
 

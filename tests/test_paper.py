@@ -4,6 +4,7 @@ FLUX folders built here, through all eight stages; what was trained is checked a
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 
 import pytest
@@ -21,6 +22,7 @@ SCALE = [
     "generate.size=32", "prompts.n_enriched=24", "prompts.n_baseline=4", "split.holdout_fraction=0.25",
     "validate.face_check_backends=[]",  # tiny random FLUX renders noise, never a face
     "train.ngf=8", "train.n_blocks=2", "train.ndf=8", "train.steps=4", "train.log_every=1",
+    "train.num_workers=1",  # one decode process: the profile's 8 would crowd 2 cores
     "evaluate.bootstrap=10", "evaluate.c2st_folds=2", "evaluate.grid_n=4",
     "evaluate.controls=[RGB noise σ16, unsharp r2 200%]",
     "benchmark.sizes=[32]", "benchmark.repeats=1", "benchmark.batch_size=1", "benchmark.compile=false",
@@ -42,6 +44,25 @@ def test_recipe_names_are_truthful():
     other = recipe({"model": "esa_resnet", "residual_output": False, "detail": False, "lambda_paired": 0,
                     "discriminator": "patchgan_highpass"})
     assert other.id != "esa_cyclegan" and other.label == "ESA-CycleGAN with a patchgan_highpass critic"
+    # ... nor with an identity term, which the paper's unpaired method does not have.
+    paper = {"model": "esa_resnet", "residual_output": False, "detail": False, "lambda_paired": 0, "lambda_idt": 0.0}
+    assert recipe(paper).id == "esa_cyclegan"
+    idt = recipe({**paper, "lambda_idt": 5.0})
+    assert (idt.id, idt.label) == ("esa_cyclegan_identity", "ESA-CycleGAN + identity term (λ_idt 5)")
+    assert recipe({**paper, "lambda_idt": 5.0, "discriminator": "patchgan_highpass"}).id \
+        == "esa_cyclegan_identity_patchgan_highpass"
+
+
+def test_the_model_card_calls_only_the_papers_recipe_the_papers_method():
+    from facerealism.config import load_config
+    from facerealism.mlops.card import model_card
+
+    cfg = load_config(ROOT / "params.yaml")
+    paper = {"model": "esa_resnet", "residual_output": False, "detail": False, "lambda_paired": 0, "lambda_idt": 0.0}
+    cards = {idt: model_card(cfg, {"arch": "esa_resnet", "config": {"train": {**paper, "lambda_idt": idt}}}, {}, {})
+             for idt in (0.0, 2.5)}
+    assert "the paper's unpaired method" in cards[0.0]
+    assert "the paper's unpaired method" not in cards[2.5] and "+ identity term (λ_idt 2.5)" in cards[2.5]
 
 
 @pytest.mark.slow
@@ -95,3 +116,26 @@ def test_paper_profile_runs_all_eight_stages_and_trains_the_papers_recipe(tmp_pa
     run = client.get_run(meta["mlflow_run_id"])
     assert run.data.tags["facerealism.recipe"] == "esa_cyclegan"
     assert run.data.params["train.lambda_cyc"] == "2.0" and run.data.params["train.lr"] == "0.0001"
+
+
+def untagged_values(text: str) -> list[str]:
+    """Lines of a profile that set a value without saying whose it is ([paper] or [project] in its comment)."""
+    out = []
+    for line in text.splitlines():
+        code, _, comment = line.partition("#")
+        key, sep, value = code.partition(":")
+        if sep and line[:1].isspace() and value.strip() and not re.search(r"\[(paper|project)\]", comment):
+            out.append(key.strip())
+    return out
+
+
+def test_the_paper_profile_marks_each_value_as_the_papers_or_the_projects():
+    text = (ROOT / "params.paper.yaml").read_text()
+    assert untagged_values(text) == []
+    header = text.split("extends:")[0]
+    assert "Faker" in header and "IMDb" in header and "gate" in header  # what it inherits is the project's, said once
+    # the recipe the paper states is marked as the paper's
+    for key in ("lambda_cyc", "lr", "residual_output", "lambda_paired", "lambda_idt"):
+        assert re.search(rf"^  {key}: .*# \[paper\]", text, re.M), key
+    # the check can fail
+    assert untagged_values("train:\n  lr: 0.1  # the paper's\n  steps: 5  # [project]\n") == ["lr"]

@@ -12,10 +12,13 @@ import yaml
 from facerealism.config import ConfigError, load_config, resolve, sources_table
 from facerealism.errors import UserError
 from facerealism.orchestration.preflight import preflight, require
+from facerealism.orchestration.resources import GB, Machine, estimate, flux_step_flop, t5_flop
 
 from .conftest import ROOT, cli_env
 
 PROFILES = sorted(ROOT.glob("params*.yaml")) + sorted((ROOT / "presets").glob("*.yaml"))
+# A GPU node sized for the paper's 141k pairs at 512 px (the profiles are judged on it, not on this 2-core machine).
+PAPER_NODE = Machine(ram_bytes=128 * GB, disk_free_bytes=2000 * GB, disk_where="/data")
 
 
 @pytest.fixture
@@ -32,8 +35,8 @@ def paper(tmp_path, monkeypatch):
 def test_every_params_file_in_the_repository_passes_preflight(path, monkeypatch):
     monkeypatch.chdir(ROOT)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    findings = require(load_config(path))
-    assert {stage for stage, _ in findings.lines} >= {"generate", "train", "evaluate", "register"}
+    findings = require(load_config(path), PAPER_NODE)
+    assert {stage for stage, _ in findings.lines} >= {"generate", "train", "evaluate", "register", "resources"}
 
 
 def test_the_paper_profile_resolves_to_the_papers_unpaired_recipe(paper):
@@ -45,7 +48,7 @@ def test_the_paper_profile_resolves_to_the_papers_unpaired_recipe(paper):
     for key in ("model", "residual_output", "detail", "lambda_paired", "lambda_cyc", "lambda_idt", "lr", "crop",
                 "batch_size", "steps", "ngf", "n_blocks", "discriminator", "d_layers"):
         assert sources[f"train.{key}"].endswith("params.paper.yaml"), key
-    findings = require(cfg)
+    findings = require(cfg, PAPER_NODE)
     assert any("ESA-CycleGAN (esa_cyclegan)" in what and "output tanh" in what for _, what in findings.lines)
     # The sweep varies lambda_cyc x lr around it; the paired weight stays 0 in every trial.
     from facerealism.sweep import trial_config, trials
@@ -126,7 +129,9 @@ def test_check_and_run_stop_at_the_planted_case_in_seconds_before_any_stage(pape
     for command in ("check", "run"):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
-        res = subprocess.run(["facerealism", command, "--params", "params.paper.yaml", "--set", "train.detail=true"],
+        # 2000 prompts: the disk of any test machine holds them, so the planted error is the only one.
+        res = subprocess.run(["facerealism", command, "--params", "params.paper.yaml", "--set", "train.detail=true",
+                              "--set", "prompts.n_enriched=2000"],
                              cwd=paper.parent, env=cli_env(), capture_output=True, text=True, timeout=120)
         wall = time.perf_counter() - start
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -137,3 +142,53 @@ def test_check_and_run_stop_at_the_planted_case_in_seconds_before_any_stage(pape
         # CPU seconds, not wall: on a shared 2-core machine the wall clock measures the neighbours.
         assert cpu < 10, (command, cpu, wall)
     assert not any((paper.parent / d).exists() for d in ("data", "models", "reports", "mlflow.db"))
+
+
+def test_the_paper_profile_prints_its_resources_and_fits_only_a_machine_it_fits(paper):
+    cfg = load_config(paper)
+    lines = [what for stage, what in require(cfg, PAPER_NODE).lines if stage == "resources"]
+    assert "141,000 pairs at 512 px" in lines[0] and "8 decode workers" in lines[0], lines
+    assert "GPU-hours" in lines[1] and "generate ~" in lines[1] and "train ~" in lines[1], lines
+    n = estimate(cfg)
+    # 141k pairs x 2 PNGs of 512² at <= 1.8 bytes a pixel; FLUX schnell-4 + dev img2img 35 steps ~ 700 TFLOP a pair.
+    assert 100 * GB < n.disk_bytes < 150 * GB and 650 < n.generate_tflop_per_pair < 750
+    # num_workers 0 would decode ~77k training pairs to float32 in RAM (~490 GB): refused, naming the key.
+    with pytest.raises(UserError, match=r"train\.num_workers=0 decodes the ~77,550 training pairs of 512 px into RAM "
+                                        r"as float32: 488 GB, this machine has 128 GB; set train\.num_workers"):
+        require(load_config(paper, ["train.num_workers=0"]), PAPER_NODE)
+    # The lent GPU machine's 64 GB disk cannot hold the pairs: refused, naming where they go.
+    small = Machine(ram_bytes=128 * GB, disk_free_bytes=64 * GB, disk_where="/work")
+    with pytest.raises(UserError, match=r"need ~134 GB, /work has 64 GB free; point paths\.data at a larger disk"):
+        require(cfg, small)
+
+
+def test_a_dataset_too_small_for_the_batch_or_the_splits_fails_in_preflight():
+    cfg = load_config(ROOT / "params.yaml", ["prompts.n_enriched=3", "prompts.n_baseline=0",
+                                             "train.batch_size=200000"])
+    errors = preflight(cfg, PAPER_NODE).errors
+    assert any(e.startswith("3 pairs (prompts.n_enriched + prompts.n_baseline) x (1 - split.holdout_fraction 0.3 - "
+                            "split.validation_fraction 0.15) leave ~1.6 training pairs") for e in errors), errors
+    assert any(e.startswith("train.batch_size=200000 is larger than the ~2 training pairs") for e in errors), errors
+    assert any("~0.9 test pairs" in e and "split.holdout_fraction" in e for e in errors), errors
+    # The default's batch fits its ~440 training pairs; one more than them does not.
+    assert not preflight(load_config(ROOT / "params.yaml"), PAPER_NODE).errors
+    with pytest.raises(UserError, match=r"train\.batch_size=441 is larger than the ~440 training pairs"):
+        require(load_config(ROOT / "params.yaml", ["train.batch_size=441"]), PAPER_NODE)
+
+
+def test_a_run_that_outgrows_this_machines_ram_with_workers_names_the_workers():
+    cfg = load_config(ROOT / "params.yaml", ["train.num_workers=4"])
+    ram = estimate(cfg).train_ram_bytes
+    assert not preflight(cfg, Machine(ram, PAPER_NODE.disk_free_bytes, "/data")).errors
+    with pytest.raises(UserError, match=r"train\.num_workers=4 worker processes .* lower train\.num_workers"):
+        require(cfg, Machine(ram * 0.9, PAPER_NODE.disk_free_bytes, "/data"))
+
+
+@pytest.mark.slow  # builds a full-size FLUX transformer and T5-XXL on the meta device (~10 s on 2 cores)
+def test_the_flop_formulas_match_torchs_count_of_the_full_size_models():
+    from facerealism.speed.flops import flux_cost_models, FLUX_TRANSFORMER, T5_XXL
+
+    counted = flux_cost_models([512], "esa_resnet")[512]["per_call_tflop"]
+    assert flux_step_flop(FLUX_TRANSFORMER, 512, 256) / 1e12 == pytest.approx(counted["schnell_step"], rel=2e-3)
+    assert t5_flop(T5_XXL, 256) / 1e12 == pytest.approx(counted["t5_256"], rel=2e-3)
+    assert t5_flop(T5_XXL, 512) / 1e12 == pytest.approx(counted["t5_512"], rel=2e-3)

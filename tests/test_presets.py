@@ -153,3 +153,17 @@ def test_an_unknown_pipeline_class_is_named(tiny_preset):
     cfg = preset_cfg("sd35-large", tiny_preset("sd35-large"), slow_pipeline="NoSuchPipeline")
     with pytest.raises(UserError, match=r"generate.diffusers.slow_pipeline: 'NoSuchPipeline' is not a diffusers "):
         build_backend(cfg).load()
+
+
+@pytest.mark.parametrize("name", sorted(CALLS))
+def test_the_reference_set_is_the_slow_models_text_to_image_on_every_preset(name, tiny_preset):
+    # FID_dev's reference (generate.reference_count > 0): the slow model from scratch. FLUX.2 klein's slow pipeline
+    # is an inpaint pipeline, which no AutoPipelineForText2Image maps; its text-to-image sibling must be used.
+    backend = build_backend(preset_cfg(name, tiny_preset(name)))
+    refs = list(backend.reference(ROWS))
+    assert [r[0] for r in refs] == ["p0", "p1"] and all(r[1].shape == (32, 32, 3) for r in refs)
+    ref_pipe, slow_pipe = backend.ref_pipe, backend.slow_pipe
+    assert "Inpaint" not in type(ref_pipe).__name__ and "Img2Img" not in type(ref_pipe).__name__
+    assert denoiser(ref_pipe) is denoiser(slow_pipe)  # the slow model's own weights, not a second copy
+    # from scratch: every slow step runs (x2 where CFG is a second call), not strength x steps
+    assert backend.calls_per_image()["reference"] == SLOW_STEPS * CALLS[name][1] / 7

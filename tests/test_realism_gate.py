@@ -26,6 +26,12 @@ def default_cfg(*overrides: str):
     return load_config(ROOT / "params.yaml", ["evaluate.bootstrap=30", *overrides])
 
 
+def with_register(**fields):
+    """The default config with some register fields replaced (their keys hold dots, which --set cannot spell)."""
+    cfg = default_cfg()
+    return cfg.model_copy(update={"register": cfg.register.model_copy(update=fields)})
+
+
 @pytest.fixture(scope="module")
 def default_table(tmp_path_factory):
     """Table 4 of schnell, dev, every control and a near-dev blend on N pairs rendered with the default settings."""
@@ -37,17 +43,21 @@ def default_table(tmp_path_factory):
         return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
 
     schnell, dev = render(90_000, N)
-    dev_check = render(95_000, N_CHECK)[1]
+    schnell_check, dev_check = render(95_000, N_CHECK)
     train_s, train_d = render(50_000, N_TRAIN)
     photo_safe = dict(validation=render(70_000, N_VALIDATION), photos=validation_photos(g.size),
                       limits=photo_limits(cfg), damage=photo_damage)  # where the photo-safe equaliser tunes its guards
     filters = {fitted.label(name): fitted.fit(name, train_s, train_d, cfg.seed, cfg.train.paired_max_shift,
                                               **photo_safe) for name in cfg.evaluate.fitted}
-    rows = {label: f(schnell) for label, f in filters.items()}
-    rows.update({controls.label(name): controls.apply(name, schnell, cfg.seed) for name in cfg.evaluate.controls})
-    # What a head that closed 85 % of the gap would output: the gate must be passable by more than dev itself.
-    rows["near-dev blend"] = np.clip(0.85 * dev + 0.15 * schnell.astype(np.float64) + 0.5, 0, 255).astype(np.uint8)
-    table = table4(cfg, schnell, dev, dev_check, rows)
+    halves = []
+    for s, d in ((schnell, dev), (schnell_check, dev_check)):  # the scored half, then the check half (swapped roles)
+        rows = {label: f(s) for label, f in filters.items()}
+        rows.update({controls.label(name): controls.apply(name, s, cfg.seed, d) for name in cfg.evaluate.controls})
+        rows[controls.ORACLE] = controls.oracle(s, d)
+        # What a head that closed 85 % of the gap would output: the gate must be passable by more than dev itself.
+        rows["near-dev blend"] = np.clip(0.85 * d + 0.15 * s.astype(np.float64) + 0.5, 0, 255).astype(np.uint8)
+        halves.append(rows)
+    table = table4(cfg, schnell, dev, dev_check, halves[0], schnell_check=schnell_check, outputs_check=halves[1])
     for label, f in filters.items():  # as evaluate.run does: a fitted row is judged on its own photo check
         table["rows"][label]["photo"] = photo_check(f, g.size)
     path = tmp_path_factory.mktemp("gate") / "table4.json"
@@ -68,8 +78,8 @@ def test_every_control_fails_the_default_gate_and_dev_passes(default_table):
     sound, reasons, rows = suite_check(cfg, table)
     assert sound, reasons
     assert {label for label in rows if controls.is_control(label)} == {controls.label(n) for n in controls.CONTROLS}
-    assert all(not r["passed"] for label, r in rows.items() if label != DEV)
-    assert rows[DEV]["passed"]
+    assert all(not r["passed"] for label, r in rows.items() if label not in (DEV, controls.ORACLE))
+    assert rows[DEV]["passed"] and rows[controls.ORACLE]["passed"], (rows[DEV], rows[controls.ORACLE])
     assert any(f"all {len(controls.CONTROLS)} negative controls fail the gate" in r for r in reasons)
 
 
@@ -79,7 +89,7 @@ def test_a_gate_on_fd_diff_alone_is_caught_being_fooled(default_table):
     cfg = default_cfg("register.below={}")
     sound, reasons, rows = suite_check(cfg, table)
     assert not sound
-    fooled = [label for label, r in rows.items() if label != DEV and r["passed"]]
+    fooled = [label for label, r in rows.items() if label not in (DEV, controls.ORACLE) and r["passed"]]
     assert fooled and all(f"the metric suite is fooled by {label}: it passes the gate: fail" in reasons for label in fooled)
 
 
@@ -121,8 +131,9 @@ def test_every_control_changes_its_input_by_a_measurable_amount():
     g = cfg.generate
     pairs = [render_pair(91_000 + i, g.size, **g.synthetic.model_dump()) for i in range(8)]
     schnell = np.stack([p[0] for p in pairs])
+    dev = np.stack([p[1] for p in pairs])
     for name in controls.CONTROLS:
-        out = controls.apply(name, schnell, cfg.seed)
+        out = controls.apply(name, schnell, cfg.seed, dev)
         changed = np.abs(out.astype(int) - schnell.astype(int))
         assert out.shape == schnell.shape and changed.mean() >= 0.3 and (changed > 2).mean() >= 0.01, (name, changed.mean())
 
@@ -132,8 +143,9 @@ def test_no_two_controls_are_the_same_filter():
     strength untested while every other test still passes: each control's pixels are its own, at its named strength."""
     cfg = default_cfg()
     g = cfg.generate
-    schnell = np.stack([render_pair(92_000 + i, g.size, **g.synthetic.model_dump())[0] for i in range(8)])
-    outs = {name: controls.apply(name, schnell, cfg.seed) for name in controls.CONTROLS}
+    pairs = [render_pair(92_000 + i, g.size, **g.synthetic.model_dump()) for i in range(8)]
+    schnell, dev = np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+    outs = {name: controls.apply(name, schnell, cfg.seed, dev) for name in controls.CONTROLS}
     names = list(outs)
     for i, a in enumerate(names):
         for b in names[i + 1:]:
@@ -150,3 +162,56 @@ def test_the_new_controls_are_rejected_by_name(default_table):
                  "clipped highlights ×1.3"):
         assert name in default_cfg().evaluate.controls
         assert not rows[controls.label(name)]["passed"], rows[controls.label(name)]["reasons"]
+
+
+PLACEMENT = ("texture pasted from another dev image", "texture pasted from another dev image, skin only")
+
+
+def test_misplaced_texture_fails_the_gate_while_the_oracle_and_dev_pass(default_table):
+    """Texture with dev's own statistics in another face's place fails; in its own place (the oracle) it passes,
+    and ranks above it. Blind to placement, the pasted rows would read like the oracle."""
+    table, _ = default_table
+    rows = table["rows"]
+    _, _, checked = suite_check(default_cfg(), table)
+    oracle = rows[controls.ORACLE]["placement"]
+    assert checked[controls.ORACLE]["passed"] and checked[DEV]["passed"], checked[controls.ORACLE]["reasons"]
+    assert oracle["ci"][0] > 0 and rows["near-dev blend"]["placement"]["ci"][0] > 0
+    for name in PLACEMENT:
+        label = controls.label(name)
+        assert not checked[label]["passed"]
+        assert any(r.startswith("placement.gain_ci_low") and r.endswith("fail") for r in checked[label]["reasons"])
+        assert rows[label]["placement"]["ci"][1] < oracle["ci"][0], (name, rows[label]["placement"], oracle)
+
+
+def test_the_c2st_is_reported_over_fold_seeds_and_both_halves_and_the_gate_reads_the_worst(default_table):
+    table, _ = default_table
+    cfg = default_cfg()
+    assert table["c2st_halves"] == 2 and table["c2st_seeds"] == cfg.evaluate.c2st_seeds
+    for label in table["order"]:
+        runs = table["rows"][label]["c2st_runs"]
+        assert len(runs["runs"]) == 2 * cfg.evaluate.c2st_seeds and runs["worst"] == max(runs["runs"]), label
+    # The gate reads the worst run: a candidate whose runs straddle the bound fails though its seed-0 run is under it.
+    flat = {**flat_metrics(table, "near-dev blend"), **PHOTO_OK}
+    bound = cfg.register.below["c2st.dev_vs_enhanced_worst"]
+    lucky = {**flat, "c2st.dev_vs_enhanced": bound - 0.05, "c2st.dev_vs_enhanced_worst": bound + 0.01}
+    passed, reasons = gate(cfg, lucky, None)
+    assert not passed and any(r.startswith("c2st.dev_vs_enhanced_worst") and r.endswith("fail") for r in reasons)
+
+
+def test_halos_beside_the_portraits_edges_fail_and_dev_does_not(default_table):
+    table, _ = default_table
+    rows, bound = table["rows"], default_cfg().register.below["halo.vs_dev"]
+    _, _, checked = suite_check(default_cfg(), table)
+    for name in ("halo: light band above edges", "halo: unsharp r3 300%"):
+        assert rows[controls.label(name)]["halo_vs_dev"] > bound, (name, rows[controls.label(name)]["halo_vs_dev"])
+        assert any(r.startswith("halo.vs_dev") and r.endswith("fail") for r in checked[controls.label(name)]["reasons"])
+    assert rows[DEV]["halo_vs_dev"] < bound and rows[controls.ORACLE]["halo_vs_dev"] < bound
+
+
+def test_a_gate_that_rejects_the_oracle_is_reported_unsound(default_table):
+    """A gate that no texture in dev's place could pass says no to everything; the suite check must say so."""
+    table, _ = default_table
+    r = default_cfg().register
+    sound, reasons, rows = suite_check(with_register(required={**r.required, "placement.gain_ci_low": 0.5}), table)
+    assert not rows[controls.ORACLE]["passed"] and not sound
+    assert any(f"{controls.ORACLE} (dev's texture in dev's place) fails the gate" in r for r in reasons), reasons

@@ -89,7 +89,10 @@ def table_row(fd_diff: float, c2st: float, ci: tuple[float, float]) -> dict:
     fd = {s: {"fd_schnell": 1.0 + fd_diff, "fd_dev": 1.0, "fd_diff": fd_diff, "fd_diff_ci": [fd_diff - 0.1, fd_diff + 0.1]}
           for s in ("spectral", "spectral_chroma", "random_conv")}
     return {"fd": fd, "c2st_vs_dev": c2st, "c2st_ci": list(ci), "c2st_auc": c2st, "ssim": off, "lpips": off,
-            "identity": off, "fid": off, "fd_dinov2": off, "cmmd": off}
+            "identity": off, "fid": off, "fd_dinov2": off, "cmmd": off,
+            "c2st_runs": {"runs": [c2st], "worst": c2st, "best": c2st, "worst_ci_high": ci[1]},
+            "placement": {"gain": fd_diff, "ci": [fd_diff - 0.1, fd_diff + 0.1], "share": 0.0, "n": 1},
+            "halo_vs_dev": 1.0}
 
 
 def write_table(cfg, control: dict, dev: dict) -> None:

@@ -60,7 +60,8 @@ def run(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
 
     try:
         # Fail on a bad config, or on stage objects that cannot be built from it, before paying for anything.
-        require(load_config(params, set_))
+        for warning in require(load_config(params, set_)).warnings:
+            err.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
         _prefect_server()
         from flows.pipeline import pipeline
 
@@ -119,6 +120,8 @@ def check(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
         fail(str(e))
     for stage_name, what in findings.lines:
         console.print(f"[bold]{stage_name}[/]: {what}", highlight=False, soft_wrap=True)
+    for warning in findings.warnings:
+        err.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     for problem in findings.errors[1:]:
         err.print(f"[red]also:[/] {problem}", highlight=False, soft_wrap=True)
     if findings.errors:
@@ -235,7 +238,8 @@ def gpu_bench(
     dev: Annotated[str | None, typer.Option(help="real FLUX.1-dev: hub id in the cache or local folder")] = None,
     random_weights: Annotated[bool, typer.Option("--random-weights", help="never look for real weights")] = False,
     head: Annotated[str | None, typer.Option(help="trained head folder (default: random, configs' head.json)")] = None,
-    dtype: Annotated[str, typer.Option(help="pipeline precision")] = "bfloat16",
+    dtype: Annotated[str, typer.Option(help="pipeline precision: auto (bfloat16 where native, else float32), "
+                                              "bfloat16, float16 or float32")] = "auto",
     device: Annotated[str, typer.Option(help="auto, cuda or cpu")] = "auto",
     repeats: Annotated[int, typer.Option(min=1, help="timed calls per measurement, after one warm-up")] = 2,
     budget_s: Annotated[float, typer.Option(help="wall-time budget, model construction included")] = 480,
@@ -381,6 +385,55 @@ def rollback(
     except _errors() as e:
         fail(str(e))
     console.print(f"champion: {previous or 'none'} -> {version}")
+
+
+@app.command()
+def rate(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
+         host: Annotated[str | None, typer.Option(help="default: rate.host")] = None,
+         port: Annotated[int | None, typer.Option(help="default: rate.port")] = None) -> None:
+    """Serve the rating page: people pick which of two portraits looks real (head vs dev, schnell, fitted)."""
+    from facerealism.config import load_config
+    from facerealism.rating.server import create_app
+    from facerealism.rating.trials import build_set, read_set
+    from facerealism.rating.votes import VoteStore
+
+    try:
+        cfg = load_config(params, set_)
+        folder = build_set(cfg)
+        store = VoteStore(cfg.rate.database)
+        app_ = create_app(folder, store, cfg.rate.display_px, cfg.rate.min_attention)
+    except _errors() as e:
+        fail(str(e))
+    import uvicorn
+
+    host, port = host or cfg.rate.host, port or cfg.rate.port
+    console.print(f"rating {read_set(folder)['campaign']} ({len(read_set(folder)['trials'])} trials per rater), "
+                  f"votes in {store.engine.url.render_as_string(hide_password=True)}")
+    console.print(f"open http://{host}:{port}/ ; afterwards `facerealism rate-results` adds up the votes")
+    uvicorn.run(app_, host=host, port=port, log_level="warning")
+
+
+@app.command("rate-results")
+def rate_results(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
+    """Add up the rating page's votes: reports/ratings.json, MLflow metrics on the head's run, report.html."""
+    from facerealism.config import load_config
+    from facerealism.rating.results import summarise
+
+    try:
+        result = summarise(load_config(params, set_))
+    except _errors() as e:
+        fail(str(e))
+    table = Table(title=f"rating {result['campaign']}: share of votes for the first set, 95 % CI")
+    for col in ("comparison", "preference", "95 % CI", "votes", "raters"):
+        table.add_column(col)
+    for name, c in result["comparisons"].items():
+        pref = "-" if c["preference"] is None else f"{c['preference']:.2f}"
+        ci = "-" if c["ci95"] is None else f"[{c['ci95'][0]:.2f}, {c['ci95'][1]:.2f}]"
+        table.add_row(f"{c['a']} vs {c['b']}", pref, ci, str(c["votes"]), str(c["raters"]))
+    console.print(table)
+    r = result["raters"]
+    console.print(f"raters: {r['counted']} counted of {r['total']}; careless (failed attention checks): "
+                  f"{', '.join(r['careless']) or 'none'}")
 
 
 def main() -> None:

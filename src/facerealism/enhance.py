@@ -16,7 +16,9 @@ from facerealism.errors import UserError
 from facerealism.files import atomic_write_bytes
 from facerealism.report.progress import progress
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
+# What a folder walk picks up: the same still images a file named on the command line may be (an animated GIF or
+# WebP is refused by name in both routes: the head enhances one frame, and one frame is not the file).
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 DEFAULT_MAX_PIXELS = 4096 * 4096  # the head's activations at 16 MP already need several GB of RAM on CPU
 
 Enhancer = Callable[[np.ndarray], np.ndarray]  # uint8 (n, h, w, 3) -> uint8 (n, h, w, 3)
@@ -91,14 +93,17 @@ def load_enhancer(model: str, cfg: Config | None, batch_size: int = 8) -> Enhanc
 
 
 def check_size(path: Path, max_pixels: int) -> None:
-    """Refuse an image whose header announces more than max_pixels, before decoding it."""
+    """Refuse an image whose header announces more than max_pixels or more than one frame, before decoding it."""
     try:
         with Image.open(path) as im:
             w, h = im.size
+            frames = getattr(im, "n_frames", 1)
     except Image.DecompressionBombError as e:
         raise UserError(f"too large to decode safely ({e})") from None
     except Exception as e:  # PIL raises several unrelated types for bad files
         raise UserError(f"not a readable image ({type(e).__name__}: {e})") from None
+    if frames > 1:
+        raise UserError(f"animated ({frames} frames): only still images are enhanced; extract its frames first")
     if w * h > max_pixels:
         raise UserError(f"{w}x{h} is {w * h / 1e6:.1f} MP, over the {max_pixels / 1e6:.1f} MP limit; "
                          f"downscale it or raise --max-pixels")

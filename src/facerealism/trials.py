@@ -52,7 +52,7 @@ def cheap_filters(cfg: Config, schnell: np.ndarray) -> dict[str, np.ndarray]:
     fixed controls, applied to `schnell`."""
     from facerealism.stages.evaluate import fitted_outputs
 
-    rows, _ = fitted_outputs(cfg, schnell)
+    (rows,), _ = fitted_outputs(cfg, schnell)
     for name in CHEAP_CONTROLS:
         rows[controls.label(name)] = controls.apply(name, schnell, cfg.seed)
     return rows

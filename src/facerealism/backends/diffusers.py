@@ -123,6 +123,27 @@ class DiffusersBackend:
             out.append(cls)
         return tuple(out)
 
+    def _reference_class(self):
+        """The slow model's text-to-image class: the sibling of a configured slow_pipeline (Flux2KleinInpaintPipeline ->
+        Flux2KleinPipeline, ZImageImg2ImgPipeline -> ZImagePipeline), else AutoPipelineForText2Image. AutoPipeline
+        maps no inpaint pipeline without a text-to-image twin in its tables (FLUX.2 klein: ValueError)."""
+        import diffusers
+        from diffusers import AutoPipelineForText2Image
+
+        name = self.cfg.slow_pipeline
+        if name is None:
+            return AutoPipelineForText2Image
+        for suffix in ("InpaintPipeline", "Img2ImgPipeline"):
+            if name.endswith(suffix):
+                sibling = name[: -len(suffix)] + "Pipeline"
+                cls = getattr(diffusers, sibling, None)
+                if cls is None:
+                    raise UserError(f"generate.diffusers.slow_pipeline: {name} has no text-to-image sibling "
+                                    f"{sibling} in diffusers {diffusers.__version__}, needed for the reference set "
+                                    f"(generate.reference_count > 0)")
+                return cls
+        return AutoPipelineForText2Image
+
     def _fast_overrides(self) -> dict:
         """The fast model's components that replace its own: fast_unet, fast_scheduler."""
         c, out = self.cfg, {}
@@ -220,9 +241,8 @@ class DiffusersBackend:
         self.load()
         if self.ref_pipe is None:
             import torch
-            from diffusers import AutoPipelineForText2Image
 
-            self.ref_pipe = AutoPipelineForText2Image.from_pipe(self.slow_pipe, dtype=getattr(torch, self.cfg.dtype))
+            self.ref_pipe = self._reference_class().from_pipe(self.slow_pipe, dtype=getattr(torch, self.cfg.dtype))
             self.ref_pipe.set_progress_bar_config(disable=True)
         for batch in self._batches(rows):
             images = self._run("reference", self.ref_pipe, prompt=[str(p) for p in batch["prompt"]],

@@ -27,6 +27,7 @@ from facerealism.backends import full_flux
 from facerealism.errors import UserError
 from facerealism.files import write_json
 from facerealism.models import build_generator
+from facerealism.precision import EMULATED_COST, bf16_support, pipeline_dtype
 from facerealism.speed.flops import count_flops, flux_cost_models
 from facerealism.speed.timing import head_variants, peak_memory, sync, time_head
 
@@ -160,13 +161,13 @@ def pipeline_row(pipes: dict, head: torch.nn.Module, size: int, repeats: int, de
 
 
 def head_throughput(head: torch.nn.Module, size: int, batches: list[int], repeats: int, compile: bool,
-                    device: str, clock: Clock) -> dict:
+                    device: str, clock: Clock, bf16: bool = True) -> dict:
     """Every inference variant at batch 1 with peak memory, then batch 1...max of the fastest one.
 
     Returns:
         {"size", "variants": {name: timing}, "batch_variant", "batches": {b: timing or {"error"}}}.
     """
-    variants = head_variants(head.to(device).eval(), compile, 1)
+    variants = head_variants(head.to(device).eval(), compile, 1, bf16=bf16)
     out = {"size": size, "variants": {}, "batches": {}}
     for name, v in variants.items():
         with peak_memory(device) as mem:
@@ -195,7 +196,8 @@ def head_throughput(head: torch.nn.Module, size: int, batches: list[int], repeat
     return out
 
 
-def training_speed(sizes: list[int], kwargs: dict, steps: int, batch_size: int, clock: Clock) -> dict:
+def training_speed(sizes: list[int], kwargs: dict, steps: int, batch_size: int, clock: Clock,
+                   bf16: bool = True) -> dict:
     """ESA-CycleGAN training steps/s per size and precision (bench/train.py: the train stage's own step)."""
     from facerealism.bench import train
 
@@ -205,14 +207,15 @@ def training_speed(sizes: list[int], kwargs: dict, steps: int, batch_size: int, 
             out[str(size)] = {"skipped": f"time budget ({clock.left():.0f} s left)"}
             continue
         r = train.bench(size, batch_size, steps, warmup=2, ngf=kwargs.get("ngf", 64),
-                        n_blocks=kwargs.get("n_blocks", 9), images=8)
+                        n_blocks=kwargs.get("n_blocks", 9), images=8,
+                        variants=None if bf16 else [n for n, (p, _) in train.VARIANTS.items() if p == "fp32"])
         out[str(size)] = {name: {"step_s": round(v["step_s"], 4), "steps_per_s": round(1 / v["step_s"], 3),
                                  "speedup_vs_fp32": round(v["speedup"], 2)} for name, v in r.items()}
     return out
 
 
 def run_kit(out: str | Path, sizes: list[int], configs: str = "full", schnell: str | None = None,
-            dev: str | None = None, head_dir: str | None = None, dtype: str = "bfloat16", device: str = "auto",
+            dev: str | None = None, head_dir: str | None = None, dtype: str = "auto", device: str = "auto",
             repeats: int = 2, budget_s: float = 480, head_size: int = 512,
             head_batches: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64), train_sizes: tuple[int, ...] = (256, 512),
             train_steps: int = 5, compile: bool = True, use_real: bool = True) -> dict:
@@ -225,7 +228,8 @@ def run_kit(out: str | Path, sizes: list[int], configs: str = "full", schnell: s
         configs: "full" (configs/flux1), "tiny" (tiny_flux's architecture) or a folder of full_flux.FILES.
         schnell, dev: real weights (hub ids or local folders); without them, found ones or random weights.
         head_dir: a trained head folder instead of the configs' head.json (random weights).
-        dtype: pipeline precision.
+        dtype: pipeline precision; "auto": bfloat16 where the device computes it natively, else float32 (and the
+            head's and training's bf16 variants are then skipped, with the reason in the report).
         device: "auto" (cuda if available), "cuda" or "cpu".
         repeats: timed calls per measurement (after one warm-up).
         budget_s: wall-time budget for everything, model construction included.
@@ -240,6 +244,8 @@ def run_kit(out: str | Path, sizes: list[int], configs: str = "full", schnell: s
     device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     if device == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda but torch sees no CUDA device")
+    native_bf16, bf16_why = bf16_support(device)
+    dtype = pipeline_dtype(dtype, device)
     if dtype not in DTYPES:
         raise UserError(f"--dtype must be one of {list(DTYPES)}, got {dtype!r}")
     bad = [s for s in sizes if s <= 0 or s % 16]
@@ -274,7 +280,9 @@ def run_kit(out: str | Path, sizes: list[int], configs: str = "full", schnell: s
     head = head.float().to(device).eval()
     report = {
         "device": device, "device_name": torch.cuda.get_device_name() if device == "cuda" else platform.processor() or "cpu",
-        "dtype": dtype, "weights": source, "configs": str(configs), "torch": torch.__version__,
+        "dtype": dtype, "bf16": {"native": native_bf16, "detection": bf16_why,
+                                 "skipped": None if native_bf16 else f"bf16 is emulated here: {EMULATED_COST}"},
+        "weights": source, "configs": str(configs), "torch": torch.__version__,
         "threads": torch.get_num_threads(), "build_s": round(build_s, 2),
         "params": full_flux.parameter_counts(_modules(pipes)), "head": {**head_cfg,
                                                                          "params": sum(p.numel() for p in head.parameters())},
@@ -308,8 +316,9 @@ def run_kit(out: str | Path, sizes: list[int], configs: str = "full", schnell: s
         torch.cuda.empty_cache()  # the head and training benchmarks get the memory back
 
     # 2. Head throughput; 3. training speed.
-    report["head_throughput"] = head_throughput(head, head_size, list(head_batches), repeats, compile, device, clock)
-    report["train"] = training_speed(list(train_sizes), head_cfg["kwargs"], train_steps, 1, clock)
+    report["head_throughput"] = head_throughput(head, head_size, list(head_batches), repeats, compile, device, clock,
+                                                bf16=native_bf16)
+    report["train"] = training_speed(list(train_sizes), head_cfg["kwargs"], train_steps, 1, clock, bf16=native_bf16)
     report["wall_s"] = round(clock.elapsed(), 1)
     report["within_budget"] = report["wall_s"] <= budget_s
     write_json(Path(out), report)

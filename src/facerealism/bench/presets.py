@@ -153,7 +153,7 @@ def run_presets(names: list[str], sizes: list[int] | None, configs: str, dtype: 
 
 
 def run_preset_kit(out: str | Path, names: list[str], sizes: list[int] | None, configs: str = "full",
-                   dtype: str = "bfloat16", device: str = "auto", repeats: int = 2, budget_s: float = 480) -> dict:
+                   dtype: str = "auto", device: str = "auto", repeats: int = 2, budget_s: float = 480) -> dict:
     """Run the presets' pipelines and write the JSON report (beside each measured row, the FLOPs model's figures
     for the full-size configs).
 
@@ -164,11 +164,13 @@ def run_preset_kit(out: str | Path, names: list[str], sizes: list[int] | None, c
     import platform
 
     from facerealism.bench.gpu import DTYPES
+    from facerealism.precision import pipeline_dtype
     from facerealism.files import write_json
     from facerealism.speed.preset_flops import preset_cost
 
     clock = Clock(budget_s)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    dtype = pipeline_dtype(dtype, device)  # auto: bfloat16 only where the device computes it natively
     if dtype not in DTYPES:
         raise UserError(f"--dtype must be one of {list(DTYPES)}, got {dtype!r}")
     unknown = [n for n in names if n not in PRESET_FAMILY]

@@ -26,6 +26,7 @@ def steps_per_s(overrides: list[str], steps: int, warmup: int, threads: int) -> 
     import torch
 
     from facerealism.config import load_config
+    from facerealism.precision import resolve
     from facerealism.trainers import CycleGAN, make_accelerator
 
     torch.set_num_threads(threads)
@@ -33,7 +34,7 @@ def steps_per_s(overrides: list[str], steps: int, warmup: int, threads: int) -> 
     torch.manual_seed(0)
     side, batch = cfg.generate.size, cfg.train.batch_size
     a, b = torch.rand(batch, 3, side, side) * 2 - 1, torch.rand(batch, 3, side, side) * 2 - 1
-    model = CycleGAN(cfg, make_accelerator(cfg.train.mixed_precision))
+    model = CycleGAN(cfg, make_accelerator(resolve(cfg.train.mixed_precision)))
     for _ in range(warmup):
         model.optimize_parameters(a, b)
     start = time.perf_counter()

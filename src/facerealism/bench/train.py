@@ -17,8 +17,12 @@ import typer
 VARIANTS = {"fp32": ("fp32", False), "bf16": ("bf16", False), "bf16 channels_last": ("bf16", True)}
 
 
-def bench(size: int, batch_size: int, steps: int, warmup: int, ngf: int, n_blocks: int, images: int = 16) -> dict:
+def bench(size: int, batch_size: int, steps: int, warmup: int, ngf: int, n_blocks: int, images: int = 16,
+          variants: list[str] | None = None) -> dict:
     """Seconds per step and data-wait fraction per variant (train.mixed_precision, train.channels_last).
+
+    Args:
+        variants: names of VARIANTS to time (None: all; "fp32" is always timed, every ratio is against it).
 
     Returns:
         {variant: {"step_s", "data_wait_fraction", "speedup"}}, speedup = fp32 step time / this step time.
@@ -27,6 +31,7 @@ def bench(size: int, batch_size: int, steps: int, warmup: int, ngf: int, n_block
 
     from facerealism.config import Config
     from facerealism.trainers.samplers import Sampler
+    from facerealism.precision import resolve
     from facerealism.trainers import CycleGAN, make_accelerator
 
     torch.manual_seed(0)
@@ -34,10 +39,12 @@ def bench(size: int, batch_size: int, steps: int, warmup: int, ngf: int, n_block
     B = torch.rand(images, 3, size, size) * 2 - 1
     out = {}
     for name, (precision, channels_last) in VARIANTS.items():
+        if variants is not None and name != "fp32" and name not in variants:
+            continue
         cfg = Config.model_validate({"generate": {"size": size}, "train": {
             "crop": size, "batch_size": batch_size, "ngf": ngf, "n_blocks": n_blocks, "steps": warmup + steps,
             "mixed_precision": precision, "channels_last": channels_last}})
-        acc = make_accelerator(precision)
+        acc = make_accelerator(resolve(precision))  # explicit: this benchmark measures bf16 itself, emulated or not
         model, sampler = CycleGAN(cfg, acc), Sampler(A, B, cfg, acc.device, 0)
         data = compute = 0.0
         for i in range(warmup + steps):

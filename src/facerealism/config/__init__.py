@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from facerealism.config.generate import DiffusersConfig, FluxConfig, GenerateCon
 from facerealism.config.paths import Paths
 from facerealism.config.profile import merged_layers, parse_override, record, set_nested
 from facerealism.config.prompts import PromptsConfig
+from facerealism.config.rate import RateConfig
 from facerealism.config.register import RegisterConfig
 from facerealism.config.split import SplitConfig
 from facerealism.config.sweep import SweepConfig
@@ -23,7 +25,7 @@ from facerealism.config.train import TrainConfig
 from facerealism.config.validate import ValidateConfig
 
 __all__ = ["STAGE_NAMES", "AuditConfig", "BenchmarkConfig", "Config", "ConfigError", "DiffusersConfig", "EvaluateConfig",
-           "FluxConfig", "GenerateConfig", "Paths", "PromptsConfig", "RegisterConfig", "Section", "SplitConfig",
+           "FluxConfig", "GenerateConfig", "Paths", "PromptsConfig", "RateConfig", "RegisterConfig", "Section", "SplitConfig",
            "SweepConfig", "SyntheticConfig", "TrainConfig", "ValidateConfig", "flatten", "load_config", "resolve",
            "sources_table"]
 
@@ -44,6 +46,7 @@ class Config(Section):
     benchmark: BenchmarkConfig = Field(default_factory=BenchmarkConfig)
     register: RegisterConfig = Field(default_factory=RegisterConfig)
     sweep: SweepConfig = Field(default_factory=SweepConfig)
+    rate: RateConfig = Field(default_factory=RateConfig)
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
 
@@ -66,12 +69,35 @@ def flatten(config: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def _field_names(model: type[Section]) -> dict[str, type[Section] | None]:
+    """Each key a section accepts (aliases as params.yaml spells them) -> its section class, or None for a setting."""
+    out = {}
+    for name, field in model.model_fields.items():
+        ann = field.annotation
+        out[field.alias or name] = ann if isinstance(ann, type) and issubclass(ann, Section) else None
+    return out
+
+
+def did_you_mean(loc: tuple) -> str:
+    """" (did you mean train.steps?)" for an unknown key close to a known one of its section (difflib); else ""."""
+    model: type[Section] | None = Config
+    for part in loc[:-1]:
+        model = _field_names(model).get(str(part)) if model is not None else None
+    if model is None:
+        return ""
+    near = difflib.get_close_matches(str(loc[-1]), list(_field_names(model)), n=1, cutoff=0.6)
+    prefix = "".join(f"{p}." for p in loc[:-1])
+    return f" (did you mean {prefix}{near[0]}?)" if near else ""
+
+
 def _format_error(err: ValidationError, source: str) -> str:
     first = err.errors()[0]
     key = ".".join(str(p) for p in first["loc"]) or "<root>"
     msg = first["msg"].replace("Extra inputs are not permitted", "unknown key")
     if key in MOVED:
         msg += f" (moved to {MOVED[key]})"
+    elif first["type"] == "extra_forbidden":
+        msg += did_you_mean(first["loc"])
     more = f" (+{err.error_count() - 1} more)" if err.error_count() > 1 else ""
     return f"{source}: {key}: {msg}{more}"
 
@@ -99,16 +125,21 @@ def resolve(path: str | Path = "params.yaml", overrides: list[str] | None = None
     """
     path = Path(path)
     data, sources = merged_layers(path, Config)
+    given: dict[str, str] = {}  # key -> the override as typed, to quote it in an error
     for item in overrides or []:
         keys, value = parse_override(item)
         set_nested(data, keys, value)
         record(sources, ".".join(keys), "--set")
+        given[".".join(keys)] = item.strip()
     try:
         return Config.model_validate(data), sources
     except ValidationError as e:
         key = ".".join(str(p) for p in e.errors()[0]["loc"])
         where = source_of(sources, key)  # the file that set the bad value (a profile's base, say)
-        raise ConfigError(_format_error(e, where if where not in ("default", "--set") else str(path))) from None
+        if where == "--set":  # the mistake is the override's, not the params file's
+            typed = [v for k, v in given.items() if k == key or k.startswith(f"{key}.") or key.startswith(f"{k}.")]
+            where = f"override --set {typed[-1]}" if typed else "an override (--set)"
+        raise ConfigError(_format_error(e, where if where != "default" else str(path))) from None
 
 
 def sources_table(cfg: Config, sources: dict[str, str]) -> list[tuple[str, object, str]]:

@@ -89,7 +89,10 @@ def recipe(t) -> Recipe:
     key = (bool(get("detail", False)), bool(get("residual_output", False)), float(get("lambda_paired", 0.0)) > 0)
     rid, label = _RESNET_RECIPES.get(key, ("invalid", "{net} (detail without residual output)"))
     rid = cyclegan.lower().replace("-", "_") if rid == "cyclegan" else f"{prefix}{rid}"  # esa_cyclegan, cyclegan
-    if rid in ("esa_cyclegan", "cyclegan") and get("discriminator", "patchgan") != "patchgan":
+    if rid in ("esa_cyclegan", "cyclegan") and float(get("lambda_idt", 0.0)) > 0:
+        # the paper's unpaired method has no identity term: G(dev) = dev is this repository's addition
+        rid, label = f"{rid}_identity", f"{label} + identity term (λ_idt {float(get('lambda_idt')):g})"
+    if rid.startswith(("esa_cyclegan", "cyclegan")) and get("discriminator", "patchgan") != "patchgan":
         # the paper's name promises its critic too
         rid, label = f"{rid}_{get('discriminator')}", f"{label} with a {get('discriminator')} critic"
     if key[0] and get("detail_noise", False):  # noise injection: texture that is not in the input

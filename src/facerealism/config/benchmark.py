@@ -13,7 +13,11 @@ class BenchmarkConfig(Section):
     sizes: list[int] = Field(default_factory=lambda: [64, 256])
     """Image sides at which the head's inference variants are timed."""
     batch_size: int = Field(1, ge=1)
-    """Batch of the batched variant (bf16 autocast); 1 skips it."""
+    """Batch of the batched variant (the fastest single-image variant this machine runs, batched); 1 skips it."""
+    mixed_precision: Literal["auto", "fp32", "bf16"] = "auto"
+    """auto: time the bf16 variants (and the pipelines in generate.flux.dtype bfloat16) only where the device computes
+    bf16 in hardware; on a CPU that emulates it they would take minutes and measure nothing a user runs, so they are
+    skipped with the reason in benchmark.json. bf16: time them anyway; fp32: never."""
     repeats: int = Field(5, ge=1)
     """Timed calls per measurement after one warm-up; the best is reported (least disturbed by other load)."""
     compile: bool = False

@@ -23,6 +23,8 @@ class EvaluateConfig(Section):
     """Feature spaces of the Fréchet distances (FD_diff with CIs per space); spectral_chroma sees colour speckle."""
     c2st_folds: int = Field(5, ge=2)
     """Folds of the C2ST: each image is scored by a classifier trained on the other folds (its pair held out too)."""
+    c2st_seeds: int = Field(5, ge=1)
+    """Fold seeds each C2ST is repeated over, on each test half; the gate reads the worst run (the spread is reported)."""
     c2st_max_images: int = Field(200, ge=8)
     """Images per class for the C2ST (the first n of the held-out split)."""
     controls: list[str] = Field(default_factory=lambda: list(_control_names()))

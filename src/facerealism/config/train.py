@@ -79,8 +79,11 @@ class TrainConfig(Section):
     pool_size: int = Field(50, ge=0)
     decay_start: float = Field(0.5, ge=0, le=1)
     """Fraction of steps after which the learning rate decays linearly to 0."""
-    mixed_precision: Literal["fp32", "bf16"] = "bf16"
-    """bf16 autocast through accelerate (1.3-1.75x faster per step than fp32 on a 2-core AMX CPU at 128 px) or fp32."""
+    mixed_precision: Literal["auto", "fp32", "bf16"] = "auto"
+    """auto: bf16 autocast where the device computes bf16 in hardware (CUDA with bf16; CPUs with AVX-512 BF16 or
+    AMX: 1.3-1.75x faster per step than fp32 on a 2-core AMX CPU at 128 px), fp32 elsewhere (a CPU that emulates
+    bf16, e.g. AMD EPYC Zen 3, runs it ~29x slower than fp32). The choice and its reason go to the log, MLflow and
+    the model card (facerealism.precision). bf16 on such a CPU is allowed; preflight warns."""
     num_workers: int = Field(0, ge=0)
     """0: decode the training images into memory once (fast for the offline default); > 0: DataLoader worker
     processes decode and crop them from the files each step (datasets larger than memory, e.g. the paper's 140k pairs)."""

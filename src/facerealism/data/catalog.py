@@ -48,21 +48,23 @@ PHOTO = Artifact("reports", "photo.png")
 # benchmark
 BENCHMARK_JSON = Artifact("reports", "benchmark.json")
 FIG8 = Artifact("reports", "fig8_speed.png")
-# evaluate and benchmark (report.py gathers both stages' outputs)
+# evaluate and benchmark (report/html.py gathers both stages' outputs)
 REPORT_HTML = Artifact("reports", "report.html")
 # register
 PROMOTION = Artifact("reports", "promotion.json")
 # the weekly sweep (flows/sweep.py), outside dvc.yaml
 SWEEP_JSON = Artifact("reports", "sweep.json")
-# recipe trials on the validation split (`facerealism trial`), outside dvc.yaml: committed with the README
+# recipe trials on the validation split (`facerealism trial`), outside dvc.yaml: its figures in docs/results.md
 TRIALS_JSON = Artifact("reports", "trials.json")
 TRIALS_MD = Artifact("reports", "trials.md")
+# people's votes on the rating page (`facerealism rate-results`), outside dvc.yaml: the votes live in a database
+RATINGS_JSON = Artifact("reports", "ratings.json")
 
 # Inside artifacts: what a folder above holds.
 PAIRS_MANIFEST = "manifest.parquet"  # in PAIRS and REFERENCE
 BASELINES_JSON = "baselines.json"  # in BASELINES: which baselines belong to the last training
 # Not DVC outputs: checkpoints (resume state), the sweep's table, the recipe trials, and report.html, which the pipeline's finish
 # step gathers from evaluate's and benchmark's outputs after both ran.
-UNTRACKED = (CHECKPOINTS, SWEEP_JSON, TRIALS_JSON, TRIALS_MD, REPORT_HTML)
+UNTRACKED = (CHECKPOINTS, SWEEP_JSON, TRIALS_JSON, TRIALS_MD, REPORT_HTML, RATINGS_JSON)
 
 ARTIFACTS: dict[str, Artifact] = {k: v for k, v in globals().items() if isinstance(v, Artifact)}

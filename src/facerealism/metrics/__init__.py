@@ -2,14 +2,16 @@
 
 frechet: Fréchet distance, bootstrap CIs, Table 4 rows, FD_diff · spaces: offline feature spaces and detail
 energies · c2st: classifier two-sample test · fidelity: torch-fidelity FID/KID · paired: SSIM, LPIPS ·
-identity: dlib identity similarity · damage: edge overshoot (halos, ringing), clipped highlights, grain on flat regions.
+identity: dlib identity similarity · damage: edge overshoot and halos beside edges, clipped highlights, grain on flat
+regions · placement: whether detail moves to where each input's dev twin has it.
 Beside them, imported by name: dlib_faces (dlib detection, descriptors, attribute analysers), fd_dinov2_cmmd
 (FD-DINOv2 and CMMD) and pretrained (where every metric's pretrained weights come from).
 """
 
 from facerealism.metrics.c2st import C2ST_SPACES, c2st, c2st_images, wilson_interval
 from facerealism.metrics.checks import check_images, check_pairs
-from facerealism.metrics.damage import clipped_gain, edge_overshoot, flat_grain
+from facerealism.metrics.damage import clipped_gain, edge_halo, edge_overshoot, flat_grain
+from facerealism.metrics.placement import detail_layout, layout_agreement, placement_gain
 from facerealism.metrics.fidelity import (
     INCEPTION_WEIGHTS_FILE,
     NO_OFFLINE_WEIGHTS,
@@ -31,7 +33,7 @@ from facerealism.metrics.spaces import (
 
 __all__ = [
     "C2ST_SPACES", "FEATURE_SPACES", "INCEPTION_WEIGHTS_FILE", "NO_OFFLINE_WEIGHTS", "bootstrap_ci", "c2st",
-    "c2st_images", "check_images", "clipped_gain", "edge_overshoot", "flat_grain", "check_pairs", "colour_noise_gain", "face_descriptors", "fd_diff", "fd_row",
+    "c2st_images", "check_images", "clipped_gain", "detail_layout", "edge_halo", "edge_overshoot", "layout_agreement", "placement_gain", "flat_grain", "check_pairs", "colour_noise_gain", "face_descriptors", "fd_diff", "fd_row",
     "frechet_distance", "high_frequency_energy", "identity_similarity", "inception_metrics",
     "inception_weights_problem", "load_lpips", "lpips_pairs", "radial_log_power", "random_conv_features",
     "spectral_chroma_features", "spectral_features", "ssim_pairs", "wilson_interval",

@@ -73,3 +73,39 @@ def flat_grain(inputs: np.ndarray, outputs: np.ndarray, window: int = 5, flat_qu
         flat = g <= np.quantile(g, flat_quantile)
         worst = max(worst, float(np.sqrt((d[flat] ** 2).mean())))
     return worst
+
+
+def edge_halo(inputs: np.ndarray, outputs: np.ndarray, window: int = 5, reach: int = 3,
+              edge_quantile: float = 0.9, tail: float = 0.95, smooth: float = 1.5) -> float:
+    """High-quantile luminance overshoot (grey levels) beyond the input's local range *beside* its strongest edges.
+
+    A halo is a light or dark band a few pixels off an edge (above a brow, along a collar), where the output
+    leaves the [min, max] of the input's `window` × `window` neighbourhood; `edge_overshoot` looks only at the
+    edge pixels themselves and misses a band that sits beside them. Here every pixel within `reach` px of an
+    edge (gradient above its `edge_quantile`) counts, and the `tail` quantile of their overshoot over the whole
+    batch is returned (a band is a few pixels per edge: a mean would drown it in the rest): on portraits the gate
+    compares it with dev's own overshoot over the same inputs, since dev's texture and its small shift off
+    schnell leave the local range too.
+
+    Args:
+        inputs, outputs: (n, h, w, 3) uint8, pairwise.
+        window: side of the local range window (pixels).
+        reach: how far from an edge (pixels) a pixel still counts.
+        edge_quantile: gradient quantile above which a pixel counts as an edge.
+        tail: quantile of the near-edge overshoot returned.
+        smooth: sigma (px) of the Gaussian the change output - input is smoothed with first: a band is one-signed
+            and a few pixels wide, so it survives, while texture, which swings both ways from pixel to pixel
+            (dev's pores included), averages out.
+    """
+    from scipy import ndimage
+
+    check_pairs(inputs, outputs)
+    x, y = inputs.astype(np.float64) @ _Y, outputs.astype(np.float64) @ _Y  # (n, h, w)
+    y = x + ndimage.gaussian_filter(y - x, sigma=(0, smooth, smooth))
+    size = (1, window, window)
+    lo, hi = ndimage.minimum_filter(x, size=size), ndimage.maximum_filter(x, size=size)
+    outside = np.maximum(y - hi, 0) + np.maximum(lo - y, 0)  # (n, h, w) grey levels beyond the range
+    grad = np.hypot(ndimage.sobel(x, axis=1), ndimage.sobel(x, axis=2))
+    edges = grad >= np.quantile(grad, edge_quantile, axis=(1, 2), keepdims=True)
+    near = ndimage.binary_dilation(edges, structure=np.ones((1, 2 * reach + 1, 2 * reach + 1), bool))
+    return float(np.quantile(outside[near], tail))

@@ -76,6 +76,7 @@ def model_card(cfg: Config, meta: dict, candidate: dict, provenance: dict) -> st
 A realism head (arXiv 2505.02255): maps FLUX.1-schnell-like portraits toward FLUX.1-dev-like detail.
 **Recipe: {r.label}** (`{r.id}`; {paper}). Output: {meta.get('output_mode', 'not recorded')}. Loss terms: {terms};
 lambda_cyc {train.get('lambda_cyc')}, lambda_paired {train.get('lambda_paired')}, lr {train.get('lr')}.
+Trained in **{meta.get('precision', 'an unrecorded precision')}** ({meta.get('precision_detection', 'no detection recorded')}).
 Architecture `{meta.get('arch')}` {json.dumps(meta.get('kwargs', {}))}{f', {params} parameters' if params else ''};
 weights as safetensors (`artifacts/head/head.safetensors`), no pickled objects.
 

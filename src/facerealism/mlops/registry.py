@@ -24,6 +24,8 @@ from facerealism.scoring.gate import beats_fitted, gate
 LOCK_TAG = "promotion.lock"
 SPLIT_TAG = "holdout.fingerprint"
 DECIDED_TAG = "gate.decided_at"
+APPROVAL_TAG = "approval.status"  # pending | approved | rejected, with register.human_approval
+AWAITING = "awaiting approval"  # gate.passed of a version that passed the gate and waits for a person
 CANDIDATE_TAG = "candidate.key"  # head files + metrics + split: one registered version per candidate
 
 
@@ -186,6 +188,9 @@ def promote(client, cfg: Config, version: str, candidate: dict, benchmark: dict 
         suite: (sound, reasons) of `suite_check`; an unsound metric suite blocks promotion.
         fitted_filter: the version is a fitted filter (the best of the fitted baselines), not a learned head: it
             is not compared with the fitted baselines, itself among them.
+
+    With register.human_approval a version that passes is held: gate.passed reads "awaiting approval" (so no
+    settle step moves `champion` to it) until `approval.decide` records a person's answer.
     """
     name = cfg.register.model_name
     with promotion_lock(client, cfg, name):
@@ -196,17 +201,21 @@ def promote(client, cfg: Config, version: str, candidate: dict, benchmark: dict 
         beats, why = (True, ["a fitted filter: not compared with the fitted baselines (it is the best of them that "
                              "passes the photo rules)"]) if fitted_filter else beats_fitted(cfg, candidate)
         passed, reasons = passed and beats and suite[0], reasons + why + suite[1]
-        client.set_model_version_tag(name, version, "gate.passed", str(passed))
+        held = passed and cfg.register.human_approval
+        client.set_model_version_tag(name, version, "gate.passed", AWAITING if held else str(passed))
         client.set_model_version_tag(name, version, "gate.reasons", " | ".join(reasons)[:4900])
         client.set_registered_model_alias(name, "challenger", version)
-        if passed:
+        if held:
+            client.set_model_version_tag(name, version, APPROVAL_TAG, "pending")
+        elif passed:
             client.set_registered_model_alias(name, "champion", version)
         # Written last: a version without it was cut off mid-decision, and a rerun decides it again.
         client.set_model_version_tag(name, version, DECIDED_TAG, time.strftime("%Y-%m-%dT%H:%M:%S%z"))
         final = settle_champion(client, cfg, name)
     prev = None if champ is None else str(champ.version)
-    return {"model": name, "version": version, "promoted": passed, "reasons": reasons,
-            "previous_champion": prev, "champion": final, "model_uri": f"models:/{name}/{version}"}
+    return {"model": name, "version": version, "promoted": passed and not held, "reasons": reasons,
+            "previous_champion": prev, "champion": final, "model_uri": f"models:/{name}/{version}",
+            **({"approval": {"status": "pending", "reason": ""}} if held else {})}
 
 
 def candidate_key(cfg: Config, head_dir: Path, candidate: dict, holdout: str, suite: list[str] | None = None) -> str:

@@ -3,8 +3,9 @@
 `facerealism check` prints what it found; `facerealism run` runs it before the first stage. Checked: the head, its
 discriminators and one forward of a small image on the CPU (random init, no weights); the backend's model sources (local
 folders, the Hugging Face cache: what a run would download); the metrics' weight files; the register gate's metric
-names against those evaluate writes; the controls; the registry settings. The first inconsistency is a UserError
-of one line naming the keys.
+names against those evaluate writes; the controls; the registry settings; the resources (facerealism.orchestration
+.resources): the disk, RAM and GPU-hours the profile needs against this machine, and the dataset's size against the
+batch size and split fractions. The first inconsistency is a UserError of one line naming the keys.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from pathlib import Path
 
 from facerealism.config import Config
 from facerealism.errors import UserError
+from facerealism.orchestration.resources import ASSUMED_TFLOPS, ASSUMED_UTILISATION, GB, Machine, estimate
+from facerealism.precision import EMULATED_COST, resolve
 
 
 @dataclass
@@ -23,12 +26,16 @@ class Findings:
 
     lines: list[tuple[str, str]] = field(default_factory=list)  # (stage, what)
     errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # allowed, but likely not what the user wants
 
     def note(self, stage: str, what: str) -> None:
         self.lines.append((stage, what))
 
     def error(self, message: str) -> None:
         self.errors.append(message)
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
 
 
 def check_train(cfg: Config, f: Findings) -> None:
@@ -39,6 +46,11 @@ def check_train(cfg: Config, f: Findings) -> None:
     from facerealism.models import build_discriminator, build_generator
 
     t = cfg.train
+    p = resolve(t.mixed_precision)
+    f.note("train", f"precision {p.label}: {p.why}")
+    if p.name == "bf16" and not p.native_bf16:
+        f.warn(f"train.mixed_precision=bf16 on a device that emulates bf16 ({p.why}): {EMULATED_COST}; "
+               f"set train.mixed_precision=auto (fp32 here)")
     if t.detail and not t.residual_output and t.model != "unet_cbam":
         f.error(f"train.detail=true needs train.residual_output=true (the detail head adds gains to its input); "
                 f"set train.detail=false for a free generator with tanh output (train.model={t.model})")
@@ -166,21 +178,70 @@ def check_register(cfg: Config, f: Findings) -> None:
                        f"check_controls={r.check_controls}")
 
 
+def check_resources(cfg: Config, f: Findings, machine: Machine) -> None:
+    """The dataset's size against the batch size and the split fractions; disk and RAM against `machine`; the
+    GPU-hours printed (at an assumed speed, ASSUMED_TFLOPS)."""
+    t, s, n = cfg.train, cfg.split, estimate(cfg)
+    dataset = (f"{n.pairs} pairs (prompts.n_enriched + prompts.n_baseline) x (1 - split.holdout_fraction "
+               f"{s.holdout_fraction:g} - split.validation_fraction {s.validation_fraction:g})")
+    if n.train_pairs < 2:
+        f.error(f"{dataset} leave ~{n.train_pairs:.1f} training pairs; train needs at least 2: raise prompts.n_enriched")
+    if t.batch_size > n.train_pairs:
+        f.error(f"train.batch_size={t.batch_size} is larger than the ~{n.train_pairs:.0f} training pairs ({dataset}); "
+                f"lower train.batch_size or raise prompts.n_enriched")
+    if n.test_pairs < 2:
+        f.error(f"{n.pairs} pairs (prompts.n_enriched + prompts.n_baseline) x split.holdout_fraction "
+                f"{s.holdout_fraction:g} leave ~{n.test_pairs:.1f} test pairs; evaluate's C2ST needs at least 2: "
+                f"raise split.holdout_fraction or prompts.n_enriched")
+    side = f"{n.side} px"
+    if n.train_ram_bytes > machine.ram_bytes:
+        if t.num_workers == 0:
+            f.error(f"train.num_workers=0 decodes the ~{n.train_pairs:,.0f} training pairs of {side} into RAM as "
+                    f"float32: {n.train_ram_bytes / GB:,.0f} GB, this machine has {machine.ram_bytes / GB:,.0f} GB; "
+                    f"set train.num_workers (e.g. 8) to decode each batch from disk")
+        else:
+            f.error(f"train.num_workers={t.num_workers} worker processes with batches of train.batch_size="
+                    f"{t.batch_size} at {side} need ~{n.train_ram_bytes / GB:,.1f} GB, this machine has "
+                    f"{machine.ram_bytes / GB:,.0f} GB; lower train.num_workers")
+    if n.disk_bytes > machine.disk_free_bytes:
+        f.error(f"the {n.images_to_render:,} images still to render (PNG, {cfg.generate.size} px) and two checkpoints need "
+                f"~{n.disk_bytes / GB:,.0f} GB, {machine.disk_where} has {machine.disk_free_bytes / GB:,.0f} GB free; "
+                f"point paths.data at a larger disk or lower prompts.n_enriched")
+    gpu = n.generate_gpu_hours
+    f.note("resources", f"{n.pairs:,} pairs at {cfg.generate.size} px (~{n.train_pairs:,.0f} train, ~{n.test_pairs:,.0f}"
+                        f" test); disk ~{n.disk_bytes / GB:,.1f} GB ({machine.disk_free_bytes / GB:,.0f} GB free at "
+                        f"{machine.disk_where}); train RAM ~{n.train_ram_bytes / GB:,.1f} GB "
+                        f"({'decoded in RAM' if t.num_workers == 0 else f'{t.num_workers} decode workers'}; "
+                        f"machine {machine.ram_bytes / GB:,.0f} GB)")
+    f.note("resources", f"GPU-hours at an assumed {ASSUMED_TFLOPS:g} TFLOP/s ({ASSUMED_UTILISATION:.0%} of an H100's "
+                        f"bf16 peak): generate "
+                        + (f"~{gpu:,.1f} ({n.generate_tflop_per_pair:,.0f} TFLOP a pair)" if gpu is not None else
+                           f"not estimated for backend {cfg.generate.backend}")
+                        + (f", train ~{n.train_gpu_hours(t.steps):,.1f} ({t.steps:,} steps x "
+                           f"{n.train_tflop_per_step:,.2f} TFLOP)" if n.train_tflop_per_step is not None else
+                           ", train not estimated (the head does not build)"))
+
+
 CHECKS = (("generate", check_generate), ("train", check_train), ("evaluate", check_evaluate),
           ("register", check_register))
 
 
-def preflight(cfg: Config) -> Findings:
-    """Run every check; returns the findings (errors included, none raised)."""
+def preflight(cfg: Config, machine: Machine | None = None) -> Findings:
+    """Run every check; returns the findings (errors included, none raised).
+
+    Args:
+        machine: what the run may use; None: this machine (Machine.this).
+    """
     f = Findings()
     for _, check in CHECKS:
         check(cfg, f)
+    check_resources(cfg, f, machine or Machine.this(cfg))
     return f
 
 
-def require(cfg: Config) -> Findings:
+def require(cfg: Config, machine: Machine | None = None) -> Findings:
     """preflight, raising the first error as one line (and how many more there are)."""
-    f = preflight(cfg)
+    f = preflight(cfg, machine)
     if f.errors:
         more = f" (+{len(f.errors) - 1} more: run facerealism check)" if len(f.errors) > 1 else ""
         raise UserError(f"preflight: {f.errors[0]}{more}")

@@ -16,7 +16,7 @@ from facerealism.config import Config
 # Dask settings for render workers. A worker renders one long shard at a time, so its periodic housekeeping only
 # takes the GIL away from the render thread: a stack-sampling profiler every 10 ms, an event-loop tick every 20 ms,
 # memory and system monitors every 0.1/0.5 s (`python -m facerealism.bench.shards` measures what that costs; the
-# README gives the figures). The memory monitor stays on (it restarts a worker over its limit).
+# docs/results.md gives the figures). The memory monitor stays on (it restarts a worker over its limit).
 RENDER_WORKER_DASK_CONFIG = {
     "distributed.worker.profile.enabled": False,
     "distributed.admin.tick.interval": "1s",

@@ -82,6 +82,10 @@ def build_suite(cfg: Config, gx, face_checked: bool = False, pair_checked: bool 
              f"dev is washed out: its pixel std is below {v.min_contrast_ratio}x its schnell image's"),
             ("pair_ssim", None, v.max_pair_ssim, f"dev is a near-copy of its schnell image (SSIM > {v.max_pair_ssim})"),
         ]
+        if size >= v.detail_correlation_min_size:  # below it, small synthetic pairs share their faces' edges
+            relations.append(("pair_detail_correlation", None, v.max_pair_detail_correlation,
+                              f"dev is a near-copy of its schnell image: its fine detail is schnell's own "
+                              f"(correlation > {v.max_pair_detail_correlation})"))
         for col, lo, hi, sentence in relations:
             exps.append((e.ExpectColumnValuesToBeBetween(column=col, min_value=lo, max_value=hi), sentence))
         for col, lo, hi, sentence in relations:

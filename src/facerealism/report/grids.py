@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from facerealism.files import atomic_write_bytes, encode_png
 
@@ -22,7 +22,8 @@ def image_grid(rows: list[np.ndarray], labels: list[str] | None = None, scale: i
     """
     n, h, w, _ = rows[0].shape
     h, w = h * scale, w * scale
-    margin = 70 if labels else 0
+    font = ImageFont.load_default(size=max(12, min(18, h // 5)))  # legible beside 64-256 px rows
+    margin = int(max(font.getlength(label) for label in labels)) + 10 if labels else 0
     canvas = np.full((len(rows) * (h + pad) + pad, margin + n * (w + pad) + pad, 3), 255, np.uint8)
     for r, imgs in enumerate(rows):
         for c, img in enumerate(imgs):
@@ -32,7 +33,7 @@ def image_grid(rows: list[np.ndarray], labels: list[str] | None = None, scale: i
     if labels:
         draw = ImageDraw.Draw(pil)
         for r, label in enumerate(labels):
-            draw.text((4, pad + r * (h + pad) + h // 2 - 5), label, fill=(0, 0, 0))
+            draw.text((4, pad + r * (h + pad) + h // 2), label, fill=(0, 0, 0), font=font, anchor="lm")
     return np.asarray(pil)
 
 

@@ -48,7 +48,7 @@ def save_crops(path: str | Path, rows: dict[str, np.ndarray], scale: int | None 
     blocks = []
     for region in CROP_REGIONS:  # one grid per region: regions differ in shape
         crops = [crop_region(imgs, region) for imgs in rows.values()]
-        blocks.append(image_grid(crops, [f"{region}: {label}"[:11] for label in rows],  # 70 px label margin
+        blocks.append(image_grid(crops, [f"{region}: {label}" for label in rows],
                                  scale=scale or max(1, 96 // crops[0].shape[1])))
     width = max(b.shape[1] for b in blocks)
     sheet = np.concatenate([np.pad(b, ((0, 6), (0, width - b.shape[1]), (0, 0)), constant_values=255)
@@ -78,17 +78,40 @@ def _png_bytes(fig) -> bytes:
     return buf.getvalue()
 
 
-def metric_bars_png(table: dict) -> bytes:
-    """FD_diff per feature space (with 95 % CIs) and C2ST vs dev, one bar per Table 4 row."""
+# grey: schnell, green: dev, blue: heads, orange: fitted baselines, red: negative controls (the gate must reject them)
+def _row_colour(label: str, i: int) -> str:
+    if i < 2:
+        return ("#999", "#2a7")[i]
+    return "#c33" if label.startswith("control: ") else "#e90" if label.startswith("fitted: ") else "#36c"
+
+
+def metric_bars_pngs(table: dict) -> list[tuple[str, bytes]]:
+    """One horizontal bar chart per gate metric: FD_diff per feature space (95 % CIs) and C2ST vs dev.
+
+    Horizontal bars keep Table 4's long row names readable; one figure per metric lets a narrow screen stack them.
+    Returns:
+        [(title, png bytes)].
+    """
     plt = _plt()
     rows = table["rows"]
     labels = table.get("order", list(rows))
-    spaces = list(rows[labels[0]]["fd"])
-    fig, axes = plt.subplots(1, len(spaces) + 1, figsize=(5.0 * (len(spaces) + 1), 4.4))
-    x = np.arange(len(labels))
-    # grey: schnell, green: dev, blue: heads, red: negative controls (filters the gate must reject)
-    colors = ["#999", "#2a7", *("#c33" if l.startswith("control: ") else "#36c" for l in labels[2:])]
-    for ax, space in zip(axes, spaces):
+    colors = [_row_colour(label, i) for i, label in enumerate(labels)]
+    y = np.arange(len(labels))
+    height = 0.3 * len(labels) + 1.0
+
+    def chart(title: str, vals: np.ndarray, err, ref: float, xlim=None) -> bytes:
+        fig, ax = plt.subplots(figsize=(5.2, height))
+        ax.barh(y, vals, xerr=err, capsize=3, color=colors)
+        ax.axvline(ref, color="k", lw=0.8, ls="--" if ref else "-")
+        ax.set_yticks(y, labels, fontsize=11)
+        ax.invert_yaxis()  # Table 4's order, top to bottom
+        ax.set_title(title, fontsize=12)
+        if xlim:
+            ax.set_xlim(*xlim)
+        return _png_bytes(fig)
+
+    out = []
+    for space in rows[labels[0]]["fd"]:
         vals = np.array([rows[l]["fd"][space]["fd_diff"] for l in labels])
         cis = [rows[l]["fd"][space].get("fd_diff_ci") for l in labels]
         err = None
@@ -96,19 +119,12 @@ def metric_bars_png(table: dict) -> bytes:
             lo, hi = np.array([c[0] for c in cis]), np.array([c[1] for c in cis])
             # Percentile CIs need not contain the plug-in value; clip so matplotlib gets non-negative lengths.
             err = np.vstack([np.clip(vals - lo, 0, None), np.clip(hi - vals, 0, None)])
-        ax.bar(x, vals, yerr=err, capsize=4, color=colors)
-        ax.axhline(0, color="k", lw=0.8)
-        ax.set_title(f"FD_diff ({space}); > 0: nearer dev")
-        ax.set_xticks(x, labels, rotation=20, ha="right", fontsize=8)
-    ax = axes[-1]
+        out.append((f"FD_diff {space}", chart(f"FD_diff ({space}); > 0: nearer dev", vals, err, 0.0)))
     acc = np.array([rows[l]["c2st_vs_dev"] for l in labels])
     ci = np.array([rows[l].get("c2st_ci", [v, v]) for l, v in zip(labels, acc)])
-    ax.bar(x, acc, yerr=np.vstack([acc - ci[:, 0], ci[:, 1] - acc]).clip(0, None), capsize=4, color=colors)
-    ax.axhline(0.5, color="k", lw=0.8, ls="--")
-    ax.set_ylim(0, 1)
-    ax.set_title("C2ST accuracy vs dev; 0.5: indistinguishable")
-    ax.set_xticks(x, labels, rotation=20, ha="right", fontsize=8)
-    return _png_bytes(fig)
+    err = np.vstack([acc - ci[:, 0], ci[:, 1] - acc]).clip(0, None)
+    out.append(("C2ST vs dev", chart("C2ST accuracy vs dev; 0.5: indistinguishable", acc, err, 0.5, (0, 1))))
+    return out
 
 
 def fig8_png(bench: dict) -> bytes:
@@ -149,8 +165,9 @@ def fig8_png(bench: dict) -> bytes:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _img(data: bytes, alt: str) -> str:
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
+def _img(data: bytes, alt: str, cls: str = "") -> str:
+    c = f' class="{cls}"' if cls else ""
+    return f'<img{c} alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
 
 
 def _fmt(v) -> str:
@@ -164,7 +181,48 @@ def _fmt(v) -> str:
 def _table(header: list[str], rows: list[list]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{_fmt(c)}</td>" for c in r) + "</tr>" for r in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+    # Wide tables scroll inside their box; the page itself never scrolls sideways.
+    return f"<div class='scroll'><table><tr>{head}</tr>{body}</table></div>"
+
+
+def _with_ci(value: float, ci) -> str:
+    return f"{value:.3g} [{ci[0]:.3g}, {ci[1]:.3g}]" if ci else f"{value:.3g}"
+
+
+def _gate_verdicts(table: dict, promotion: dict | None) -> dict[str, str]:
+    """Row label -> what the promotion gate said about it (register's suite check and the candidate's decision)."""
+    out = {}
+    for label, r in ((promotion or {}).get("suite", {}).get("rows") or {}).items():
+        first = next((x for x in r["reasons"] if x.endswith(": fail")), "")
+        out[label] = "passes" if r["passed"] else f"rejected ({first.removesuffix(': fail')})" if first else "rejected"
+    for label in table.get("order", []):
+        if label.startswith("fitted: "):
+            out.setdefault(label, "baseline the head must beat")
+    out.setdefault("FLUX.1-schnell", "reference (the input)")
+    if promotion and table.get("head_label"):
+        out[table["head_label"]] = "promoted" if promotion["promoted"] else "not promoted"
+    return out
+
+
+def _table4_compact(table: dict, promotion: dict | None) -> str:
+    """The columns the promotion gate reads: FD_diff with its 95 % CI per feature space, C2ST vs dev and its spread,
+    placement gain, halo over dev's, the verdict."""
+    rows = table["rows"]
+    spaces = list(next(iter(rows.values()))["fd"])
+    verdicts = _gate_verdicts(table, promotion)
+    header = ["row", *(f"FD_diff {s} [95% CI]" for s in spaces), "C2ST vs dev [95% CI]",
+              f"C2ST spread ({table.get('c2st_seeds')} seeds x {table.get('c2st_halves')} halves)",
+              "placement gain [95% CI]", "halo / dev's", "gate"]
+    out = []
+    for label in table.get("order", rows):
+        r = rows[label]
+        runs, place, halo = r.get("c2st_runs"), r.get("placement"), r.get("halo_vs_dev")
+        out.append([label, *(_with_ci(r["fd"][s]["fd_diff"], r["fd"][s].get("fd_diff_ci")) for s in spaces),
+                    _with_ci(r["c2st_vs_dev"], r.get("c2st_ci")),
+                    f"{runs['best']:.3f}–{runs['worst']:.3f}" if runs else "-",
+                    _with_ci(place["gain"], place["ci"]) if place else "-",
+                    f"{halo:.2f}" if halo is not None else "-", verdicts.get(label, "-")])
+    return _table(header, out)
 
 
 def _table4_html(table: dict) -> str:
@@ -207,6 +265,90 @@ def _table4_html(table: dict) -> str:
             f"<ul>{unavailable}</ul>")
 
 
+def _cost_sentence(bench: dict | None) -> str:
+    """Measured cost of schnell + head against dev at the smallest measured size, and the full-size FLOPs model."""
+    if not bench:
+        return "Cost vs dev: not measured yet (run the benchmark stage)."
+    parts = []
+    pipes = bench.get("pipelines", {})
+    if pipes.get("available"):
+        size = min(pipes["by_size"], key=int)
+        r = pipes["by_size"][size]
+        parts.append(f"schnell + head takes {r['schnell+head']['ms_per_image']:.0f} ms per {size} px image against "
+                     f"dev's {r['dev']['ms_per_image']:.0f} ms ({r['cost_reduction_pct_vs_dev']:.0f} % less, measured on "
+                     f"{pipes['models']}, {bench.get('device', '?')})")
+    model = bench.get("flops_by_size", {})
+    if model:
+        size = max(model, key=int)
+        m = model[size]
+        parts.append(f"full-size FLUX.1 at {size} px: {m['schnell4_plus_head_tflop']:.0f} TFLOP against dev's "
+                     f"{m['dev50_tflop']:.0f} ({100 * m['schnell4_plus_head_tflop'] / m['dev50_tflop']:.0f} % of dev)")
+    return ("Cost vs dev: " + "; ".join(parts) + ".") if parts else "Cost vs dev: not measured."
+
+
+def _verdict_html(promotion: dict | None, table: dict | None, bench: dict | None, ratings: dict | None) -> str:
+    """One sentence on what was promoted and why, the numbers that decided it, and what it costs against dev."""
+    if promotion is None:
+        head = "<p class='verdict none'><b>No promotion decision yet</b>: the register stage has not run.</p>"
+        checks = ""
+    else:
+        label = (table or {}).get("head_label") or "the head"
+        version = f"{promotion['model']} v{promotion['version']}"
+        approval = promotion.get("approval")
+        if promotion["promoted"]:
+            head = (f"<p class='verdict ok'><b>Promoted:</b> {html.escape(version)} ({html.escape(label)}) is "
+                    f"@champion: it passed every check of the gate below.</p>")
+        else:
+            failing = [r.removesuffix(": fail") for r in promotion["reasons"] if r.endswith(": fail")]
+            why = failing[0] if failing else (approval or {}).get("reason", "see the checks below")
+            head = (f"<p class='verdict no'><b>Not promoted:</b> {html.escape(version)} ({html.escape(label)}) stays "
+                    f"challenger; champion: {html.escape(str(promotion.get('champion') or 'none'))}. "
+                    f"Deciding: {html.escape(why)}.</p>")
+        if promotion.get("outcome"):  # learned head, fitted filter or nothing: what register promoted, and why
+            head += (f"<p><b>Decision: {html.escape(promotion['outcome'])}</b> — "
+                     f"{html.escape(promotion.get('outcome_why', ''))}</p>")
+        if approval:
+            head += (f"<p>Human approval: <b>{html.escape(approval['status'])}</b>"
+                     + (f" — {html.escape(approval['reason'])}" if approval.get("reason") else "") + "</p>")
+        items = "".join(f"<li class='{'fail' if r.endswith(': fail') else 'pass'}'>{html.escape(r)}</li>"
+                        for r in promotion["reasons"])
+        checks = f"<details><summary>The gate's {len(promotion['reasons'])} checks</summary><ul>{items}</ul></details>"
+    numbers = []
+    if table and table.get("head_label") in table["rows"]:
+        r, rows = table["rows"][table["head_label"]], table["rows"]
+        spaces = list(r["fd"])
+        numbers.append("FD_diff (> 0: nearer dev than schnell) " + ", ".join(
+            f"{s} {_with_ci(r['fd'][s]['fd_diff'], r['fd'][s].get('fd_diff_ci'))}" for s in spaces))
+        schnell = rows.get("FLUX.1-schnell")
+        numbers.append(f"C2ST vs dev {_with_ci(r['c2st_vs_dev'], r.get('c2st_ci'))}"
+                       + (f" (schnell {_with_ci(schnell['c2st_vs_dev'], schnell.get('c2st_ci'))}; 0.5: "
+                          f"indistinguishable)" if schnell else ""))
+    if ratings:
+        c = ratings["comparisons"].get("head_vs_dev", {})
+        if c.get("preference") is not None:
+            numbers.append(f"people preferred the head over dev in {100 * c['preference']:.0f} % of {c['votes']} votes "
+                           f"[{100 * c['ci95'][0]:.0f}, {100 * c['ci95'][1]:.0f}] from {c['raters']} raters")
+    numbers.append(_cost_sentence(bench).removesuffix("."))
+    return (f"<section class='summary'><h2>Verdict</h2>{head}<ul>"
+            + "".join(f"<li>{html.escape(n)}</li>" for n in numbers) + f"</ul>{checks}</section>")
+
+
+def _ratings_html(ratings: dict | None) -> str:
+    if not ratings:
+        return ("<p>No ratings yet: <code>facerealism rate</code> serves the page where people choose which of two "
+                "portraits looks real; <code>facerealism rate-results</code> adds up their votes.</p>")
+    rows = []
+    for name, c in ratings["comparisons"].items():
+        rows.append([f"{c['a']} vs {c['b']}", "-" if c["preference"] is None else f"{100 * c['preference']:.0f} %",
+                     "-" if c["ci95"] is None else f"[{100 * c['ci95'][0]:.0f}, {100 * c['ci95'][1]:.0f}] %",
+                     c["votes"], c["raters"]])
+    r = ratings["raters"]
+    return (_table(["comparison", "chose the first", "95 % CI (Wilson)", "votes", "raters"], rows)
+            + f"<p>{r['counted']} of {r['total']} raters counted; set aside as careless (missed attention checks of dev "
+              f"against a degraded copy): {html.escape(', '.join(r['careless']) or 'none')}; not yet checked: "
+              f"{len(r['no_attention_answer'])}. Fitted baseline rated: {html.escape(str(ratings.get('fitted')))}.</p>")
+
+
 def _benchmark_html(bench: dict) -> str:
     parts = [f"<p>device: {html.escape(str(bench.get('device')))}, threads: {bench.get('threads')}, head: "
              f"{html.escape(str(bench.get('head_arch')))} {html.escape(str(bench.get('head_kwargs')))}</p>"]
@@ -238,55 +380,70 @@ def _benchmark_html(bench: dict) -> str:
     return "".join(parts)
 
 
-def _decision_html(decision: dict) -> str:
-    """What register promoted (learned head, fitted filter or nothing) and why."""
-    outcome = decision.get("outcome", "learned head" if decision.get("promoted") else "nothing")
-    return (f"<p><b>{html.escape(outcome)}</b>: {html.escape(decision.get('outcome_why', ''))}</p>"
-            f"<p>champion: version {html.escape(str(decision.get('champion')))}; every reason: promotion.json</p>")
-
-
-_CSS = ("body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;font-size:12px;"
-        "margin:1em 0}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}th{background:#eee}"
-        "img{max-width:100%;image-rendering:pixelated}")
+_CSS = ("body{font-family:system-ui,sans-serif;margin:0 auto;padding:1em;max-width:1400px;color:#222;"
+        "overflow-wrap:anywhere}h1{font-size:1.5em}h2{margin-top:1.6em}"
+        ".scroll{overflow-x:auto;max-width:100%}table{border-collapse:collapse;font-size:13px;margin:.6em 0}"
+        "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right;overflow-wrap:normal}"
+        "td:first-child,th:first-child,td:last-child{text-align:left}th{background:#eee}"
+        "@media (max-width:600px){table{font-size:11px}body{padding:.5em}}"
+        "img{max-width:100%;height:auto}img.pixels{image-rendering:pixelated}"
+        ".charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(100%,420px),1fr));gap:1em}"
+        ".summary{border:2px solid #ccc;border-radius:8px;padding:.2em 1em}.verdict{font-size:1.15em}"
+        ".ok{color:#185}.no{color:#b22}li.fail{color:#b22}details{margin:.6em 0}summary{cursor:pointer}")
 
 
 def write_report(reports_dir: str | Path) -> Path:
-    """Build reports/report.html from whatever the evaluate, audit and benchmark stages have written so far.
+    """Build reports/report.html from whatever the evaluate, audit, benchmark, register and rating steps wrote.
+
+    Order: the verdict (what was promoted, the deciding numbers, cost vs dev), the gate's columns of Table 4 (the
+    rest folded), charts, image grids, people's ratings, diversity, speed.
 
     Args:
-        reports_dir: the reports folder (table4.json, audit.json, benchmark.json, before_after.png, crops.png, fig8_speed.png).
+        reports_dir: the reports folder (table4.json, promotion.json, ratings.json, audit.json, benchmark.json, PNGs).
 
     Returns:
         Path of report.html; images are embedded (base64), so the file stands alone as an MLflow artifact.
     """
     reports = Path(reports_dir)
-    sections = ["<h1>facerealism — evaluation and speed report</h1>"]
-    if (reports / catalog.TABLE4.name).exists():
-        table = read_json(reports / catalog.TABLE4.name)
+
+    def load(artifact) -> dict | None:
+        return read_json(reports / artifact.name) if (reports / artifact.name).exists() else None
+
+    table, bench = load(catalog.TABLE4), load(catalog.BENCHMARK_JSON)
+    promotion, ratings = load(catalog.PROMOTION), load(catalog.RATINGS_JSON)
+    sections = ["<h1>facerealism — evaluation and speed report</h1>", _verdict_html(promotion, table, bench, ratings)]
+    if table:
         sections.append(f"<h2>Quality (Table 4) — held-out split, {table['n_images']} images</h2>")
-        sections.append(_table4_html(table))
-        sections.append(_img(metric_bars_png(table), "metric bars"))
+        sections.append("<p>The columns the promotion gate reads. Controls are filters the gate must reject; "
+                        "fitted rows are closed-form baselines (least squares, a spectral equaliser) the head must beat: the best "
+                        "of them that passes the photo rules.</p>")
+        sections.append(_table4_compact(table, promotion))
+        sections.append("<details><summary>Every column of Table 4, notes and unavailable columns</summary>"
+                        + _table4_html(table) + "</details>")
+        sections.append("<div class='charts'>" + "".join(_img(png, title) for title, png in metric_bars_pngs(table))
+                        + "</div>")
     else:
         sections.append("<h2>Quality (Table 4)</h2><p>Not run yet: run the evaluate stage.</p>")
-    for name, title in ((catalog.BEFORE_AFTER.name, "Before / after (rows: schnell, heads, dev)"),
-                        (catalog.CROPS.name, "Zoomed crops: eyes, skin, hair")):
+    for name, title, rows in ((catalog.BEFORE_AFTER.name, "Before / after", "rows, top to bottom: schnell, "),
+                              (catalog.CROPS.name, "Zoomed crops: eyes, skin, hair", "per region, rows: schnell, ")):
         if (reports / name).exists():
-            sections.append(f"<h2>{title}</h2>" + _img((reports / name).read_bytes(), name))
+            heads = [l for l in (table or {}).get("order", [])[2:] if not l.startswith(("control: ", "fitted: "))]
+            caption = html.escape(rows + ", ".join(heads + ["dev"])) if table else ""
+            sections.append(f"<h2>{title}</h2><p>{caption}</p>" + _img((reports / name).read_bytes(), name, "pixels"))
+    sections.append("<h2>People's judgement: which looks like a real photograph?</h2>" + _ratings_html(ratings))
     if (reports / catalog.AUDIT_JSON.name).exists():
         t1 = read_json(reports / catalog.AUDIT_JSON.name)["table1"]
         sections.append("<h2>Diversity (Table 1) — baseline vs enriched prompts</h2>")
         sections.append(_table(t1["columns"], [[r[c] for c in t1["columns"]] for r in t1["rows"]]))
-    if (reports / catalog.PROMOTION.name).exists():
-        sections.append("<h2>Decision (register)</h2>" + _decision_html(read_json(reports / catalog.PROMOTION.name)))
-    if (reports / catalog.BENCHMARK_JSON.name).exists():
-        bench = read_json(reports / catalog.BENCHMARK_JSON.name)
+    if bench:
         sections.append("<h2>Speed (Fig. 8)</h2>")
         if (reports / catalog.FIG8.name).exists():
             sections.append(_img((reports / catalog.FIG8.name).read_bytes(), "Fig. 8"))
         sections.append(_benchmark_html(bench))
     else:
         sections.append("<h2>Speed (Fig. 8)</h2><p>Not run yet: run the benchmark stage.</p>")
-    doc = (f"<!doctype html><html><head><meta charset='utf-8'><title>facerealism report</title>"
+    doc = (f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+           f"<meta name='viewport' content='width=device-width, initial-scale=1'><title>facerealism report</title>"
            f"<style>{_CSS}</style></head><body>{''.join(sections)}</body></html>")
     path = reports / catalog.REPORT_HTML.name
     atomic_write_bytes(path, doc.encode())

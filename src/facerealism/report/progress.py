@@ -62,7 +62,7 @@ class RateLog:
             self.emit(f"{self.label}: {self.done}/{self.total} {self.unit}, {rate:.2f} {self.unit}/s, eta {eta}")
 
 
-def _emit_line(line: str) -> None:
+def log_line(line: str) -> None:
     """One progress line to the Prefect run log inside a flow/task run, else to the `facerealism.report.progress` logger
     (and stderr when nothing handles that logger)."""
     if "prefect" in sys.modules:  # no Prefect imported: no run to log to (and no 1 s import to pay)
@@ -96,7 +96,7 @@ class StageProgress(Progress):
     def __init__(self, *columns, emit=None, **kwargs):
         super().__init__(*columns, **kwargs)
         self.log_mode = not self.console.is_terminal
-        self._emit = emit or _emit_line
+        self._emit = emit or log_line
         self._rates: dict = {}
 
     def start(self) -> None:

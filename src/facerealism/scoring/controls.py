@@ -63,37 +63,99 @@ def _ringing(images: np.ndarray, cutoff: float, boost: float) -> np.ndarray:
     return np.clip(x + boost * (x - low) + 0.5, 0, 255).astype(np.uint8)
 
 
+def _high_pass(images: np.ndarray, sigma: float = 1.0) -> np.ndarray:
+    from scipy import ndimage
+
+    x = images.astype(np.float64)
+    return x - ndimage.gaussian_filter(x, sigma=(0, sigma, sigma, 0), mode="nearest")  # (n, h, w, 3)
+
+
+def _skin(images: np.ndarray) -> np.ndarray:
+    """(n, h, w, 1) soft mask of skin-coloured pixels: the classic YCbCr box (Cb 77..127, Cr 133..173), blurred
+    by 1 px so the mask has no hard rim of its own."""
+    from scipy import ndimage
+
+    ycc = images.astype(np.float64) @ np.array([[-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]]).T + 128
+    box = (ycc[..., 0] >= 77) & (ycc[..., 0] <= 127) & (ycc[..., 1] >= 133) & (ycc[..., 1] <= 173)
+    return ndimage.gaussian_filter(box.astype(np.float64), sigma=(0, 1, 1))[..., None]
+
+
+def _pasted_texture(images: np.ndarray, dev: np.ndarray | None, skin_only: bool) -> np.ndarray:
+    # Misplaced texture with dev's exact statistics: each schnell image gets the sigma-1 high-pass of *another*
+    # test pair's dev image (the next one), so its detail follows that face's skin, hair and edges, not its own.
+    # skin_only keeps it to this image's skin-coloured pixels: roughly placed, still another face's detail.
+    if dev is None or dev.shape != images.shape or len(images) < 2:
+        raise UserError("the pasted-texture controls need the dev twins of >= 2 schnell images, paired one to one")
+    detail = _high_pass(np.roll(dev, 1, axis=0))
+    if skin_only:
+        detail = detail * _skin(images)
+    return np.clip(images.astype(np.float64) + detail + 0.5, 0, 255).astype(np.uint8)
+
+
+def _light_band(images: np.ndarray, lift: float, offset: int, width: int) -> np.ndarray:
+    # The halo a head draws above brows and hairlines: a band `width` px tall, `offset` px above every strong
+    # horizontal edge whose upper side is the brighter one, lifted by `lift` grey levels and softened by 1 px.
+    from scipy import ndimage
+
+    x = images.astype(np.float64)
+    y = x @ _Y  # (n, h, w)
+    gy = ndimage.sobel(y, axis=1)  # > 0: brighter below
+    strong = -gy >= np.quantile(np.abs(gy), 0.9, axis=(1, 2), keepdims=True)  # brighter above, dark below (a brow)
+    band = np.zeros_like(y)
+    for d in range(offset, offset + width):
+        band[:, :-d] = np.maximum(band[:, :-d], strong[:, d:])
+    band = ndimage.gaussian_filter(band, sigma=(0, 1, 1))[..., None]
+    return np.clip(x + lift * band + 0.5, 0, 255).astype(np.uint8)
+
+
 def _clip_highlights(images: np.ndarray, gain: float) -> np.ndarray:
     # Blown highlights: a brightness gain that saturates the brightest skin, catchlights and clothing at 255.
     return np.clip(images.astype(np.float64) * gain + 0.5, 0, 255).astype(np.uint8)
 
 
-CONTROLS: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {
-    "luma noise σ4": lambda x, seed: _noise(x, 4.0, True, seed),
-    "luma noise σ8": lambda x, seed: _noise(x, 8.0, True, seed),
-    "luma noise σ16": lambda x, seed: _noise(x, 16.0, True, seed),
-    "RGB noise σ4": lambda x, seed: _noise(x, 4.0, False, seed),
-    "RGB noise σ8": lambda x, seed: _noise(x, 8.0, False, seed),
-    "RGB noise σ16": lambda x, seed: _noise(x, 16.0, False, seed),
-    "unsharp r1 100%": lambda x, seed: _pil(x, ImageFilter.UnsharpMask(radius=1, percent=100, threshold=0)),
-    "unsharp r2 200%": lambda x, seed: _pil(x, ImageFilter.UnsharpMask(radius=2, percent=200, threshold=0)),
-    "detail gain ×1": lambda x, seed: _detail_gain(x, 1.0),
-    "detail gain ×2": lambda x, seed: _detail_gain(x, 2.0),
-    "grain on flat regions σ8": lambda x, seed: _grain_on_flat(x, 8.0, seed),
-    "ringing (brick-wall sharpen)": lambda x, seed: _ringing(x, 0.15, 1.5),
-    "halo: unsharp r3 300%": lambda x, seed: _pil(x, ImageFilter.UnsharpMask(radius=3, percent=300, threshold=0)),
-    "clipped highlights ×1.3": lambda x, seed: _clip_highlights(x, 1.3),
+CONTROLS: dict[str, Callable[[np.ndarray, int, np.ndarray | None], np.ndarray]] = {
+    "luma noise σ4": lambda x, seed, dev: _noise(x, 4.0, True, seed),
+    "luma noise σ8": lambda x, seed, dev: _noise(x, 8.0, True, seed),
+    "luma noise σ16": lambda x, seed, dev: _noise(x, 16.0, True, seed),
+    "RGB noise σ4": lambda x, seed, dev: _noise(x, 4.0, False, seed),
+    "RGB noise σ8": lambda x, seed, dev: _noise(x, 8.0, False, seed),
+    "RGB noise σ16": lambda x, seed, dev: _noise(x, 16.0, False, seed),
+    "unsharp r1 100%": lambda x, seed, dev: _pil(x, ImageFilter.UnsharpMask(radius=1, percent=100, threshold=0)),
+    "unsharp r2 200%": lambda x, seed, dev: _pil(x, ImageFilter.UnsharpMask(radius=2, percent=200, threshold=0)),
+    "detail gain ×1": lambda x, seed, dev: _detail_gain(x, 1.0),
+    "detail gain ×2": lambda x, seed, dev: _detail_gain(x, 2.0),
+    "grain on flat regions σ8": lambda x, seed, dev: _grain_on_flat(x, 8.0, seed),
+    "ringing (brick-wall sharpen)": lambda x, seed, dev: _ringing(x, 0.15, 1.5),
+    "halo: unsharp r3 300%": lambda x, seed, dev: _pil(x, ImageFilter.UnsharpMask(radius=3, percent=300, threshold=0)),
+    "clipped highlights ×1.3": lambda x, seed, dev: _clip_highlights(x, 1.3),
+    "halo: light band above edges": lambda x, seed, dev: _light_band(x, 24.0, 1, 3),
+    "texture pasted from another dev image": lambda x, seed, dev: _pasted_texture(x, dev, skin_only=False),
+    "texture pasted from another dev image, skin only": lambda x, seed, dev: _pasted_texture(x, dev, skin_only=True),
 }
-"""Table 4 label (prefixed "control: ") -> filter(images (n, h, w, 3) uint8, seed) -> images of the same shape."""
+"""Table 4 label (prefixed "control: ") -> filter(schnell images (n, h, w, 3) uint8, seed, their dev twins or None)
+-> images of the same shape. Only the pasted-texture controls read the dev twins."""
 
 PREFIX = "control: "
 
 
-def apply(name: str, images: np.ndarray, seed: int) -> np.ndarray:
-    """One control's output on uint8 images (n, h, w, 3); seeded, so a rerun gives the same pixels."""
+def apply(name: str, images: np.ndarray, seed: int, dev: np.ndarray | None = None) -> np.ndarray:
+    """One control's output on uint8 schnell images (n, h, w, 3); seeded, so a rerun gives the same pixels.
+    `dev`: their dev twins, which the pasted-texture controls take their detail from."""
     if name not in CONTROLS:
         raise UserError(f"unknown control {name!r}; choose from {sorted(CONTROLS)}")
-    return CONTROLS[name](images, seed)
+    return CONTROLS[name](images, seed, dev)
+
+
+ORACLE = "oracle: schnell + its own dev twin's high-pass"
+"""The positive control: each schnell image plus the sigma-1 high-pass of its own dev twin, i.e. dev's texture in
+dev's place. Table 4 scores it beside the negative controls; the gate must pass it, as it must pass dev."""
+
+
+def oracle(images: np.ndarray, dev: np.ndarray) -> np.ndarray:
+    """The ORACLE row's images: schnell + high-pass (sigma 1) of its own dev twin."""
+    if dev.shape != images.shape:
+        raise UserError(f"the oracle needs dev twins paired with the schnell images, got {dev.shape} vs {images.shape}")
+    return np.clip(images.astype(np.float64) + _high_pass(dev) + 0.5, 0, 255).astype(np.uint8)
 
 
 def label(name: str) -> str:

@@ -110,7 +110,7 @@ def beats_fitted(cfg: Config, candidate: dict) -> tuple[bool, list[str]]:
     below the baseline's. A fitted filter that damages photographs is no product, so it is not the one to beat
     (evaluate.best_fitted). If the head does not beat it, the head is not promoted: it has not earned its place
     against a filter of a few numbers, and register may promote that filter instead, named as what it is
-    (register.promote_fitted).
+    (register.promote_fitted; docs/realism-gate.md).
     """
     if not cfg.register.must_beat_fitted:
         return True, ["fitted baselines not compared (register.must_beat_fitted=false)"]
@@ -144,7 +144,8 @@ def dev_check_config(cfg: Config) -> Config:
 
 
 def suite_check(cfg: Config, table: dict) -> tuple[bool, list[str], dict]:
-    """Can the gate say no and yes? Every negative control of Table 4 must fail it and FLUX.1-dev must pass it.
+    """Can the gate say no and yes? Every negative control of Table 4 must fail it; FLUX.1-dev and the oracle
+    (schnell + its own dev twin's high-pass: dev's texture in dev's place), when scored, must pass it.
 
     The FLUX.1-dev row is an independent sample of test dev images scored against the ones every candidate is
     compared with (evaluate.table4), judged by `dev_check_config`: it can fail, e.g. when those are degraded.
@@ -161,11 +162,12 @@ def suite_check(cfg: Config, table: dict) -> tuple[bool, list[str], dict]:
     if not cfg.register.check_controls:
         return True, ["controls not checked (register.check_controls=false)"], {}
     rows, sound, reasons = {}, True, []
-    for label in [label for label in table["order"] if controls.is_control(label)] + [DEV]:
+    positives = [DEV] + [controls.ORACLE] * (controls.ORACLE in table["order"])
+    for label in [label for label in table["order"] if controls.is_control(label)] + positives:
         passed, why = gate(dev_check_config(cfg) if label == DEV else cfg, flat_metrics(table, label), None, photo=False)
         rows[label] = {"passed": passed, "reasons": why}
-    fooled = [label for label, r in rows.items() if label != DEV and r["passed"]]
-    n_controls = len(rows) - 1
+    fooled = [label for label, r in rows.items() if label not in positives and r["passed"]]
+    n_controls = len(rows) - len(positives)
     if n_controls == 0:
         sound = False
         reasons.append("no negative control was scored (evaluate.controls is empty), so the gate is unchecked: fail")
@@ -176,6 +178,10 @@ def suite_check(cfg: Config, table: dict) -> tuple[bool, list[str], dict]:
         sound = False
         reasons.append(f"{DEV} itself (an independent sample of test dev images) fails the gate, so no head could "
                        f"pass it: fail")
+    if controls.ORACLE in rows and not rows[controls.ORACLE]["passed"]:
+        sound = False
+        reasons.append(f"{controls.ORACLE} (dev's texture in dev's place) fails the gate, so the gate rejects the "
+                       f"texture it exists to reward: fail")
     if sound:
-        reasons.append(f"all {n_controls} negative controls fail the gate and {DEV} passes it: ok")
+        reasons.append(f"all {n_controls} negative controls fail the gate and {' and '.join(positives)} pass it: ok")
     return sound, reasons, rows

@@ -28,6 +28,13 @@ def flat_metrics(table: dict, head_label: str) -> dict:
     flat["c2st.dev_vs_enhanced"] = head["c2st_vs_dev"]
     flat["c2st.dev_vs_enhanced_ci_low"], flat["c2st.dev_vs_enhanced_ci_high"] = head["c2st_ci"]
     flat["c2st.dev_vs_enhanced_auc"] = head["c2st_auc"]
+    runs = head["c2st_runs"]
+    flat["c2st.dev_vs_enhanced_worst"], flat["c2st.dev_vs_enhanced_best"] = runs["worst"], runs["best"]
+    flat["c2st.dev_vs_enhanced_worst_ci_high"] = runs["worst_ci_high"]
+    place = head["placement"] or {"ci": [None, None]}  # None without its dev twins: the gate reads it as missing
+    flat["placement.gain"], flat["placement.share"] = place.get("gain"), place.get("share")
+    flat["placement.gain_ci_low"], flat["placement.gain_ci_high"] = place["ci"]
+    flat["halo.vs_dev"] = head["halo_vs_dev"]
     for col, value_key in (("ssim", "mean"), ("lpips", "mean"), ("identity", "mean_cosine")):
         c = head[col]
         flat[f"{col}.available"] = c["available"]
@@ -94,14 +101,17 @@ def metric_names(cfg: Config) -> set[str]:
     available = {"available": True, "mean": 0.0, "mean_cosine": 0.0, "fid_schnell": 0.0, "fid_dev": 0.0,
                  "kid_schnell": 0.0, "kid_dev": 0.0, "fid_diff": 0.0, "fd_schnell": 0.0, "fd_dev": 0.0,
                  "fd_diff": 0.0, "cmmd_schnell": 0.0, "cmmd_dev": 0.0, "cmmd_diff": 0.0}
+    runs = {"runs": [0.5], "worst": 0.5, "best": 0.5, "worst_ci_high": 0.5}
     row = {"fd": {space: fd for space in cfg.evaluate.spaces}, "c2st_vs_dev": 0.5, "c2st_ci": [0.5, 0.5],
-           "c2st_auc": 0.5, **{col: available for col in OPTIONAL_COLUMNS}}
+           "c2st_auc": 0.5, "c2st_runs": runs, "placement": {"gain": 0.0, "ci": [0.0, 0.0], "share": 0.0, "n": 1}, "halo_vs_dev": 1.0,
+           **{col: available for col in OPTIONAL_COLUMNS}}
     names = set(flat_metrics({"rows": {SCHNELL: row, "head": row}}, "head"))
     return names | set(RUN_KEYS) | {f"{col}.reason" for col in OPTIONAL_COLUMNS}
 
 
 def table4_rows(table: dict) -> list[dict]:
-    """Table 4 (reports/table4.json) as flat rows: FD and FD_diff per space, C2ST, SSIM; "n/a" where unavailable."""
+    """Table 4 (reports/table4.json) as flat rows: FD and FD_diff per space, C2ST and its spread, placement gain,
+    halo over dev's, SSIM; "n/a" where unavailable."""
     rows = []
     for label in table.get("order", []):
         row = table["rows"][label]
@@ -113,6 +123,12 @@ def table4_rows(table: dict) -> list[dict]:
         for col in ("c2st_vs_dev",):
             if isinstance(row.get(col), (int, float)):
                 flat[col] = round(float(row[col]), 4)
+        if row.get("c2st_runs"):  # the spread over fold seeds x test halves; the gate reads the worst
+            flat["c2st_best"], flat["c2st_worst"] = (round(row["c2st_runs"][k], 4) for k in ("best", "worst"))
+        if row.get("placement"):
+            flat["placement_gain"] = round(row["placement"]["gain"], 4)
+        if isinstance(row.get("halo_vs_dev"), (int, float)):
+            flat["halo_vs_dev"] = round(row["halo_vs_dev"], 3)
         for col in ("ssim", "lpips", "identity", "fid", "fd_dinov2", "clip_iqa"):
             cell = row.get(col)
             if isinstance(cell, dict):

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from facerealism.config import Config
+from facerealism.precision import EMULATED_COST, Precision, resolve
 from facerealism.report.progress import progress
 
 
@@ -83,10 +84,24 @@ def _autocast(device: str, bf16: bool):
     return torch.autocast(device, dtype=torch.bfloat16, enabled=bf16)
 
 
-def head_variants(G: torch.nn.Module, compile: bool, batch_size: int) -> dict[str, dict]:
+def bf16_plan(requested: str, device: str) -> tuple[Precision, str | None]:
+    """Whether the bf16 variants are timed: (the resolved precision, None) or (..., why they are skipped).
+
+    auto times them only where bf16 is native: emulated bf16 costs minutes here and measures nothing a user would run.
+    """
+    p = resolve(requested, device)
+    if p.name == "fp32":
+        why = "benchmark.mixed_precision is fp32" if requested == "fp32" else (
+            f"bf16 is emulated on this {device} ({p.why}): {EMULATED_COST}")
+        return p, why
+    return p, None
+
+
+def head_variants(G: torch.nn.Module, compile: bool, batch_size: int, bf16: bool = True) -> dict[str, dict]:
     """name -> {"module", "bf16", "channels_last", "batch"}: the ways to run the same head for inference.
 
     All run under torch.inference_mode. eager fp32 ("fp32") is the baseline every ratio is taken against.
+    bf16=False leaves out the bf16 variants (where bf16 is emulated); the batched variant is then fp32.
     """
     cl = copy.deepcopy(G).to(memory_format=torch.channels_last)
     variants = {
@@ -100,8 +115,12 @@ def head_variants(G: torch.nn.Module, compile: bool, batch_size: int) -> dict[st
         variants["compile"] = dict(module=torch.compile(G), bf16=False, channels_last=False, batch=1)
         variants["compile_bf16"] = dict(module=torch.compile(copy.deepcopy(G)), bf16=True, channels_last=False,
                                         batch=1)
+    if not bf16:
+        variants = {name: v for name, v in variants.items() if not v["bf16"]}
     if batch_size > 1:
-        best = "compile_bf16" if compile else "bf16"
+        # The fastest single-image variant this machine runs, batched.
+        best = {(False, False): "fp32", (False, True): "bf16", (True, False): "compile", (True, True): "compile_bf16"}[
+            (compile, bf16)]
         variants[f"{best}_batch{batch_size}"] = {**variants[best], "batch": batch_size}
     return variants
 
@@ -141,7 +160,8 @@ def head_speed(G: torch.nn.Module, cfg: Config, device: str) -> tuple[dict, dict
         ({size: {variant: timing + "ratio_vs_eager_fp32"}}, {size: {"variant", "ratio_vs_eager_fp32"}} of the best).
     """
     b = cfg.benchmark
-    variants = head_variants(G.to(device), b.compile, b.batch_size)
+    _, skip_bf16 = bf16_plan(b.mixed_precision, device)
+    variants = head_variants(G.to(device), b.compile, b.batch_size, bf16=skip_bf16 is None)
     speed, best = {}, {}
     with progress() as bar:
         task = bar.add_task("benchmark head variants", total=len(variants) * len(b.sizes))
@@ -153,7 +173,8 @@ def head_speed(G: torch.nn.Module, cfg: Config, device: str) -> tuple[dict, dict
             base = row["fp32"]["images_per_s"]
             for r in row.values():
                 r["ratio_vs_eager_fp32"] = round(r["images_per_s"] / base, 2)
-            row["bf16_speedup"] = row["bf16"]["ratio_vs_eager_fp32"]  # kept for earlier readers of this report
+            if "bf16" in row:
+                row["bf16_speedup"] = row["bf16"]["ratio_vs_eager_fp32"]  # kept for earlier readers of this report
             name = max((n for n in row if isinstance(row[n], dict)), key=lambda n: row[n]["images_per_s"])
             best[str(size)] = {"variant": name, "ratio_vs_eager_fp32": row[name]["ratio_vs_eager_fp32"]}
             speed[str(size)] = row
@@ -163,7 +184,7 @@ def head_speed(G: torch.nn.Module, cfg: Config, device: str) -> tuple[dict, dict
 # --- Fig. 8: dev vs schnell vs schnell + head, end to end ----------------------------------------------------
 
 
-def _load_pipelines(cfg: Config, tmp: Path):
+def _load_pipelines(cfg: Config, tmp: Path, dtype: str):
     """(schnell FluxPipeline, dev FluxPipeline, description) per benchmark.pipelines."""
     from diffusers import FluxPipeline
     from diffusers.utils import logging as diffusers_logging
@@ -185,10 +206,10 @@ def _load_pipelines(cfg: Config, tmp: Path):
         fast, slow = f.fast_model, f.slow_model
         desc = f"{fast} / {slow}"
     # Dev as its own text-to-image pipeline: Fig. 8 times dev generating from scratch, not its img2img pass.
-    pipes = [load_pipeline(FluxPipeline, m, k, f.dtype) for m, k in ((fast, "fast_model"), (slow, "slow_model"))]
+    pipes = [load_pipeline(FluxPipeline, m, k, dtype) for m, k in ((fast, "fast_model"), (slow, "slow_model"))]
     for p in pipes:
         p.set_progress_bar_config(disable=True)
-    return pipes[0], pipes[1], f"{desc}, {f.dtype}"
+    return pipes[0], pipes[1], f"{desc}, {dtype}"
 
 
 def pipeline_speed(cfg: Config, G: torch.nn.Module, device: str) -> dict:
@@ -201,8 +222,12 @@ def pipeline_speed(cfg: Config, G: torch.nn.Module, device: str) -> dict:
     if b.pipelines == "skip":
         return {"available": False, "reason": "benchmark.pipelines is skip"}
     prompt = "A professional portrait of Ada Lovelace"
+    # generate.flux.dtype, except bfloat16 where this device emulates it: all three pipelines share one dtype, so
+    # their ratios stay fair, and the stage does not spend minutes in emulated kernels.
+    _, skip_bf16 = bf16_plan(b.mixed_precision, device)
+    dtype = "float32" if f.dtype == "bfloat16" and skip_bf16 else f.dtype
     with tempfile.TemporaryDirectory() as tmp:
-        schnell, dev, desc = _load_pipelines(cfg, Path(tmp))
+        schnell, dev, desc = _load_pipelines(cfg, Path(tmp), dtype)
         schnell.to(device)
         dev.to(device)
         G = G.to(device)
@@ -226,12 +251,16 @@ def pipeline_speed(cfg: Config, G: torch.nn.Module, device: str) -> dict:
         fns = {"dev": run_dev, "schnell": run_schnell, "schnell+head": run_schnell_head}
         by_size, method = {}, ""
         with progress() as bar:
-            task = bar.add_task("benchmark pipelines (Fig. 8)", total=len(b.pipeline_sizes) * len(fns))
+            # One tick per image (warm-up included): a dev image at the larger sizes takes many seconds.
+            task = bar.add_task("benchmark pipelines (Fig. 8)",
+                                total=len(b.pipeline_sizes) * len(fns) * (1 + b.pipeline_repeats))
             for size in b.pipeline_sizes:
                 row = {}
                 for name, fn in fns.items():
+                    bar.update(task, description=f"benchmark pipelines (Fig. 8): {name} at {size} px")
                     fn(size)  # warm-up
                     sync(device)
+                    bar.advance(task)
                     times = []
                     with peak_memory(device) as mem:
                         for _ in range(b.pipeline_repeats):
@@ -239,14 +268,16 @@ def pipeline_speed(cfg: Config, G: torch.nn.Module, device: str) -> dict:
                             fn(size)
                             sync(device)
                             times.append(time.perf_counter() - t0)
+                            bar.advance(task)
                     best = min(times)
                     method = mem.pop("memory_method")
                     row[name] = {"ms_per_image": round(1000 * best, 2), "images_per_s": round(1 / best, 3), **mem}
-                    bar.advance(task)
                 row["cost_reduction_pct_vs_dev"] = round(
                     100 * (1 - row["schnell+head"]["ms_per_image"] / row["dev"]["ms_per_image"]), 2)
                 by_size[str(size)] = row
     note = "schnell+head runs the head in eager fp32 (the conservative variant)."
+    if dtype != f.dtype:
+        note += f" Pipelines in {dtype}, not generate.flux.dtype {f.dtype}: {skip_bf16}."
     if b.pipelines == "tiny":
         note += (" Tiny FLUX has ~10^5 times fewer transformer parameters than FLUX.1 while the head keeps its "
                  "trained size, so the head's share here is far above its real share; the FLOPs model gives the "

@@ -23,12 +23,14 @@ def run(cfg: Config) -> dict:
     b = cfg.benchmark
     device = timing.device()
     G, meta = load_head(catalog.HEAD.path(cfg))
+    precision, bf16_skipped = timing.bf16_plan(b.mixed_precision, device)
     speed, best = timing.head_speed(G, cfg, device)
     pipes = timing.pipeline_speed(cfg, G, device)
     sizes = sorted({b.flops_size, *(b.pipeline_sizes if pipes["available"] else [])})
     model = flops.flux_cost_models(sizes, meta["arch"], meta["kwargs"])
     report = {"device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
               "threads": torch.get_num_threads(), "head_arch": meta["arch"], "head_kwargs": meta["kwargs"],
+              "bf16": {"native": precision.native_bf16, "detection": precision.why, "skipped": bf16_skipped},
               "head_speed": speed, "head_best_variant": best, "pipelines": pipes,
               "flops": model[b.flops_size], "flops_by_size": {str(s): m for s, m in model.items()}}
     reports = Path(cfg.paths.reports)
@@ -86,7 +88,9 @@ def rich_tables(report: dict) -> list:
                 t.add_row(size, name, "-", "-", "-", "", str(m[keys[name]]),
                           str(m["cost_reduction_pct"]) if name == "schnell+head" else "")
     out.append(t)
-    h = Table(title=f"head inference variants ({report['head_arch']}), ratio to eager fp32 in the same run")
+    skipped = report.get("bf16", {}).get("skipped")
+    h = Table(title=f"head inference variants ({report['head_arch']}), ratio to eager fp32 in the same run",
+              caption=f"bf16 variants skipped: {skipped}" if skipped else None)
     for col in ("size", "variant", "batch", "ms/image", "images/s", "× eager fp32"):
         h.add_column(col, justify="right")
     for size, row in sorted(report["head_speed"].items(), key=lambda kv: int(kv[0])):

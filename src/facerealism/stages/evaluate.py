@@ -29,8 +29,8 @@ def run(cfg: Config) -> dict:
 
     from facerealism.report import html as report
 
-    schnell, dev, dev_check = holdout_sets(cfg)
-    outputs, head_label, run_id = {}, None, None
+    schnell, dev, dev_check, schnell_check = holdout_sets(cfg)
+    outputs, outputs_check, head_label, run_id = {}, {}, None, None
     dirs = head_dirs(cfg)
     with progress() as bar:
         task = bar.add_task("evaluate: heads, fitted baselines and controls",
@@ -41,17 +41,22 @@ def run(cfg: Config) -> dict:
             if label in outputs:
                 raise UserError(f"two heads share the Table 4 label {label!r}; rename it in evaluate.extra_heads")
             outputs[label] = enhance_array(G, schnell)
+            outputs_check[label] = enhance_array(G, schnell_check)  # the swapped halves' C2ST scores these
             if head_label is None:  # the first is models/head: its run and the gate's metrics
                 head_label, run_id = label, meta.get("mlflow_run_id")
             bar.advance(task)
         heads = dict(outputs)
-        fitted_rows, fitted_params = fitted_outputs(cfg, schnell)  # closed form: seconds to a minute
-        outputs.update(fitted_rows)
+        fitted_rows, fitted_params = fitted_outputs(cfg, schnell, schnell_check)  # closed form: seconds to a minute
+        outputs.update(fitted_rows[0])
+        outputs_check.update(fitted_rows[1])
         bar.advance(task)
         for name in cfg.evaluate.controls:
-            outputs[controls.label(name)] = controls.apply(name, schnell, cfg.seed)
+            outputs[controls.label(name)] = controls.apply(name, schnell, cfg.seed, dev)
+            outputs_check[controls.label(name)] = controls.apply(name, schnell_check, cfg.seed, dev_check)
             bar.advance(task)
-    table = table4(cfg, schnell, dev, dev_check, outputs)
+        outputs[controls.ORACLE] = controls.oracle(schnell, dev)
+        outputs_check[controls.ORACLE] = controls.oracle(schnell_check, dev_check)
+    table = table4(cfg, schnell, dev, dev_check, outputs, schnell_check=schnell_check, outputs_check=outputs_check)
     table["head_label"] = head_label
     table["fitted"] = fitted_params
     reports = Path(cfg.paths.reports)
@@ -95,11 +100,13 @@ def run(cfg: Config) -> dict:
     return {k: v for k, v in flat.items() if k.startswith(("fd_diff.", "c2st", "fid.available"))}
 
 
-def holdout_sets(cfg: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(schnell, dev, dev_check) uint8 images of the test split, halved by hashed id.
+def holdout_sets(cfg: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(schnell, dev, dev_check, schnell_check) uint8 images of the test split, halved by hashed id.
 
     The candidates' pairs (schnell, dev) are one half; the other half's dev images are the dev check's independent
     sample, scored against the first half's dev like a candidate (dev judged against itself could never fail).
+    Its schnell images are what the placement C2ST sets its dev images beside, and the inputs a candidate is
+    scored on when the halves swap roles (the C2ST's spread).
     """
     _, holdout = train_holdout(cfg)
     check = dev_check_half(holdout["id"])
@@ -107,25 +114,29 @@ def holdout_sets(cfg: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if len(scored) < 2 or len(sample) < 2:
         raise UserError(f"the test split's halves have {len(scored)} and {len(sample)} pairs; need at least 2 each "
                          f"(raise prompts.n_enriched or split.holdout_fraction)")
-    return load_images(scored["schnell_path"]), load_images(scored["dev_path"]), load_images(sample["dev_path"])
+    return (load_images(scored["schnell_path"]), load_images(scored["dev_path"]), load_images(sample["dev_path"]),
+            load_images(sample["schnell_path"]))
 
 
-def fitted_outputs(cfg: Config, schnell: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
+def fitted_outputs(cfg: Config, *inputs: np.ndarray) -> tuple[list[dict[str, np.ndarray]], dict[str, dict]]:
     """Each evaluate.fitted baseline, fitted to the training pairs (the photo-safe equaliser's guards chosen on the
-    validation pairs and validation photographs, never the test split), applied to `schnell`: ({label: outputs},
-    {label: fitted numbers})."""
+    validation pairs and validation photographs, never the test split), applied to each of `inputs` (schnell
+    images): ([{label: outputs} per input], {label: fitted numbers})."""
     names = cfg.evaluate.fitted
     if not names:
-        return {}, {}
+        return [{} for _ in inputs], {}
     parts = splits(cfg)
     limits = photo_limits(cfg)  # what the photo-safe equaliser's guards must keep its damage under
-    photos = validation_photos(schnell.shape[1])
+    photos = validation_photos(inputs[0].shape[1])
     shift = cfg.train.paired_max_shift  # the misalignment the head's paired loss forgives, forgiven here too
-    outputs, params = {}, {}
+    outputs: list[dict[str, np.ndarray]] = [{} for _ in inputs]
+    params = {}
     for name in names:
         f = fitted.fit(name, pair_batches(parts["train"]), seed=cfg.seed, max_shift=shift,
                        validation=pair_batches(parts["validation"]), photos=photos, limits=limits, damage=photo_damage)
-        outputs[fitted.label(name)], params[fitted.label(name)] = f(schnell), f.params
+        params[fitted.label(name)] = f.params
+        for out, x in zip(outputs, inputs):
+            out[fitted.label(name)] = f(x)
     return outputs, params
 
 
@@ -168,8 +179,8 @@ def head_dirs(cfg: Config) -> list[tuple[str | None, Path]]:
 
 def head_labels(table: dict) -> list[str]:
     """The rows that are trained heads (not the references, not the controls), in table order."""
-    return [label for label in table["order"]
-            if label not in (SCHNELL, DEV) and not controls.is_control(label) and not fitted.is_fitted(label)]
+    return [label for label in table["order"] if label not in (SCHNELL, DEV, controls.ORACLE)
+            and not controls.is_control(label) and not fitted.is_fitted(label)]
 
 
 def ranking(table: dict, space: str) -> list[dict]:
@@ -209,7 +220,8 @@ DEV_REF = "dev (reference)"  # the dev images every row is compared with; not a 
 
 
 def table4(cfg: Config, schnell: np.ndarray, dev: np.ndarray, dev_check: np.ndarray,
-           outputs: dict[str, np.ndarray]) -> dict:
+           outputs: dict[str, np.ndarray], *, schnell_check: np.ndarray | None = None,
+           outputs_check: dict[str, np.ndarray] | None = None) -> dict:
     """Every Table 4 column for the reference rows (schnell, dev) and each head's outputs.
 
     Args:
@@ -219,6 +231,10 @@ def table4(cfg: Config, schnell: np.ndarray, dev: np.ndarray, dev_check: np.ndar
         dev_check: (m, h, w, 3) uint8 dev images of other test pairs: the FLUX.1-dev row, an independent sample
             scored against `dev` (unpaired) like a candidate, so the "dev passes the gate" check can fail.
         outputs: head label -> (n, h, w, 3) uint8 outputs on `schnell`.
+        schnell_check: (m, h, w, 3) schnell twins of `dev_check`: the dev check's placement and halo columns are
+            measured against them; None leaves those two of its columns unavailable (so it fails the gate).
+        outputs_check: head label -> outputs on `schnell_check`: with them every C2ST is repeated with the halves'
+            roles swapped (scored on the check half, against its dev images), besides over `c2st_seeds` fold seeds.
 
     Returns:
         {"rows": {label: {"fd": {space: {...}}, "c2st_vs_dev", "ssim", "lpips", "identity", "fid", "fd_dinov2",
@@ -228,6 +244,8 @@ def table4(cfg: Config, schnell: np.ndarray, dev: np.ndarray, dev_check: np.ndar
     rows = {SCHNELL: schnell, DEV: dev_check, **outputs}
     check_rows(schnell, dev, dev_check, rows)
     feats = feature_sets(cfg, dev, rows)
+    halves = c2st_halves(cfg, feats, dev, dev_check, schnell_check, outputs_check)
+    halo_ref = metrics.edge_halo(schnell, dev)  # dev's own overshoot over these inputs: what a halo is measured against
     refs = {SCHNELL: schnell, DEV: dev, **outputs}  # the optional columns compare with the reference dev images
     dinov2 = features.fd_dinov2_columns(refs, SCHNELL, DEV, e.dinov2_weights, n_boot=e.bootstrap, seed=cfg.seed)
     cmmd = features.cmmd_columns(refs, SCHNELL, DEV, e.clip_model)
@@ -240,12 +258,15 @@ def table4(cfg: Config, schnell: np.ndarray, dev: np.ndarray, dev_check: np.ndar
         for label, imgs in rows.items():
             fd = {space: metrics.fd_row(feats[space][label], feats[space][SCHNELL], feats[space][DEV_REF],
                                         n_boot=e.bootstrap, seed=cfg.seed, paired=label != DEV) for space in e.spaces}
-            c2st = c2st_vs_dev(cfg, feats, label, min(e.c2st_max_images, len(dev)))
+            c2st = c2st_vs_dev(cfg, halves[0], label, cfg.seed)
             table[label] = {
                 "fd": fd,
                 "c2st_vs_dev": c2st["accuracy"],
                 "c2st_ci": c2st["ci"],
                 "c2st_auc": c2st["auc"],
+                "c2st_runs": c2st_runs(cfg, halves, label),
+                "placement": placement_row(cfg, label, imgs, schnell, dev, schnell_check),
+                "halo_vs_dev": halo_vs_dev(label, imgs, schnell, schnell_check, halo_ref),
                 **input_columns(cfg, label, schnell, imgs),
                 "fid": _optional(_fid_columns, e.inception_weights, dirs, label) if label != DEV else
                 {"available": False, "reason": "not computed for the dev check sample"},
@@ -259,6 +280,8 @@ def table4(cfg: Config, schnell: np.ndarray, dev: np.ndarray, dev_check: np.ndar
         "order": list(table),  # JSON objects are written with sorted keys; this keeps the table's row order
         "n_images": len(schnell),
         "n_dev_check": len(dev_check),
+        "c2st_halves": len(halves),
+        "c2st_seeds": e.c2st_seeds,
         "bootstrap": e.bootstrap,
         "notes": table_notes(cfg, len(dev), len(dev_check)),
     }
@@ -274,9 +297,11 @@ def check_rows(schnell: np.ndarray, dev: np.ndarray, dev_check: np.ndarray, rows
                          f"{dev_check.shape} needs >= 2 images of the same size")
 
 
-def feature_sets(cfg: Config, dev: np.ndarray, rows: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
-    """{space: {row label (and DEV_REF, the reference dev images): (n, d) features}} for every FD and C2ST space."""
-    spaces = sorted({*cfg.evaluate.spaces, *metrics.C2ST_SPACES})
+def feature_sets(cfg: Config, dev: np.ndarray, rows: dict[str, np.ndarray],
+                 spaces=None) -> dict[str, dict[str, np.ndarray]]:
+    """{space: {row label (and DEV_REF, the reference dev images): (n, d) features}} for `spaces` (default: every FD
+    and C2ST space)."""
+    spaces = sorted({*cfg.evaluate.spaces, *metrics.C2ST_SPACES}) if spaces is None else list(spaces)
     feats: dict[str, dict[str, np.ndarray]] = {space: {} for space in spaces}
     with progress() as bar:  # without a terminal: a "done/total, rate, eta" line every ~30 s
         task = bar.add_task("evaluate: features", total=len(spaces) * (len(rows) + 1))
@@ -287,14 +312,61 @@ def feature_sets(cfg: Config, dev: np.ndarray, rows: dict[str, np.ndarray]) -> d
     return feats
 
 
-def c2st_vs_dev(cfg: Config, feats: dict[str, dict[str, np.ndarray]], label: str, n: int) -> dict:
-    """The classifier two-sample test of a row against the reference dev images, on the first `n` of each, with
-    all C2ST spaces side by side: pairs kept in one fold, except for the dev check sample (other faces)."""
+def c2st_halves(cfg: Config, feats: dict, dev: np.ndarray, dev_check: np.ndarray, schnell_check: np.ndarray | None,
+                outputs_check: dict[str, np.ndarray] | None) -> list[dict[str, np.ndarray]]:
+    """Per test half, {label: C2ST features (all C2ST spaces side by side)}, DEV_REF the reference dev images of that
+    half. Half one is the scored half (rows on schnell, against `dev`; the FLUX.1-dev row is the check half's
+    dev). Half two, when `outputs_check` is given, swaps the roles: rows on `schnell_check` against `dev_check`,
+    the FLUX.1-dev row being the scored half's dev."""
+    spaces = metrics.C2ST_SPACES
+    halves = [{label: np.concatenate([feats[s][label] for s in spaces], axis=1) for label in feats[spaces[0]]}]
+    if outputs_check is not None and schnell_check is not None:
+        other = {SCHNELL: schnell_check, DEV: dev, **outputs_check}
+        check_rows(schnell_check, dev_check, dev, other)
+        feats_b = feature_sets(cfg, dev_check, other, spaces)
+        halves.append({label: np.concatenate([feats_b[s][label] for s in spaces], axis=1) for label in feats_b[spaces[0]]})
+    return halves
+
+
+def placement_row(cfg: Config, label: str, imgs: np.ndarray, schnell: np.ndarray, dev: np.ndarray,
+                  schnell_check: np.ndarray | None) -> dict | None:
+    """metrics.placement_gain of a row against the dev twins of its inputs. The dev check sample is its own twin, so
+    its gain is its input's whole shortfall (> 0 by construction: this rule cannot fail dev; the oracle row is
+    the positive that can); None without its schnell twins."""
+    if label == DEV:
+        if schnell_check is None:
+            return None
+        return metrics.placement_gain(schnell_check, imgs, imgs, n_boot=max(cfg.evaluate.bootstrap, 1), seed=cfg.seed)
+    return metrics.placement_gain(schnell, imgs, dev, n_boot=max(cfg.evaluate.bootstrap, 1), seed=cfg.seed)
+
+
+def c2st_vs_dev(cfg: Config, feats: dict[str, np.ndarray], label: str, seed: int) -> dict:
+    """The classifier two-sample test of a row's features against the reference dev images' (DEV_REF), on the first
+    evaluate.c2st_max_images of each: pairs kept in one fold, except for the dev check sample (other faces)."""
     e = cfg.evaluate
-    both = [np.concatenate([feats[s][row][:n] for s in metrics.C2ST_SPACES], axis=1) for row in (DEV_REF, label)]
+    n = min(e.c2st_max_images, len(feats[DEV_REF]))
+    both = [feats[row][:n] for row in (DEV_REF, label)]
     if label == DEV:  # an independent sample: no pairs to keep together
-        return metrics.c2st(*both, seed=cfg.seed, folds=min(e.c2st_folds, len(both[1])), paired=False)
-    return metrics.c2st(*both, seed=cfg.seed, folds=min(e.c2st_folds, n), paired=True)
+        return metrics.c2st(*both, seed=seed, folds=min(e.c2st_folds, len(both[1])), paired=False)
+    return metrics.c2st(*both, seed=seed, folds=min(e.c2st_folds, n), paired=True)
+
+
+def c2st_runs(cfg: Config, halves: list[dict[str, np.ndarray]], label: str) -> dict:
+    """The C2ST of a row repeated over evaluate.c2st_seeds fold seeds on each test half: its spread, and the worst
+    run (highest accuracy) with its CI top, which the gate reads; a lucky fold split cannot pass a row."""
+    runs = [c2st_vs_dev(cfg, feats, label, cfg.seed + k) for feats in halves if label in feats
+            for k in range(cfg.evaluate.c2st_seeds)]
+    acc = [r["accuracy"] for r in runs]
+    return {"runs": acc, "worst": max(acc), "best": min(acc), "worst_ci_high": max(r["ci"][1] for r in runs)}
+
+
+def halo_vs_dev(label: str, imgs: np.ndarray, schnell: np.ndarray, schnell_check: np.ndarray | None,
+                halo_ref: float) -> float | None:
+    """The row's halo beside the edges of its inputs (metrics.edge_halo) over dev's own on the scored half: > 1 means
+    more overshoot than dev draws. The dev check sample is measured beside its own schnell twins (None without)."""
+    if label == DEV:
+        return None if schnell_check is None else metrics.edge_halo(schnell_check, imgs) / halo_ref
+    return metrics.edge_halo(schnell, imgs) / halo_ref
 
 
 def input_columns(cfg: Config, label: str, schnell: np.ndarray, imgs: np.ndarray) -> dict:
@@ -332,7 +404,14 @@ def table_notes(cfg: Config, n_dev: int, n_dev_check: int) -> list[str]:
         "spectral_chroma: the same of Cb and Cr; random_conv: statistics of a seeded random conv net), not FID; "
         "FD_diff = FD_schnell - FD_dev > 0: nearer dev.",
         f"C2ST vs dev: held-out accuracy of a logistic regression on all three spaces telling the row from dev, "
-        f"{e.c2st_folds} folds, a pair's two images in one fold, 95 % Wilson CI; 0.5: indistinguishable.",
+        f"{e.c2st_folds} folds, a pair's two images in one fold, 95 % Wilson CI; 0.5: indistinguishable. Each C2ST "
+        f"is repeated over {e.c2st_seeds} fold seeds on both test halves (their roles swapped); the spread is "
+        f"reported and the gate reads the worst run.",
+        "Placement gain: how much closer each output's map of local detail energy is to its dev twin's than its "
+        "schnell input's was (metrics.placement_gain, 95 % bootstrap CI over pairs): texture in the wrong place "
+        "reads < 0 even when its amount and spectrum match dev's. Halo/dev: overshoot beside the portraits' "
+        "strongest edges (metrics.edge_halo) over dev's own on the same inputs.",
+        f"The row '{controls.ORACLE}' is dev's texture in dev's place: the gate must pass it.",
         "Rows named 'control: ...' are cheap filters of the schnell images (noise, sharpening); the register gate "
         "must reject every one of them, or it refuses to promote anything.",
         f"The test split is halved by hashed id: every row is compared with the dev images of one half "
@@ -456,14 +535,22 @@ def rich_table4(table: dict) -> list:
             t.add_row(label, *(ci(r, k) for k in ("fd_schnell", "fd_dev", "fd_diff")))
         out.append(t)
     t = Table(title="Table 4 — C2ST vs dev: held-out accuracy of a classifier telling the row from dev "
-                    "(0.5: indistinguishable)")
+                    f"(0.5: indistinguishable); spread: {table.get('c2st_seeds')} fold seeds x "
+                    f"{table.get('c2st_halves')} test halves; halo/dev: overshoot beside edges over dev's own")
     t.add_column("row", style="bold", no_wrap=True)
-    for col in ("accuracy", "95 % CI", "AUC"):
+    for col in ("accuracy", "95 % CI", "AUC", "spread", "placement gain [CI]", "halo/dev"):
         t.add_column(col, justify="right")
+
+    def spread(runs: dict | None) -> str:
+        return "n/a" if not runs else f"{runs['best']:.3f}–{runs['worst']:.3f}"
+
     for label in order:
         r = rows[label]
+        p, halo = r.get("placement"), r.get("halo_vs_dev")
         t.add_row(label, f"{r['c2st_vs_dev']:.3f}", f"[{r['c2st_ci'][0]:.3f}, {r['c2st_ci'][1]:.3f}]",
-                  f"{r['c2st_auc']:.3f}")
+                  f"{r['c2st_auc']:.3f}", spread(r.get("c2st_runs")),
+                  "n/a" if not p else f"{p['gain']:+.3f} [{p['ci'][0]:+.3f}, {p['ci'][1]:+.3f}]",
+                  "n/a" if halo is None else f"{halo:.2f}")
     out.append(t)
     photo = [label for label in order if "photo" in rows[label]]
     if photo:

@@ -11,8 +11,8 @@ from facerealism.data import catalog
 from facerealism.files import read_json, write_json
 from facerealism.mlops import tracking
 from facerealism.mlops.card import count_parameters, data_version, fitted_card, holdout_fingerprint, model_card
-from facerealism.mlops.registry import (CANDIDATE_TAG, DECIDED_TAG, SPLIT_TAG, candidate_key, log_fitted_pyfunc,
-                                        log_pyfunc, promote, registered_candidate, settle_champion)
+from facerealism.mlops.registry import (APPROVAL_TAG, CANDIDATE_TAG, DECIDED_TAG, SPLIT_TAG, candidate_key,
+                                        log_fitted_pyfunc, log_pyfunc, promote, registered_candidate, settle_champion)
 from facerealism.scoring import fitted
 from facerealism.scoring.gate import gate, is_number, suite_check, throughput
 from facerealism.scoring.table4 import PHOTO_RULES, flat_metrics
@@ -41,6 +41,9 @@ def run(cfg: Config) -> dict:
                     "reasons": existing.tags.get("gate.reasons", "").split(" | "),
                     "previous_champion": None, "champion": settle_champion(client, cfg, name),
                     "model_uri": f"models:/{name}/{existing.version}", "reused": True}
+        if APPROVAL_TAG in existing.tags:  # held for a person (register.human_approval): their answer, or pending
+            decision["approval"] = {"status": existing.tags[APPROVAL_TAG],
+                                    "reason": existing.tags.get("approval.reason", "")}
         decision["fitted"] = register_fitted(cfg, client, table, decision, candidate, provenance,
                                              (sound, suite_reasons))
         decision["champion"] = decision["fitted"].get("champion", decision["champion"])
@@ -114,6 +117,9 @@ def register_fitted(cfg: Config, client, table: dict, head: dict, candidate: dic
     label = candidate.get("fitted.best")
     if head["promoted"]:
         return {"considered": False, "why": "the learned head was promoted"}
+    if "approval" in head:  # it passed the gate and waits for (or got) a person's answer (register.human_approval)
+        return {"considered": False, "why": f"the learned head passed the gate and is held for approval "
+                                            f"({head['approval']['status']})"}
     if not r.promote_fitted:
         return {"considered": False, "why": "register.promote_fitted is false: nothing is promoted in the head's place"}
     if not label:
@@ -197,6 +203,9 @@ def outcome(decision: dict) -> tuple[str, str]:
     f = decision.get("fitted", {})
     if decision["promoted"]:
         return "learned head", f"the learned head (version {decision['version']}) passed every rule of the gate"
+    if "approval" in decision:
+        return "nothing yet", (f"the learned head (version {decision['version']}) passed every rule of the gate and "
+                               f"is held for approval ({decision['approval']['status']})")
     first = next((r for r in decision["reasons"] if r.endswith(": fail")), "it failed the gate")
     head = f"the learned head (version {decision['version']}) was not promoted: {first}"
     if f.get("promoted"):

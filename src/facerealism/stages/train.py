@@ -20,8 +20,9 @@ from facerealism.errors import UserError
 from facerealism.files import read_json, write_json
 from facerealism.head import enhance_array, save_head
 from facerealism.mlops import tracking
+from facerealism.precision import Precision, resolve
 from facerealism.report.grids import image_grid, save_grid
-from facerealism.report.progress import progress
+from facerealism.report.progress import log_line, progress
 from facerealism.trainers import Trainer, build_trainer, checkpoint, make_accelerator, trainer_class
 from facerealism.trainers.samplers import FileSampler, Sampler
 
@@ -258,7 +259,8 @@ def train(cfg: Config, parent_run_id: str | None = None, run_name: str = "train"
     train_rows, validation_rows, A, B = load_data(cfg)
     resume = find_resume(cfg) if t.resume else None  # verified before anything is built or written
     set_seed(cfg.seed)
-    accelerator = make_accelerator(t.mixed_precision, t.grad_accum, t.compile_backend if t.compile else None)
+    precision = resolve(t.mixed_precision)
+    accelerator = make_accelerator(precision, t.grad_accum, t.compile_backend if t.compile else None)
     model = build_trainer(cfg, accelerator)
     sampler = make_sampler(cfg, accelerator, train_rows, A, B, resume)
     run = restore(resume, model, sampler, accelerator) if resume else RunState()
@@ -271,14 +273,15 @@ def train(cfg: Config, parent_run_id: str | None = None, run_name: str = "train"
         run_id = mlrun.info.run_id if is_main else None
         changed = resume_changes(resume[1].get("config", {}), cfg.dump()) if resume else {}
         if is_main:
-            log_start(cfg, model, run, changed, len(train_rows), len(validation_rows),
+            log_line(f"train [{t.model}]: precision {precision.label}: {precision.why}")
+            log_start(cfg, model, run, changed, len(train_rows), len(validation_rows), precision,
                       continued=resume_run is not None and run_id == resume_run)
         held = validation_rows if len(validation_rows) else train_rows
         sample = load_images(held["schnell_path"][:8])
         elapsed, data_seconds = fit(cfg, accelerator, model, sampler, run, sample, len(train_rows), run_id)
         sampler.close()
         summary = run_summary(cfg, accelerator, model, run, start_step, resume is not None, elapsed, data_seconds,
-                              len(train_rows), len(validation_rows), run_id)
+                              len(train_rows), len(validation_rows), run_id, precision)
         if not is_main:
             return summary
         G = model.head()
@@ -287,7 +290,7 @@ def train(cfg: Config, parent_run_id: str | None = None, run_name: str = "train"
                   {"config": cfg.dump(), "mlflow_run_id": run_id, "train_pairs": len(train_rows),
                    "validation_pairs": len(validation_rows), "residual_output": t.residual_output,
                    "output_mode": output_mode(cfg), "recipe": recipe(t).id, "recipe_label": recipe(t).label,
-                   "loss_terms": model.loss_names, "steps": t.steps, "resumed_from_step": summary["resumed_from_step"],
+                   "loss_terms": model.loss_names, "steps": t.steps, **precision.as_params(""), "resumed_from_step": summary["resumed_from_step"],
                    "resume_changes": changed, **model.params()})
     last = run.history[-1] if run.history else {}
     summary["final_losses"] = {k: round(v, 4) for k, v in last.items() if k in model.loss_names}
@@ -296,7 +299,7 @@ def train(cfg: Config, parent_run_id: str | None = None, run_name: str = "train"
 
 
 def log_start(cfg: Config, model: Trainer, run: RunState, changed: dict, train_pairs: int, validation_pairs: int,
-              continued: bool) -> None:
+              precision: Precision, continued: bool) -> None:
     """MLflow, rank 0, before the first step: a new run's config, data sizes and recipe; a resumed run's changes.
 
     Args:
@@ -307,7 +310,8 @@ def log_start(cfg: Config, model: Trainer, run: RunState, changed: dict, train_p
     if not continued:
         tracking.log_config(cfg)
         tracking.log_params({"train_pairs": train_pairs, "validation_pairs": validation_pairs,
-                             "output_mode": output_mode(cfg), "recipe": recipe(t).id})
+                             "output_mode": output_mode(cfg), "recipe": recipe(t).id,
+                             **precision.as_params("train.")})
         tracking.set_tags(recipe_tags(cfg))
         if model.params():
             tracking.log_params(model.params())
@@ -319,7 +323,7 @@ def log_start(cfg: Config, model: Trainer, run: RunState, changed: dict, train_p
 
 def run_summary(cfg: Config, accelerator, model: Trainer, run: RunState, start_step: int, resumed: bool,
                 elapsed: float, data_seconds: float, train_pairs: int, validation_pairs: int,
-                run_id: str | None) -> dict:
+                run_id: str | None, precision: Precision) -> dict:
     """The run's short summary, on every rank, once every rank is shown to hold the same weights.
 
     Every rank must end with rank 0's weights: DDP averaged the same gradients into each. The check gathers from
@@ -336,7 +340,7 @@ def run_summary(cfg: Config, accelerator, model: Trainer, run: RunState, start_s
             "seconds": round(run.seconds + elapsed, 1),
             "steps_per_s": round(trained / elapsed, 2) if trained else None,
             "data_wait_fraction": round(data_seconds / elapsed, 4) if trained else None,
-            "train_pairs": train_pairs, "validation_pairs": validation_pairs}
+            "train_pairs": train_pairs, "validation_pairs": validation_pairs, "precision": precision.label}
 
 
 def log_outcome(cfg: Config, model: Trainer, G: torch.nn.Module, held, sample: np.ndarray, run: RunState,

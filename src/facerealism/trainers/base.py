@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from facerealism.head import enhance_array
+from facerealism.precision import Precision
 from facerealism.trainers import checkpoint
 
 
@@ -97,8 +98,13 @@ class Trainer:
         return {}
 
 
-def make_accelerator(mixed_precision: str, grad_accum: int = 1, compile_backend: str | None = None):
-    """accelerate owns device placement, precision, gradient accumulation and torch.compile."""
+def make_accelerator(precision: Precision, grad_accum: int = 1, compile_backend: str | None = None):
+    """accelerate owns device placement, precision, gradient accumulation and torch.compile.
+
+    Args:
+        precision: facerealism.precision.resolve(train.mixed_precision): "auto" is decided before this point, so
+            the log and the model card say what ran.
+    """
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
 
@@ -107,7 +113,7 @@ def make_accelerator(mixed_precision: str, grad_accum: int = 1, compile_backend:
     AcceleratorState._reset_state(reset_partial_state=True)
     # step_scheduler_with_optimizer=False: accelerate would otherwise step the schedule once per
     # process per step, decaying num_processes times too fast for our per-step schedule.
-    return Accelerator(mixed_precision="no" if mixed_precision == "fp32" else mixed_precision,
+    return Accelerator(mixed_precision=precision.accelerate,
                        gradient_accumulation_steps=grad_accum, dynamo_backend=compile_backend,
                        cpu=not torch.cuda.is_available(), step_scheduler_with_optimizer=False)
 
