@@ -76,7 +76,7 @@ def _broadband(n: int = 16, size: int = 64, seed: int = 5) -> np.ndarray:
 def _radially_filtered(images: np.ndarray, curves) -> np.ndarray:
     """images with a known gain curve(r) (r: 0 at DC, 1 at Nyquist) on each Y/Cb/Cr plane: a circular FFT filter
     written here, not the code under test."""
-    from facerealism.metrics.spaces import _RGB_TO_YCBCR as M
+    M = fitted.YCBCR  # test_the_equalisers_spectra_are_the_spectral_feature_spaces: metrics.spaces' matrix
 
     planes = images.astype(np.float64) @ M.T  # (n, h, w, 3)
     h, w = images.shape[1:3]
@@ -104,6 +104,17 @@ def test_the_equaliser_recovers_a_known_radial_gain_per_channel():
     error, change = (np.abs(f(y).astype(int) - _radially_filtered(y, CURVES))[inner].mean(),
                      np.abs(_radially_filtered(y, CURVES).astype(int) - y)[inner].mean())
     assert error < 0.15 * change, (error, change)
+
+
+def test_the_equalisers_spectra_are_the_spectral_feature_spaces():
+    """scoring may not import metrics, so fitted keeps its own copy of their estimator and planes: they must agree."""
+    from facerealism.metrics.spaces import _RGB_TO_YCBCR, radial_log_power
+
+    x = _broadband(4, seed=2)
+    np.testing.assert_array_equal(fitted.YCBCR, _RGB_TO_YCBCR)
+    planes = fitted._planes(x)[:, 1]
+    np.testing.assert_allclose(np.log10(fitted.radial_power(planes, 32) + 1e-12), radial_log_power(planes, 32),
+                               rtol=1e-10)
 
 
 def test_fitting_from_two_batches_equals_fitting_from_one():
@@ -222,7 +233,7 @@ def test_the_fits_read_the_training_and_validation_pairs_never_the_test_split(ti
     monkeypatch.setattr(evaluate, "load_images", lambda paths: read.extend(map(str, paths)) or load(paths))
     parts = splits(tiny_cfg)
     schnell = load(parts["test"]["schnell_path"])
-    outputs, params = evaluate.fitted_outputs(tiny_cfg, schnell)
+    (outputs,), params = evaluate.fitted_outputs(tiny_cfg, schnell)
     assert set(outputs) == {fitted.label(n) for n in tiny_cfg.evaluate.fitted} and len(tiny_cfg.evaluate.fitted) == 5
     paths = {name: set(map(str, parts[name]["schnell_path"])) | set(map(str, parts[name]["dev_path"]))
              for name in ("train", "validation", "test")}

@@ -14,7 +14,6 @@ from facerealism.data import catalog
 from facerealism.errors import UserError
 from facerealism.files import atomic_write_bytes, encode_png, read_json
 from facerealism.report.grids import image_grid
-from facerealism.scoring.table4 import PHOTO_RULES
 
 # Fixed regions as fractions of (top, bottom, left, right). On the synthetic portraits the face centre sits at
 # ~0.44 of the height with the eyes just above it and the hair cap above the forehead; on real FLUX portraits
@@ -254,11 +253,13 @@ def _table4_html(table: dict) -> str:
         for col in ("ssim", "lpips", "identity", "fid", "fd_dinov2", "cmmd", "clip_iqa"):
             if not r[col]["available"]:
                 reasons.setdefault(col, r[col]["reason"])
-    photo = [[label, *(rows[label]["photo"][rule.key] for rule in PHOTO_RULES),
-              "met" if rows[label].get("photo_passes") else "not met"]
-             for label in table.get("order", rows) if "photo" in rows[label]]
+    checked = [label for label in table.get("order", rows) if "photo" in rows[label]]
+    # The photo rules' values are the check's numbers (the rest are per-size dicts): read off the check itself.
+    keys = [k for k, v in rows[checked[0]]["photo"].items() if isinstance(v, (int, float))] if checked else []
+    photo = [[label, *(rows[label]["photo"][k] for k in keys), "met" if rows[label].get("photo_passes") else "not met"]
+             for label in checked]
     fitted_photo = ("<h3>Fitted baselines on the photograph (worst size)</h3>" + _table(
-        ["row", *(rule.short for rule in PHOTO_RULES), "photo rules"], photo)) if photo else ""
+        ["row", *keys, "photo rules"], photo)) if photo else ""
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in table.get("notes", []))
     unavailable = "".join(f"<li><b>{c}</b> unavailable: {html.escape(v)}</li>" for c, v in reasons.items())
     return (_table(header, out) + fitted_photo + f"<ul>{notes}</ul><h3>Unavailable columns</h3>"

@@ -187,20 +187,35 @@ def fit_linear_filter(schnell: np.ndarray, dev: np.ndarray, seed: int = 0) -> Fi
 
 # --- the radial spectral equaliser --------------------------------------------------------------------------
 
-def _ycbcr_matrix() -> np.ndarray:
-    from facerealism.metrics.spaces import _RGB_TO_YCBCR  # the chroma feature space's own planes
-
-    return _RGB_TO_YCBCR
+# ITU-R BT.601 full range, RGB -> Y, Cb, Cr (rows): the planes of the spectral feature spaces (metrics.spaces), which
+# scoring may not import (tests/test_imports.py: LAYERS); test_fitted checks the two agree.
+YCBCR = np.array([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
 
 
 def _planes(images: np.ndarray) -> np.ndarray:
     """uint8 (n, h, w, 3) -> float64 (n, 3, h, w) Y, Cb, Cr in grey levels (Cb, Cr centred on 0)."""
-    return np.ascontiguousarray((images.astype(np.float64) @ _ycbcr_matrix().T).transpose(0, 3, 1, 2))
+    return np.ascontiguousarray((images.astype(np.float64) @ YCBCR.T).transpose(0, 3, 1, 2))
 
 
 def _rgb(planes: np.ndarray) -> np.ndarray:
     """(n, 3, h, w) Y, Cb, Cr -> uint8 (n, h, w, 3)."""
-    return _to_uint8(planes.transpose(0, 2, 3, 1) @ np.linalg.inv(_ycbcr_matrix()).T)
+    return _to_uint8(planes.transpose(0, 2, 3, 1) @ np.linalg.inv(YCBCR).T)
+
+
+def radial_power(planes: np.ndarray, n_bins: int) -> np.ndarray:
+    """(n, h, w) planes -> (n, n_bins) mean power in each radial frequency bin (k/n_bins, (k+1)/n_bins] of the
+    normalised radius (1 = Nyquist; the corners beyond it dropped), each plane's mean removed and a Hann window
+    applied first: the estimator of the spectral feature spaces (metrics.radial_log_power) before its log10."""
+    n, h, w = planes.shape
+    radius = np.hypot(np.fft.fftfreq(h)[:, None], np.fft.fftfreq(w)[None, :]) / 0.5
+    bin_of = np.ceil(radius * n_bins).astype(np.int64) - 1  # DC lands in -1 and is dropped
+    keep = (bin_of >= 0) & (bin_of < n_bins)
+    counts = np.bincount(bin_of[keep], minlength=n_bins)
+    if (counts == 0).any():
+        raise UserError(f"{n_bins} radial bins are too fine for {h}x{w} images: some hold no frequency")
+    p = (planes - planes.mean(axis=(1, 2), keepdims=True)) * np.outer(np.hanning(h), np.hanning(w))
+    power = np.abs(np.fft.fft2(p)) ** 2  # (n, h, w)
+    return np.stack([np.bincount(bin_of[keep], weights=q[keep], minlength=n_bins) for q in power]) / counts
 
 
 def _n_bins(shape: tuple[int, ...]) -> int:
@@ -210,7 +225,7 @@ def _n_bins(shape: tuple[int, ...]) -> int:
 class SpectrumSums:
     """Running sums of the per-image mean power in each radial bin, per Y/Cb/Cr plane, of schnell and of dev.
 
-    The same estimator as the spectral feature spaces (`metrics.radial_log_power`: mean removed, Hann window);
+    The same estimator as the spectral feature spaces (`radial_power`: mean removed, Hann window);
     2 x 3 x n_bins numbers whatever the number of pairs, so the training split streams through in batches.
     """
 
@@ -219,8 +234,6 @@ class SpectrumSums:
         self.schnell = self.dev = None
 
     def add(self, schnell: np.ndarray, dev: np.ndarray) -> SpectrumSums:
-        from facerealism.metrics.spaces import radial_log_power
-
         if schnell.shape != dev.shape or schnell.ndim != 4 or len(schnell) < 1:
             raise UserError(f"the equaliser needs paired images (n, h, w, 3), got {schnell.shape} and {dev.shape}")
         self.n_bins = self.n_bins or _n_bins(schnell.shape[1:3])
@@ -231,7 +244,7 @@ class SpectrumSums:
         for total, images in ((self.schnell, schnell), (self.dev, dev)):
             planes = _planes(images)
             for c in range(3):
-                total[c] += (10.0 ** radial_log_power(planes[:, c], self.n_bins)).sum(axis=0)
+                total[c] += radial_power(planes[:, c], self.n_bins).sum(axis=0)
         self.pairs += len(schnell)
         return self
 
@@ -364,8 +377,6 @@ def fit_photo_safe_equaliser(train: Pairs, validation: Callable[[], Pairs], phot
         photos: uint8 (1, s, s, 3) photographs that are not the gate's own (evaluate.validation_photos): the
             portraits alone are too gentle to show halos and speckle (no hard edges, no flat sky).
     """
-    from facerealism.metrics.spaces import radial_log_power
-
     plain = fit_equaliser(train)
     gains = np.asarray([plain.params["gains"][c] for c in CHANNELS])
     n_bins = plain.params["n_bins"]
@@ -373,7 +384,7 @@ def fit_photo_safe_equaliser(train: Pairs, validation: Callable[[], Pairs], phot
     capped = {cap: _capped(gains, cap) for cap in sorted({s["chroma_cap"] for s in settings})}
 
     def log_spectra(planes: np.ndarray) -> np.ndarray:  # (3, n_bins) summed over the batch
-        return np.stack([radial_log_power(planes[:, c], n_bins).sum(axis=0) for c in range(3)])
+        return np.stack([np.log10(radial_power(planes[:, c], n_bins) + 1e-12).sum(axis=0) for c in range(3)])
 
     def outputs(maps: _GuardMaps, s: dict, cache: dict) -> np.ndarray:
         if s["chroma_cap"] not in cache:
