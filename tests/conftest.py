@@ -38,7 +38,7 @@ TINY = [
     "benchmark.pipeline_sizes=[32]", "benchmark.pipeline_repeats=1",
     # Tiny heads barely train: the gate's thresholds are tested separately; here anything passes.
     "register.required={fd_diff.spectral: -1.0e9}", "register.below={}", "register.check_controls=false",
-    "register.must_beat_fitted=false",
+    "register.must_beat_fitted=false", "register.promote_fitted=false",
 ]
 
 

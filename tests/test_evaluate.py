@@ -11,6 +11,7 @@ from facerealism.data.split import splits
 from facerealism.stages import run_stage
 from facerealism.scoring.controls import ORACLE
 from facerealism.stages.evaluate import DEV, SCHNELL, flat_metrics, head_dirs, table4
+from facerealism.scoring.table4 import meets_photo_rules, photo_limits
 
 from .test_metrics import blur, make_dev
 
@@ -104,13 +105,14 @@ def test_evaluate_stage_with_an_extra_head_and_report(tiny_cfg, project):
     cfg = tiny_cfg.model_copy(deep=True)
     cfg.evaluate.bootstrap = 10
     cfg.evaluate.extra_heads = {"CycleGAN": str(project / "models/head_resnet")}
+    cfg.register.max_photo_flat_grain = 3.0  # tight enough that some fitted rows fail (the plain equaliser's 4.8)
     out = run_stage("evaluate", cfg)
     assert {"fd_diff.spectral", "fd_diff.random_conv"} <= set(out)
 
     t = json.loads((project / "reports/table4.json").read_text())
     controls = [f"control: {name}" for name in cfg.evaluate.controls]
     fitted = [f"fitted: {name}" for name in cfg.evaluate.fitted]
-    assert len(fitted) == 3 and t["head_label"] == HAND
+    assert len(fitted) == 5 and t["head_label"] == HAND
     assert t["order"] == [SCHNELL, DEV, HAND, "CycleGAN", *fitted, *controls, ORACLE]
     # Every C2ST over 5 fold seeds x both test halves; placement and halo measured for every row, dev check included.
     assert t["c2st_halves"] == 2 and len(t["rows"][HAND]["c2st_runs"]["runs"]) == 2 * cfg.evaluate.c2st_seeds
@@ -118,9 +120,15 @@ def test_evaluate_stage_with_an_extra_head_and_report(tiny_cfg, project):
     assert set(t["fitted"]) == set(fitted) and len(t["fitted"]["fitted: detail gains"]["gains"]) == 4
     m = json.loads((project / "reports/metrics.json").read_text())
     assert m["fd_diff.spectral"] == t["rows"][HAND]["fd"]["spectral"]["fd_diff"]
-    # The best fitted baseline by C2ST vs dev is what register compares the head with.
-    best = min(fitted, key=lambda l: (t["rows"][l]["c2st_vs_dev"], t["rows"][l]["c2st_ci"][1]))
-    assert m["fitted.best"] == best and m["c2st.dev_vs_fitted_ci_low"] == t["rows"][best]["c2st_ci"][0]
+    # Every fitted row has its photo check; the best by C2ST vs dev of those meeting every photo rule is what
+    # register compares the head with.
+    limits = photo_limits(cfg)
+    assert all(t["rows"][l]["photo_passes"] == meets_photo_rules(t["rows"][l]["photo"], limits) for l in fitted)
+    safe = [l for l in fitted if t["rows"][l]["photo_passes"]]
+    assert 0 < len(safe) < len(fitted) and "fitted: radial equaliser" not in safe
+    best = min(safe, key=lambda l: (t["rows"][l]["c2st_vs_dev"], t["rows"][l]["c2st_ci"][1]), default=None)
+    assert m["fitted.best"] == best and m["fitted.scored"] == 5
+    assert best is None or m["c2st.dev_vs_fitted_ci_low"] == t["rows"][best]["c2st_ci"][0]
     # Table 4 is on one half of the test split; the other half's dev images are the dev check sample.
     test = splits(cfg)["test"]
     assert t["n_images"] + t["n_dev_check"] == len(test) == m["holdout_pairs"] + t["n_dev_check"]

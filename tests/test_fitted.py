@@ -62,3 +62,181 @@ def test_energy_matched_gains_amplify_an_uncorrelated_instance_that_least_square
     assert em.params["gains"][0] == pytest.approx(2.0, abs=0.4), em.params
     band = lambda imgs: fitted._bands(imgs.astype(np.float64))[0]  # noqa: E731
     assert band(em(schnell)).std() == pytest.approx(band(dev).std(), rel=0.15)  # the output's finest band: dev's
+
+
+# --- the radial spectral equaliser and its photo-safe variant ---------------------------------------------------
+
+def _broadband(n: int = 16, size: int = 64, seed: int = 5) -> np.ndarray:
+    """Grey-mean images of independent colour noise (every frequency present) plus a smooth shading."""
+    rng = np.random.default_rng(seed)
+    ramp = np.linspace(-30, 30, size)[None, :, None, None] * np.ones((n, 1, 1, 3))
+    return np.clip(128 + ramp + 25 * rng.standard_normal((n, size, size, 3)) + 0.5, 0, 255).astype(np.uint8)
+
+
+def _radially_filtered(images: np.ndarray, curves) -> np.ndarray:
+    """images with a known gain curve(r) (r: 0 at DC, 1 at Nyquist) on each Y/Cb/Cr plane: a circular FFT filter
+    written here, not the code under test."""
+    M = fitted.YCBCR  # test_the_equalisers_spectra_are_the_spectral_feature_spaces: metrics.spaces' matrix
+
+    planes = images.astype(np.float64) @ M.T  # (n, h, w, 3)
+    h, w = images.shape[1:3]
+    r = np.hypot(np.fft.fftfreq(h)[:, None], np.fft.fftfreq(w)[None, :]) / 0.5
+    out = np.stack([np.fft.ifft2(np.fft.fft2(planes[..., c], axes=(1, 2)) * curves[c](r), axes=(1, 2)).real
+                    for c in range(3)], axis=-1)
+    return np.clip(out @ np.linalg.inv(M).T + 0.5, 0, 255).astype(np.uint8)
+
+
+CURVES = (lambda r: 1 + 1.5 * r, lambda r: 1 + 0.5 * r, lambda r: 1 - 0.4 * r)  # Y boosted, Cb less, Cr cut
+
+
+def test_the_equaliser_recovers_a_known_radial_gain_per_channel():
+    x = _broadband()
+    f = fitted.fit("radial equaliser", x, _radially_filtered(x, CURVES))
+    centres = (np.arange(fitted.N_BINS) + 0.5) / fitted.N_BINS
+    for channel, curve in zip(fitted.CHANNELS, CURVES):
+        gains = np.asarray(f.params["gains"][channel])
+        assert gains.shape == (32,) and np.abs(gains - curve(centres))[2:].max() < 0.1, (channel, gains.round(2))
+    assert f.params["train_pairs"] == 16 and fitted.size(f.params) == 96
+    # Applied to fresh inputs, it shapes their spectra the same way: away from the border (which it mirrors where
+    # the circular reference wraps), within a few grey levels of the reference, against a change of ~20.
+    y = _broadband(seed=6)
+    inner = (slice(None), slice(8, -8), slice(8, -8))
+    error, change = (np.abs(f(y).astype(int) - _radially_filtered(y, CURVES))[inner].mean(),
+                     np.abs(_radially_filtered(y, CURVES).astype(int) - y)[inner].mean())
+    assert error < 0.15 * change, (error, change)
+
+
+def test_the_equalisers_spectra_are_the_spectral_feature_spaces():
+    """scoring may not import metrics, so fitted keeps its own copy of their estimator and planes: they must agree."""
+    from facerealism.metrics.spaces import _RGB_TO_YCBCR, radial_log_power
+
+    x = _broadband(4, seed=2)
+    np.testing.assert_array_equal(fitted.YCBCR, _RGB_TO_YCBCR)
+    planes = fitted._planes(x)[:, 1]
+    np.testing.assert_allclose(np.log10(fitted.radial_power(planes, 32) + 1e-12), radial_log_power(planes, 32),
+                               rtol=1e-10)
+
+
+def test_fitting_from_two_batches_equals_fitting_from_one():
+    """The equaliser keeps sums of power spectra, nothing per image: a split that streams in batches fits the same."""
+    x = _broadband(12)
+    dev = _radially_filtered(x, CURVES)
+    whole = fitted.fit("radial equaliser", x, dev)
+    halves = fitted.fit("radial equaliser", lambda: iter([(x[:5], dev[:5]), (x[5:], dev[5:])]))
+    for channel in fitted.CHANNELS:
+        np.testing.assert_allclose(halves.params["gains"][channel], whole.params["gains"][channel], rtol=1e-12)
+    assert halves.params["train_pairs"] == whole.params["train_pairs"] == 12
+    sums = fitted.SpectrumSums().add(x[:5], dev[:5]).add(x[5:], dev[5:])
+    assert sums.schnell.shape == sums.dev.shape == (3, 32)  # its whole memory, whatever the number of pairs
+
+
+def _photo_safe_args(n_val: int = 6) -> dict:
+    """What evaluate gives the photo-safe equaliser: validation pairs, a validation photograph, the photo rules."""
+    from facerealism.config import load_config
+    from facerealism.scoring.table4 import photo_limits
+    from facerealism.stages.evaluate import photo_damage, photo_images
+
+    from .conftest import ROOT
+
+    val = _broadband(n_val, seed=9)
+    return {"validation": (val, _radially_filtered(val, CURVES)), "photos": [photo_images("chelsea", 64)],
+            "limits": photo_limits(load_config(ROOT / "params.yaml")), "damage": photo_damage}
+
+
+def test_every_fitted_filter_is_rebuilt_from_its_numbers_alone():
+    """What Table 4 records (JSON) is what register ships: the rebuilt filter gives the same pixels."""
+    import json
+
+    x = _broadband(8)
+    dev = _radially_filtered(x, CURVES)
+    for name in fitted.FITTERS:
+        f = fitted.fit(name, x, dev, max_shift=0, **_photo_safe_args())
+        again = fitted.rebuild(name, json.loads(json.dumps(f.params)))
+        assert np.array_equal(again(x), f(x)), name
+        assert not np.array_equal(f(x), x), name  # and it does filter
+    with pytest.raises(UserError, match="recorded numbers are incomplete"):
+        fitted.rebuild("radial equaliser", {"n_bins": 32})
+    with pytest.raises(UserError, match="validation split"):
+        fitted.fit("radial equaliser (photo-safe)", x, dev)
+
+
+def test_the_photo_safe_guards_cap_chroma_fade_out_on_flat_pixels_and_clamp_edges():
+    """A strong boost (1 at DC to x3 at Nyquist, like the fitted one) on a photograph: each guard removes the damage it
+    is there for."""
+    from facerealism import metrics
+    from facerealism.stages.evaluate import photo_images
+
+    x = photo_images("coffee", 64)
+    boost = {"gains": {c: list(1 + 2 * (np.arange(32) + 0.5) / 32) for c in fitted.CHANNELS}, "n_bins": 32}
+    plain = fitted.rebuild("radial equaliser", boost)(x)
+
+    def guarded(**g):
+        guards = {"chroma_cap": 1.0, "flat_quantile": 0.0, "edge_margin": None, **g}
+        return fitted.rebuild("radial equaliser (photo-safe)", {**boost, "guards": guards})(x)
+
+    assert metrics.edge_overshoot(x, plain) > 4 > 3.5 >= metrics.edge_overshoot(x, guarded(edge_margin=3.0))
+    assert metrics.flat_grain(x, guarded(flat_quantile=0.25), flat_quantile=0.25) < \
+        0.6 * metrics.flat_grain(x, plain, flat_quantile=0.25)  # measured 1.9 against 3.7
+    # chroma left alone, only luminance grows: 0.53 against 1.17
+    assert metrics.colour_noise_gain(x, plain) > 1.1 > 0.75 > metrics.colour_noise_gain(x, guarded(chroma_cap=0.0))
+    capped = fitted._capped(np.asarray([[2.0, 1.5, 0.9], [3.0, 1.2, 1.5], [0.5, 3.0, 0.7]]), 0.5)
+    np.testing.assert_allclose(capped, [[2.0, 1.5, 0.9], [1.5, 1.2, 1.0], [0.5, 1.25, 0.7]])  # cuts kept
+
+
+def test_the_guards_are_the_nearest_dev_setting_whose_damage_stays_within_the_limits():
+    x = _broadband(8)
+    dev = _radially_filtered(x, CURVES)
+    args = _photo_safe_args()
+    f = fitted.fit("radial equaliser (photo-safe)", x, dev, **args)
+    trials, limits = f.params["trials"], args["limits"]
+    chosen = next(t for t in trials if {k: t[k] for k in fitted.GUARD_GRID} == f.params["guards"])
+    assert f.params["met_limits_on_validation"] and f.params["validation_pairs"] == 6
+
+    def over(trial: dict) -> bool:
+        return any(trial.get(side, {}).get(k, 0) > limits[k] for side in ("photo_damage", "validation_damage")
+                   for k in limits)
+
+    assert not over(chosen) and all(k in chosen["validation_damage"] for k in limits)
+    nearer = [t for t in trials if t["spectral_distance"] < chosen["spectral_distance"]]
+    assert nearer and all(over(t) for t in nearer)  # every setting nearer dev damages a photo or a portrait
+    free = fitted.fit("radial equaliser (photo-safe)", x, dev, **{**args, "limits": dict.fromkeys(limits, np.inf)})
+    best = min(free.params["trials"], key=lambda t: t["spectral_distance"])
+    assert free.params["guards"] == {k: best[k] for k in fitted.GUARD_GRID}
+    none = fitted.fit("radial equaliser (photo-safe)", x, dev, **{**args, "limits": dict.fromkeys(limits, -1.0)})
+    assert not none.params["met_limits_on_validation"] and none.params["guards"] == fitted.guard_settings()[-1]
+
+
+def test_the_best_fitted_baseline_is_the_nearest_dev_of_those_that_pass_the_photo_rules():
+    from facerealism.stages.evaluate import best_fitted, fitted_metrics
+
+    def row(c2st: float, photo_passes: bool) -> dict:
+        return {"c2st_vs_dev": c2st, "c2st_ci": [c2st - 0.04, c2st + 0.04], "photo_passes": photo_passes}
+
+    rows = {"fitted: a": row(0.99, True), "fitted: b": row(0.62, True), "fitted: c": row(0.55, False),
+            "fitted: d": row(0.9, True), "control: x": row(0.5, True)}
+    table = {"rows": rows, "order": list(rows)}
+    assert best_fitted(table) == "fitted: b"  # not the weakest (a), not the photo-damaging one (c), no control
+    assert fitted_metrics(table) == {"fitted.best": "fitted: b", "fitted.scored": 4, "c2st.dev_vs_fitted": 0.62,
+                                     "c2st.dev_vs_fitted_ci_low": 0.58, "c2st.dev_vs_fitted_ci_high": 0.66}
+    for label in ("fitted: a", "fitted: b", "fitted: d"):
+        rows[label]["photo_passes"] = False
+    assert fitted_metrics(table) == {"fitted.best": None, "fitted.scored": 4}
+
+
+@pytest.mark.usefixtures("tiny_validated")
+def test_the_fits_read_the_training_and_validation_pairs_never_the_test_split(tiny_cfg, monkeypatch):
+    from facerealism.data.split import splits
+    from facerealism.stages import evaluate
+
+    read: list[str] = []
+    load = evaluate.load_images
+    monkeypatch.setattr(evaluate, "load_images", lambda paths: read.extend(map(str, paths)) or load(paths))
+    parts = splits(tiny_cfg)
+    schnell = load(parts["test"]["schnell_path"])
+    (outputs,), params = evaluate.fitted_outputs(tiny_cfg, schnell)
+    assert set(outputs) == {fitted.label(n) for n in tiny_cfg.evaluate.fitted} and len(tiny_cfg.evaluate.fitted) == 5
+    paths = {name: set(map(str, parts[name]["schnell_path"])) | set(map(str, parts[name]["dev_path"]))
+             for name in ("train", "validation", "test")}
+    assert set(read) <= paths["train"] | paths["validation"] and not set(read) & paths["test"]
+    assert paths["validation"] <= set(read)  # the photo-safe equaliser's guards read the validation split
+    assert params[fitted.label("radial equaliser (photo-safe)")]["validation_pairs"] == len(parts["validation"])

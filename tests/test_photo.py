@@ -120,3 +120,22 @@ def test_the_photo_check_fails_a_head_that_rings_clips_or_paints_grain(tmp_path)
     assert any("grain on a photo's flat regions" in r for r in grain), grain
     mild = photo_check(pil(ImageFilter.UnsharpMask(radius=1, percent=50, threshold=0)), 64, tmp_path)
     assert _gate_photo_reasons(mild) == [] and mild["edge_overshoot"] > 0  # it changed the photo and passes
+
+
+def test_the_photo_check_reports_the_worst_size_of_each_rule(tmp_path):
+    """A filter that harms only the 512 px photograph (halos, speckle, blown highlights, grain) fails every photo rule:
+    each rule reads its worst size, not its best (the 64 px photo comes back untouched)."""
+    from PIL import ImageFilter
+
+    def harm_at_512(x: np.ndarray) -> np.ndarray:
+        if x.shape[1] < 512:
+            return x.copy()
+        sharp = np.stack([np.asarray(Image.fromarray(i).filter(ImageFilter.UnsharpMask(2, 200, 0))) for i in x])
+        return np.clip(controls.apply("RGB noise σ16", sharp, 0) * 1.3 + 0.5, 0, 255).astype(np.uint8)
+
+    check = photo_check(harm_at_512, 64, tmp_path)
+    failed = _gate_photo_reasons(check)
+    assert len(failed) == len(PHOTO_RULES) and all(any(r.harm in f for f in failed) for r in PHOTO_RULES), failed
+    by_size = {"colour_noise_gain": check["by_size"],
+               **{r.key: check[f"{r.key}_by_size"] for r in PHOTO_RULES if r.key != "colour_noise_gain"}}
+    assert all(check[key] == values["512"] > values["64"] for key, values in by_size.items()), check

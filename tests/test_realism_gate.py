@@ -9,7 +9,8 @@ from facerealism.backends.painter import render_pair
 from facerealism.config import load_config
 from facerealism.scoring import controls, fitted
 from facerealism.scoring.gate import gate, suite_check
-from facerealism.stages.evaluate import DEV, SCHNELL, flat_metrics, table4
+from facerealism.scoring.table4 import PHOTO_RULES, meets_photo_rules, photo_limits
+from facerealism.stages.evaluate import DEV, SCHNELL, flat_metrics, photo_check, photo_damage, table4, validation_photos
 
 from .conftest import ROOT
 
@@ -18,6 +19,7 @@ N_CHECK = 50  # the dev check's independent sample (other pairs)
 PHOTO_OK = {"photo.colour_noise_gain": 1.0, "photo.edge_overshoot": 1.0, "photo.clipped_gain": 0.0,
             "photo.flat_grain": 1.0}
 N_TRAIN = 300  # training pairs of the fitted baselines
+N_VALIDATION = 60  # validation pairs of the photo-safe equaliser's guards
 
 
 def default_cfg(*overrides: str):
@@ -43,16 +45,21 @@ def default_table(tmp_path_factory):
     schnell, dev = render(90_000, N)
     schnell_check, dev_check = render(95_000, N_CHECK)
     train_s, train_d = render(50_000, N_TRAIN)
+    photo_safe = dict(validation=render(70_000, N_VALIDATION), photos=validation_photos(g.size),
+                      limits=photo_limits(cfg), damage=photo_damage)  # where the photo-safe equaliser tunes its guards
+    filters = {fitted.label(name): fitted.fit(name, train_s, train_d, cfg.seed, cfg.train.paired_max_shift,
+                                              **photo_safe) for name in cfg.evaluate.fitted}
     halves = []
     for s, d in ((schnell, dev), (schnell_check, dev_check)):  # the scored half, then the check half (swapped roles)
-        rows = {fitted.label(name): fitted.fit(name, train_s, train_d, cfg.seed, cfg.train.paired_max_shift)(s)
-                for name in cfg.evaluate.fitted}
+        rows = {label: f(s) for label, f in filters.items()}
         rows.update({controls.label(name): controls.apply(name, s, cfg.seed, d) for name in cfg.evaluate.controls})
         rows[controls.ORACLE] = controls.oracle(s, d)
         # What a head that closed 85 % of the gap would output: the gate must be passable by more than dev itself.
         rows["near-dev blend"] = np.clip(0.85 * d + 0.15 * s.astype(np.float64) + 0.5, 0, 255).astype(np.uint8)
         halves.append(rows)
     table = table4(cfg, schnell, dev, dev_check, halves[0], schnell_check=schnell_check, outputs_check=halves[1])
+    for label, f in filters.items():  # as evaluate.run does: a fitted row is judged on its own photo check
+        table["rows"][label]["photo"] = photo_check(f, g.size)
     path = tmp_path_factory.mktemp("gate") / "table4.json"
     path.write_text(json.dumps(table))
     return table, path
@@ -103,12 +110,19 @@ def test_an_empty_control_list_leaves_the_gate_unchecked(default_table):
 def test_the_fitted_baselines_fail_the_gate_on_the_default_data(default_table):
     """Least-squares filters fitted to the training pairs cannot fake dev's texture: schnell carries its own faint
     instance, not a copy of dev's, so amplifying it does not reach dev (they read C2ST 1.0, FD_diff < 0). When the
-    renderer's schnell held 35 % of dev's instance, four band gains passed every rule (C2ST 0.94)."""
+    renderer's schnell held 35 % of dev's instance, four band gains passed every rule (C2ST 0.94). Each fitted row
+    is judged on its own photo check, as register judges one it would ship: the radial equaliser matches dev's
+    spectra (C2ST ~0.6) but speckles, rings and grains the photograph; its photo-safe variant keeps the photograph
+    whole with the guards it chose on validation, and loses the realism."""
     table, _ = default_table
     for name in default_cfg().evaluate.fitted:
-        candidate = {**flat_metrics(table, fitted.label(name)), **PHOTO_OK}
+        photo = table["rows"][fitted.label(name)]["photo"]
+        candidate = {**flat_metrics(table, fitted.label(name)), **{f"photo.{r.key}": photo[r.key] for r in PHOTO_RULES}}
         passed, reasons = gate(default_cfg(), candidate, None)
         assert not passed, (name, reasons)
+    limits = photo_limits(default_cfg())
+    assert not meets_photo_rules(table["rows"][fitted.label("radial equaliser")]["photo"], limits)
+    assert meets_photo_rules(table["rows"][fitted.label("radial equaliser (photo-safe)")]["photo"], limits)
 
 
 def test_every_control_changes_its_input_by_a_measurable_amount():
@@ -122,6 +136,22 @@ def test_every_control_changes_its_input_by_a_measurable_amount():
         out = controls.apply(name, schnell, cfg.seed, dev)
         changed = np.abs(out.astype(int) - schnell.astype(int))
         assert out.shape == schnell.shape and changed.mean() >= 0.3 and (changed > 2).mean() >= 0.01, (name, changed.mean())
+
+
+def test_no_two_controls_are_the_same_filter():
+    """A control that silently became another (detail gain ×2 applied at ×1) leaves the gate's rejection of its
+    strength untested while every other test still passes: each control's pixels are its own, at its named strength."""
+    cfg = default_cfg()
+    g = cfg.generate
+    pairs = [render_pair(92_000 + i, g.size, **g.synthetic.model_dump()) for i in range(8)]
+    schnell, dev = np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+    outs = {name: controls.apply(name, schnell, cfg.seed, dev) for name in controls.CONTROLS}
+    names = list(outs)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            assert not np.array_equal(outs[a], outs[b]), (a, b)
+    added = [np.abs(outs[f"detail gain ×{k}"].astype(int) - schnell).mean() for k in (1, 2)]
+    assert 1.8 < added[1] / added[0] < 2.1, added  # twice the detail (a little less where ×2 clips)
 
 
 def test_the_new_controls_are_rejected_by_name(default_table):

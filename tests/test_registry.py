@@ -138,13 +138,13 @@ def test_the_safety_net_blocks_promotion_where_it_acts(tmp_path, monkeypatch):
 
     out, reasons = attempt({**better, "c2st.dev_vs_enhanced_ci_high": 0.88})  # CIs overlap the fitted baseline's
     assert out == {"version": "4", "promoted": False, "champion": "1"}
-    assert any("does not beat a least-squares filter fitted to the training pairs, so nothing is promoted: fail" in r
-               for r in reasons)
+    assert any("does not beat a filter fitted to the training pairs (the best that passes the photo rules), so the "
+               "head is not promoted: fail" in r for r in reasons)
     assert all(client.get_model_version(NAME, v).tags["gate.passed"] == "False" for v in "234")
 
     out, reasons = attempt(better)  # the same head once the suite is sound and it beats the fitted baselines
     assert out == {"version": "5", "promoted": True, "champion": "5"}, reasons
-    assert any("the head beats the best fitted baseline: ok" in r for r in reasons)
+    assert any("the head beats the best fitted baseline that passes the photo rules: ok" in r for r in reasons)
 
 def test_gate_thresholds_throughput_and_split():
     cfg = load_config(ROOT / "params.yaml", ["benchmark.sizes=[32]", *GATE])
@@ -439,3 +439,152 @@ def test_register_alias_load_and_concurrent_promotion_over_http(tracking_servers
     client = mlflow.MlflowClient()
     assert str(client.get_model_version_by_alias(NAME, "champion").version) == decisions[1]["version"]
     assert registry.LOCK_TAG not in client.get_registered_model(NAME).tags
+
+
+# --- the honest champion: a fitted filter registered and promoted in the head's place ----------------------------
+
+FITTED_LABEL = "fitted: radial equaliser (photo-safe)"
+PHOTO = {"colour_noise_gain": 0.9, "edge_overshoot": 1.0, "clipped_gain": 0.0, "flat_grain": 1.0}
+
+
+def fitted_params() -> dict:
+    """A real equaliser fitted on synthetic pairs (dev: schnell's detail x2), with photo-safe guards set by hand."""
+    from facerealism.scoring import fitted
+
+    from .test_metrics import make_dev
+
+    x = make_dev(8, 32, seed=3)
+    dev = np.clip(x * 2.0 - np.asarray(Image.fromarray(x[0]).resize((32, 32))).astype(float).mean() + 0.5, 0, 255)
+    eq = fitted.fit("radial equaliser", x, dev.astype(np.uint8))
+    return {**eq.params, "guards": {"chroma_cap": 0.8, "flat_quantile": 0.25, "edge_margin": 3.0}}
+
+
+def fitted_project(root: Path, fitted_row: dict):
+    """make_project plus a table4.json holding one fitted row (its Table 4 metrics, photo check and numbers)."""
+    cfg = make_project(root)
+    cfg.register.must_beat_fitted = True  # as by default: the head is compared with the fitted baselines
+    rows = {"FLUX.1-schnell": table_row(-2.0, 1.0, (0.95, 1.0)), "FLUX.1-dev": table_row(2.0, 0.52, (0.4, 0.64)),
+            FITTED_LABEL: {**fitted_row, "photo": PHOTO, "photo_passes": True}}
+    write_json(root / "reports/table4.json",
+               {"rows": rows, "order": list(rows), "fitted": {FITTED_LABEL: fitted_params()}})
+    return cfg
+
+
+HEAD_FAILS = {**GOOD, "fd_diff.spectral": -1.0, "fitted.best": FITTED_LABEL, "fitted.scored": 5,
+              "c2st.dev_vs_enhanced_ci_high": 0.55, "c2st.dev_vs_fitted_ci_low": 0.6}  # it beats the fitted row
+
+
+@pytest.fixture(scope="module")
+def fitted_champion(tmp_path_factory):
+    """A head that fails the gate; the best fitted baseline that passes the photo rules passes it and is promoted."""
+    root = tmp_path_factory.mktemp("fitted")
+    cfg = fitted_project(root, table_row(3.0, 0.7, (0.6, 0.78)))
+    old = os.getcwd()
+    os.chdir(root)
+    try:
+        yield root, cfg, register_with(cfg, HEAD_FAILS)
+    finally:
+        os.chdir(old)
+
+
+def test_a_fitted_filter_that_passes_the_gate_is_promoted_named_as_fitted(fitted_champion):
+    from facerealism.scoring import fitted
+
+    root, cfg, out = fitted_champion
+    assert out == {"version": "1", "promoted": False, "champion": "2", "fitted_version": "2", "fitted_promoted": True}
+    decision = json.loads((root / "reports/promotion.json").read_text())
+    assert decision["outcome"] == "fitted filter" and decision["champion"] == "2"
+    assert "not a learned head" in decision["outcome_why"] and FITTED_LABEL in decision["outcome_why"]
+    assert any(r.startswith("fd_diff.spectral = -1 is not > 0: fail") for r in decision["reasons"])  # the head's
+    assert decision["fitted"]["promoted"] and decision["fitted"]["numbers"] == 3 * 16 + 3  # 32 px: 16 bins
+    client = tracking.setup(cfg).MlflowClient()
+    head, filt = client.get_model_version(NAME, "1"), client.get_model_version(NAME, "2")
+    assert head.tags["kind"] == "learned head" and filt.tags["kind"] == "fitted filter"
+    assert filt.tags["recipe"] == "fitted: radial equaliser (photo-safe)"
+    assert filt.tags["recipe_label"].startswith("fitted filter: ") and filt.tags["metric.fd_diff.spectral"] == "3.0"
+    mlflow = tracking.setup(cfg)
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/{NAME}@champion", dst_path=str(root / "dl")))
+    card = (local / "artifacts/README.md").read_text()
+    assert card.startswith(f"# {NAME}: fitted filter — radial equaliser (photo-safe)")
+    assert "**Not a learned head.**" in card
+    assert not any(word in card + filt.description for word in ("ESA", "CycleGAN", "recipe: "))
+    spec = json.loads((local / "artifacts/filter.json").read_text())
+    assert spec == {"name": "radial equaliser (photo-safe)", "params": json.loads(json.dumps(fitted_params()))}
+    files = [p.name for p in local.rglob("*") if p.is_file()]
+    assert not [f for f in files if f.endswith((".pkl", ".pickle", ".pt", ".pth", ".safetensors"))], files
+    model = mlflow.pyfunc.load_model(f"models:/{NAME}@champion")
+    image = sample_image()
+    got = decode_b64(model.predict(pd.DataFrame({"image": [png_b64(image)]}))["image"][0])
+    expected = fitted.rebuild("radial equaliser (photo-safe)", spec["params"])(image[None])[0]
+    assert np.array_equal(got, expected) and not np.array_equal(got, image)
+    # A rerun decides nothing new: the same head and the same fitted filter are the versions already registered.
+    assert register_with(cfg, HEAD_FAILS) == {**out, "reused": True}
+
+
+@pytest.mark.slow
+def test_the_promoted_fitted_filter_loads_with_enhance_and_mlflow_models_serve(fitted_champion, tmp_path):
+    from facerealism.scoring import fitted
+
+    root, cfg, _ = fitted_champion
+    image = sample_image()
+    expected = fitted.rebuild("radial equaliser (photo-safe)", fitted_params())(image[None])[0]
+    Image.fromarray(image).save(tmp_path / "x.png")
+    done = subprocess.run(["facerealism", "enhance", str(tmp_path / "x.png"), "-o", str(tmp_path / "out")],
+                          capture_output=True, text=True, env=cli_env(), cwd=root, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]  # the default --model: models:/facerealism-head@champion
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "out/x.png").convert("RGB")), expected)
+    server = servers.start_model_server(f"models:/{NAME}@champion", tracking._uri(cfg), log_path=root / "serve.log",
+                                        wait=120)
+    try:
+        body = json.dumps({"dataframe_split": {"columns": ["image"], "data": [[png_b64(image)]]}}).encode()
+        req = urllib.request.Request(server.url + "/invocations", data=body,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=60) as r:
+            got = decode_b64(json.loads(r.read())["predictions"][0]["image"])
+        assert np.array_equal(got, expected)
+    finally:
+        server.stop()
+    assert server.proc.poll() is not None and servers.group_members(server.pid) == []
+
+
+def test_nothing_is_promoted_when_the_fitted_filter_fails_the_gate_too(tmp_path, monkeypatch):
+    root = tmp_path / "nothing"
+    cfg = fitted_project(root, table_row(-0.5, 0.97, (0.93, 0.99)))  # nearer schnell than dev
+    monkeypatch.chdir(root)
+    assert register_with(cfg, HEAD_FAILS) == {"version": "1", "promoted": False, "champion": None}
+    decision = json.loads((root / "reports/promotion.json").read_text())
+    assert decision["outcome"] == "nothing" and "was not promoted either" in decision["outcome_why"]
+    f = decision["fitted"]
+    assert f["considered"] and not f["passed_precheck"] and "version" not in f  # never registered
+    assert "fd_diff.spectral = -0.5 is not > 0: fail" in f["reasons"]
+    assert len(tracking.setup(cfg).MlflowClient().search_model_versions(f"name='{NAME}'")) == 1
+
+
+def test_a_promoted_head_or_promote_fitted_off_leaves_the_fitted_filter_alone(tmp_path, monkeypatch):
+    root = tmp_path / "head"
+    cfg = fitted_project(root, table_row(3.0, 0.7, (0.6, 0.78)))
+    monkeypatch.chdir(root)
+    assert register_with(cfg, {**HEAD_FAILS, "fd_diff.spectral": 1.0}) == {"version": "1", "promoted": True,
+                                                                          "champion": "1"}
+    decision = json.loads((root / "reports/promotion.json").read_text())
+    assert decision["outcome"] == "learned head" and decision["fitted"] == {"considered": False,
+                                                                          "why": "the learned head was promoted"}
+    cfg.register.promote_fitted = False
+    assert register_with(cfg, {**HEAD_FAILS, "fd_diff.spectral": 0.5})["champion"] == "1"  # worse than v1: fails
+    decision = json.loads((root / "reports/promotion.json").read_text())
+    assert decision["outcome"] == "nothing" and "register.promote_fitted is false" in decision["outcome_why"]
+    assert len(tracking.setup(cfg).MlflowClient().search_model_versions(f"name='{NAME}'")) == 2
+
+
+def test_the_head_must_beat_the_best_fitted_baseline_that_passes_the_photo_rules():
+    from facerealism.scoring.gate import beats_fitted
+
+    cfg = load_config(ROOT / "params.yaml")
+    head = {"c2st.dev_vs_enhanced_ci_high": 0.8}  # the best fitted baseline's CI starts at 0.85
+    assert beats_fitted(cfg, {**head, **FITTED, "fitted.scored": 3})[0]
+    assert not beats_fitted(cfg, {**head, **FITTED, "c2st.dev_vs_fitted_ci_low": 0.8, "fitted.scored": 3})[0]  # a tie
+    passed, reasons = beats_fitted(cfg, {**head, "fitted.best": None, "fitted.scored": 5})
+    assert passed and reasons == ["none of the 5 fitted baselines passes the photo rules, so none is a filter the head "
+                                  "must beat: ok"]
+    passed, reasons = beats_fitted(cfg, {**head, "fitted.best": None, "fitted.scored": 0})
+    assert not passed and "no fitted baseline was scored" in reasons[0]

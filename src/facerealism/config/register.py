@@ -43,8 +43,11 @@ class RegisterConfig(Section):
     check_controls: bool = True
     """Refuse to promote unless every Table 4 control fails the gate and dev passes it. false: smoke tests only."""
     must_beat_fitted: bool = True
-    """Promote a head only if its C2ST vs dev is clearly below (CIs apart) the best fitted baseline's: a learned head
-    that a least-squares filter matches is not promoted, and nothing else is either. false: smoke tests only."""
+    """Promote a head only if its C2ST vs dev is clearly below (CIs apart) that of the best fitted baseline that passes
+    the photo rules: a learned head that a filter of a few numbers matches is not promoted. false: smoke tests only."""
+    promote_fitted: bool = True
+    """When the head is not promoted, register that best fitted baseline (Table 4's, by its fitted numbers) as a
+    fitted filter, named as one, and promote it if it passes the same gate itself; false: promote nothing then."""
     champion_metric: str = "fd_diff.spectral"
     """Compared against the current champion's value; higher is better."""
     margin_over_champion: float = 0.0

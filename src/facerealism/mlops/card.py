@@ -106,3 +106,45 @@ Higher `fd_diff.*` means the head moved images toward the dev-like domain.
 ```yaml
 {yaml.safe_dump(cfg.register.model_dump(mode="json"), sort_keys=False)}```
 """
+
+
+def fitted_card(cfg: Config, name: str, params: dict, candidate: dict, provenance: dict, why: str) -> str:
+    """README-like markdown for a fitted filter registered in the head's place: what it is (not a learned head), its
+    fitted numbers, why it was registered, how it scored."""
+    from facerealism.scoring import fitted
+
+    rows = "\n".join(f"| {k} | {v:.6g} |" for k, v in sorted(candidate.items()) if is_number(v))
+    prov = "\n".join(f"- **{k}**: `{v}`" for k, v in provenance.items())
+    numbers = {k: v for k, v in params.items() if k != "trials"}  # the guard trials are on the evaluate run
+    return f"""# {cfg.register.model_name}: fitted filter — {name}
+
+**Not a learned head.** A closed-form filter of {fitted.size(params)} numbers fitted to the training pairs
+(`facerealism.scoring.fitted`, Table 4 row `{fitted.label(name)}`), registered in the learned head's place:
+{why}
+Its numbers travel with it as `artifacts/filter.json`; no network, no pickled objects.
+
+## Use
+```python
+import mlflow, pandas as pd
+m = mlflow.pyfunc.load_model("models:/{cfg.register.model_name}@champion")
+out = m.predict(pd.DataFrame({{"image": ["portrait.png"]}}))  # column image: path, bytes or base64 PNG
+```
+Output: column `image`, base64 PNG of the same size. `facerealism enhance` loads it the same way.
+
+## Held-out metrics
+| metric | value |
+|---|---|
+{rows}
+
+## Provenance
+{prov}
+
+## Fitted numbers
+```json
+{json.dumps(numbers, indent=1)}
+```
+
+## Gate (register section when registered)
+```yaml
+{yaml.safe_dump(cfg.register.model_dump(mode="json"), sort_keys=False)}```
+"""

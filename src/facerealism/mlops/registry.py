@@ -55,6 +55,32 @@ def log_pyfunc(cfg: Config, head_dir: Path, meta: dict, card: str, provenance: d
     return info.model_uri
 
 
+def log_fitted_pyfunc(cfg: Config, name: str, params: dict, card: str, provenance: dict) -> str:
+    """Log a fitted filter (its fitted numbers as JSON, plus its card) in a run of its own; returns the model URI."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    from facerealism.mlops import fitted_pyfunc
+    from facerealism.mlops.codec import encode_image
+
+    example = pd.DataFrame({"image": [encode_image(np.zeros((32, 32, 3), np.uint8))]})
+    with tempfile.TemporaryDirectory() as tmp, tracking.run(cfg, "register: fitted filter"):
+        (Path(tmp) / "README.md").write_text(card)
+        (Path(tmp) / "filter.json").write_text(json.dumps({"name": name, "params": params}, indent=1))
+        info = mlflow.pyfunc.log_model(
+            name="fitted_filter",
+            python_model=str(Path(fitted_pyfunc.__file__)),
+            artifacts={"filter": str(Path(tmp) / "filter.json"), "model_card": str(Path(tmp) / "README.md")},
+            signature=infer_signature(example, example),
+            input_example=example,
+            metadata={**provenance, "kind": "fitted filter", "fitted_filter": name},
+            pip_requirements=["facerealism", "numpy", "scipy", "pillow", "pandas", "mlflow"],
+        )
+        mlflow.set_tags({"facerealism.kind": "fitted filter", "facerealism.fitted_filter": name})
+        mlflow.log_text(card, "model_card.md")
+    return info.model_uri
+
+
 def version_state(mv) -> tuple[dict, str | None]:
     """(metrics, held-out fingerprint) a registered version was tagged with."""
     metrics = {k[len("metric."):]: float(v) for k, v in mv.tags.items() if k.startswith("metric.")}
@@ -155,11 +181,13 @@ def settle_champion(client, cfg: Config, name: str, rounds: int = 10) -> str | N
 
 
 def promote(client, cfg: Config, version: str, candidate: dict, benchmark: dict | None, split: str,
-            suite: tuple[bool, list[str]] = (True, [])) -> dict:
+            suite: tuple[bool, list[str]] = (True, []), fitted_filter: bool = False) -> dict:
     """Gate one registered version against the current champion and move the aliases; returns the decision.
 
     Args:
         suite: (sound, reasons) of `suite_check`; an unsound metric suite blocks promotion.
+        fitted_filter: the version is a fitted filter (the best of the fitted baselines), not a learned head: it
+            is not compared with the fitted baselines, itself among them.
 
     With register.human_approval a version that passes is held: gate.passed reads "awaiting approval" (so no
     settle step moves `champion` to it) until `approval.decide` records a person's answer.
@@ -170,7 +198,8 @@ def promote(client, cfg: Config, version: str, candidate: dict, benchmark: dict 
         champ_metrics, champ_split = version_state(champ) if champ is not None else (None, None)
         split_changed = champ is not None and champ_split != split
         passed, reasons = gate(cfg, candidate, champ_metrics, benchmark, split_changed=split_changed)
-        beats, why = beats_fitted(cfg, candidate)
+        beats, why = (True, ["a fitted filter: not compared with the fitted baselines (it is the best of them that "
+                             "passes the photo rules)"]) if fitted_filter else beats_fitted(cfg, candidate)
         passed, reasons = passed and beats and suite[0], reasons + why + suite[1]
         held = passed and cfg.register.human_approval
         client.set_model_version_tag(name, version, "gate.passed", AWAITING if held else str(passed))

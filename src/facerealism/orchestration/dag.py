@@ -214,8 +214,8 @@ def finish(cfg, p: Plan, push: bool = True) -> dict:
     from facerealism.report import html as html_report
 
     reports = Path(cfg.paths.reports)
-    if {"evaluate", "benchmark"} & set(p.ran) or not (reports / "report.html").exists():
-        html_report.write_report(reports)  # evaluate and benchmark may run concurrently: gather both here
+    if {"evaluate", "benchmark", "register"} & set(p.ran) or not (reports / "report.html").exists():
+        html_report.write_report(reports)  # evaluate and benchmark may run concurrently; register decides: gather all
     pushed, why = False, p.reason or "nothing to push"
     owed = Path(p.project) / PUSH_OWED
     if p.incremental and push and owed.exists():
@@ -260,6 +260,13 @@ def promotion_markdown(decision: dict, tracking_uri: str) -> str:
              f"- model version: {model_link}", f"- MLflow run: {run_link}",
              f"- champion: {decision.get('champion')} (before: {decision.get('previous_champion')})",
              f"- tracking store: `{tracking_uri}`", "", "## Reasons", *[f"- {r}" for r in decision.get("reasons", [])]]
+    fitted = decision.get("fitted", {})
+    if "outcome" in decision:
+        lines += ["", f"## Decision: {decision['outcome']}", decision["outcome_why"]]
+    if fitted.get("considered"):
+        lines += ["", f"## Fitted filter {fitted['label']} ({fitted['numbers']} numbers): "
+                  + (f"version {fitted['version']}, {'promoted' if fitted['promoted'] else 'not promoted'}"
+                     if "version" in fitted else "not registered"), *[f"- {r}" for r in fitted.get("reasons", [])]]
     return "\n".join(lines) + "\n"
 
 

@@ -111,8 +111,8 @@ def campaign_key(head_dir: Path, ids: list[str]) -> str:
 def build_set(cfg) -> Path:
     """The rating set of the trained head (models/head) on the first held-out prompts, built once per head.
 
-    Images: the head applied to schnell, schnell, dev, the best fitted baseline evaluate named in reports/metrics.json (fitted
-    afresh on the training pairs), and dev degraded for the attention checks.
+    Images: the head applied to schnell, schnell, dev, the best fitted baseline evaluate named in reports/metrics.json
+    (rebuilt from the numbers evaluate fitted, reports/table4.json), and dev degraded for the attention checks.
 
     Returns:
         data/rating/<campaign>/ holding the images and items.json.
@@ -124,7 +124,7 @@ def build_set(cfg) -> Path:
     head_dir = catalog.HEAD.path(cfg)
     if not (head_dir / "head.json").exists():
         raise FileNotFoundError(f"no trained head in {head_dir}: run the pipeline (or `facerealism stage train`) first")
-    train, holdout = train_holdout(cfg)
+    _, holdout = train_holdout(cfg)
     scored = holdout[~dev_check_half(holdout["id"])].head(cfg.rate.pairs_per_comparison)  # evaluate's scored half
     ids = [str(i) for i in scored["id"]]
     folder = Path(cfg.paths.data) / "rating" / campaign_key(head_dir, ids)
@@ -138,8 +138,7 @@ def build_set(cfg) -> Path:
         raise UserError(f"{metrics_path} names no best fitted baseline: set evaluate.fitted to rate head vs fitted")
     schnell, dev = load_images(scored["schnell_path"]), load_images(scored["dev_path"])
     G, meta = load_head(head_dir)
-    f = fitted.fit(best[len(fitted.label("")):], load_images(train["schnell_path"]), load_images(train["dev_path"]),
-                   cfg.seed, max_shift=cfg.train.paired_max_shift)
+    f = fitted.rebuild(fitted.name_of(best), read_json(catalog.TABLE4.path(cfg))["fitted"][best])
     images = {HEAD: enhance_array(G, schnell), DEV: dev, SCHNELL: schnell, FITTED: f(schnell),
               DEGRADED: degrade(dev, seed=cfg.seed)}
     info = {"campaign": folder.name, "head_run_id": meta.get("mlflow_run_id"), "fitted": best,

@@ -253,9 +253,17 @@ def _table4_html(table: dict) -> str:
         for col in ("ssim", "lpips", "identity", "fid", "fd_dinov2", "cmmd", "clip_iqa"):
             if not r[col]["available"]:
                 reasons.setdefault(col, r[col]["reason"])
+    checked = [label for label in table.get("order", rows) if "photo" in rows[label]]
+    # The photo rules' values are the check's numbers (the rest are per-size dicts): read off the check itself.
+    keys = [k for k, v in rows[checked[0]]["photo"].items() if isinstance(v, (int, float))] if checked else []
+    photo = [[label, *(rows[label]["photo"][k] for k in keys), "met" if rows[label].get("photo_passes") else "not met"]
+             for label in checked]
+    fitted_photo = ("<h3>Fitted baselines on the photograph (worst size)</h3>" + _table(
+        ["row", *keys, "photo rules"], photo)) if photo else ""
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in table.get("notes", []))
     unavailable = "".join(f"<li><b>{c}</b> unavailable: {html.escape(v)}</li>" for c, v in reasons.items())
-    return _table(header, out) + f"<ul>{notes}</ul><h3>Unavailable columns</h3><ul>{unavailable}</ul>"
+    return (_table(header, out) + fitted_photo + f"<ul>{notes}</ul><h3>Unavailable columns</h3>"
+            f"<ul>{unavailable}</ul>")
 
 
 def _cost_sentence(bench: dict | None) -> str:
@@ -297,6 +305,9 @@ def _verdict_html(promotion: dict | None, table: dict | None, bench: dict | None
             head = (f"<p class='verdict no'><b>Not promoted:</b> {html.escape(version)} ({html.escape(label)}) stays "
                     f"challenger; champion: {html.escape(str(promotion.get('champion') or 'none'))}. "
                     f"Deciding: {html.escape(why)}.</p>")
+        if promotion.get("outcome"):  # learned head, fitted filter or nothing: what register promoted, and why
+            head += (f"<p><b>Decision: {html.escape(promotion['outcome'])}</b> — "
+                     f"{html.escape(promotion.get('outcome_why', ''))}</p>")
         if approval:
             head += (f"<p>Human approval: <b>{html.escape(approval['status'])}</b>"
                      + (f" — {html.escape(approval['reason'])}" if approval.get("reason") else "") + "</p>")
@@ -405,7 +416,8 @@ def write_report(reports_dir: str | Path) -> Path:
     if table:
         sections.append(f"<h2>Quality (Table 4) — held-out split, {table['n_images']} images</h2>")
         sections.append("<p>The columns the promotion gate reads. Controls are filters the gate must reject; "
-                        "fitted rows are least-squares baselines the head must beat.</p>")
+                        "fitted rows are closed-form baselines (least squares, a spectral equaliser) the head must beat: the best "
+                        "of them that passes the photo rules.</p>")
         sections.append(_table4_compact(table, promotion))
         sections.append("<details><summary>Every column of Table 4, notes and unavailable columns</summary>"
                         + _table4_html(table) + "</details>")

@@ -104,16 +104,21 @@ def gate(cfg: Config, candidate: dict, champion: dict | None, benchmark: dict | 
 
 
 def beats_fitted(cfg: Config, candidate: dict) -> tuple[bool, list[str]]:
-    """Does the learned head beat the best least-squares baseline fitted to the same training pairs?
+    """Does the learned head beat the best baseline fitted to the same training pairs that passes the photo rules?
 
     On the gate's realism metric (C2ST vs dev, lower is nearer dev) with separated 95 % CIs: the head's whole CI
-    below the baseline's. If not, nothing is promoted: the head has not earned its place against a filter of a few
-    numbers, and a fitted filter is not a model this registry ships (docs/realism-gate.md).
+    below the baseline's. A fitted filter that damages photographs is no product, so it is not the one to beat
+    (evaluate.best_fitted). If the head does not beat it, the head is not promoted: it has not earned its place
+    against a filter of a few numbers, and register may promote that filter instead, named as what it is
+    (register.promote_fitted; docs/realism-gate.md).
     """
     if not cfg.register.must_beat_fitted:
         return True, ["fitted baselines not compared (register.must_beat_fitted=false)"]
     best = candidate.get("fitted.best")
     ours, theirs = candidate.get("c2st.dev_vs_enhanced_ci_high"), candidate.get("c2st.dev_vs_fitted_ci_low")
+    if not best and is_number(candidate.get("fitted.scored")) and candidate["fitted.scored"] > 0:
+        return True, [f"none of the {candidate['fitted.scored']:g} fitted baselines passes the photo rules, so none is "
+                      f"a filter the head must beat: ok"]
     if not best:
         return False, ["no fitted baseline was scored (evaluate.fitted is empty), so the head is not compared with "
                        "the cheapest filter of its training pairs: fail"]
@@ -121,10 +126,10 @@ def beats_fitted(cfg: Config, candidate: dict) -> tuple[bool, list[str]]:
         return False, ["c2st.dev_vs_enhanced_ci_high or c2st.dev_vs_fitted_ci_low is missing or not a number: fail"]
     if ours >= theirs:
         return False, [f"c2st.dev_vs_enhanced_ci_high = {ours:.4g} is not < c2st.dev_vs_fitted_ci_low = {theirs:.4g} "
-                       f"of {best}: the learned head does not beat a least-squares filter fitted to the training "
-                       f"pairs, so nothing is promoted: fail"]
+                       f"of {best}: the learned head does not beat a filter fitted to the training pairs (the best "
+                       f"that passes the photo rules), so the head is not promoted: fail"]
     return True, [f"c2st.dev_vs_enhanced_ci_high = {ours:.4g} < c2st.dev_vs_fitted_ci_low = {theirs:.4g} of {best}: "
-                  f"the head beats the best fitted baseline: ok"]
+                  f"the head beats the best fitted baseline that passes the photo rules: ok"]
 
 
 def dev_check_config(cfg: Config) -> Config:

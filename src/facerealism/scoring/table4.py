@@ -77,9 +77,20 @@ PHOTO_RULES = (
 )
 
 
+def photo_limits(cfg: Config) -> dict[str, float]:
+    """{photo_check key: register ceiling} of every photo rule."""
+    return {rule.key: getattr(cfg.register, rule.ceiling) for rule in PHOTO_RULES}
+
+
+def meets_photo_rules(photo: dict, limits: dict[str, float]) -> bool:
+    """Does a photo check (evaluate.photo_check's dict) stay within every ceiling of `limits` (photo_limits)?"""
+    return all(isinstance(photo.get(key), (int, float)) and photo[key] <= bound for key, bound in limits.items())
+
+
 # Keys run() adds to metrics.json beside flat_metrics' own.
 RUN_KEYS = ("holdout_pairs", "best_head", *(f"photo.{rule.key}" for rule in PHOTO_RULES),
-            "fitted.best", "c2st.dev_vs_fitted", "c2st.dev_vs_fitted_ci_low", "c2st.dev_vs_fitted_ci_high")
+            "fitted.best", "fitted.scored", "c2st.dev_vs_fitted", "c2st.dev_vs_fitted_ci_low",
+            "c2st.dev_vs_fitted_ci_high")
 OPTIONAL_COLUMNS = ("ssim", "lpips", "identity", "fid", "fd_dinov2", "cmmd")
 
 
