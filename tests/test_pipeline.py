@@ -48,6 +48,38 @@ def test_prefect_flow_end_to_end_then_enhance_with_champion(tmp_path):
     res = sh(["facerealism", "enhance", "in/a.png", "--out", "out"], tmp_path)
     assert "skipped 1 existing" in res.stdout and (tmp_path / "out/a.png").stat().st_mtime_ns == before
 
+    # People rate the trained head: votes cast into the project's database (as the page stores them), then
+    # `facerealism rate-results` adds them up into reports/ratings.json, the head's MLflow run and the report.
+    votes_through_rate_results(tmp_path)
+
+
+def votes_through_rate_results(project):
+    import contextlib
+
+    import mlflow
+
+    from facerealism.config import load_config
+    from facerealism.rating.trials import COMPARISONS, build_set, rater_order, read_set
+    from facerealism.rating.votes import VoteStore
+
+    with contextlib.chdir(project):  # the tiny params' paths are relative to the project
+        cfg = load_config(project / "params.yaml")
+        items = read_set(build_set(cfg))
+        store = VoteStore(cfg.rate.database)
+        for rater in ("ann", "bob"):  # each picks the comparison's first set: the head, or dev in an attention check
+            for trial in rater_order(items["trials"], rater):
+                assert store.cast(items["campaign"], rater, trial, COMPARISONS[trial["comparison"]].a)
+        sh(["facerealism", "rate-results"], project)
+        ratings = json.loads((project / "reports/ratings.json").read_text())
+        assert ratings["raters"]["counted"] == 2 and ratings["comparisons"]
+        for name, c in ratings["comparisons"].items():
+            assert (c["raters"], c["preference"]) == (2, 1.0), (name, c)
+        mlflow.set_tracking_uri(cfg.paths.mlflow_uri)  # relative to the project, like the stages' own
+        metrics = mlflow.get_run(ratings["head_run_id"]).data.metrics
+    assert {f"rating.{n}.preference" for n in ratings["comparisons"]} <= set(metrics)
+    page = (project / "reports/report.html").read_text()
+    assert "2 of 2 raters counted" in page and "No ratings yet" not in page
+
 
 def test_dvc_repro_reruns_only_dependent_stages(tmp_path):
     shutil.copytree(ROOT / "src", tmp_path / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
