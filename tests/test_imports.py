@@ -297,3 +297,65 @@ ROOT_MODULES = {"__init__", "cli", "enhance", "sweep", "trials", "head", "files"
 def test_the_package_root_holds_only_entry_points_and_what_models_import():
     found = {p.stem for p in (SRC / "facerealism").glob("*.py")}
     assert found <= ROOT_MODULES, sorted(found - ROOT_MODULES)
+
+
+def load_time_imports(name: str, modules: dict) -> list[tuple[str, str | None]]:
+    """(source, name) of every import a module runs when it loads: its body, and inside if/try blocks there; not in
+    functions. `import a.b` is (a.b, None); `from a import b` is (a, b)."""
+    path, is_pkg = modules[name]
+    base = name.split(".") if is_pkg else name.split(".")[:-1]
+    out: list[tuple[str, str | None]] = []
+    for top in ast.parse(path.read_text(), str(path)).body:
+        for node in ast.walk(top) if isinstance(top, (ast.If, ast.Try)) else (top,):
+            if isinstance(node, ast.Import):
+                out += [(a.name, None) for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                source = (".".join(base[: len(base) - node.level + 1] + ([node.module] if node.module else []))
+                          if node.level else node.module or "")
+                out += [(source, a.name) for a in node.names]
+    return out
+
+
+def waits_on_a_loading_package(sources=SOURCES) -> list[str]:
+    """Modules that a package's __init__ loads (directly or through others) and that themselves run
+    `from <that package> import ...` or `import <that package>` when they load.
+
+    Such an import waits on the package's import lock. Two threads importing lazily (the pipeline's concurrent stages)
+    then wait on each other: one inside the package's __init__, one inside the module. Python breaks that deadlock by
+    handing one of them a partially initialised module, and the import fails in one run out of many.
+    """
+    if isinstance(sources, Path):
+        sources = ((sources, "facerealism"),)
+    modules = module_files(sources)
+    found = []
+    for package, (_, is_pkg) in modules.items():
+        if not is_pkg:
+            continue
+        seen, todo = set(), [package]
+        while todo:
+            for source, name in load_time_imports(todo.pop(), modules):
+                target = next((t for t in (f"{source}.{name}" if name else "", source) if t in modules), None)
+                if target and target != package and target not in seen:
+                    seen.add(target)
+                    todo.append(target)
+        found += [f"{m}: {'from ' + s + ' import ' + n if n else 'import ' + s}" for m in sorted(seen)
+                  for s, n in load_time_imports(m, modules) if s == package]
+    return found
+
+
+def test_a_module_its_package_loads_never_waits_on_that_package():
+    assert waits_on_a_loading_package() == [], (
+        "import these siblings by their full name (`import pkg.mod as mod`): under concurrent stages the form below "
+        "fails now and then with 'partially initialized module'")
+
+
+def test_a_planted_wait_on_a_loading_package_is_caught(tmp_path):
+    root = write(tmp_path, {
+        "facerealism/__init__.py": "",
+        "facerealism/pkg/__init__.py": "from facerealism.pkg.a import f\n",
+        "facerealism/pkg/a.py": "from facerealism.other import g\ndef f():\n    from facerealism.pkg import b\n",
+        "facerealism/other.py": "try:\n    from facerealism.pkg import b\nexcept ImportError:\n    pass\ng = 1\n",
+        "facerealism/pkg/b.py": "import facerealism.pkg.a as a\n",
+    })
+    # other.py loads while pkg/__init__ runs and waits on pkg; a's function-level import and b's full name do not.
+    assert waits_on_a_loading_package(root) == ["facerealism.other: from facerealism.pkg import b"]

@@ -7,7 +7,7 @@ import os
 import torch
 
 from facerealism.errors import UserError
-from facerealism.metrics import pretrained
+import facerealism.metrics.pretrained as pretrained  # not `from facerealism.metrics import`: see stages/__init__.py
 
 # torch-fidelity's own Inception weights (TF 2015-12-05 graph converted to its FeatureExtractorInceptionV3
 # state_dict); this is the name its downloader caches under $TORCH_HOME/hub/checkpoints/.

@@ -9,7 +9,7 @@ import torch
 
 from facerealism.data.split import to_tensor
 from facerealism.errors import UserError
-from facerealism.metrics import pretrained
+import facerealism.metrics.pretrained as pretrained  # not `from facerealism.metrics import`: see stages/__init__.py
 from facerealism.metrics.checks import check_pairs
 
 

@@ -9,10 +9,13 @@ from facerealism.config import STAGE_NAMES, Config
 from facerealism.errors import UserError
 
 
-# The pipeline runs stages side by side in worker threads (audit ∥ train, evaluate ∥ benchmark). Two threads importing
-# modules that import each other can be handed a partially initialised module by Python's per-module import locks
-# ("cannot import name 'load_lpips' from partially initialized module 'facerealism.metrics.paired'", seen in the
-# nightly deployment test): a stage's own imports happen one stage at a time.
+# The pipeline runs stages side by side in worker threads (audit ∥ train, evaluate ∥ benchmark), and stages import
+# lazily. A module that a package's __init__ loads must import its siblings by their full name
+# (`import facerealism.metrics.pretrained as pretrained`), never `from facerealism.metrics import pretrained`: that form
+# waits on the package's own import lock, and while another thread holds it inside __init__, waiting on this module,
+# Python breaks the deadlock by handing one of them a partially initialised module ("cannot import name 'load_lpips'
+# from partially initialized module 'facerealism.metrics.paired'", seen in the nightly deployment test).
+# tests/test_imports.py holds the tree to that rule; the lock below also keeps the stage modules' own imports serial.
 _IMPORTING = threading.Lock()
 
 

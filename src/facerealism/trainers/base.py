@@ -9,7 +9,7 @@ import torch
 
 from facerealism.head import enhance_array
 from facerealism.precision import Precision
-from facerealism.trainers import checkpoint
+import facerealism.trainers.checkpoint as checkpoint  # not `from facerealism.trainers import`: see stages/__init__.py
 
 
 def linear_decay(t) -> callable:
