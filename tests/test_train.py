@@ -343,3 +343,13 @@ def test_recipe_bench_prints_each_recipe_beside_the_default_and_names_a_bad_vari
     assert "default (params.yaml)" in done.stdout and "slim" in done.stdout and "1.00x" in done.stdout
     bad = run("--variant", "nothing-to-set")
     assert bad.returncode != 0 and "NAME=KEY=VALUE" in bad.stdout + bad.stderr
+
+
+@pytest.mark.parametrize("omp, expected", [("1", 1), ("3", 3), ("", None), ("0", None), ("many", None)])
+def test_threads_0_follows_omp_num_threads_where_set(monkeypatch, omp, expected):
+    """train.threads 0 on a shared machine (pytest-xdist, a CI runner) keeps to OMP_NUM_THREADS; unset or unusable,
+    every CPU this process may use."""
+    from facerealism.stages.train import default_threads
+
+    monkeypatch.setenv("OMP_NUM_THREADS", omp)
+    assert default_threads() == (expected or len(os.sched_getaffinity(0)))

@@ -111,7 +111,8 @@ class TrainConfig(Section):
     resume: bool = False
     """Continue from the newest checkpoint in models/checkpoints (a fresh start when there is none)."""
     threads: int = Field(0, ge=0)
-    """torch CPU threads; 0: every CPU this process may use (set explicitly: the pipeline trains in a worker thread)."""
+    """torch CPU threads; 0: OMP_NUM_THREADS where set, else every CPU this process may use (always set
+    explicitly: the pipeline trains in a worker thread)."""
     unet_depth: int = Field(4, ge=1)
     """unet_cbam levels; train.crop must be divisible by 2**(unet_depth-1)."""
     lambda_grad: float = Field(1.0, ge=0)

@@ -240,6 +240,14 @@ def fit(cfg: Config, accelerator, model: Trainer, sampler, run: RunState, sample
     return time.perf_counter() - start, data_seconds
 
 
+def default_threads() -> int:
+    """What train.threads 0 means: OMP_NUM_THREADS where it is set (a machine shared with other jobs, one pytest-xdist
+    worker per core), else every CPU this process may use. Two processes of two threads on two cores train ~4x
+    slower than they would with one thread each (OpenMP threads spin waiting for each other)."""
+    fixed = os.environ.get("OMP_NUM_THREADS", "")
+    return int(fixed) if fixed.isdigit() and int(fixed) > 0 else len(os.sched_getaffinity(0))
+
+
 def train(cfg: Config, parent_run_id: str | None = None, run_name: str = "train") -> dict:
     """Train the configured head, checkpointing full state; save it under models/head.
 
@@ -253,9 +261,9 @@ def train(cfg: Config, parent_run_id: str | None = None, run_name: str = "train"
     from accelerate.utils import set_seed
 
     t = cfg.train
-    # Always set, also for 0 (= every CPU this process may use): OpenMP's thread count is per calling thread, and
-    # the pipeline runs this stage in a worker thread of its own, which otherwise trains on one core.
-    torch.set_num_threads(t.threads or len(os.sched_getaffinity(0)))
+    # Always set, also for 0: OpenMP's thread count is per calling thread, and the pipeline runs this stage in a
+    # worker thread of its own, which otherwise trains on one core.
+    torch.set_num_threads(t.threads or default_threads())
     train_rows, validation_rows, A, B = load_data(cfg)
     resume = find_resume(cfg) if t.resume else None  # verified before anything is built or written
     set_seed(cfg.seed)
