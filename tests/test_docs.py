@@ -74,14 +74,26 @@ def section(text: str, title: str) -> str:
 
 
 def decision_matches(text: str, promotion: dict) -> list[str]:
-    """What the README's Decision section says against reports/promotion.json; [] when they agree."""
+    """What the README's Decision section says against reports/promotion.json; [] when they agree.
+
+    The learned head promoted: "**promoted**", "learned head" and its version as `@champion`. A fitted filter
+    promoted instead: "**promoted the fitted filter**" and the filter's version. Nothing: "**nothing was promoted**".
+    """
     body = section(text, "Decision")
+    outcome = promotion.get("outcome", "learned head" if promotion["promoted"] else "nothing")
     problems = []
-    if promotion["promoted"]:
-        if "**promoted**" not in body:
-            problems.append("promotion.json says promoted, the Decision section does not say **promoted**")
+    if outcome == "learned head":
+        if "**promoted**" not in body or "learned head" not in body:
+            problems.append("promotion.json says the learned head was promoted, the Decision section does not say "
+                            "**promoted** and learned head")
         if f"version {promotion['version']} is `@champion`" not in body:
             problems.append(f"the Decision section does not name version {promotion['version']} as `@champion`")
+    elif outcome == "fitted filter":
+        if "**promoted the fitted filter**" not in body:
+            problems.append("promotion.json says a fitted filter was promoted, the Decision section does not say so")
+        if f"version {promotion['fitted']['version']} is `@champion`" not in body:
+            problems.append(f"the Decision section does not name the fitted filter's version "
+                            f"{promotion['fitted']['version']} as `@champion`")
     elif "**nothing was promoted**" not in body:
         problems.append("promotion.json says nothing was promoted, the Decision section does not say so")
     return problems
@@ -154,12 +166,17 @@ def test_the_checks_catch_broken_links_missing_paths_a_stale_decision_and_a_repe
     readme.write_text("[ok](docs/a.md#real-heading) [gone](docs/b.md) [nohead](docs/a.md#other) "
                       "[web](https://example.org)\n`src/real.py` `src/missing.py` and `src/` in prose, "
                       "`src/gone.py::test_x`, src/NAME.py.\n" + told +
-                      "## Decision\n\nThe last run **promoted** the head: version 3 is `@champion`.\n")
+                      "## Decision\n\nThe last run **promoted** the learned head: version 3 is `@champion`.\n")
     assert broken_links(readme, tmp_path) == ["README.md: docs/b.md", "README.md: docs/a.md#other (no such heading)"]
     assert missing_paths(readme.read_text(), tmp_path) == ["docs/b.md", "src/gone.py", "src/missing.py"]
     assert decision_matches(readme.read_text(), {"promoted": True, "version": "3"}) == []
     assert len(decision_matches(readme.read_text(), {"promoted": True, "version": "4"})) == 1
     assert len(decision_matches(readme.read_text(), {"promoted": False, "version": "4"})) == 1
+    fitted = {"promoted": False, "version": "4", "outcome": "fitted filter", "fitted": {"version": "5"}}
+    assert len(decision_matches(readme.read_text(), fitted)) == 2  # names neither the filter nor its version
+    assert decision_matches("## Decision\n\nIt **promoted the fitted filter**: version 5 is `@champion`.\n",
+                            fitted) == []
+    assert len(decision_matches(readme.read_text(), {"promoted": False, "version": "3", "outcome": "nothing"})) == 1
     assert repeated_sentences([readme, tmp_path / "docs" / "a.md"]) == []
     (tmp_path / "docs" / "a.md").write_text("# A page\n\n" + told)
     assert len(repeated_sentences([readme, tmp_path / "docs" / "a.md"])) == 1
