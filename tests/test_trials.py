@@ -43,6 +43,11 @@ def test_a_trial_trains_and_scores_without_reading_a_test_pair(tiny_validated, m
     for r in row["c2st"].values():
         assert 0.0 <= r["ci"][0] <= r["accuracy"] <= r["ci"][1] <= 1.0
     assert row["best_cheap"] in row["c2st"] and row["best_cheap"] not in ("head", "FLUX.1-schnell")
+    # The filter to beat passes the photo rules when any does (as in the gate), and is the nearest dev of those.
+    safe = [label for label, ok in row["cheap_photo_passes"].items() if ok]
+    if safe:
+        assert row["best_cheap"] in safe
+        assert row["c2st"][row["best_cheap"]]["accuracy"] == min(row["c2st"][label]["accuracy"] for label in safe)
     assert row["passes"] == all(row["rules"].values())
     assert (catalog.HEAD.path(trials.trial_config(cfg, "tiny-a")) / "head.json").exists()
 
@@ -79,7 +84,8 @@ def test_cheap_filters_are_the_fitted_baselines_and_the_nearest_controls(tiny_va
 
     cfg = load_config(tiny_validated / "params.yaml", tiny_overrides(tiny_validated))
     schnell = load_images(splits(cfg)["test"]["schnell_path"])
-    rows = trials.cheap_filters(cfg, schnell)
+    rows, safe = trials.cheap_filters(cfg, schnell)
     assert set(rows) == {f"fitted: {n}" for n in cfg.evaluate.fitted} | {f"control: {n}" for n in trials.CHEAP_CONTROLS}
+    assert set(safe) == set(rows) and all(isinstance(v, bool) for v in safe.values())
     for images in rows.values():
         assert images.shape == schnell.shape and np.abs(images.astype(int) - schnell).mean() > 0.05

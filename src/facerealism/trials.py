@@ -47,36 +47,49 @@ def validation_pairs(cfg: Config) -> tuple[np.ndarray, np.ndarray]:
     return load_images(rows["schnell_path"]), load_images(rows["dev_path"])
 
 
-def cheap_filters(cfg: Config, schnell: np.ndarray) -> dict[str, np.ndarray]:
+def cheap_filters(cfg: Config, schnell: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, bool]]:
     """The rows a learned head must beat: each fitted baseline (fitted on the training pairs) and the nearest
-    fixed controls, applied to `schnell`."""
-    from facerealism.stages.evaluate import fitted_outputs
+    fixed controls, applied to `schnell`; and whether each passes the photo rules (the gate compares a head only
+    with fitted filters that do: one that damages photographs is no product)."""
+    from facerealism.scoring import fitted
+    from facerealism.scoring.table4 import meets_photo_rules, photo_limits
+    from facerealism.stages.evaluate import fitted_outputs, photo_check
 
-    (rows,), _ = fitted_outputs(cfg, schnell)
+    (rows,), params = fitted_outputs(cfg, schnell)
+    filters = {label: fitted.rebuild(fitted.name_of(label), p) for label, p in params.items()}
     for name in CHEAP_CONTROLS:
         rows[controls.label(name)] = controls.apply(name, schnell, cfg.seed)
-    return rows
+        filters[controls.label(name)] = lambda x, name=name: controls.apply(name, x, cfg.seed)
+    limits = photo_limits(cfg)
+    safe = {label: meets_photo_rules(photo_check(f, schnell.shape[1]), limits) for label, f in filters.items()}
+    return rows, safe
 
 
 def score(cfg: Config, head_dir: Path, reports: Path) -> dict:
-    """C2ST vs validation dev (95 % CI) of the head, schnell and the cheap filters; the photo rules; the verdict."""
+    """C2ST vs validation dev (95 % CI) of the head, schnell and the cheap filters; the photo rules; the verdict.
+
+    The cheap filter to beat is the nearest dev of those that pass the photo rules. The photo-safe equaliser's
+    guards were chosen on these validation pairs, so its figure here is optimistic: a head that beats it here has
+    beaten it with a handicap."""
     from facerealism.head import enhance_array, load_head
     from facerealism.stages.evaluate import photo_check
 
     schnell, dev = validation_pairs(cfg)
     G, meta = load_head(head_dir)
-    rows = {HEAD: enhance_array(G, schnell), "FLUX.1-schnell": schnell, **cheap_filters(cfg, schnell)}
+    cheap, safe = cheap_filters(cfg, schnell)
+    rows = {HEAD: enhance_array(G, schnell), "FLUX.1-schnell": schnell, **cheap}
     folds = min(cfg.evaluate.c2st_folds, len(dev))
     c2st = {}
     for label, images in rows.items():
         r = metrics.c2st_images(dev, images, seed=cfg.seed, folds=folds, paired=True)
         c2st[label] = {"accuracy": round(r["accuracy"], 4), "ci": [round(v, 4) for v in r["ci"]]}
-    cheap = [label for label in rows if label not in (HEAD, "FLUX.1-schnell")]
-    best = min(cheap, key=lambda label: (c2st[label]["accuracy"], c2st[label]["ci"][1]))
+    candidates = [label for label in cheap if safe[label]] or list(cheap)  # none safe: the nearest of all
+    best = min(candidates, key=lambda label: (c2st[label]["accuracy"], c2st[label]["ci"][1]))
     photo = photo_check(lambda x: enhance_array(G, x), schnell.shape[1], reports)
     rules = {"beats the best cheap filter": c2st[HEAD]["ci"][1] < c2st[best]["ci"][0],
              **{f"photo {rule.short}": photo[rule.key] <= getattr(cfg.register, rule.ceiling) for rule in PHOTO_RULES}}
     return {"validation_pairs": len(dev), "c2st": c2st, "best_cheap": best,
+            "cheap_photo_passes": safe,
             "photo": {rule.key: round(photo[rule.key], 4) for rule in PHOTO_RULES},
             "rules": rules, "passes": all(rules.values()), "recipe": meta.get("recipe_label", meta.get("recipe"))}
 
