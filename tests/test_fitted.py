@@ -130,6 +130,42 @@ def test_fitting_from_two_batches_equals_fitting_from_one():
     assert sums.schnell.shape == sums.dev.shape == (3, 32)  # its whole memory, whatever the number of pairs
 
 
+def test_the_least_squares_fits_from_batches_equal_one_fit_of_every_pixel_and_keep_no_batch():
+    """The least-squares fits keep normal equations and energy sums, nothing per image: streamed in batches they give
+    what one solve over every pixel at once gives, and no batch outlives the next one."""
+    import weakref
+
+    x = _images(20)
+    rng = np.random.default_rng(0)
+    dev = np.clip(np.roll(x, 1, axis=2) + rng.integers(-20, 21, x.shape), 0, 255).astype(np.uint8)
+    alive: list = []
+
+    def batches():  # fresh arrays, so a batch the fit still held would stay alive
+        alive.clear()
+        for start, stop in ((0, 7), (7, 13), (13, 20)):
+            if len(alive) >= 2:
+                assert alive[-2]() is None, "a fit kept an earlier batch"
+            s, d = x[start:stop].copy(), dev[start:stop].copy()
+            alive.append(weakref.ref(s))
+            yield s, d
+
+    for name, key in (("detail gains", "gains"), ("detail gains (energy-matched)", "gains"),
+                      ("linear 9×9", "weights")):
+        whole = fitted.fit(name, x, dev, seed=3, max_shift=1).params[key]
+        streamed = fitted.fit(name, batches, seed=3, max_shift=1, train_pairs=20).params[key]
+        counted = fitted.fit(name, batches, seed=3, max_shift=1).params[key]  # the pairs counted in a pass first
+        np.testing.assert_allclose(streamed, whole, rtol=1e-6, atol=1e-6 * np.abs(whole).max())
+        assert counted == streamed, name
+    # Least squares over every pixel at once, solved here without normal equations:
+    b = fitted.BORDER
+    bands = fitted._bands(x.astype(np.float64))[:, :, b:-b, b:-b].reshape(len(fitted.SIGMAS), -1).T
+    target = (fitted.align(x, dev, 1).astype(np.float64) - x)[:, b:-b, b:-b].ravel()
+    want, *_ = np.linalg.lstsq(bands, target, rcond=None)
+    np.testing.assert_allclose(fitted.fit("detail gains", batches, max_shift=1).params["gains"], want, rtol=1e-6)
+    with pytest.raises(UserError, match="told of 21 training pairs but read 20"):
+        fitted.fit("linear 9×9", batches, max_shift=1, train_pairs=21)
+
+
 def _photo_safe_args(n_val: int = 6) -> dict:
     """What evaluate gives the photo-safe equaliser: validation pairs, a validation photograph, the photo rules."""
     from facerealism.config import load_config

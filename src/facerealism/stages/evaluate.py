@@ -133,14 +133,15 @@ def fitted_outputs(cfg: Config, *inputs: np.ndarray) -> tuple[list[dict[str, np.
     params = {}
     for name in names:
         f = fitted.fit(name, pair_batches(parts["train"]), seed=cfg.seed, max_shift=shift,
-                       validation=pair_batches(parts["validation"]), photos=photos, limits=limits, damage=photo_damage)
+                       validation=pair_batches(parts["validation"]), photos=photos, limits=limits, damage=photo_damage,
+                       train_pairs=len(parts["train"]))
         params[fitted.label(name)] = f.params
         for out, x in zip(outputs, inputs):
             out[fitted.label(name)] = f(x)
     return outputs, params
 
 
-FIT_BATCH = 64  # pairs decoded at a time for the fits: the equalisers' statistics do not grow with the split
+FIT_BATCH = 64  # pairs decoded at a time for the fits: their sums (fitted.py) do not grow with the split
 
 
 def pair_batches(rows, batch: int = FIT_BATCH):
