@@ -269,8 +269,8 @@ def test_the_fits_read_the_training_and_validation_pairs_never_the_test_split(ti
     monkeypatch.setattr(evaluate, "load_images", lambda paths: read.extend(map(str, paths)) or load(paths))
     parts = splits(tiny_cfg)
     schnell = load(parts["test"]["schnell_path"])
-    (outputs,), params = evaluate.fitted_outputs(tiny_cfg, schnell)
-    assert set(outputs) == {fitted.label(n) for n in tiny_cfg.evaluate.fitted} and len(tiny_cfg.evaluate.fitted) == 5
+    filters, params = evaluate.fitted_filters(tiny_cfg, schnell.shape[1])
+    assert set(filters) == {fitted.label(n) for n in tiny_cfg.evaluate.fitted} and len(tiny_cfg.evaluate.fitted) == 5
     paths = {name: set(map(str, parts[name]["schnell_path"])) | set(map(str, parts[name]["dev_path"]))
              for name in ("train", "validation", "test")}
     assert set(read) <= paths["train"] | paths["validation"] and not set(read) & paths["test"]

@@ -50,9 +50,10 @@ def validation_pairs(cfg: Config) -> tuple[np.ndarray, np.ndarray]:
 def cheap_filters(cfg: Config, schnell: np.ndarray) -> dict[str, np.ndarray]:
     """The rows a learned head must beat: each fitted baseline (fitted on the training pairs) and the nearest
     fixed controls, applied to `schnell`."""
-    from facerealism.stages.evaluate import fitted_outputs
+    from facerealism.stages.evaluate import fitted_filters
 
-    (rows,), _ = fitted_outputs(cfg, schnell)
+    filters, _ = fitted_filters(cfg, schnell.shape[1])
+    rows = {label: f(schnell) for label, f in filters.items()}
     for name in CHEAP_CONTROLS:
         rows[controls.label(name)] = controls.apply(name, schnell, cfg.seed)
     return rows

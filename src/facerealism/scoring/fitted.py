@@ -40,6 +40,7 @@ KERNEL = 9  # support of the linear filter (pixels per side)
 RIDGE = 1e-3  # Tikhonov weight relative to the mean diagonal of X^T X: keeps the 244-unknown solve well posed
 BORDER = 4  # pixels left out of each fit at the image edge: an aligning roll wraps the opposite edge in
 MAX_PIXELS = 50_000  # pixels drawn for the normal equations: ~200 rows per unknown, a fit of a few seconds
+APPLY_CHUNK = 64  # images a filter computes at once (each image is filtered alone: the chunk changes no pixel)
 N_BINS = 32  # radial frequency bins of the equaliser (fewer on images under 64 px: one frequency step per bin)
 CHANNELS = ("Y", "Cb", "Cr")  # the equaliser's planes: luminance and the two colour differences (BT.601, full range)
 EDGE_QUANTILE = 0.9  # the photo-safe guard's strong edges: the input's top 10 % luminance gradients
@@ -63,7 +64,9 @@ class Filter:
         if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
             raise UserError(f"fitted filter {self.name!r} takes uint8 (n, h, w, 3) images, got {images.dtype} "
                             f"{images.shape}")
-        return self._apply(images)
+        # Image by image arithmetic, in chunks: the float64 working arrays stay the size of a chunk, not the split's.
+        return np.concatenate([self._apply(images[i : i + APPLY_CHUNK]) for i in range(0, max(len(images), 1),
+                                                                                        APPLY_CHUNK)])
 
 
 def _bands(x: np.ndarray) -> np.ndarray:
@@ -325,7 +328,8 @@ class _GuardMaps:
         from scipy import ndimage
 
         y = x[:, 0]  # (n, h, w) input luminance
-        grad = np.hypot(ndimage.sobel(y, axis=1), ndimage.sobel(y, axis=2))
+        # Image by image: on the stack, ndimage.sobel would smooth across neighbouring images too (axis 0).
+        grad = np.stack([np.hypot(ndimage.sobel(im, axis=0), ndimage.sobel(im, axis=1)) for im in y])
         self.x, self._smooth, self._fades = x, ndimage.uniform_filter(grad, size=(1, 3, 3)), {}
         size = (1, 1, WINDOW, WINDOW)
         self.low, self.high = ndimage.minimum_filter(x, size=size), ndimage.maximum_filter(x, size=size)  # (n, 3, h, w)
