@@ -196,6 +196,19 @@ def test_every_fitted_filter_is_rebuilt_from_its_numbers_alone():
         fitted.fit("radial equaliser (photo-safe)", x, dev)
 
 
+def test_a_fitted_filter_applies_in_chunks_that_change_no_pixel(monkeypatch):
+    """Each image is filtered alone (the photo-safe guards' gradients too), so evaluate can apply a filter to the
+    test split a chunk at a time: the same pixels whatever the chunk size."""
+    x = _broadband(10)
+    dev = _radially_filtered(x, CURVES)
+    filters = [fitted.fit(name, x, dev, max_shift=0, **_photo_safe_args()) for name in fitted.FITTERS]
+    whole = [f(x) for f in filters]
+    monkeypatch.setattr(fitted, "APPLY_CHUNK", 3)
+    for f, want in zip(filters, whole):
+        assert np.array_equal(f(x), want), f.name
+        assert np.array_equal(f(x[4:5])[0], want[4]), f.name  # an image alone, as in a batch
+
+
 def test_the_photo_safe_guards_cap_chroma_fade_out_on_flat_pixels_and_clamp_edges():
     """A strong boost (1 at DC to x3 at Nyquist, like the fitted one) on a photograph: each guard removes the damage it
     is there for."""
