@@ -130,6 +130,42 @@ def test_fitting_from_two_batches_equals_fitting_from_one():
     assert sums.schnell.shape == sums.dev.shape == (3, 32)  # its whole memory, whatever the number of pairs
 
 
+def test_the_least_squares_fits_from_batches_equal_one_fit_of_every_pixel_and_keep_no_batch():
+    """The least-squares fits keep normal equations and energy sums, nothing per image: streamed in batches they give
+    what one solve over every pixel at once gives, and no batch outlives the next one."""
+    import weakref
+
+    x = _images(20)
+    rng = np.random.default_rng(0)
+    dev = np.clip(np.roll(x, 1, axis=2) + rng.integers(-20, 21, x.shape), 0, 255).astype(np.uint8)
+    alive: list = []
+
+    def batches():  # fresh arrays, so a batch the fit still held would stay alive
+        alive.clear()
+        for start, stop in ((0, 7), (7, 13), (13, 20)):
+            if len(alive) >= 2:
+                assert alive[-2]() is None, "a fit kept an earlier batch"
+            s, d = x[start:stop].copy(), dev[start:stop].copy()
+            alive.append(weakref.ref(s))
+            yield s, d
+
+    for name, key in (("detail gains", "gains"), ("detail gains (energy-matched)", "gains"),
+                      ("linear 9×9", "weights")):
+        whole = fitted.fit(name, x, dev, seed=3, max_shift=1).params[key]
+        streamed = fitted.fit(name, batches, seed=3, max_shift=1, train_pairs=20).params[key]
+        counted = fitted.fit(name, batches, seed=3, max_shift=1).params[key]  # the pairs counted in a pass first
+        np.testing.assert_allclose(streamed, whole, rtol=1e-6, atol=1e-6 * np.abs(whole).max())
+        assert counted == streamed, name
+    # Least squares over every pixel at once, solved here without normal equations:
+    b = fitted.BORDER
+    bands = fitted._bands(x.astype(np.float64))[:, :, b:-b, b:-b].reshape(len(fitted.SIGMAS), -1).T
+    target = (fitted.align(x, dev, 1).astype(np.float64) - x)[:, b:-b, b:-b].ravel()
+    want, *_ = np.linalg.lstsq(bands, target, rcond=None)
+    np.testing.assert_allclose(fitted.fit("detail gains", batches, max_shift=1).params["gains"], want, rtol=1e-6)
+    with pytest.raises(UserError, match="told of 21 training pairs but read 20"):
+        fitted.fit("linear 9×9", batches, max_shift=1, train_pairs=21)
+
+
 def _photo_safe_args(n_val: int = 6) -> dict:
     """What evaluate gives the photo-safe equaliser: validation pairs, a validation photograph, the photo rules."""
     from facerealism.config import load_config
@@ -158,6 +194,19 @@ def test_every_fitted_filter_is_rebuilt_from_its_numbers_alone():
         fitted.rebuild("radial equaliser", {"n_bins": 32})
     with pytest.raises(UserError, match="validation split"):
         fitted.fit("radial equaliser (photo-safe)", x, dev)
+
+
+def test_a_fitted_filter_applies_in_chunks_that_change_no_pixel(monkeypatch):
+    """Each image is filtered alone (the photo-safe guards' gradients too), so evaluate can apply a filter to the
+    test split a chunk at a time: the same pixels whatever the chunk size."""
+    x = _broadband(10)
+    dev = _radially_filtered(x, CURVES)
+    filters = [fitted.fit(name, x, dev, max_shift=0, **_photo_safe_args()) for name in fitted.FITTERS]
+    whole = [f(x) for f in filters]
+    monkeypatch.setattr(fitted, "APPLY_CHUNK", 3)
+    for f, want in zip(filters, whole):
+        assert np.array_equal(f(x), want), f.name
+        assert np.array_equal(f(x[4:5])[0], want[4]), f.name  # an image alone, as in a batch
 
 
 def test_the_photo_safe_guards_cap_chroma_fade_out_on_flat_pixels_and_clamp_edges():
@@ -233,8 +282,8 @@ def test_the_fits_read_the_training_and_validation_pairs_never_the_test_split(ti
     monkeypatch.setattr(evaluate, "load_images", lambda paths: read.extend(map(str, paths)) or load(paths))
     parts = splits(tiny_cfg)
     schnell = load(parts["test"]["schnell_path"])
-    (outputs,), params = evaluate.fitted_outputs(tiny_cfg, schnell)
-    assert set(outputs) == {fitted.label(n) for n in tiny_cfg.evaluate.fitted} and len(tiny_cfg.evaluate.fitted) == 5
+    filters, params = evaluate.fitted_filters(tiny_cfg, schnell.shape[1])
+    assert set(filters) == {fitted.label(n) for n in tiny_cfg.evaluate.fitted} and len(tiny_cfg.evaluate.fitted) == 5
     paths = {name: set(map(str, parts[name]["schnell_path"])) | set(map(str, parts[name]["dev_path"]))
              for name in ("train", "validation", "test")}
     assert set(read) <= paths["train"] | paths["validation"] and not set(read) & paths["test"]

@@ -139,16 +139,16 @@ def shifted(tmp_path_factory, store):
 
 
 def test_training_loads_only_training_pairs(shifted):
-    from facerealism.data.split import to_uint8
+    from facerealism.data.split import load_images
     from facerealism.stages.train import load_data
 
     root, cfg, manifest, held, schnell, summary = shifted  # training succeeded without test pairs or validation targets
-    train_rows, validation_rows, A, B = load_data(cfg)
+    train_rows, validation_rows = load_data(cfg)
     assert summary["train_pairs"] == len(train_rows) and summary["validation_pairs"] == len(validation_rows) > 0
     assert set(train_rows["id"]).isdisjoint(held["id"]) and set(validation_rows["id"]).isdisjoint(held["id"])
     assert set(train_rows["id"]).isdisjoint(validation_rows["id"])
     assert set(train_rows["id"]) | set(validation_rows["id"]) | set(held["id"]) == set(manifest["id"])
-    assert np.array_equal(to_uint8(A), schnell[index(train_rows)])  # and these are the images it trained on
+    assert np.array_equal(load_images(train_rows["schnell_path"]), schnell[index(train_rows)])  # what it trained on
 
 
 def test_the_shipped_head_moves_schnell_toward_dev(shifted):

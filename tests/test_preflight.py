@@ -152,10 +152,12 @@ def test_the_paper_profile_prints_its_resources_and_fits_only_a_machine_it_fits(
     n = estimate(cfg)
     # 141k pairs x 2 PNGs of 512² at <= 1.8 bytes a pixel; FLUX schnell-4 + dev img2img 35 steps ~ 700 TFLOP a pair.
     assert 100 * GB < n.disk_bytes < 150 * GB and 650 < n.generate_tflop_per_pair < 750
-    # num_workers 0 would decode ~77k training pairs to float32 in RAM (~490 GB): refused, naming the key.
-    with pytest.raises(UserError, match=r"train\.num_workers=0 decodes the ~77,550 training pairs of 512 px into RAM "
-                                        r"as float32: 488 GB, this machine has 128 GB; set train\.num_workers"):
-        require(load_config(paper, ["train.num_workers=0"]), PAPER_NODE)
+    # num_workers 0 decodes each batch from disk in the training process too: a batch's RAM, not the dataset's.
+    in_process = load_config(paper, ["train.num_workers=0"])
+    assert estimate(in_process).train_ram_bytes < 0.1 * GB and not preflight(in_process, PAPER_NODE).errors
+    with pytest.raises(UserError, match=r"batches of train\.batch_size=60000 at 512 px need ~377\.5 GB, this machine "
+                                        r"has 128 GB; lower train\.batch_size"):
+        require(load_config(paper, ["train.num_workers=0", "train.batch_size=60000"]), PAPER_NODE)
     # The lent GPU machine's 64 GB disk cannot hold the pairs: refused, naming where they go.
     small = Machine(ram_bytes=128 * GB, disk_free_bytes=64 * GB, disk_where="/work")
     with pytest.raises(UserError, match=r"need ~134 GB, /work has 64 GB free; point paths\.data at a larger disk"):

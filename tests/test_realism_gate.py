@@ -138,6 +138,21 @@ def test_every_control_changes_its_input_by_a_measurable_amount():
         assert out.shape == schnell.shape and changed.mean() >= 0.3 and (changed > 2).mean() >= 0.01, (name, changed.mean())
 
 
+def test_the_controls_compute_in_chunks_that_change_no_pixel(monkeypatch):
+    """Evaluate's memory stays a chunk's, not the test split's: every control (its noise drawn chunk after chunk from
+    one RNG) gives the same pixels whatever the chunk size."""
+    cfg = default_cfg()
+    g = cfg.generate
+    pairs = [render_pair(92_000 + i, g.size, **g.synthetic.model_dump()) for i in range(10)]
+    schnell, dev = np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+    whole = {name: controls.apply(name, schnell, cfg.seed, dev) for name in controls.CONTROLS}
+    whole[controls.ORACLE] = controls.oracle(schnell, dev)
+    monkeypatch.setattr(controls, "CHUNK", 3)  # 10 images: chunks of 3, 3, 3 and 1
+    for name in controls.CONTROLS:
+        assert np.array_equal(controls.apply(name, schnell, cfg.seed, dev), whole[name]), name
+    assert np.array_equal(controls.oracle(schnell, dev), whole[controls.ORACLE])
+
+
 def test_no_two_controls_are_the_same_filter():
     """A control that silently became another (detail gain ×2 applied at ×1) leaves the gate's rejection of its
     strength untested while every other test still passes: each control's pixels are its own, at its named strength."""

@@ -145,13 +145,106 @@ def test_unet_trains_with_lpips_from_a_local_backbone_file(data, tmp_path):
         run_stage("train", cfg)
 
 
-def test_paired_crops_share_the_window_and_the_gradient_loss_ignores_colour():
-    from facerealism.trainers.samplers import paired_crops
+def in_memory_batches(A: torch.Tensor, B: torch.Tensor, crop: int | None, batch_size: int, paired: bool, seed,
+                      count: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The in-memory sampler the streaming one replaced (#35), as it drew batches from decoded (n, 3, h, w) images:
+    the reference its batches must equal."""
+    rng, (_, _, h, w) = np.random.default_rng(seed), A.shape
+    crop = crop or w
+
+    def window(images, i, y, x, flip):
+        patch = images[i, :, y : y + crop, x : x + crop]
+        return patch.flip(-1) if flip else patch
+
+    def crops(images, idx):
+        out = []
+        for i in idx:
+            y, x = rng.integers(0, h - crop + 1), rng.integers(0, w - crop + 1)
+            out.append(window(images, i, y, x, rng.random() < 0.5))
+        return torch.stack(out)
+
+    def pairs(idx):
+        out_a, out_b = [], []
+        for i in idx:
+            y, x = rng.integers(0, h - crop + 1), rng.integers(0, w - crop + 1)
+            flip = rng.random() < 0.5
+            out_a.append(window(A, i, y, x, flip)), out_b.append(window(B, i, y, x, flip))
+        return torch.stack(out_a), torch.stack(out_b)
+
+    batches = []
+    for _ in range(count):
+        if paired:
+            batches.append(pairs(rng.integers(0, len(A), batch_size)))
+        else:
+            a = crops(A, rng.integers(0, len(A), batch_size))
+            batches.append((a, crops(B, rng.integers(0, len(B), batch_size))))
+    return batches
+
+
+def _png_pairs(folder: Path, n: int, size: int = 24):
+    """n (schnell, dev) PNG pairs of noise, dev = schnell + 10 grey levels (clipped), as manifest rows."""
+    import pandas as pd
+
+    from facerealism.files import save_png
+
+    rng = np.random.default_rng(1)
+    rows = pd.DataFrame({"schnell_path": [str(folder / f"s{i}.png") for i in range(n)],
+                         "dev_path": [str(folder / f"d{i}.png") for i in range(n)]})
+    for s, d in zip(rows["schnell_path"], rows["dev_path"]):
+        x = rng.integers(0, 246, (size, size, 3), dtype=np.uint8)
+        save_png(s, x), save_png(d, x + 10)
+    return rows
+
+
+@pytest.mark.parametrize("model, lambda_paired, crop", [("esa_resnet", 0.0, 16), ("esa_resnet", 100.0, 16),
+                                                        ("unet_cbam", 0.0, None)])
+def test_the_sampler_decodes_each_batch_from_disk_into_the_in_memory_samplers_batches(tmp_path, model,
+                                                                                     lambda_paired, crop):
+    """Same seed, same batches as when the whole split was decoded into RAM (unpaired, paired term, paired model),
+    and a resume from its RNG state continues them; the sampler holds paths, never pixels."""
+    from facerealism.config import Config
+    from facerealism.data.split import load_images, to_tensor
+    from facerealism.trainers.samplers import Sampler, draws_pairs
+
+    rows = _png_pairs(tmp_path, 6)
+    cfg = Config.model_validate({"train": {"model": model, "lambda_paired": lambda_paired, "crop": crop,
+                                           "batch_size": 3}})
+    paired = draws_pairs(cfg)
+    assert paired == (model == "unet_cbam" or lambda_paired > 0)
+    A, B = to_tensor(load_images(rows["schnell_path"])), to_tensor(load_images(rows["dev_path"]))
+    want = in_memory_batches(A, B, crop, 3, paired, 7, 4)
+    sampler = Sampler(rows, cfg, "cpu", 7)
+    got = [sampler.next() for _ in range(2)]
+    resumed = Sampler(rows, cfg, "cpu", 0)
+    resumed.set_rng_state(sampler.rng_state())  # what a checkpoint at batch 2 restores
+    got += [resumed.next() for _ in range(2)]
+    for (a, b), (wa, wb) in zip(got, want, strict=True):
+        assert torch.equal(a, wa) and torch.equal(b, wb)
+        assert a.shape == (3, 3, crop or 24, crop or 24)
+        assert torch.allclose(b, a + 10 / 127.5, atol=1e-6) == paired  # a pair's window and flip, or independent
+    held = [v for obj in (sampler, sampler.files) for v in vars(obj).values()]
+    assert not any(isinstance(v, (torch.Tensor, np.ndarray)) for v in held)  # memory does not grow with the pairs
+    assert sampler.files.a == list(rows["schnell_path"]) and sampler.files.b == list(rows["dev_path"])
+
+
+def test_the_sampler_refuses_images_smaller_than_the_crop_or_of_another_size(tmp_path):
+    from facerealism.config import Config
+    from facerealism.files import save_png
+    from facerealism.trainers.samplers import Sampler
+
+    rows = _png_pairs(tmp_path, 4)
+    with pytest.raises(UserError, match="images are 24x24 px, smaller than train.crop=32"):
+        Sampler(rows, Config.model_validate({"train": {"crop": 32}}), "cpu", 0)
+    save_png(rows["dev_path"][2], np.zeros((20, 20, 3), np.uint8))
+    sampler = Sampler(rows, Config.model_validate({"train": {"crop": 16, "batch_size": 16}}), "cpu", 0)
+    with pytest.raises(UserError, match="d2.png is 20x20 px, the first training image 24x24"):
+        sampler.next()
+
+
+def test_the_gradient_loss_ignores_colour():
     from facerealism.trainers import gradient_loss
 
-    A = torch.rand(3, 3, 16, 16)
-    a, b = paired_crops(A, A + 1.0, np.array([0, 2, 1]), 8, np.random.default_rng(0))
-    assert a.shape == (3, 3, 8, 8) and torch.allclose(b, a + 1.0)
+    a = torch.rand(3, 3, 8, 8)
     assert gradient_loss(a + 0.3, a) < 1e-6 < gradient_loss(a.flip(-2), a)
 
 

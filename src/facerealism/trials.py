@@ -51,12 +51,11 @@ def cheap_filters(cfg: Config, schnell: np.ndarray) -> tuple[dict[str, np.ndarra
     """The rows a learned head must beat: each fitted baseline (fitted on the training pairs) and the nearest
     fixed controls, applied to `schnell`; and whether each passes the photo rules (the gate compares a head only
     with fitted filters that do: one that damages photographs is no product)."""
-    from facerealism.scoring import fitted
     from facerealism.scoring.table4 import meets_photo_rules, photo_limits
-    from facerealism.stages.evaluate import fitted_outputs, photo_check
+    from facerealism.stages.evaluate import fitted_filters, photo_check
 
-    (rows,), params = fitted_outputs(cfg, schnell)
-    filters = {label: fitted.rebuild(fitted.name_of(label), p) for label, p in params.items()}
+    filters, _ = fitted_filters(cfg, schnell.shape[1])
+    rows = {label: f(schnell) for label, f in filters.items()}
     for name in CHEAP_CONTROLS:
         rows[controls.label(name)] = controls.apply(name, schnell, cfg.seed)
         filters[controls.label(name)] = lambda x, name=name: controls.apply(name, x, cfg.seed)

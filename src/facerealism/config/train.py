@@ -87,8 +87,8 @@ class TrainConfig(Section):
     bf16, e.g. AMD EPYC Zen 3, runs it ~29x slower than fp32). The choice and its reason go to the log, MLflow and
     the model card (facerealism.precision). bf16 on such a CPU is allowed; preflight warns."""
     num_workers: int = Field(0, ge=0)
-    """0: decode the training images into memory once (fast for the offline default); > 0: DataLoader worker
-    processes decode and crop them from the files each step (datasets larger than memory, e.g. the paper's 140k pairs)."""
+    """0: this process decodes the images each batch draws from their files; > 0: DataLoader worker processes do,
+    while the step computes. Either way memory does not grow with the dataset (the paper's 140k pairs at 512 px)."""
     grad_accum: int = Field(1, ge=1)
     """Micro-batches accumulated per optimiser step (accelerate's gradient accumulation); the effective batch
     is batch_size x grad_accum x processes. train.steps counts optimiser steps."""

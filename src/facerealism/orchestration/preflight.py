@@ -196,9 +196,8 @@ def check_resources(cfg: Config, f: Findings, machine: Machine) -> None:
     side = f"{n.side} px"
     if n.train_ram_bytes > machine.ram_bytes:
         if t.num_workers == 0:
-            f.error(f"train.num_workers=0 decodes the ~{n.train_pairs:,.0f} training pairs of {side} into RAM as "
-                    f"float32: {n.train_ram_bytes / GB:,.0f} GB, this machine has {machine.ram_bytes / GB:,.0f} GB; "
-                    f"set train.num_workers (e.g. 8) to decode each batch from disk")
+            f.error(f"batches of train.batch_size={t.batch_size} at {side} need ~{n.train_ram_bytes / GB:,.1f} GB, "
+                    f"this machine has {machine.ram_bytes / GB:,.0f} GB; lower train.batch_size")
         else:
             f.error(f"train.num_workers={t.num_workers} worker processes with batches of train.batch_size="
                     f"{t.batch_size} at {side} need ~{n.train_ram_bytes / GB:,.1f} GB, this machine has "
@@ -211,7 +210,7 @@ def check_resources(cfg: Config, f: Findings, machine: Machine) -> None:
     f.note("resources", f"{n.pairs:,} pairs at {cfg.generate.size} px (~{n.train_pairs:,.0f} train, ~{n.test_pairs:,.0f}"
                         f" test); disk ~{n.disk_bytes / GB:,.1f} GB ({machine.disk_free_bytes / GB:,.0f} GB free at "
                         f"{machine.disk_where}); train RAM ~{n.train_ram_bytes / GB:,.1f} GB "
-                        f"({'decoded in RAM' if t.num_workers == 0 else f'{t.num_workers} decode workers'}; "
+                        f"({'decoded per batch' if t.num_workers == 0 else f'{t.num_workers} decode workers'}; "
                         f"machine {machine.ram_bytes / GB:,.0f} GB)")
     f.note("resources", f"GPU-hours at an assumed {ASSUMED_TFLOPS:g} TFLOP/s ({ASSUMED_UTILISATION:.0%} of an H100's "
                         f"bf16 peak): generate "

@@ -63,7 +63,7 @@ class Needs:
     side: int  # the side the head trains on (train.crop or generate.size)
     images_to_render: int  # both images of each pair not on disk yet, and the reference images
     disk_bytes: float  # images still to render (PNG) + two kept checkpoints
-    train_ram_bytes: float  # training images held in RAM (num_workers 0) or in flight, plus the workers
+    train_ram_bytes: float  # training batches in flight (decoded per batch from disk), plus the decode workers
     generate_tflop_per_pair: float | None  # None: not estimated for this backend
     train_tflop_per_step: float | None  # None: the head does not build
 
@@ -165,10 +165,11 @@ def estimate(cfg: Config) -> Needs:
         step_flop, params = None, 0
     # A checkpoint: weights + Adam's two moments (fp32) and both image pools (fp32 at the training side); two are kept.
     checkpoint = 4 * 3 * params + 2 * t.pool_size * 3 * side ** 2 * 4
-    if t.num_workers == 0:  # both domains decoded once into float32 tensors (facerealism.data.split.to_tensor)
-        ram = 2 * train_pairs * image * 4
-    else:  # each worker prefetches 2 batches of (A, B) crops (DataLoader's prefetch_factor)
-        ram = t.num_workers * (WORKER_RSS + 2 * t.batch_size * 2 * 3 * side ** 2 * 4)
+    batch = t.batch_size * 2 * 3 * side ** 2 * 4  # one batch of (A, B) float32 crops
+    if t.num_workers == 0:  # this process decodes each batch's images, one at a time (trainers.samplers.Sampler)
+        ram = batch + image
+    else:  # each worker prefetches 2 batches (DataLoader's prefetch_factor)
+        ram = t.num_workers * (WORKER_RSS + 2 * batch)
     flop = generate_flop_per_pair(cfg)
     return Needs(pairs=pairs, train_pairs=train_pairs, test_pairs=pairs * s.holdout_fraction, side=side,
                  images_to_render=to_render,

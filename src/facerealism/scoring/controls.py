@@ -8,6 +8,7 @@ register runs each through the promotion gate and refuses to promote anything wh
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -16,21 +17,41 @@ from PIL import Image, ImageFilter
 from facerealism.errors import UserError
 
 _Y = np.array([0.299, 0.587, 0.114])
+CHUNK = 64  # images a control computes at once: its float64 working arrays stay a chunk's size, not the test split's
+
+
+def _chunks(n: int) -> list[slice]:
+    return [slice(i, i + CHUNK) for i in range(0, max(n, 1), CHUNK)]
+
+
+def _in_chunks(fn: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
+    """`fn(images, *args)` on CHUNK images at a time, concatenated: for a filter that treats each image alone, the
+    same pixels as one call on all of them."""
+
+    @functools.wraps(fn)
+    def chunked(images: np.ndarray, *args) -> np.ndarray:
+        return np.concatenate([fn(images[part], *args) for part in _chunks(len(images))])
+
+    return chunked
 
 
 def _noise(images: np.ndarray, sigma: float, luma: bool, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    n, h, w, _ = images.shape
-    # Luminance noise is one field added to all three channels (grey grain); RGB noise draws each channel
-    # apart, which is colour speckle.
-    field = rng.standard_normal((n, h, w, 1 if luma else 3)) * sigma
-    return np.clip(images.astype(np.float64) + field + 0.5, 0, 255).astype(np.uint8)
+    out = []
+    for part in _chunks(len(images)):
+        x = images[part]
+        # Luminance noise is one field added to all three channels (grey grain); RGB noise draws each channel
+        # apart, which is colour speckle. Drawn chunk after chunk from one RNG: the numbers of one draw for all.
+        field = rng.standard_normal((*x.shape[:3], 1 if luma else 3)) * sigma
+        out.append(np.clip(x.astype(np.float64) + field + 0.5, 0, 255).astype(np.uint8))
+    return np.concatenate(out)
 
 
 def _pil(images: np.ndarray, filt: ImageFilter.Filter) -> np.ndarray:
     return np.stack([np.asarray(Image.fromarray(img).filter(filt)) for img in images])
 
 
+@_in_chunks
 def _detail_gain(images: np.ndarray, gain: float) -> np.ndarray:
     # The content-blind version of what a detail head does: amplify everything above a sigma-1 blur.
     from scipy import ndimage
@@ -45,15 +66,19 @@ def _grain_on_flat(images: np.ndarray, sigma: float, seed: int) -> np.ndarray:
     # smooth parts of skin), none on the hair and edges where dev's detail lives.
     from scipy import ndimage
 
-    x = images.astype(np.float64)
-    y = x @ _Y  # (n, h, w)
-    local_std = np.sqrt(np.maximum(ndimage.uniform_filter(y**2, size=(1, 5, 5))
-                                   - ndimage.uniform_filter(y, size=(1, 5, 5)) ** 2, 0))
-    flat = (local_std < np.quantile(local_std, 0.5, axis=(1, 2), keepdims=True))[..., None]  # (n, h, w, 1)
-    field = np.random.default_rng(seed).standard_normal(y.shape)[..., None] * sigma
-    return np.clip(x + flat * field + 0.5, 0, 255).astype(np.uint8)
+    rng, out = np.random.default_rng(seed), []
+    for part in _chunks(len(images)):  # the grain drawn chunk after chunk from one RNG, as _noise
+        x = images[part].astype(np.float64)
+        y = x @ _Y  # (n, h, w)
+        local_std = np.sqrt(np.maximum(ndimage.uniform_filter(y**2, size=(1, 5, 5))
+                                       - ndimage.uniform_filter(y, size=(1, 5, 5)) ** 2, 0))
+        flat = (local_std < np.quantile(local_std, 0.5, axis=(1, 2), keepdims=True))[..., None]  # (n, h, w, 1)
+        field = rng.standard_normal(y.shape)[..., None] * sigma
+        out.append(np.clip(x + flat * field + 0.5, 0, 255).astype(np.uint8))
+    return np.concatenate(out)
 
 
+@_in_chunks
 def _ringing(images: np.ndarray, cutoff: float, boost: float) -> np.ndarray:
     # Over-sharpening with a brick-wall low-pass (Gibbs): every edge gets repeated fringes, a ringing halo.
     x = images.astype(np.float64)
@@ -63,6 +88,7 @@ def _ringing(images: np.ndarray, cutoff: float, boost: float) -> np.ndarray:
     return np.clip(x + boost * (x - low) + 0.5, 0, 255).astype(np.uint8)
 
 
+@_in_chunks
 def _high_pass(images: np.ndarray, sigma: float = 1.0) -> np.ndarray:
     from scipy import ndimage
 
@@ -108,6 +134,7 @@ def _light_band(images: np.ndarray, lift: float, offset: int, width: int) -> np.
     return np.clip(x + lift * band + 0.5, 0, 255).astype(np.uint8)
 
 
+@_in_chunks
 def _clip_highlights(images: np.ndarray, gain: float) -> np.ndarray:
     # Blown highlights: a brightness gain that saturates the brightest skin, catchlights and clothing at 255.
     return np.clip(images.astype(np.float64) * gain + 0.5, 0, 255).astype(np.uint8)

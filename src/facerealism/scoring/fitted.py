@@ -19,8 +19,8 @@ each a few milliseconds to a few seconds on 2 cores:
   edges the luminance clamped to the input's local range ± a margin. The guard settings are chosen on the
   validation split (never test): the setting nearest dev's spectra there whose damage, measured by the photo rules'
   own metrics on the validation inputs, stays under the register ceilings.
-Both equalisers are fitted from sums of power spectra accumulated batch by batch: memory does not grow with the
-number of pairs. Every filter is rebuilt from its fitted numbers alone (`rebuild`): what Table 4 records is what
+Every fit keeps sums accumulated batch by batch (the normal equations X^T X and X^T y of the least-squares fits, band
+energies, power spectra), so the training split streams through and memory does not grow with the number of pairs. Every filter is rebuilt from its fitted numbers alone (`rebuild`): what Table 4 records is what
 register can ship. Evaluate scores them as Table 4 rows beside the heads (each with the photo check); register
 promotes a head only if it beats the best of them that passes the photo rules (`gate.beats_fitted`).
 """
@@ -40,6 +40,7 @@ KERNEL = 9  # support of the linear filter (pixels per side)
 RIDGE = 1e-3  # Tikhonov weight relative to the mean diagonal of X^T X: keeps the 244-unknown solve well posed
 BORDER = 4  # pixels left out of each fit at the image edge: an aligning roll wraps the opposite edge in
 MAX_PIXELS = 50_000  # pixels drawn for the normal equations: ~200 rows per unknown, a fit of a few seconds
+APPLY_CHUNK = 64  # images a filter computes at once (each image is filtered alone: the chunk changes no pixel)
 N_BINS = 32  # radial frequency bins of the equaliser (fewer on images under 64 px: one frequency step per bin)
 CHANNELS = ("Y", "Cb", "Cr")  # the equaliser's planes: luminance and the two colour differences (BT.601, full range)
 EDGE_QUANTILE = 0.9  # the photo-safe guard's strong edges: the input's top 10 % luminance gradients
@@ -63,7 +64,9 @@ class Filter:
         if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
             raise UserError(f"fitted filter {self.name!r} takes uint8 (n, h, w, 3) images, got {images.dtype} "
                             f"{images.shape}")
-        return self._apply(images)
+        # Image by image arithmetic, in chunks: the float64 working arrays stay the size of a chunk, not the split's.
+        return np.concatenate([self._apply(images[i : i + APPLY_CHUNK]) for i in range(0, max(len(images), 1),
+                                                                                        APPLY_CHUNK)])
 
 
 def _bands(x: np.ndarray) -> np.ndarray:
@@ -93,10 +96,10 @@ def _to_uint8(x: np.ndarray) -> np.ndarray:
     return np.clip(x + 0.5, 0, 255).astype(np.uint8)
 
 
-def _concat(pairs: Pairs, max_shift: int) -> tuple[np.ndarray, np.ndarray]:
-    """Every batch in memory, dev aligned to schnell: the least-squares fits need all pixels at once."""
-    batches = [(s, align(s, d, max_shift)) for s, d in pairs]
-    return np.concatenate([s for s, _ in batches]), np.concatenate([d for _, d in batches])
+def _aligned(pairs: Pairs, max_shift: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Each batch with dev aligned to its schnell twins, one batch at a time."""
+    for schnell, dev in pairs:
+        yield schnell, align(schnell, dev, max_shift)
 
 
 # --- detail gains (least squares, energy-matched) and the linear filter ---------------------------------------
@@ -114,25 +117,36 @@ def _gains_filter(name: str, params: dict) -> Filter:
     return Filter(name, params, apply)
 
 
-def fit_detail_gains(schnell: np.ndarray, dev: np.ndarray) -> Filter:
-    """Per-band gains g (len(SIGMAS),) minimising ||x + sum_k g_k band_k(x) - dev||^2 over every pixel and channel."""
-    x, y = schnell.astype(np.float64), dev.astype(np.float64)
-    b = BORDER
-    bands = _bands(x)[:, :, b:-b, b:-b].reshape(len(SIGMAS), -1).T  # (pixels * 3, k); rolled borders left out
-    gains, *_ = np.linalg.lstsq(bands, (y - x)[:, b:-b, b:-b].ravel(), rcond=None)
+def fit_detail_gains(pairs: Pairs) -> Filter:
+    """Per-band gains g (len(SIGMAS),) minimising ||x + sum_k g_k band_k(x) - dev||^2 over every pixel and channel.
+
+    Solved from the normal equations (B^T B) g = B^T (dev - x), their k x k and k sums accumulated over the batches
+    of (schnell, dev) pairs: the least-squares answer of all pixels at once, whatever the number of pairs.
+    """
+    k, b = len(SIGMAS), BORDER
+    gram, rhs = np.zeros((k, k)), np.zeros(k)
+    for schnell, dev in pairs:
+        x, y = schnell.astype(np.float64), dev.astype(np.float64)
+        bands = _bands(x)[:, :, b:-b, b:-b].reshape(k, -1)  # (k, pixels * 3); rolled borders left out
+        gram += bands @ bands.T
+        rhs += bands @ (y - x)[:, b:-b, b:-b].ravel()
+    gains, *_ = np.linalg.lstsq(gram, rhs, rcond=None)  # lstsq: flat images leave gram singular
     return _gains_filter("detail gains", {"gains": [float(g) for g in gains], "sigmas": list(SIGMAS)})
 
 
-def fit_energy_gains(schnell: np.ndarray, dev: np.ndarray) -> Filter:
+def fit_energy_gains(pairs: Pairs) -> Filter:
     """Per-band gains with sum over pixels of band_k(out)^2 ~ band_k(dev)^2: g_k = rms(band_k(dev)) / rms(band_k(x)) - 1.
 
     Energy is shift-invariant, so misalignment does not matter here; band k of x + g_k band_k(x) is (1 + g_k) band_k(x)
-    up to the leakage between neighbouring difference-of-Gaussians levels.
+    up to the leakage between neighbouring difference-of-Gaussians levels. The energies are sums over the batches.
     """
     b = BORDER
-    ex = (_bands(schnell.astype(np.float64))[:, :, b:-b, b:-b] ** 2).mean(axis=(1, 2, 3, 4))  # (k,)
-    ey = (_bands(dev.astype(np.float64))[:, :, b:-b, b:-b] ** 2).mean(axis=(1, 2, 3, 4))
-    gains = np.sqrt(ey / np.maximum(ex, 1e-12)) - 1.0
+    ex, ey, values = np.zeros(len(SIGMAS)), np.zeros(len(SIGMAS)), 0
+    for schnell, dev in pairs:
+        ex += (_bands(schnell.astype(np.float64))[:, :, b:-b, b:-b] ** 2).sum(axis=(1, 2, 3, 4))  # (k,)
+        ey += (_bands(dev.astype(np.float64))[:, :, b:-b, b:-b] ** 2).sum(axis=(1, 2, 3, 4))
+        values += schnell[:, b:-b, b:-b].size
+    gains = np.sqrt((ey / values) / np.maximum(ex / values, 1e-12)) - 1.0
     return _gains_filter("detail gains (energy-matched)", {"gains": [float(g) for g in gains], "sigmas": list(SIGMAS)})
 
 
@@ -156,31 +170,47 @@ def _linear_filter(name: str, params: dict) -> Filter:
     return Filter(name, params, apply)
 
 
-def fit_linear_filter(schnell: np.ndarray, dev: np.ndarray, seed: int = 0) -> Filter:
+def fit_linear_filter(pairs: Pairs, n: int, seed: int = 0) -> Filter:
     """Ridge regression of dev - schnell on each pixel's KERNEL×KERNEL×3 neighbourhood of schnell (plus a bias).
 
-    Solved in closed form, (X^T X + lambda I) w = X^T y, on at most MAX_PIXELS pixels drawn at random; the residual
-    form shrinks towards the identity filter, not towards black.
+    Solved in closed form, (X^T X + lambda I) w = X^T y, on at most MAX_PIXELS pixels drawn at random over the `n`
+    pairs before the first batch arrives; each batch adds the rows of the pixels drawn in it to X^T X and X^T y.
+    The residual form shrinks towards the identity filter, not towards black.
+
+    Args:
+        pairs: (schnell, dev) uint8 batches (b, h, w, 3), dev aligned; n: how many pairs they hold in all.
     """
-    x, y = schnell.astype(np.float32) / 255.0, dev.astype(np.float32) / 255.0
     rng = np.random.default_rng(seed)
-    n, h, w, _ = x.shape
     b, r = BORDER, KERNEL // 2
-    count = min(MAX_PIXELS, n * (h - 2 * b) * (w - 2 * b))
-    img, row, col = rng.integers(0, n, count), rng.integers(b, h - b, count), rng.integers(b, w - b, count)
-    padded = np.pad(x, ((0, 0), (r, r), (r, r), (0, 0)), mode="reflect")
     dy, dx = np.meshgrid(np.arange(KERNEL), np.arange(KERNEL), indexing="ij")
-    # (count, K, K, 3) neighbourhoods gathered directly: unfolding every training image would take gigabytes.
-    nb = padded[img[:, None, None], row[:, None, None] + dy, col[:, None, None] + dx]
-    nb = nb.transpose(0, 3, 1, 2).reshape(count, -1)  # (in channel, dy, dx) order, as conv2d's weight
-    X = np.concatenate([nb, np.ones((count, 1), np.float32)], axis=1)
-    Y = (y - x)[img, row, col]  # (count, 3)
-    X64 = X.astype(np.float64)
-    gram = X64.T @ X64  # (d + 1, d + 1)
+    d = 3 * KERNEL * KERNEL + 1
+    gram, rhs, size, start = np.zeros((d, d)), np.zeros((d, 3)), None, 0
+    for schnell, dev in pairs:
+        if size is None:  # the draw needs the image size: it is made once, the first batch tells it
+            size = schnell.shape[1:3]
+            h, w = size
+            count = min(MAX_PIXELS, n * (h - 2 * b) * (w - 2 * b))
+            img, row, col = rng.integers(0, n, count), rng.integers(b, h - b, count), rng.integers(b, w - b, count)
+        if schnell.shape[1:3] != size:
+            raise UserError(f"fitted baseline 'linear {KERNEL}×{KERNEL}': a batch of {schnell.shape[1:3]} px among "
+                            f"images of {size}; the training images must share one size")
+        here = (img >= start) & (img < start + len(schnell))  # the drawn pixels in this batch
+        i, y0, x0 = img[here] - start, row[here], col[here]
+        start += len(schnell)
+        x, y = schnell.astype(np.float32) / 255.0, dev.astype(np.float32) / 255.0
+        padded = np.pad(x, ((0, 0), (r, r), (r, r), (0, 0)), mode="reflect")
+        # (m, K, K, 3) neighbourhoods gathered directly: unfolding every image of the batch would take gigabytes.
+        nb = padded[i[:, None, None], y0[:, None, None] + dy, x0[:, None, None] + dx]
+        nb = nb.transpose(0, 3, 1, 2).reshape(len(i), -1)  # (in channel, dy, dx) order, as conv2d's weight
+        X = np.concatenate([nb, np.ones((len(i), 1), np.float32)], axis=1).astype(np.float64)  # (m, d)
+        gram += X.T @ X
+        rhs += X.T @ (y - x)[i, y0, x0].astype(np.float64)  # (d, 3)
+    if start != n:
+        raise UserError(f"fitted baseline 'linear {KERNEL}×{KERNEL}' was told of {n} training pairs but read {start}")
     reg = RIDGE * np.trace(gram) / len(gram) * np.eye(len(gram))
     reg[-1, -1] = 0.0  # the bias is not shrunk
-    weights = np.linalg.solve(gram + reg, X64.T @ Y.astype(np.float64))  # (d + 1, 3)
-    params = {"kernel": KERNEL, "ridge": RIDGE, "pixels": int(len(X)),
+    weights = np.linalg.solve(gram + reg, rhs)  # (d, 3)
+    params = {"kernel": KERNEL, "ridge": RIDGE, "pixels": int(count),
               "weights": weights.astype(np.float32).tolist()}  # float32: what the filter computes with
     return _linear_filter(f"linear {KERNEL}×{KERNEL}", params)
 
@@ -298,7 +328,8 @@ class _GuardMaps:
         from scipy import ndimage
 
         y = x[:, 0]  # (n, h, w) input luminance
-        grad = np.hypot(ndimage.sobel(y, axis=1), ndimage.sobel(y, axis=2))
+        # Image by image: on the stack, ndimage.sobel would smooth across neighbouring images too (axis 0).
+        grad = np.stack([np.hypot(ndimage.sobel(im, axis=0), ndimage.sobel(im, axis=1)) for im in y])
         self.x, self._smooth, self._fades = x, ndimage.uniform_filter(grad, size=(1, 3, 3)), {}
         size = (1, 1, WINDOW, WINDOW)
         self.low, self.high = ndimage.minimum_filter(x, size=size), ndimage.maximum_filter(x, size=size)  # (n, 3, h, w)
@@ -445,6 +476,8 @@ class FitData:
     """What a fit may read: fresh passes over the training pairs (and the validation pairs), never the test split."""
 
     train: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]]
+    train_pairs: int | None = None
+    """How many pairs a pass over `train` yields, where the caller knows it (else counted in a pass of its own)."""
     validation: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]] | None = None
     seed: int = 0
     max_shift: int = 1
@@ -456,11 +489,15 @@ class FitData:
     damage: Callable[[np.ndarray, np.ndarray], dict[str, float]] | None = None
     """damage(inputs, outputs) -> {metric: value}, the photo rules' own measurement."""
 
+    def count(self) -> int:
+        """train_pairs, or the pairs of one pass over `train` counted (decoded batch by batch, none kept)."""
+        return self.train_pairs if self.train_pairs is not None else sum(len(s) for s, _ in self.train())
+
 
 FITTERS: dict[str, Callable[[FitData], Filter]] = {
-    "detail gains": lambda d: fit_detail_gains(*_concat(d.train(), d.max_shift)),
-    "detail gains (energy-matched)": lambda d: fit_energy_gains(*_concat(d.train(), d.max_shift)),
-    f"linear {KERNEL}×{KERNEL}": lambda d: fit_linear_filter(*_concat(d.train(), d.max_shift), d.seed),
+    "detail gains": lambda d: fit_detail_gains(_aligned(d.train(), d.max_shift)),
+    "detail gains (energy-matched)": lambda d: fit_energy_gains(_aligned(d.train(), d.max_shift)),
+    f"linear {KERNEL}×{KERNEL}": lambda d: fit_linear_filter(_aligned(d.train(), d.max_shift), d.count(), d.seed),
     "radial equaliser": lambda d: fit_equaliser(d.train()),
     "radial equaliser (photo-safe)":
         lambda d: fit_photo_safe_equaliser(d.train(), d.validation, list(d.photos), d.limits, d.damage),
@@ -495,12 +532,14 @@ def _checked(name: str, pairs: Callable[[], Iterable[tuple[np.ndarray, np.ndarra
 
 
 def fit(name: str, schnell, dev=None, seed: int = 0, max_shift: int = 1, validation=None, photos=(),
-        limits: dict[str, float] | None = None, damage=None) -> Filter:
+        limits: dict[str, float] | None = None, damage=None, train_pairs: int | None = None) -> Filter:
     """Fit one baseline on training pairs; returns the filter, with its fitted numbers in .params.
 
     Args:
         schnell, dev: training pairs (n, h, w, 3) uint8; or `schnell` alone, a callable returning a fresh iterator
-            of (schnell, dev) batches.
+            of (schnell, dev) batches (every fit reads them batch by batch: memory does not grow with the pairs).
+        train_pairs: how many pairs that callable yields, where the caller knows it (the linear filter's pixel
+            draw needs the number; without it, one more pass counts them).
         validation: the validation pairs, either way; only the photo-safe equaliser reads them.
         photos, limits, damage: see FitData; only the photo-safe equaliser reads them.
     """
@@ -511,7 +550,9 @@ def fit(name: str, schnell, dev=None, seed: int = 0, max_shift: int = 1, validat
                         f"pairs, the photo limits and their damage measurement")
     train = _checked(name, _pairs(schnell if dev is None else (schnell, dev)))
     val = _checked(name, _pairs(validation)) if validation is not None else None
-    return FITTERS[name](FitData(train, val, seed, max_shift, tuple(photos), limits, damage))
+    if dev is not None:
+        train_pairs = len(schnell)
+    return FITTERS[name](FitData(train, train_pairs, val, seed, max_shift, tuple(photos), limits, damage))
 
 
 def rebuild(name: str, params: dict) -> Filter:

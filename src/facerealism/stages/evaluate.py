@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import tempfile
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -30,32 +32,31 @@ def run(cfg: Config) -> dict:
     from facerealism.report import html as report
 
     schnell, dev, dev_check, schnell_check = holdout_sets(cfg)
-    outputs, outputs_check, head_label, run_id = {}, {}, None, None
-    dirs = head_dirs(cfg)
-    with progress() as bar:
-        task = bar.add_task("evaluate: heads, fitted baselines and controls",
-                            total=len(dirs) + 1 + len(cfg.evaluate.controls))
-        for label, folder in dirs:
-            G, meta = load_head(folder)
-            label = label or head_recipe(meta).label  # what was trained, by name: not just the architecture
-            if label in outputs:
-                raise UserError(f"two heads share the Table 4 label {label!r}; rename it in evaluate.extra_heads")
-            outputs[label] = enhance_array(G, schnell)
-            outputs_check[label] = enhance_array(G, schnell_check)  # the swapped halves' C2ST scores these
-            if head_label is None:  # the first is models/head: its run and the gate's metrics
-                head_label, run_id = label, meta.get("mlflow_run_id")
-            bar.advance(task)
-        heads = dict(outputs)
-        fitted_rows, fitted_params = fitted_outputs(cfg, schnell, schnell_check)  # closed form: seconds to a minute
-        outputs.update(fitted_rows[0])
-        outputs_check.update(fitted_rows[1])
-        bar.advance(task)
-        for name in cfg.evaluate.controls:
-            outputs[controls.label(name)] = controls.apply(name, schnell, cfg.seed, dev)
-            outputs_check[controls.label(name)] = controls.apply(name, schnell_check, cfg.seed, dev_check)
-            bar.advance(task)
-        outputs[controls.ORACLE] = controls.oracle(schnell, dev)
-        outputs_check[controls.ORACLE] = controls.oracle(schnell_check, dev_check)
+    k = min(cfg.evaluate.grid_n, len(schnell))
+    # Each row is a recipe for its images (Row), made again whenever Table 4 reads it and never kept: evaluate holds
+    # the test split's inputs and one row's outputs at a time, not every row's.
+    outputs: dict[str, Row] = {}
+    outputs_check: dict[str, Row] = {}  # the same rows on the check half: the swapped halves' C2ST scores these
+    previews, head_label, run_id = {}, None, None
+    for label, folder in head_dirs(cfg):
+        G, meta = load_head(folder)
+        label = label or head_recipe(meta).label  # what was trained, by name: not just the architecture
+        if label in outputs:
+            raise UserError(f"two heads share the Table 4 label {label!r}; rename it in evaluate.extra_heads")
+        outputs[label] = functools.partial(enhance_array, G, schnell)
+        outputs_check[label] = functools.partial(enhance_array, G, schnell_check)
+        previews[label] = enhance_array(G, schnell[:k])
+        if head_label is None:  # the first is models/head: its run and the gate's metrics
+            head_label, run_id = label, meta.get("mlflow_run_id")
+    filters, fitted_params = fitted_filters(cfg, schnell.shape[1])  # closed form: seconds to a minute
+    for label, f in filters.items():
+        outputs[label], outputs_check[label] = functools.partial(f, schnell), functools.partial(f, schnell_check)
+    for name in cfg.evaluate.controls:
+        outputs[controls.label(name)] = functools.partial(controls.apply, name, schnell, cfg.seed, dev)
+        outputs_check[controls.label(name)] = functools.partial(controls.apply, name, schnell_check, cfg.seed,
+                                                                dev_check)
+    outputs[controls.ORACLE] = functools.partial(controls.oracle, schnell, dev)
+    outputs_check[controls.ORACLE] = functools.partial(controls.oracle, schnell_check, dev_check)
     table = table4(cfg, schnell, dev, dev_check, outputs, schnell_check=schnell_check, outputs_check=outputs_check)
     table["head_label"] = head_label
     table["fitted"] = fitted_params
@@ -76,11 +77,9 @@ def run(cfg: Config) -> dict:
     flat.update(fitted_metrics(table))
     write_json(catalog.METRICS.path(cfg), flat)
     write_json(catalog.TABLE4.path(cfg), table)
-    k = min(cfg.evaluate.grid_n, len(schnell))
-    grid = save_grid(catalog.BEFORE_AFTER.path(cfg), [schnell[:k], *(o[:k] for o in heads.values()), dev[:k]],
-                     ["schnell", *heads, "dev"], scale=4)
-    crops = report.save_crops(catalog.CROPS.path(cfg), {"schnell": schnell[:k], **{l: o[:k] for l, o in heads.items()},
-                                                     "dev": dev[:k]})
+    grid = save_grid(catalog.BEFORE_AFTER.path(cfg), [schnell[:k], *previews.values(), dev[:k]],
+                     ["schnell", *previews, "dev"], scale=4)
+    crops = report.save_crops(catalog.CROPS.path(cfg), {"schnell": schnell[:k], **previews, "dev": dev[:k]})
     html = report.write_report(reports)
 
     console = Console()
@@ -88,7 +87,7 @@ def run(cfg: Config) -> dict:
         console.print(t)
     for col, reason in unavailable_reasons(table).items():
         console.print(f"[dim]{col}: unavailable — {reason}[/]", highlight=False)
-    if len(heads) > 1:
+    if len(previews) > 1:
         console.print(f"best head by {table['ranking']['by']} on the held-out split: [bold]{flat['best_head']}[/]")
 
     with tracking.run(cfg, "evaluate", run_id=run_id):
@@ -118,29 +117,24 @@ def holdout_sets(cfg: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
             load_images(sample["schnell_path"]))
 
 
-def fitted_outputs(cfg: Config, *inputs: np.ndarray) -> tuple[list[dict[str, np.ndarray]], dict[str, dict]]:
-    """Each evaluate.fitted baseline, fitted to the training pairs (the photo-safe equaliser's guards chosen on the
-    validation pairs and validation photographs, never the test split), applied to each of `inputs` (schnell
-    images): ([{label: outputs} per input], {label: fitted numbers})."""
-    names = cfg.evaluate.fitted
-    if not names:
-        return [{} for _ in inputs], {}
+def fitted_filters(cfg: Config, size: int) -> tuple[dict[str, fitted.Filter], dict[str, dict]]:
+    """Each evaluate.fitted baseline, fitted to the training pairs read batch by batch (the photo-safe equaliser's
+    guards chosen on the validation pairs and validation photographs of `size` px, never the test split):
+    ({label: filter}, {label: fitted numbers})."""
     parts = splits(cfg)
     limits = photo_limits(cfg)  # what the photo-safe equaliser's guards must keep its damage under
-    photos = validation_photos(inputs[0].shape[1])
+    photos = validation_photos(size) if cfg.evaluate.fitted else []
     shift = cfg.train.paired_max_shift  # the misalignment the head's paired loss forgives, forgiven here too
-    outputs: list[dict[str, np.ndarray]] = [{} for _ in inputs]
-    params = {}
-    for name in names:
+    filters, params = {}, {}
+    for name in cfg.evaluate.fitted:
         f = fitted.fit(name, pair_batches(parts["train"]), seed=cfg.seed, max_shift=shift,
-                       validation=pair_batches(parts["validation"]), photos=photos, limits=limits, damage=photo_damage)
-        params[fitted.label(name)] = f.params
-        for out, x in zip(outputs, inputs):
-            out[fitted.label(name)] = f(x)
-    return outputs, params
+                       validation=pair_batches(parts["validation"]), photos=photos, limits=limits, damage=photo_damage,
+                       train_pairs=len(parts["train"]))
+        filters[fitted.label(name)], params[fitted.label(name)] = f, f.params
+    return filters, params
 
 
-FIT_BATCH = 64  # pairs decoded at a time for the fits: the equalisers' statistics do not grow with the split
+FIT_BATCH = 64  # pairs decoded at a time for the fits: their sums (fitted.py) do not grow with the split
 
 
 def pair_batches(rows, batch: int = FIT_BATCH):
@@ -218,10 +212,38 @@ def _fid_columns(weights: str | None, dirs: dict[str, Path], label: str) -> dict
 
 DEV_REF = "dev (reference)"  # the dev images every row is compared with; not a row of its own
 
+Row = np.ndarray | Callable[[], np.ndarray]
+"""A Table 4 row's images (n, h, w, 3) uint8, or a callable that makes them (made again on every read, never kept)."""
+
+
+class Rows(Mapping):
+    """Table 4's rows by label; reading one gives its images, made by its callable if it is one.
+
+    Each made row is checked against the inputs' shape (the dev check sample, DEV, only for the image size) and
+    dropped by the reader after use, so a pass over the rows holds one row's images at a time.
+    """
+
+    def __init__(self, rows: dict[str, Row], shape: tuple[int, ...]):
+        self.rows, self.shape = rows, shape
+
+    def __getitem__(self, label: str) -> np.ndarray:
+        row = self.rows[label]
+        imgs = row() if callable(row) else row
+        if imgs.shape[1:] != self.shape[1:] or (label != DEV and imgs.shape != self.shape):
+            raise UserError(f"Table 4 row {label!r} has images {imgs.shape}, expected {self.shape} like schnell")
+        return imgs
+
+    def __iter__(self):
+        return iter(self.rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
 
 def table4(cfg: Config, schnell: np.ndarray, dev: np.ndarray, dev_check: np.ndarray,
-           outputs: dict[str, np.ndarray], *, schnell_check: np.ndarray | None = None,
-           outputs_check: dict[str, np.ndarray] | None = None) -> dict:
+           outputs: dict[str, Row], *, schnell_check: np.ndarray | None = None,
+           outputs_check: dict[str, Row] | None = None) -> dict:
     """Every Table 4 column for the reference rows (schnell, dev) and each head's outputs.
 
     Args:
@@ -230,7 +252,8 @@ def table4(cfg: Config, schnell: np.ndarray, dev: np.ndarray, dev_check: np.ndar
         dev: (n, h, w, 3) uint8 test dev images, paired with schnell: what every row is compared with.
         dev_check: (m, h, w, 3) uint8 dev images of other test pairs: the FLUX.1-dev row, an independent sample
             scored against `dev` (unpaired) like a candidate, so the "dev passes the gate" check can fail.
-        outputs: head label -> (n, h, w, 3) uint8 outputs on `schnell`.
+        outputs: head label -> (n, h, w, 3) uint8 outputs on `schnell`, or a callable making them (a Row: made
+            on each read, one row at a time, so the rows' images are never all in memory).
         schnell_check: (m, h, w, 3) schnell twins of `dev_check`: the dev check's placement and halo columns are
             measured against them; None leaves those two of its columns unavailable (so it fails the gate).
         outputs_check: head label -> outputs on `schnell_check`: with them every C2ST is repeated with the halves'
@@ -241,19 +264,19 @@ def table4(cfg: Config, schnell: np.ndarray, dev: np.ndarray, dev_check: np.ndar
         "cmmd", "clip_iqa"}}, "n_images", "notes"}; a column that cannot be computed holds {"available": False, "reason"}.
     """
     e = cfg.evaluate
-    rows = {SCHNELL: schnell, DEV: dev_check, **outputs}
-    check_rows(schnell, dev, dev_check, rows)
+    check_rows(schnell, dev, dev_check)
+    rows = Rows({SCHNELL: schnell, DEV: dev_check, **outputs}, schnell.shape)
     feats = feature_sets(cfg, dev, rows)
     halves = c2st_halves(cfg, feats, dev, dev_check, schnell_check, outputs_check)
     halo_ref = metrics.edge_halo(schnell, dev)  # dev's own overshoot over these inputs: what a halo is measured against
-    refs = {SCHNELL: schnell, DEV: dev, **outputs}  # the optional columns compare with the reference dev images
+    refs = Rows({SCHNELL: schnell, DEV: dev, **outputs}, schnell.shape)  # the optional columns compare with dev
     dinov2 = features.fd_dinov2_columns(refs, SCHNELL, DEV, e.dinov2_weights, n_boot=e.bootstrap, seed=cfg.seed)
     cmmd = features.cmmd_columns(refs, SCHNELL, DEV, e.clip_model)
     for column in (dinov2, cmmd):  # there, "FLUX.1-dev" is the reference itself, not the dev check sample
         column[DEV] = {"available": False, "reason": "not computed for the dev check sample"}
     table: dict = {}
     with tempfile.TemporaryDirectory() as tmp, progress() as bar:
-        dirs = fid_folders(cfg, {**rows, DEV: dev}, Path(tmp))
+        dirs = fid_folders(cfg, Rows({SCHNELL: schnell, DEV: dev, **outputs}, schnell.shape), Path(tmp))
         task = bar.add_task("evaluate: Table 4 rows (bootstrap, C2ST)", total=len(rows))
         for label, imgs in rows.items():
             fd = {space: metrics.fd_row(feats[space][label], feats[space][SCHNELL], feats[space][DEV_REF],
@@ -287,33 +310,31 @@ def table4(cfg: Config, schnell: np.ndarray, dev: np.ndarray, dev_check: np.ndar
     }
 
 
-def check_rows(schnell: np.ndarray, dev: np.ndarray, dev_check: np.ndarray, rows: dict[str, np.ndarray]) -> None:
-    """Every row pairs with schnell image for image; the dev check sample has the same image size."""
-    for label, imgs in rows.items():
-        if label != DEV and imgs.shape != schnell.shape:
-            raise UserError(f"Table 4 row {label!r} has images {imgs.shape}, expected {schnell.shape} like schnell")
+def check_rows(schnell: np.ndarray, dev: np.ndarray, dev_check: np.ndarray) -> None:
+    """dev pairs with schnell image for image; the dev check sample has the same image size (Rows checks each row)."""
     if dev.shape != schnell.shape or dev_check.shape[1:] != schnell.shape[1:] or len(dev_check) < 2:
         raise UserError(f"dev {dev.shape} must pair with schnell {schnell.shape}, and the dev check sample "
                          f"{dev_check.shape} needs >= 2 images of the same size")
 
 
-def feature_sets(cfg: Config, dev: np.ndarray, rows: dict[str, np.ndarray],
+def feature_sets(cfg: Config, dev: np.ndarray, rows: Mapping[str, np.ndarray],
                  spaces=None) -> dict[str, dict[str, np.ndarray]]:
     """{space: {row label (and DEV_REF, the reference dev images): (n, d) features}} for `spaces` (default: every FD
-    and C2ST space)."""
+    and C2ST space); each row is read once, for all spaces (the feature spaces compute in batches)."""
     spaces = sorted({*cfg.evaluate.spaces, *metrics.C2ST_SPACES}) if spaces is None else list(spaces)
     feats: dict[str, dict[str, np.ndarray]] = {space: {} for space in spaces}
     with progress() as bar:  # without a terminal: a "done/total, rate, eta" line every ~30 s
         task = bar.add_task("evaluate: features", total=len(spaces) * (len(rows) + 1))
-        for space in spaces:
-            for label, imgs in {DEV_REF: dev, **rows}.items():
+        for label in (DEV_REF, *rows):
+            imgs = dev if label == DEV_REF else rows[label]
+            for space in spaces:
                 feats[space][label] = metrics.FEATURE_SPACES[space](imgs)
                 bar.advance(task)
     return feats
 
 
 def c2st_halves(cfg: Config, feats: dict, dev: np.ndarray, dev_check: np.ndarray, schnell_check: np.ndarray | None,
-                outputs_check: dict[str, np.ndarray] | None) -> list[dict[str, np.ndarray]]:
+                outputs_check: dict[str, Row] | None) -> list[dict[str, np.ndarray]]:
     """Per test half, {label: C2ST features (all C2ST spaces side by side)}, DEV_REF the reference dev images of that
     half. Half one is the scored half (rows on schnell, against `dev`; the FLUX.1-dev row is the check half's
     dev). Half two, when `outputs_check` is given, swaps the roles: rows on `schnell_check` against `dev_check`,
@@ -321,8 +342,8 @@ def c2st_halves(cfg: Config, feats: dict, dev: np.ndarray, dev_check: np.ndarray
     spaces = metrics.C2ST_SPACES
     halves = [{label: np.concatenate([feats[s][label] for s in spaces], axis=1) for label in feats[spaces[0]]}]
     if outputs_check is not None and schnell_check is not None:
-        other = {SCHNELL: schnell_check, DEV: dev, **outputs_check}
-        check_rows(schnell_check, dev_check, dev, other)
+        check_rows(schnell_check, dev_check, dev)
+        other = Rows({SCHNELL: schnell_check, DEV: dev, **outputs_check}, schnell_check.shape)
         feats_b = feature_sets(cfg, dev_check, other, spaces)
         halves.append({label: np.concatenate([feats_b[s][label] for s in spaces], axis=1) for label in feats_b[spaces[0]]})
     return halves
@@ -385,7 +406,7 @@ def input_columns(cfg: Config, label: str, schnell: np.ndarray, imgs: np.ndarray
     return {"ssim": ssim, "lpips": lp, "identity": identity}
 
 
-def fid_folders(cfg: Config, rows: dict[str, np.ndarray], tmp: Path) -> dict[str, Path]:
+def fid_folders(cfg: Config, rows: Mapping[str, np.ndarray], tmp: Path) -> dict[str, Path]:
     """Each row's images as PNG files under `tmp` for torch-fidelity; none when the Inception weights are missing."""
     dirs: dict[str, Path] = {}
     if metrics.inception_weights_problem(cfg.evaluate.inception_weights) is None:

@@ -15,7 +15,7 @@ import torch
 from facerealism.config import Config, flatten
 from facerealism.config.architectures import generator_kwargs, recipe
 from facerealism.data import catalog
-from facerealism.data.split import load_images, splits, to_tensor
+from facerealism.data.split import load_images, splits
 from facerealism.errors import UserError
 from facerealism.files import read_json, write_json
 from facerealism.head import enhance_array, save_head
@@ -24,7 +24,7 @@ from facerealism.precision import Precision, resolve
 from facerealism.report.grids import image_grid, save_grid
 from facerealism.report.progress import log_line, progress
 from facerealism.trainers import Trainer, build_trainer, checkpoint, make_accelerator, trainer_class
-from facerealism.trainers.samplers import FileSampler, Sampler
+from facerealism.trainers.samplers import FileSampler, Sampler, image_size
 
 
 def run(cfg: Config) -> dict:
@@ -75,21 +75,16 @@ def architecture(cfg: Config) -> dict:
 
 
 def load_data(cfg: Config):
-    """(train rows, validation rows, A, B); A and B are the decoded training images, or None when worker processes
-    decode them from the files (train.num_workers > 0). The test split is never read here: only evaluate and
-    register do; validation images feed only the monitoring figures (cycle SSIM, sample grids) the sweep ranks by."""
-    t = cfg.train
+    """(train rows, validation rows): the manifest rows only, never the images (the samplers decode each batch from
+    its files, so memory does not grow with the dataset); one image is read to check it against train.crop. The
+    test split is never read here: only evaluate and register do; validation images feed only the monitoring
+    figures (cycle SSIM, sample grids) the sweep ranks by."""
     parts = splits(cfg)
     train_rows, validation_rows = parts["train"], parts["validation"]
     if len(train_rows) < 2:
         raise UserError(f"only {len(train_rows)} training pairs after the held-out split; generate more")
-    if t.num_workers:
-        return train_rows, validation_rows, None, None
-    A = to_tensor(load_images(train_rows["schnell_path"]))  # (n, 3, h, w), domain A: schnell-like
-    B = to_tensor(load_images(train_rows["dev_path"]))  # domain B: dev-like
-    if t.crop is not None and A.shape[-1] < t.crop:
-        raise UserError(f"images are {A.shape[-1]} px, smaller than train.crop={t.crop}")
-    return train_rows, validation_rows, A, B
+    image_size(train_rows, cfg.train.crop)  # fails before anything is built: images smaller than train.crop
+    return train_rows, validation_rows
 
 
 # train.* keys a resume may change: how long the run goes and how it reports, not what each step computes. A change to
@@ -161,14 +156,14 @@ class RunState:
     resumed_from: Path | None = None
 
 
-def make_sampler(cfg: Config, accelerator, train_rows, A, B, resume) -> Sampler | FileSampler:
+def make_sampler(cfg: Config, accelerator, train_rows, resume) -> Sampler | FileSampler:
     """Each process draws its own batches; rank 0 keeps the seed so one process matches a plain run."""
     t = cfg.train
     seed = cfg.seed if accelerator.process_index == 0 else [cfg.seed, accelerator.process_index]
     if t.num_workers:
         start = resume[1]["step"] * t.grad_accum if resume else 0  # micro-batches already consumed
         return FileSampler(train_rows, cfg, accelerator.device, seed, start)
-    return Sampler(A, B, cfg, accelerator.device, seed)
+    return Sampler(train_rows, cfg, accelerator.device, seed)
 
 
 def restore(resume, model: Trainer, sampler, accelerator) -> RunState:
@@ -264,13 +259,13 @@ def train(cfg: Config, parent_run_id: str | None = None, run_name: str = "train"
     # Always set, also for 0: OpenMP's thread count is per calling thread, and the pipeline runs this stage in a
     # worker thread of its own, which otherwise trains on one core.
     torch.set_num_threads(t.threads or default_threads())
-    train_rows, validation_rows, A, B = load_data(cfg)
+    train_rows, validation_rows = load_data(cfg)
     resume = find_resume(cfg) if t.resume else None  # verified before anything is built or written
     set_seed(cfg.seed)
     precision = resolve(t.mixed_precision)
     accelerator = make_accelerator(precision, t.grad_accum, t.compile_backend if t.compile else None)
     model = build_trainer(cfg, accelerator)
-    sampler = make_sampler(cfg, accelerator, train_rows, A, B, resume)
+    sampler = make_sampler(cfg, accelerator, train_rows, resume)
     run = restore(resume, model, sampler, accelerator) if resume else RunState()
     start_step = run.step
 

@@ -1,4 +1,4 @@
-"""Training batches: in-memory random/paired crops (Sampler) or crops decoded by DataLoader workers (FileSampler)."""
+"""Training batches cropped from the image files as drawn: in this process (Sampler) or DataLoader workers (FileSampler)."""
 
 from __future__ import annotations
 
@@ -17,50 +17,83 @@ def draws_pairs(cfg: Config) -> bool:
     return ARCHITECTURES[cfg.train.model].trainer == "paired" or cfg.train.lambda_paired > 0
 
 
-def random_crops(images: torch.Tensor, idx: np.ndarray, crop: int, rng: np.random.Generator) -> torch.Tensor:
-    """A batch of random crops with random horizontal flips; images (n, 3, h, w)."""
-    _, _, h, w = images.shape
-    out = []
-    for i in idx:
-        y, x = rng.integers(0, h - crop + 1), rng.integers(0, w - crop + 1)
-        patch = images[i, :, y : y + crop, x : x + crop]
-        out.append(patch.flip(-1) if rng.random() < 0.5 else patch)
-    return torch.stack(out)  # (b, 3, crop, crop)
+def image_size(rows, crop: int | None) -> tuple[int, int]:
+    """(h, w) of the first training image, read from its file: every image must share it (CropJobs checks each).
+
+    Raises:
+        UserError: the images are smaller than train.crop.
+    """
+    h, w = load_rgb(rows["schnell_path"].iloc[0]).shape[:2]
+    if crop is not None and min(h, w) < crop:
+        raise UserError(f"images are {w}x{h} px, smaller than train.crop={crop}")
+    return h, w
 
 
-def paired_crops(A: torch.Tensor, B: torch.Tensor, idx: np.ndarray, crop: int, rng: np.random.Generator):
-    """The same crop window and flip in both images of each pair; returns two (b, 3, crop, crop)."""
-    _, _, h, w = A.shape
-    out_a, out_b = [], []
-    for i in idx:
-        y, x = rng.integers(0, h - crop + 1), rng.integers(0, w - crop + 1)
-        flip = rng.random() < 0.5
-        for src, out in ((A, out_a), (B, out_b)):
-            patch = src[i, :, y : y + crop, x : x + crop]
-            out.append(patch.flip(-1) if flip else patch)
-    return torch.stack(out_a), torch.stack(out_b)
+class CropJobs(torch.utils.data.Dataset):
+    """Decodes one (A, B) sample per job, in this process (Sampler) or in DataLoader workers (FileSampler); the job
+    says which images, where to crop and whether to flip, so every random choice stays with the sampler."""
+
+    def __init__(self, a_paths: list[str], b_paths: list[str], size: tuple[int, int], crop: int):
+        self.a, self.b, self.size, self.crop = a_paths, b_paths, size, crop
+
+    def __len__(self) -> int:
+        return len(self.a)
+
+    def _patch(self, path: str, y: int, x: int, flip: bool) -> torch.Tensor:
+        img = load_rgb(path)  # (h, w, 3) uint8
+        if img.shape[:2] != self.size:
+            raise UserError(f"{path} is {img.shape[1]}x{img.shape[0]} px, the first training image "
+                            f"{self.size[1]}x{self.size[0]}: the head trains on one size")
+        patch = to_tensor(img[None, y : y + self.crop, x : x + self.crop])[0]  # (3, crop, crop)
+        return patch.flip(-1) if flip else patch
+
+    def __getitem__(self, job: tuple) -> tuple[torch.Tensor, torch.Tensor]:
+        ia, ya, xa, fa, ib, yb, xb, fb = job
+        return self._patch(self.a[ia], ya, xa, fa), self._patch(self.b[ib], yb, xb, fb)
+
+
+def placed(a: torch.Tensor, b: torch.Tensor, device, memory_format, non_blocking: bool = False):
+    """A batch pair on the training device in the memory format the nets use."""
+    return (a.to(device, non_blocking=non_blocking).contiguous(memory_format=memory_format),
+            b.to(device, non_blocking=non_blocking).contiguous(memory_format=memory_format))
 
 
 class Sampler:
-    """Draws training batches from in-memory images; its one RNG is part of the checkpoint."""
+    """Batches decoded from the image files in this process, only the images each batch draws (train.num_workers 0).
 
-    def __init__(self, A: torch.Tensor, B: torch.Tensor, cfg: Config, device, seed):
-        self.A, self.B, self.t, self.device = A, B, cfg.train, device
-        self.memory_format = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
-        self.crop = cfg.train.crop or A.shape[-1]  # null: whole images
+    It holds the files' paths, never their pixels: its memory does not grow with the number of pairs. Its one RNG
+    makes every random choice (part of the checkpoint), in the order the in-memory sampler it replaced drew them,
+    so a seed gives the same batches as before.
+    """
+
+    def __init__(self, rows, cfg: Config, device, seed):
+        t = cfg.train
+        self.t, self.device, self.n = t, device, len(rows)
+        self.h, self.w = image_size(rows, t.crop)
+        self.crop = t.crop or self.w  # null: whole images
+        self.files = CropJobs(list(rows["schnell_path"]), list(rows["dev_path"]), (self.h, self.w), self.crop)
+        self.memory_format = torch.channels_last if t.channels_last else torch.contiguous_format
         self.paired = draws_pairs(cfg)
         self.rng = np.random.default_rng(seed)
 
+    def _windows(self, count: int) -> list[tuple[int, int, bool]]:
+        """(y, x, flip) of `count` crops, each drawn y, x, flip in that order."""
+        rng = self.rng
+        return [(int(rng.integers(0, self.h - self.crop + 1)), int(rng.integers(0, self.w - self.crop + 1)),
+                 bool(rng.random() < 0.5)) for _ in range(count)]
+
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
-        t, rng = self.t, self.rng
-        if self.paired:
-            a, b = paired_crops(self.A, self.B, rng.integers(0, len(self.A), t.batch_size), self.crop, rng)
-        else:
-            # Unpaired: A and B batches are drawn independently, never as pairs (without a paired term).
-            a = random_crops(self.A, rng.integers(0, len(self.A), t.batch_size), self.crop, rng)
-            b = random_crops(self.B, rng.integers(0, len(self.B), t.batch_size), self.crop, rng)
-        return (a.to(self.device).contiguous(memory_format=self.memory_format),
-                b.to(self.device).contiguous(memory_format=self.memory_format))
+        size, rng = self.t.batch_size, self.rng
+        ia = rng.integers(0, self.n, size)
+        wa = self._windows(size)
+        if self.paired:  # the same pair, window and flip in both domains
+            ib, wb = ia, wa
+        else:  # A and B batches drawn independently, never as pairs (without a paired term)
+            ib = rng.integers(0, self.n, size)
+            wb = self._windows(size)
+        pairs = [self.files[(int(i), *u, int(j), *v)] for i, u, j, v in zip(ia, wa, ib, wb)]
+        a, b = torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])  # (b, 3, crop, crop)
+        return placed(a, b, self.device, self.memory_format)
 
     def close(self) -> None:
         """Nothing to stop (FileSampler's interface)."""
@@ -71,28 +104,6 @@ class Sampler:
 
     def set_rng_state(self, state: dict) -> None:
         self.rng.bit_generator.state = state
-
-
-class CropJobs(torch.utils.data.Dataset):
-    """Decodes one (A, B) sample per job in DataLoader worker processes; the job says which images, where to
-    crop and whether to flip, so every random choice stays in the main process."""
-
-    def __init__(self, a_paths: list[str], b_paths: list[str], crop: int):
-        self.a, self.b, self.crop = a_paths, b_paths, crop
-
-    def __len__(self) -> int:
-        return len(self.a)
-
-    def _patch(self, path: str, y: int, x: int, flip: bool) -> torch.Tensor:
-        img = to_tensor(load_rgb(path)[None])[0]  # (3, h, w)
-        if img.shape[-1] < x + self.crop or img.shape[-2] < y + self.crop:
-            raise UserError(f"{path} is {img.shape[-1]}x{img.shape[-2]} px, smaller than train.crop={self.crop}")
-        patch = img[:, y : y + self.crop, x : x + self.crop]
-        return patch.flip(-1) if flip else patch
-
-    def __getitem__(self, job: tuple) -> tuple[torch.Tensor, torch.Tensor]:
-        ia, ya, xa, fa, ib, yb, xb, fb = job
-        return self._patch(self.a[ia], ya, xa, fa), self._patch(self.b[ib], yb, xb, fb)
 
 
 class StepJobs:
@@ -127,14 +138,12 @@ class StepJobs:
 
 
 class FileSampler:
-    """Batches decoded from the image files by `train.num_workers` processes (for datasets larger than memory)."""
+    """Batches decoded from the image files by `train.num_workers` processes while the step computes (train.num_workers > 0)."""
 
     def __init__(self, rows, cfg: Config, device, seed, start: int):
         t = cfg.train
-        side = load_rgb(rows["schnell_path"].iloc[0]).shape[1]
-        if t.crop is not None and side < t.crop:
-            raise UserError(f"images are {side} px, smaller than train.crop={t.crop}")
-        dataset = CropJobs(list(rows["schnell_path"]), list(rows["dev_path"]), t.crop or side)
+        h, side = image_size(rows, t.crop)
+        dataset = CropJobs(list(rows["schnell_path"]), list(rows["dev_path"]), (h, side), t.crop or side)
         self.jobs = StepJobs(len(rows), side, cfg, seed, start)
         # spawn, not fork: the stage runs inside Prefect/MLflow processes with threads of their own, and forked
         # workers inherited that state (they exited with code 1 at shutdown in the full test suite).
@@ -148,15 +157,13 @@ class FileSampler:
         if self.it is None:
             self.it = iter(self.loader)  # starts the workers on first use
         a, b = next(self.it)
-        return (a.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format),
-                b.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format))
+        return placed(a, b, self.device, self.memory_format, non_blocking=True)
 
     def close(self) -> None:
         """Stop the workers now: the job stream never ends, so the loader would otherwise wait for the GC."""
         if self.it is not None:
             self.it._shutdown_workers()
             self.it = None
-
 
     def rng_state(self) -> None:
         """None: the data order is a function of the step (StepJobs), so nothing is saved."""
