@@ -32,7 +32,12 @@ def answer_paused_run(api: str, seen: set[str], run_input: dict, proc: subproces
             run = runs[0]
             seen.add(run["id"])
             # What the UI's form posts: the typed input of the pause, validated by the server against its schema.
-            r = httpx.post(f"{api}/flow_runs/{run['id']}/resume", json={"run_input": run_input})
+            # A 503 is the server busy (its SQLite database locked on a loaded machine): the UI tries again too.
+            for _ in range(10):
+                r = httpx.post(f"{api}/flow_runs/{run['id']}/resume", json={"run_input": run_input})
+                if r.status_code != 503:
+                    break
+                time.sleep(1.0)
             assert r.status_code == 201 and r.json()["status"] == "ACCEPT", r.text
             return run["id"]
         time.sleep(0.5)

@@ -3,6 +3,8 @@ fits a desktop and a phone screen."""
 
 from __future__ import annotations
 
+import json
+
 import shutil
 import socket
 import threading
@@ -154,5 +156,8 @@ def test_the_report_fits_the_screen_loads_every_image_and_opens_with_the_verdict
     assert sizes[0] <= sizes[1], f"page is {sizes[0]} px wide in a {sizes[1]} px viewport"
     assert len(loaded) == 7 and all(loaded)  # 4 charts, 2 grids, Fig. 8
     assert first == "Verdict" and above_fold
-    assert verdict.startswith("Promoted: facerealism-head v2")
+    # The verdict of the committed run, whichever it was: promoted or not, the model and its version come first.
+    decision = json.loads((ROOT / "reports" / "promotion.json").read_text())
+    assert verdict.startswith(f"{'Promoted' if decision['promoted'] else 'Not promoted'}: "
+                              f"{decision['model']} v{decision['version']}"), verdict
     assert "head vs dev" in rating and "67 %" in rating  # 12 of 18 votes chose the head
