@@ -98,6 +98,7 @@ def _save_head(folder, arch):
     save_head(build_generator(arch, **kwargs), folder, arch, kwargs, {})
 
 
+@pytest.mark.slow  # train and evaluate stages with a report: the full layer
 @pytest.mark.usefixtures("tiny_validated")
 def test_evaluate_stage_with_an_extra_head_and_report(tiny_cfg, project):
     _save_head(project / "models/head", "esa_resnet")

@@ -74,6 +74,7 @@ def fresh_head(folder: Path) -> None:
     save_head(build_generator("esa_resnet", **kwargs), folder, "esa_resnet", kwargs, {})
 
 
+@pytest.mark.slow  # the whole evaluate stage: the full layer
 def test_evaluate_scores_the_heads_on_the_schnell_images_of_the_held_out_pairs(tmp_path, store):
     dev = make_dev(N, SIZE, seed=7)
     manifest = write_pairs(tmp_path, blur(dev), dev)

@@ -1,4 +1,8 @@
-"""The whole DAG on the tiny profile: the Prefect flow end to end, then a consumer of @champion; and `dvc repro`."""
+"""The whole DAG on the tiny profile through `dvc repro`, then consumers of @champion: `enhance` and the ratings.
+
+The Prefect flow runs the same DAG end to end in tests/test_dag.py (killed in every stage, resumed, rerun) and
+tests/test_deployments.py (a fresh project on a worker): one more whole run here would check nothing new.
+"""
 
 from __future__ import annotations
 
@@ -21,16 +25,7 @@ def sh(args, cwd, timeout=900) -> subprocess.CompletedProcess:
     return res
 
 
-def test_prefect_flow_end_to_end_then_enhance_with_champion(tmp_path):
-    write_tiny_params(tmp_path)
-    res = sh(["facerealism", "run"], tmp_path)
-    for stage in ("prompts", "generate", "validate", "audit", "train", "evaluate", "benchmark", "register"):
-        assert stage in res.stdout
-    promotion = json.loads((tmp_path / "reports/promotion.json").read_text())
-    assert promotion["promoted"] and promotion["champion"] == "1"
-    # Prefect kept its state inside the project.
-    assert (tmp_path / ".prefect").is_dir()
-
+def enhance_with_champion_and_rate(tmp_path):
     # A consumer: enhance a folder with a good image, a grayscale one and a broken one via @champion.
     inp = tmp_path / "in"
     inp.mkdir()
@@ -81,7 +76,7 @@ def votes_through_rate_results(project):
     assert "2 of 2 raters counted" in page and "No ratings yet" not in page
 
 
-def test_dvc_repro_reruns_only_dependent_stages(tmp_path):
+def test_dvc_repro_reruns_only_dependent_stages_then_champion_enhances_and_is_rated(tmp_path):
     shutil.copytree(ROOT / "src", tmp_path / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     shutil.copy(ROOT / "dvc.yaml", tmp_path / "dvc.yaml")
     params = write_tiny_params(tmp_path)
@@ -102,3 +97,7 @@ def test_dvc_repro_reruns_only_dependent_stages(tmp_path):
     recorded = json.loads((tmp_path / "reports/metrics.json").read_text())
     assert shown["reports/metrics.json"]["data"]["fd_diff.spectral"] == recorded["fd_diff.spectral"]
     assert shown["reports/validation.json"]["data"]["passed"] is True
+
+    promotion = json.loads((tmp_path / "reports/promotion.json").read_text())
+    assert promotion["promoted"] and promotion["champion"] == "1"
+    enhance_with_champion_and_rate(tmp_path)

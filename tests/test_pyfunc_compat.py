@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -24,6 +25,7 @@ from facerealism.models import build_generator
 PRE_MOVE_PYFUNC = Path(__file__).parent / "fixtures" / "pyfunc_model_pre_layout.py"
 
 
+@pytest.mark.slow  # a fresh Python process importing MLflow and torch: the full layer
 def test_a_pyfunc_logged_by_the_pre_move_code_loads_and_predicts_in_a_fresh_process(tmp_path):
     import mlflow
 

@@ -32,6 +32,7 @@ def with_register(**fields):
     return cfg.model_copy(update={"register": cfg.register.model_copy(update=fields)})
 
 
+# The tests on default_table are marked slow: the gate on default-profile data, a module fixture of ~45 s.
 @pytest.fixture(scope="module")
 def default_table(tmp_path_factory):
     """Table 4 of schnell, dev, every control and a near-dev blend on N pairs rendered with the default settings."""
@@ -65,6 +66,7 @@ def default_table(tmp_path_factory):
     return table, path
 
 
+@pytest.mark.slow
 def test_the_classifier_sees_the_gap_it_exists_for(default_table):
     rows = default_table[0]["rows"]
     assert rows[SCHNELL]["c2st_vs_dev"] >= 0.90 and rows[SCHNELL]["c2st_ci"][0] >= 0.85, rows[SCHNELL]
@@ -72,6 +74,7 @@ def test_the_classifier_sees_the_gap_it_exists_for(default_table):
     assert rows[DEV]["c2st_ci"][0] <= 0.5 <= rows[DEV]["c2st_ci"][1] + 0.05 and rows[DEV]["c2st_vs_dev"] != 0.5
 
 
+@pytest.mark.slow
 def test_every_control_fails_the_default_gate_and_dev_passes(default_table):
     table, _ = default_table
     cfg = default_cfg()
@@ -83,6 +86,7 @@ def test_every_control_fails_the_default_gate_and_dev_passes(default_table):
     assert any(f"all {len(controls.CONTROLS)} negative controls fail the gate" in r for r in reasons)
 
 
+@pytest.mark.slow
 def test_a_gate_on_fd_diff_alone_is_caught_being_fooled(default_table):
     """Today's failure mode: FD_diff > 0 is what noise and sharpening give too; the suite check must say so."""
     table, _ = default_table
@@ -93,6 +97,7 @@ def test_a_gate_on_fd_diff_alone_is_caught_being_fooled(default_table):
     assert fooled and all(f"the metric suite is fooled by {label}: it passes the gate: fail" in reasons for label in fooled)
 
 
+@pytest.mark.slow
 def test_the_gate_can_say_yes_to_a_head_that_closed_most_of_the_gap(default_table):
     table, _ = default_table
     candidate = {**flat_metrics(table, "near-dev blend"), **PHOTO_OK}
@@ -100,6 +105,7 @@ def test_the_gate_can_say_yes_to_a_head_that_closed_most_of_the_gap(default_tabl
     assert passed, reasons
 
 
+@pytest.mark.slow
 def test_an_empty_control_list_leaves_the_gate_unchecked(default_table):
     table, _ = default_table
     order = [label for label in table["order"] if not controls.is_control(label)]
@@ -107,6 +113,7 @@ def test_an_empty_control_list_leaves_the_gate_unchecked(default_table):
     assert not sound and any("no negative control was scored" in r for r in reasons)
 
 
+@pytest.mark.slow
 def test_the_fitted_baselines_fail_the_gate_on_the_default_data(default_table):
     """Least-squares filters fitted to the training pairs cannot fake dev's texture: schnell carries its own faint
     instance, not a copy of dev's, so amplifying it does not reach dev (they read C2ST 1.0, FD_diff < 0). When the
@@ -169,6 +176,7 @@ def test_no_two_controls_are_the_same_filter():
     assert 1.8 < added[1] / added[0] < 2.1, added  # twice the detail (a little less where ×2 clips)
 
 
+@pytest.mark.slow
 def test_the_new_controls_are_rejected_by_name(default_table):
     """Texture in the wrong place, halos, ringing and clipped highlights: each in the default list, each rejected."""
     table, _ = default_table
@@ -182,6 +190,7 @@ def test_the_new_controls_are_rejected_by_name(default_table):
 PLACEMENT = ("texture pasted from another dev image", "texture pasted from another dev image, skin only")
 
 
+@pytest.mark.slow
 def test_misplaced_texture_fails_the_gate_while_the_oracle_and_dev_pass(default_table):
     """Texture with dev's own statistics in another face's place fails; in its own place (the oracle) it passes,
     and ranks above it. Blind to placement, the pasted rows would read like the oracle."""
@@ -198,6 +207,7 @@ def test_misplaced_texture_fails_the_gate_while_the_oracle_and_dev_pass(default_
         assert rows[label]["placement"]["ci"][1] < oracle["ci"][0], (name, rows[label]["placement"], oracle)
 
 
+@pytest.mark.slow
 def test_the_c2st_is_reported_over_fold_seeds_and_both_halves_and_the_gate_reads_the_worst(default_table):
     table, _ = default_table
     cfg = default_cfg()
@@ -213,6 +223,7 @@ def test_the_c2st_is_reported_over_fold_seeds_and_both_halves_and_the_gate_reads
     assert not passed and any(r.startswith("c2st.dev_vs_enhanced_worst") and r.endswith("fail") for r in reasons)
 
 
+@pytest.mark.slow
 def test_halos_beside_the_portraits_edges_fail_and_dev_does_not(default_table):
     table, _ = default_table
     rows, bound = table["rows"], default_cfg().register.below["halo.vs_dev"]
@@ -223,6 +234,7 @@ def test_halos_beside_the_portraits_edges_fail_and_dev_does_not(default_table):
     assert rows[DEV]["halo_vs_dev"] < bound and rows[controls.ORACLE]["halo_vs_dev"] < bound
 
 
+@pytest.mark.slow
 def test_a_gate_that_rejects_the_oracle_is_reported_unsound(default_table):
     """A gate that no texture in dev's place could pass says no to everything; the suite check must say so."""
     table, _ = default_table

@@ -138,6 +138,7 @@ def test_train_writes_a_self_describing_head(proj):
     assert (root / "reports/train_samples.png").stat().st_size > 0
 
 
+@pytest.mark.slow  # the whole evaluate stage, every space or control: the full layer
 def test_evaluate_reports_every_offline_space(proj):
     root, cfg = upstream(proj, "evaluate")
     run_stage("evaluate", cfg)
@@ -151,6 +152,7 @@ def test_evaluate_reports_every_offline_space(proj):
     assert m["photo.colour_noise_gain"] > 0 and (root / "reports/photo.png").exists()
 
 
+@pytest.mark.slow  # the whole evaluate stage, every space or control: the full layer
 def test_evaluate_scores_every_control(proj):
     """Each configured control is a Table 4 row scored like a head, and stays out of the heads' ranking."""
     root, cfg = upstream(proj, "evaluate")

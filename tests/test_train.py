@@ -338,6 +338,7 @@ def test_sample_grids_are_logged_to_mlflow_while_training(data):
     assert steps == [2, 4]  # the final step's grid is reports/train_samples.png
 
 
+@pytest.mark.slow  # four trainings and an evaluate stage: the full layer
 def test_baselines_train_beside_the_head_and_evaluate_ranks_them(data):
     import mlflow
 

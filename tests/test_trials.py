@@ -11,6 +11,7 @@ from facerealism.errors import UserError
 from facerealism.files import read_json
 
 
+@pytest.mark.slow  # a trial trains and scores whole stages: the full layer
 def test_a_trial_trains_and_scores_without_reading_a_test_pair(tiny_validated, monkeypatch):
     from facerealism.config import load_config
     from facerealism.data import split as data
@@ -76,6 +77,7 @@ def test_a_trial_name_must_name_a_folder(name, tiny_cfg):
         trials.trial_config(tiny_cfg, name)
 
 
+@pytest.mark.slow  # a trial trains and scores whole stages: the full layer
 def test_cheap_filters_are_the_fitted_baselines_and_the_nearest_controls(tiny_validated):
     from facerealism.config import load_config
     from facerealism.data.split import load_images, splits

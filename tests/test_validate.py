@@ -367,6 +367,7 @@ def test_synthetic_pairs_pass_the_detail_check_from_its_minimum_size_and_would_f
     assert worst[512] < v.max_pair_detail_correlation - 0.3, worst
 
 
+@pytest.mark.slow  # the validate stage on 512-px photographs: the full layer
 def test_at_512_px_the_validate_stage_quarantines_each_near_copy_for_its_detail(tmp_path):
     from facerealism.backends.painter import render_pair
 
@@ -409,6 +410,7 @@ def test_a_few_hazy_washed_out_or_copied_pairs_are_quarantined_for_it(tmp_path):
     assert "dev vs its own schnell image" in (tmp_path / "reports/validation.md").read_text()
 
 
+@pytest.mark.slow  # the validate stage on 512-px photographs: the full layer
 @pytest.mark.parametrize("kind", list(PLANTED))
 def test_a_mostly_bad_set_fails_in_one_line_naming_the_set_level_expectation(tmp_path, kind):
     from facerealism.backends.painter import render_pair
