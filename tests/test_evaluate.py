@@ -11,7 +11,7 @@ from facerealism.data.split import splits
 from facerealism.stages import run_stage
 from facerealism.scoring.controls import ORACLE
 from facerealism.stages.evaluate import DEV, SCHNELL, flat_metrics, head_dirs, table4
-from facerealism.scoring.table4 import meets_photo_rules, photo_limits
+from facerealism.scoring.photo import meets_photo_rules, photo_limits
 
 from .test_metrics import blur, make_dev
 

@@ -145,7 +145,7 @@ UNREACHED = {("benchmark", "generate.size"): "FluxBackend's; benchmark only call
 def by_name() -> dict[tuple[str, str], set[str]]:
     """(stage, section read whole) -> the keys it reads by name: evaluate reads each photo rule's ceiling through
     table4.PHOTO_RULES (getattr(cfg.register, rule.ceiling)), which the scan sees as a read of all of register."""
-    from facerealism.scoring.table4 import PHOTO_RULES
+    from facerealism.scoring.photo import PHOTO_RULES
 
     return {("evaluate", "register"): {f"register.{rule.ceiling}" for rule in PHOTO_RULES}}
 

@@ -1,1 +1,1 @@
-"""Does a candidate head earn promotion: the gate, the negative controls, the fitted baselines, Table 4."""
+"""Does a candidate head earn promotion: the gate, the negative controls, the fitted baselines, the photo rules, Table 4."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from facerealism.config import Config
-from facerealism.scoring.table4 import PHOTO_RULES
+from facerealism.scoring.photo import PHOTO_RULES
 
 
 def is_number(value) -> bool:
@@ -108,7 +108,7 @@ def beats_fitted(cfg: Config, candidate: dict) -> tuple[bool, list[str]]:
 
     On the gate's realism metric (C2ST vs dev, lower is nearer dev) with separated 95 % CIs: the head's whole CI
     below the baseline's. A fitted filter that damages photographs is no product, so it is not the one to beat
-    (evaluate.best_fitted). If the head does not beat it, the head is not promoted: it has not earned its place
+    (fitted_rows.best_fitted). If the head does not beat it, the head is not promoted: it has not earned its place
     against a filter of a few numbers, and register may promote that filter instead, named as what it is
     (register.promote_fitted; docs/realism-gate.md).
     """

@@ -4,9 +4,8 @@ preflight and dag read it."""
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from facerealism.config import Config
+from facerealism.scoring.photo import PHOTO_RULES
 
 SCHNELL, DEV = "FLUX.1-schnell", "FLUX.1-dev"
 
@@ -55,36 +54,6 @@ def flat_metrics(table: dict, head_label: str) -> dict:
         flat[f"{col}.available"] = c["available"]
         flat.update({f"{col}.{k}": c[k] for k in keys} if c["available"] else {f"{col}.reason": c["reason"]})
     return flat
-
-
-class PhotoRule(NamedTuple):
-    """One rule of the photo check: evaluate's photo_check key, its register ceiling, and the harm it names."""
-
-    key: str
-    """photo_check's key; metrics.json holds it as photo.KEY."""
-    ceiling: str
-    """RegisterConfig field of the ceiling (the value may not exceed it)."""
-    short: str
-    """Column and rule name in recipe trials."""
-    harm: str
-
-
-PHOTO_RULES = (
-    PhotoRule("colour_noise_gain", "max_photo_colour_noise_gain", "colour noise", "the head adds colour noise to a photo"),
-    PhotoRule("edge_overshoot", "max_photo_edge_overshoot", "edge overshoot", "the head draws halos or rings at a photo's edges"),
-    PhotoRule("clipped_gain", "max_photo_clipped_gain", "clipped", "the head blows out a photo's highlights"),
-    PhotoRule("flat_grain", "max_photo_flat_grain", "flat grain", "the head paints grain on a photo's flat regions"),
-)
-
-
-def photo_limits(cfg: Config) -> dict[str, float]:
-    """{photo_check key: register ceiling} of every photo rule."""
-    return {rule.key: getattr(cfg.register, rule.ceiling) for rule in PHOTO_RULES}
-
-
-def meets_photo_rules(photo: dict, limits: dict[str, float]) -> bool:
-    """Does a photo check (evaluate.photo_check's dict) stay within every ceiling of `limits` (photo_limits)?"""
-    return all(isinstance(photo.get(key), (int, float)) and photo[key] <= bound for key, bound in limits.items())
 
 
 # Keys run() adds to metrics.json beside flat_metrics' own.

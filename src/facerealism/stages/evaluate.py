@@ -13,7 +13,7 @@ from facerealism import metrics
 from facerealism.config import Config
 from facerealism.config.architectures import head_recipe
 from facerealism.data import catalog
-from facerealism.data.split import dev_check_half, load_images, splits, train_holdout
+from facerealism.data.split import dev_check_half, load_images, train_holdout
 from facerealism.errors import UserError
 from facerealism.files import read_json, save_png, write_json
 from facerealism.head import enhance_array, load_head
@@ -22,8 +22,9 @@ from facerealism.mlops import tracking
 from facerealism.report.grids import save_grid
 from facerealism.report.progress import progress
 from facerealism.scoring import controls, fitted
-from facerealism.scoring.table4 import (DEV, PHOTO_RULES, SCHNELL, flat_metrics, meets_photo_rules,
-                                        photo_limits)
+from facerealism.scoring.fitted_rows import fitted_filters, fitted_metrics
+from facerealism.scoring.photo import PHOTO_RULES, meets_photo_rules, photo_check, photo_limits
+from facerealism.scoring.table4 import DEV, SCHNELL, flat_metrics
 
 
 def run(cfg: Config) -> dict:
@@ -115,46 +116,6 @@ def holdout_sets(cfg: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
                          f"(raise prompts.n_enriched or split.holdout_fraction)")
     return (load_images(scored["schnell_path"]), load_images(scored["dev_path"]), load_images(sample["dev_path"]),
             load_images(sample["schnell_path"]))
-
-
-def fitted_filters(cfg: Config, size: int) -> tuple[dict[str, fitted.Filter], dict[str, dict]]:
-    """Each evaluate.fitted baseline, fitted to the training pairs read batch by batch (the photo-safe equaliser's
-    guards chosen on the validation pairs and validation photographs of `size` px, never the test split):
-    ({label: filter}, {label: fitted numbers})."""
-    parts = splits(cfg)
-    limits = photo_limits(cfg)  # what the photo-safe equaliser's guards must keep its damage under
-    photos = validation_photos(size) if cfg.evaluate.fitted else []
-    shift = cfg.train.paired_max_shift  # the misalignment the head's paired loss forgives, forgiven here too
-    filters, params = {}, {}
-    for name in cfg.evaluate.fitted:
-        f = fitted.fit(name, pair_batches(parts["train"]), seed=cfg.seed, max_shift=shift,
-                       validation=pair_batches(parts["validation"]), photos=photos, limits=limits, damage=photo_damage,
-                       train_pairs=len(parts["train"]))
-        filters[fitted.label(name)], params[fitted.label(name)] = f, f.params
-    return filters, params
-
-
-FIT_BATCH = 64  # pairs decoded at a time for the fits: their sums (fitted.py) do not grow with the split
-
-
-def pair_batches(rows, batch: int = FIT_BATCH):
-    """A callable giving a fresh pass over (schnell, dev) uint8 batches of the manifest rows, `batch` pairs each."""
-
-    def batches():
-        for start in range(0, len(rows), batch):
-            part = rows.iloc[start : start + batch]
-            yield load_images(part["schnell_path"]), load_images(part["dev_path"])
-
-    return batches
-
-
-def best_fitted(table: dict) -> str | None:
-    """The fitted baseline a head must beat: of those that pass the photo rules (a filter that damages photographs
-    is no product; run() records the verdict under "photo_passes"), the nearest dev by the gate's realism metric
-    (lowest C2ST vs dev, then lowest CI top)."""
-    rows = table["rows"]
-    labels = [label for label in table["order"] if fitted.is_fitted(label) and rows[label].get("photo_passes")]
-    return min(labels, key=lambda l: (rows[l]["c2st_vs_dev"], rows[l]["c2st_ci"][1]), default=None)
 
 
 def head_dirs(cfg: Config) -> list[tuple[str | None, Path]]:
@@ -446,87 +407,6 @@ def table_notes(cfg: Config, n_dev: int, n_dev_check: int) -> list[str]:
         "SSIM, LPIPS and identity compare each row's image with its schnell input (the head's input); "
         "identity averages only the pairs where dlib finds a face in both images (pairs_scored).",
     ]
-
-
-PHOTO_SIZES = (64, 512)  # the default head's training size and the paper's
-PHOTO = "astronaut"  # the gate's photograph (scikit-image, public domain, NASA): never used to tune anything
-VALIDATION_PHOTOS = ("chelsea", "coffee", "rocket")  # other scikit-image photographs: what fitted guards are tuned on
-
-
-def photo_images(name: str, size: int) -> np.ndarray:
-    """scikit-image's photograph `name`, centre-cropped square and resized to size x size: uint8 (1, s, s, 3)."""
-    from PIL import Image
-    from skimage import data
-
-    photo = getattr(data, name)()[..., :3]
-    h, w = photo.shape[:2]
-    side = min(h, w)
-    square = photo[(h - side) // 2 : (h - side) // 2 + side, (w - side) // 2 : (w - side) // 2 + side]
-    return np.asarray(Image.fromarray(square).resize((size, size), Image.LANCZOS))[None]
-
-
-def photo_sizes(train_size: int) -> list[int]:
-    return sorted({train_size, *PHOTO_SIZES})
-
-
-def validation_photos(train_size: int) -> list[np.ndarray]:
-    """VALIDATION_PHOTOS at the photo check's sizes: photographs for tuning photo guards, never the gate's own."""
-    return [photo_images(name, size) for name in VALIDATION_PHOTOS for size in photo_sizes(train_size)]
-
-
-def photo_damage(inputs: np.ndarray, outputs: np.ndarray) -> dict[str, float]:
-    """The photo rules' measurements (one per PHOTO_RULES key) of a filter's outputs on its inputs, worst image."""
-    return {"colour_noise_gain": metrics.colour_noise_gain(inputs, outputs),
-            "edge_overshoot": metrics.edge_overshoot(inputs, outputs),
-            "clipped_gain": metrics.clipped_gain(inputs, outputs),
-            "flat_grain": metrics.flat_grain(inputs, outputs, flat_quantile=0.25)}
-
-
-def photo_check(enhance, train_size: int, reports: Path | None = None) -> dict:
-    """A head or fitted filter (`enhance`: uint8 (n, h, w, 3) -> the same) on a real photograph (scikit-image's
-    astronaut) at its training size and 512 px.
-
-    A head must not turn a photo's skin, sky and walls into colour speckle: `colour_noise_gain` <= 1 means it
-    lifted colour detail no more than brightness detail. Saves the before/after pairs to reports/photo.png (when
-    `reports` is given).
-
-    It must not draw halos or rings at the photo's edges (`metrics.edge_overshoot`, grey levels) or blow out its
-    highlights (`metrics.clipped_gain`) or paint grain on its flattest quarter (`metrics.flat_grain`, grey levels)
-    either: texture statistics of the portraits do not see those.
-
-    Returns:
-        {"colour_noise_gain": worst over sizes, "by_size": {size: gain}, "edge_overshoot", "clipped_gain",
-        "flat_grain" (worst over sizes) with their "_by_size", "image": "photo.png"}.
-    """
-    from PIL import Image
-
-    by_size: dict[str, dict[str, float]] = {rule.key: {} for rule in PHOTO_RULES}
-    pairs = []
-    for size in photo_sizes(train_size):
-        x = photo_images(PHOTO, size)  # (1, s, s, 3)
-        out = enhance(x)
-        for key, value in photo_damage(x, out).items():
-            by_size[key][str(size)] = value
-        big = np.asarray(Image.fromarray(np.concatenate([x[0], out[0]], axis=1)).resize((1024, 512), Image.NEAREST))
-        pairs.append(big)
-    if reports is not None:
-        save_png(reports / catalog.PHOTO.name, np.concatenate(pairs, axis=0))
-    worst = {key: max(values.values()) for key, values in by_size.items()}  # a size that fails, fails the photo
-    return {**worst, "by_size": by_size["colour_noise_gain"],
-            **{f"{key}_by_size": values for key, values in by_size.items() if key != "colour_noise_gain"},
-            **({"image": catalog.PHOTO.name} if reports is not None else {})}
-
-
-def fitted_metrics(table: dict) -> dict:
-    """metrics.json keys of the best fitted baseline that passes the photo rules: what register's `beats_fitted`
-    compares the head with (fitted.scored counts every fitted row, photo-safe or not)."""
-    scored = sum(fitted.is_fitted(label) for label in table["order"])
-    best = best_fitted(table)
-    if best is None:
-        return {"fitted.best": None, "fitted.scored": scored}
-    row = table["rows"][best]
-    return {"fitted.best": best, "fitted.scored": scored, "c2st.dev_vs_fitted": row["c2st_vs_dev"],
-            "c2st.dev_vs_fitted_ci_low": row["c2st_ci"][0], "c2st.dev_vs_fitted_ci_high": row["c2st_ci"][1]}
 
 
 def rich_table4(table: dict) -> list:
