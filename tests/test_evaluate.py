@@ -12,6 +12,7 @@ from facerealism.stages import run_stage
 from facerealism.scoring.controls import ORACLE
 from facerealism.stages.evaluate import DEV, SCHNELL, flat_metrics, head_dirs, table4
 from facerealism.scoring.photo import meets_photo_rules, photo_limits
+from facerealism.scoring.table4 import COLUMN_KEYS
 
 from .test_metrics import blur, make_dev
 
@@ -50,6 +51,9 @@ def test_table4_rows_and_columns(paired):
     assert r["identity"]["available"] is False and "detected a face in 0/24" in r["identity"]["reason"]
     assert "evaluate.lpips_weights" in r["lpips"]["reason"] and "evaluate.inception_weights" in r["fid"]["reason"]
     assert "DINOv2" in r["fd_dinov2"]["reason"] and "CLIP" in r["clip_iqa"]["reason"] and "CLIP" in r["cmmd"]["reason"]
+    # Each row holds the gate's columns and exactly the optional columns scoring/table4.COLUMNS defines.
+    gate_columns = {"fd", "c2st_vs_dev", "c2st_ci", "c2st_auc", "c2st_runs", "placement", "halo_vs_dev"}
+    assert all(set(row) - gate_columns == set(COLUMN_KEYS) for row in rows.values())
     assert 0 <= r["c2st_vs_dev"] <= 1
 
     flat = flat_metrics(t, "oracle head")

@@ -42,6 +42,8 @@ KNOWN_UPWARD = {
         "config validates evaluate.controls against scoring's registry of control names (issue #37, item 2)",
     ("facerealism.config.evaluate", "facerealism.scoring.fitted"):
         "config validates evaluate.fitted against scoring's registry of fitted baselines (issue #37, item 2)",
+    ("facerealism.config.evaluate", "facerealism.metrics.spaces"):
+        "config validates evaluate.spaces against metrics' registry of feature spaces (issue #37, item b)",
 }
 
 

@@ -14,6 +14,7 @@ from facerealism.data import catalog
 from facerealism.errors import UserError
 from facerealism.files import atomic_write_bytes, encode_png, read_json
 from facerealism.report.grids import image_grid
+from facerealism.scoring.table4 import COLUMN_KEYS, COLUMNS
 
 # Fixed regions as fractions of (top, bottom, left, right). On the synthetic portraits the face centre sits at
 # ~0.44 of the height with the eyes just above it and the hair cap above the forehead; on real FLUX portraits
@@ -230,8 +231,7 @@ def _table4_html(table: dict) -> str:
     header = ["row"]
     for s in spaces:
         header += [f"FD_schnell {s}", f"FD_dev {s}", f"FD_diff {s}", f"FD_diff 95% CI {s}"]
-    header += ["C2ST vs dev", "SSIM", "LPIPS", "identity (cos)", "FID_schnell", "FID_dev", "FID_diff",
-               "FD_diff DINOv2", "CMMD_diff"]
+    header += ["C2ST vs dev", *(header for col in COLUMNS for header, _ in col.cells)]
     out = []
     for label in table.get("order", rows):
         r = rows[label]
@@ -240,17 +240,14 @@ def _table4_html(table: dict) -> str:
             f = r["fd"][s]
             cells += [f["fd_schnell"], f["fd_dev"], f["fd_diff"], f.get("fd_diff_ci", "-")]
         cells.append(r["c2st_vs_dev"])
-        for col, key in (("ssim", "mean"), ("lpips", "mean"), ("identity", "mean_cosine")):
-            cells.append(r[col][key] if r[col]["available"] else "n/a")
-        fid = r["fid"]
-        cells += [fid[k] if fid["available"] else "n/a" for k in ("fid_schnell", "fid_dev", "fid_diff")]
-        cells += [r[c][k] if r.get(c, {}).get("available") else "n/a" for c, k in (("fd_dinov2", "fd_diff"), ("cmmd", "cmmd_diff"))]
+        cells += [r[col.key][key] if r.get(col.key, {}).get("available") else "n/a" for col in COLUMNS
+                  for _, key in col.cells]
         out.append(cells)
     reasons = {}
     for label, r in rows.items():
         if label == "FLUX.1-schnell":  # its input -> output columns are "not applicable", not missing
             continue
-        for col in ("ssim", "lpips", "identity", "fid", "fd_dinov2", "cmmd", "clip_iqa"):
+        for col in COLUMN_KEYS:
             if not r[col]["available"]:
                 reasons.setdefault(col, r[col]["reason"])
     checked = [label for label in table.get("order", rows) if "photo" in rows[label]]

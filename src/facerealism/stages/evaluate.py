@@ -24,7 +24,7 @@ from facerealism.report.progress import progress
 from facerealism.scoring import controls, fitted
 from facerealism.scoring.fitted_rows import fitted_filters, fitted_metrics
 from facerealism.scoring.photo import PHOTO_RULES, meets_photo_rules, photo_check, photo_limits
-from facerealism.scoring.table4 import DEV, SCHNELL, flat_metrics
+from facerealism.scoring.table4 import COLUMN_KEYS, COLUMNS, DEV, SCHNELL, flat_metrics
 
 
 def run(cfg: Config) -> dict:
@@ -378,14 +378,20 @@ def fid_folders(cfg: Config, rows: Mapping[str, np.ndarray], tmp: Path) -> dict[
     return dirs
 
 
+def _count(n: int) -> str:
+    """n in words up to ten, as the notes have always read ("all three spaces")."""
+    return ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")[n] if n <= 10 else str(n)
+
+
 def table_notes(cfg: Config, n_dev: int, n_dev_check: int) -> list[str]:
     """How to read Table 4, for table4.json and the report."""
     e = cfg.evaluate
     return [
-        "FD_* are Fréchet distances in offline feature spaces (spectral: radial log power spectrum of luminance; "
-        "spectral_chroma: the same of Cb and Cr; random_conv: statistics of a seeded random conv net), not FID; "
-        "FD_diff = FD_schnell - FD_dev > 0: nearer dev.",
-        f"C2ST vs dev: held-out accuracy of a logistic regression on all three spaces telling the row from dev, "
+        "FD_* are Fréchet distances in offline feature spaces ("
+        + "; ".join(f"{name}: {space.about}" for name, space in metrics.FEATURE_SPACES.items())
+        + "), not FID; FD_diff = FD_schnell - FD_dev > 0: nearer dev.",
+        f"C2ST vs dev: held-out accuracy of a logistic regression on all {_count(len(metrics.C2ST_SPACES))} spaces "
+        f"telling the row from dev, "
         f"{e.c2st_folds} folds, a pair's two images in one fold, 95 % Wilson CI; 0.5: indistinguishable. Each C2ST "
         f"is repeated over {e.c2st_seeds} fold seeds on both test halves (their roles swapped); the spread is "
         f"reported and the gate reads the worst run.",
@@ -467,12 +473,11 @@ def rich_table4(table: dict) -> list:
         out.append(t)
     t = Table(title="Table 4 — input -> output fidelity; FID, FD-DINOv2, CMMD (heads and references)")
     t.add_column("row", style="bold", no_wrap=True)
-    for col in ("SSIM", "LPIPS", "identity", "FID_diff", "FD_diff DINOv2", "CMMD_diff"):
-        t.add_column(col, justify="right")
+    shown = [col for col in COLUMNS if col.headline is not None]
+    for col in shown:  # the headline cell's header (the HTML report shows every cell)
+        t.add_column(next(header for header, key in col.cells if key == col.headline), justify="right")
     for label in [label for label in order if not controls.is_control(label)]:
-        r = rows[label]
-        t.add_row(label, opt(r["ssim"], "mean"), opt(r["lpips"], "mean"), opt(r["identity"], "mean_cosine"),
-                  opt(r["fid"], "fid_diff"), opt(r["fd_dinov2"], "fd_diff"), opt(r["cmmd"], "cmmd_diff"))
+        t.add_row(label, *(opt(rows[label][col.key], col.headline) for col in shown))
     out.append(t)
     return out
 
@@ -482,7 +487,7 @@ def unavailable_reasons(table: dict) -> dict[str, str]:
     rows = [r for label, r in table["rows"].items()  # schnell: input columns not applicable; controls: not computed
             if label != SCHNELL and not controls.is_control(label)]
     out = {}
-    for col in ("ssim", "lpips", "identity", "fid", "fd_dinov2", "cmmd", "clip_iqa"):
+    for col in COLUMN_KEYS:
         if all(not r[col]["available"] for r in rows):
             out[col] = rows[-1][col]["reason"]
     return out
