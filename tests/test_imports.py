@@ -28,6 +28,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("facerealism.mlops", "facerealism.trainers", "facerealism.speed", "facerealism.quality"),
     ("facerealism.report",),                                                  # what a run shows: Table 4, grids
     ("facerealism.scoring",),                                                 # Table 4's columns, photo rules, gate
+    ("facerealism.presets",),                                                 # model pairs, one folder each
     ("facerealism.backends", "facerealism.head", "facerealism.metrics"),
     ("facerealism.config", "facerealism.data", "facerealism.models"),
     ("facerealism.files", "facerealism.precision"),                          # files on disk; the machine's precision
@@ -206,8 +207,8 @@ def test_every_package_has_one_layer():
 
 @pytest.mark.parametrize("module, expected", [("facerealism.cli", 0), ("flows.pipeline", 2),
                                               ("facerealism.orchestration.dag", 4), ("facerealism.stages.train", 5),
-                                              ("facerealism.scoring.gate", 8), ("facerealism.config.train", 10),
-                                              ("facerealism.errors", 12), ("facerealism", 12)])
+                                              ("facerealism.scoring.gate", 8), ("facerealism.config.train", 11),
+                                              ("facerealism.errors", 13), ("facerealism", 13)])
 def test_layers(module, expected):
     assert layer(module) == expected
 

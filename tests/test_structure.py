@@ -175,10 +175,20 @@ def test_each_stage_lists_exactly_the_params_it_reads():
 def test_every_package_under_src_is_installed_by_a_non_editable_install():
     import tomllib
 
-    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    from setuptools import find_packages
+
+    setup = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    find = setup["packages"]["find"]
+    listed = {p for where in find["where"] for p in find_packages(str(ROOT / where), include=find["include"])}
     found = {".".join(p.parent.relative_to(ROOT / "src").parts) for p in (ROOT / "src").rglob("__init__.py")}
-    assert found <= listed, f"missing from pyproject.toml packages: {sorted(found - listed)}"
-    assert "flows" in listed
+    assert found <= listed, f"not installed by pyproject.toml's packages.find: {sorted(found - listed)}"
+    assert "flows" in listed and not any(p.startswith(("tests", "src")) for p in listed)
+    # The data files next to the code (architecture configs, preset params, templates) are package data too.
+    data = [pattern for pattern in setup["package-data"]["facerealism"]]
+    package = ROOT / "src" / "facerealism"
+    files = [p for p in package.rglob("*") if p.suffix in (".json", ".yaml", ".md", ".html")]
+    assert files and all(any(p.relative_to(package).match(g) for g in data) for p in files), \
+        [str(p) for p in files if not any(p.relative_to(package).match(g) for g in data)]
 
 
 def test_every_params_section_has_one_config_class_in_a_file_named_for_it():

@@ -1,12 +1,12 @@
 """FLOPs per image of each preset's fast and slow model at full size, counted on the meta device from shipped configs."""
 
 # Method (as flops.py for FLUX.1): every network a pipeline runs is built on the meta device from the published
-# architecture in configs/presets/*.json (no weights, no memory) and called once with the shapes the pipeline
-# gives it; FlopCounterMode counts 2 FLOPs per multiply-add. An image costs
+# architecture configs of the preset folders (presets/<name>/*.json, no weights, no memory) and called once with the
+# shapes the pipeline gives it; FlopCounterMode counts 2 FLOPs per multiply-add. An image costs
 #     text encoding (x2 when classifier-free guidance encodes a negative prompt)
 #   + denoiser calls x FLOPs per call (batch 2 per call when CFG is batched; 2 calls when it is not)
 #   + VAE decode (+ VAE encode for image-to-image).
-# Steps, guidance and strength are read from the preset file itself, so the figures follow presets/*.yaml.
+# Steps, guidance and strength are read from the preset's params.yaml itself, so the figures follow the presets.
 # The fast/slow ratio compares the fast model's text-to-image with the slow model's text-to-image at its own
 # steps (the cost the fast model replaces, as Fig. 8 compares schnell with dev), beside the slow img2img pass.
 
@@ -14,17 +14,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
 
 import torch
 
+from facerealism import presets
 from facerealism.config import load_config
 from facerealism.errors import UserError
 from facerealism.speed.flops import count_flops
-
-CONFIGS = Path(str(resources.files("facerealism") / "configs" / "presets"))
-PRESETS_DIR = Path(__file__).resolve().parents[3] / "presets"  # the repository's presets/ (a source checkout)
 
 
 @dataclass(frozen=True)
@@ -47,29 +43,21 @@ FAMILIES = {
     "flux2_klein": Family("flux2_klein_4b_transformer", ("qwen3_4b",), "flux2_vae", False, True, 1.0, False),
     "z_image": Family("z_image_transformer", ("qwen3_4b",), "z_image_vae", True, True, 0.0, False),
 }
-PRESET_FAMILY = {"flux2-klein-4b": "flux2_klein", "z-image": "z_image", "sd35-large": "sd35", "dmd2-sdxl": "sdxl",
-                 "sdxl-lightning-lora": "sdxl"}
-# FLUX.2 klein 4B is step-distilled (no CFG whatever guidance_scale says); its Base is not.
-DISTILLED = {("flux2-klein-4b", "fast")}
 TEXT_TOKENS = {"clip_l": 77, "clip_l_projection": 77, "clip_g": 77, "t5_xxl": 256, "qwen3_4b": 512}
 Z_IMAGE_CAPTION_TOKENS = 64  # Z-Image keeps only the prompt's real tokens (chat template included), padded to 32s
 
 
 def read(name: str) -> dict:
     """One shipped config, without its `_` keys."""
-    path = CONFIGS / f"{name}.json"
-    try:
-        return {k: v for k, v in json.loads(path.read_text()).items() if not k.startswith("_")}
-    except FileNotFoundError:
-        raise FileNotFoundError(f"missing preset config {path}") from None
+    return {k: v for k, v in json.loads(presets.config_file(name).read_text()).items() if not k.startswith("_")}
 
 
 def build(name: str, device: str = "meta", dtype: torch.dtype = torch.bfloat16) -> torch.nn.Module:
-    """A random-weight module from configs/presets/<name>.json, built on `device`."""
+    """A random-weight module from the presets' <name>.json, built on `device`."""
     import diffusers
     import transformers
 
-    doc = json.loads((CONFIGS / f"{name}.json").read_text())
+    doc = json.loads(presets.config_file(name).read_text())
     cls_name, cfg = doc["_class_name"], read(name)
     old = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
@@ -133,22 +121,20 @@ def img2img_steps(steps: int, strength: float, int_strength: bool) -> int:
     return steps - int(max(steps - min(steps * strength, steps), 0))
 
 
-def preset_cost(name: str, size: int | None = None, presets_dir: Path = PRESETS_DIR) -> dict:
+def preset_cost(name: str, size: int | None = None) -> dict:
     """FLOPs per image of one preset's fast text-to-image, slow text-to-image and slow image-to-image.
 
     Args:
-        name: preset name (presets/<name>.yaml).
+        name: preset name (facerealism.presets).
         size: square side in pixels; default the preset's generate.size.
-        presets_dir: folder of the preset files.
     Returns:
         {"preset", "size", "per_call_tflop", "fast"/"slow_t2i"/"slow_i2i": {"denoiser_calls", "batch", "tflop"},
          "fast_pct_of_slow_t2i", "fast_plus_slow_i2i_pct_of_slow_t2i", ...}.
     """
-    if name not in PRESET_FAMILY:
-        raise UserError(f"unknown preset {name!r}; known: {sorted(PRESET_FAMILY)}")
-    cfg = load_config(presets_dir / f"{name}.yaml").generate
+    preset = presets.get(name)
+    cfg = load_config(preset.params).generate
     size = size or cfg.size
-    fam_name = PRESET_FAMILY[name]
+    fam_name = preset.family
     fam = FAMILIES[fam_name]
     f32 = torch.float32  # FLOPs do not depend on the dtype; the probe tensors below are float32
     denoiser, vae = build(fam.denoiser, dtype=f32), build(fam.vae, dtype=f32)
@@ -168,7 +154,7 @@ def preset_cost(name: str, size: int | None = None, presets_dir: Path = PRESETS_
 
     def run(which: str, kwargs: dict, steps: int, i2i: bool) -> dict:
         guidance = float(kwargs.get("guidance_scale", 0.0))
-        cfg_on = guidance > fam.cfg_threshold and (name, which) not in DISTILLED
+        cfg_on = guidance > fam.cfg_threshold and which not in preset.distilled
         batch = 2 if cfg_on and fam.cfg_batched else 1
         calls = steps * (2 if cfg_on and not fam.cfg_batched else 1)
         flops = (text * (2 if cfg_on and fam.negative_encoded else 1) + calls * call(batch) + per["vae_decode"]
@@ -191,4 +177,4 @@ def preset_cost(name: str, size: int | None = None, presets_dir: Path = PRESETS_
 
 def parameter_counts() -> dict[str, int]:
     """Parameters of every shipped preset config (built on the meta device)."""
-    return {p.stem: sum(x.numel() for x in build(p.stem).parameters()) for p in sorted(CONFIGS.glob("*.json"))}
+    return {p.stem: sum(x.numel() for x in build(p.stem).parameters()) for p in presets.config_files()}

@@ -1,0 +1,67 @@
+"""The model presets, one folder each, found by name: presets/<name>/ holds the params overlay, the architecture
+configs, the tiny builder and the licence of one fast -> slow pair.
+
+A preset folder is a package with `PRESET = Preset(...)` (presets/preset.py) in its __init__.py, its `params.yaml` (a
+params file for the diffusers backend: `facerealism run --params presets/NAME.yaml` finds it) and the architecture
+configs (*.json, no weights) only it uses; shared/ holds the configs two or more presets share, tiny.py what their
+tiny builders share. Everything that lists presets (CLI, the FLOPs table, the GPU kit, tests, the docs table) reads
+`registry()`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib
+import pkgutil
+from pathlib import Path
+
+from facerealism.errors import UserError
+from facerealism.presets.preset import ROOT, Preset
+
+__all__ = ["Preset", "config_file", "config_files", "get", "names", "registry"]
+
+
+@functools.cache
+def registry() -> dict[str, Preset]:
+    """Every preset folder under presets/, by preset name (sorted)."""
+    found: dict[str, Preset] = {}
+    for info in sorted(pkgutil.iter_modules([str(ROOT)]), key=lambda i: i.name):
+        if not info.ispkg:
+            continue
+        module = importlib.import_module(f"facerealism.presets.{info.name}")
+        preset = getattr(module, "PRESET", None)
+        if not isinstance(preset, Preset):
+            raise UserError(f"presets/{info.name}/__init__.py must define PRESET = Preset(...)")
+        if preset.name.replace("-", "_") != info.name:
+            raise UserError(f"preset {preset.name!r} must live in presets/{preset.name.replace('-', '_')}/, "
+                            f"not presets/{info.name}/")
+        found[preset.name] = dataclasses.replace(preset, folder=ROOT / info.name)
+    return found
+
+
+def names() -> list[str]:
+    """The preset names, sorted."""
+    return list(registry())
+
+
+def get(name: str) -> Preset:
+    """The preset called `name`; a UserError naming the known ones otherwise."""
+    try:
+        return registry()[name]
+    except KeyError:
+        raise UserError(f"unknown preset {name!r}; known: {names()}") from None
+
+
+def config_file(name: str) -> Path:
+    """The architecture config <name>.json, in the one preset folder (or shared/) that holds it."""
+    found = sorted(ROOT.glob(f"*/{name}.json"))
+    if len(found) != 1:
+        raise FileNotFoundError(f"preset config {name}.json: {'missing' if not found else 'in several folders'} "
+                                f"under {ROOT} ({[str(p.relative_to(ROOT)) for p in found]})")
+    return found[0]
+
+
+def config_files() -> list[Path]:
+    """Every architecture config the presets ship, sorted by name."""
+    return sorted(ROOT.glob("*/*.json"), key=lambda p: p.stem)
