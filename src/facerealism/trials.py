@@ -24,6 +24,7 @@ from facerealism.mlops import tracking
 from facerealism.scoring import controls
 from facerealism.scoring.fitted_rows import fitted_filters
 from facerealism.scoring.photo import PHOTO_RULES, meets_photo_rules, photo_check, photo_limits
+from facerealism.scoring.table4 import references
 
 CHEAP_CONTROLS = ("detail gain ×2",)  # fixed filters that came nearest dev on the default data (Table 4, 2026-12-04)
 HEAD = "head"
@@ -73,7 +74,7 @@ def score(cfg: Config, head_dir: Path, reports: Path) -> dict:
     schnell, dev = validation_pairs(cfg)
     G, meta = load_head(head_dir)
     cheap, safe = cheap_filters(cfg, schnell)
-    rows = {HEAD: enhance_array(G, schnell), "FLUX.1-schnell": schnell, **cheap}
+    rows = {HEAD: enhance_array(G, schnell), references(cfg)[0]: schnell, **cheap}
     folds = min(cfg.evaluate.c2st_folds, len(dev))
     c2st = {}
     for label, images in rows.items():

@@ -19,7 +19,7 @@ from pathlib import Path
 from facerealism.errors import UserError
 from facerealism.presets.preset import ROOT, Preset
 
-__all__ = ["Preset", "config_file", "config_files", "get", "names", "registry"]
+__all__ = ["Preset", "active", "config_file", "config_files", "get", "names", "registry"]
 
 
 @functools.cache
@@ -51,6 +51,18 @@ def get(name: str) -> Preset:
         return registry()[name]
     except KeyError:
         raise UserError(f"unknown preset {name!r}; known: {names()}") from None
+
+
+def active(diffusers) -> Preset | None:
+    """The preset whose models a generate.diffusers section renders (same fast/slow model, UNet and LoRA), or None
+    (another pair, or a preset pointed at other weights, e.g. the tiny stand-ins)."""
+    from facerealism.config import load_config
+
+    def models(d) -> tuple:
+        return d.fast_model, d.slow_model, d.fast_unet, d.fast_lora
+
+    return next((p for p in registry().values() if models(load_config(p.params).generate.diffusers) == models(diffusers)),
+                None)
 
 
 def config_file(name: str) -> Path:

@@ -17,6 +17,8 @@ class Preset:
     """What users type (--preset NAME); the folder is the name with '-' as '_'."""
     family: str
     """Architecture family (speed.preset_flops.FAMILIES): how its pipelines run guidance and which configs it builds."""
+    models: tuple[str, str]
+    """The fast and slow models' names: Table 4's reference rows when this preset renders the pairs."""
     summary: str
     """fast -> slow, in words (the docs table)."""
     licence: str

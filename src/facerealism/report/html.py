@@ -14,7 +14,7 @@ from facerealism.data import catalog
 from facerealism.errors import UserError
 from facerealism.files import atomic_write_bytes, encode_png, read_json
 from facerealism.report.grids import image_grid
-from facerealism.scoring.table4 import COLUMN_KEYS, COLUMNS
+from facerealism.scoring.table4 import COLUMN_KEYS, COLUMNS, reference_rows
 
 # Fixed regions as fractions of (top, bottom, left, right). On the synthetic portraits the face centre sits at
 # ~0.44 of the height with the eyes just above it and the hair cap above the forehead; on real FLUX portraits
@@ -198,7 +198,7 @@ def _gate_verdicts(table: dict, promotion: dict | None) -> dict[str, str]:
     for label in table.get("order", []):
         if label.startswith("fitted: "):
             out.setdefault(label, "baseline the head must beat")
-    out.setdefault("FLUX.1-schnell", "reference (the input)")
+    out.setdefault(reference_rows(table)[0], "reference (the input)")
     if promotion and table.get("head_label"):
         out[table["head_label"]] = "promoted" if promotion["promoted"] else "not promoted"
     return out
@@ -245,7 +245,7 @@ def _table4_html(table: dict) -> str:
         out.append(cells)
     reasons = {}
     for label, r in rows.items():
-        if label == "FLUX.1-schnell":  # its input -> output columns are "not applicable", not missing
+        if label == reference_rows(table)[0]:  # its input -> output columns are "not applicable", not missing
             continue
         for col in COLUMN_KEYS:
             if not r[col]["available"]:
@@ -317,7 +317,7 @@ def _verdict_html(promotion: dict | None, table: dict | None, bench: dict | None
         spaces = list(r["fd"])
         numbers.append("FD_diff (> 0: nearer dev than schnell) " + ", ".join(
             f"{s} {_with_ci(r['fd'][s]['fd_diff'], r['fd'][s].get('fd_diff_ci'))}" for s in spaces))
-        schnell = rows.get("FLUX.1-schnell")
+        schnell = rows.get(reference_rows(table)[0])
         numbers.append(f"C2ST vs dev {_with_ci(r['c2st_vs_dev'], r.get('c2st_ci'))}"
                        + (f" (schnell {_with_ci(schnell['c2st_vs_dev'], schnell.get('c2st_ci'))}; 0.5: "
                           f"indistinguishable)" if schnell else ""))

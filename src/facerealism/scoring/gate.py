@@ -157,14 +157,15 @@ def suite_check(cfg: Config, table: dict) -> tuple[bool, list[str], dict]:
         table: Table 4 as evaluate wrote it (reports/table4.json); not read when register.check_controls is off.
     """
     from facerealism.scoring import controls
-    from facerealism.scoring.table4 import DEV, flat_metrics
+    from facerealism.scoring.table4 import flat_metrics, reference_rows
 
     if not cfg.register.check_controls:
         return True, ["controls not checked (register.check_controls=false)"], {}
+    dev = reference_rows(table)[1]  # the slow model's row: FLUX.1-dev by default
     rows, sound, reasons = {}, True, []
-    positives = [DEV] + [controls.ORACLE] * (controls.ORACLE in table["order"])
+    positives = [dev] + [controls.ORACLE] * (controls.ORACLE in table["order"])
     for label in [label for label in table["order"] if controls.is_control(label)] + positives:
-        passed, why = gate(dev_check_config(cfg) if label == DEV else cfg, flat_metrics(table, label), None, photo=False)
+        passed, why = gate(dev_check_config(cfg) if label == dev else cfg, flat_metrics(table, label), None, photo=False)
         rows[label] = {"passed": passed, "reasons": why}
     fooled = [label for label, r in rows.items() if label not in positives and r["passed"]]
     n_controls = len(rows) - len(positives)
@@ -174,9 +175,9 @@ def suite_check(cfg: Config, table: dict) -> tuple[bool, list[str], dict]:
     for label in fooled:
         sound = False
         reasons.append(f"the metric suite is fooled by {label}: it passes the gate: fail")
-    if not rows[DEV]["passed"]:
+    if not rows[dev]["passed"]:
         sound = False
-        reasons.append(f"{DEV} itself (an independent sample of test dev images) fails the gate, so no head could "
+        reasons.append(f"{dev} itself (an independent sample of test dev images) fails the gate, so no head could "
                        f"pass it: fail")
     if controls.ORACLE in rows and not rows[controls.ORACLE]["passed"]:
         sound = False

@@ -4,12 +4,44 @@ shows. evaluate builds the table; gate, preflight, dag and the reports read it."
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
 from typing import NamedTuple
 
 from facerealism.config import Config
 from facerealism.scoring.photo import PHOTO_RULES
 
-SCHNELL, DEV = "FLUX.1-schnell", "FLUX.1-dev"
+SCHNELL, DEV = "FLUX.1-schnell", "FLUX.1-dev"  # the reference rows of FLUX.1 and of its synthetic stand-in
+
+
+def references(cfg: Config) -> tuple[str, str]:
+    """Table 4's reference rows (fast, slow), named after the models that rendered the pairs: FLUX.1's (and the
+    synthetic stand-in's) SCHNELL and DEV; a preset's own model names (facerealism.presets); another diffusers pair's
+    fast and slow model (its UNet or LoRA where that is what makes it fast), by the last part of its id or path."""
+    if cfg.generate.backend != "diffusers":
+        return SCHNELL, DEV
+    from facerealism import presets
+
+    d = cfg.generate.diffusers
+    preset = presets.active(d)
+    if preset is not None:
+        return preset.models
+    fast, slow = _model_name(d.fast_unet or d.fast_lora or d.fast_model), _model_name(d.slow_model)
+    return (f"{fast} (fast)", slow) if fast == slow else (fast, slow)
+
+
+def _model_name(ref: str) -> str:
+    """A hub id's, folder's or weights file's last part: "owner/FLUX.2-klein-4B" -> "FLUX.2-klein-4B"."""
+    name = PurePosixPath(ref.rstrip("/")).name or ref
+    for ext in (".safetensors", ".bin", ".pth", ".pt"):  # a weights file (a UNet, a LoRA): its stem
+        name = name.removesuffix(ext)
+    return name
+
+
+def reference_rows(table: dict) -> tuple[str, str]:
+    """The (fast, slow) reference rows of a Table 4: table4.json names them under "references" when they are not
+    FLUX.1's (so the default's table4.json reads as it always has)."""
+    fast, slow = table.get("references", (SCHNELL, DEV))
+    return fast, slow
 
 
 class Column(NamedTuple):
@@ -51,7 +83,7 @@ COLUMN_KEYS = tuple(col.key for col in COLUMNS)
 def flat_metrics(table: dict, head_label: str) -> dict:
     """metrics.json: the main head's row under the flat keys the register gate and DVC read."""
     rows = table["rows"]
-    head, ref = rows[head_label], rows[SCHNELL]
+    head, ref = rows[head_label], rows[reference_rows(table)[0]]
     flat: dict = {}
     for space, r in head["fd"].items():
         flat[f"fd_enh_schnell.{space}"] = r["fd_schnell"]

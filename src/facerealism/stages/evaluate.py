@@ -24,7 +24,8 @@ from facerealism.report.progress import progress
 from facerealism.scoring import controls, fitted
 from facerealism.scoring.fitted_rows import fitted_filters, fitted_metrics
 from facerealism.scoring.photo import PHOTO_RULES, meets_photo_rules, photo_check, photo_limits
-from facerealism.scoring.table4 import COLUMN_KEYS, COLUMNS, DEV, SCHNELL, flat_metrics
+from facerealism.scoring.table4 import (COLUMN_KEYS, COLUMNS, DEV, SCHNELL, flat_metrics, reference_rows,
+                                        references)
 
 
 def run(cfg: Config) -> dict:
@@ -126,7 +127,7 @@ def head_dirs(cfg: Config) -> list[tuple[str | None, Path]]:
     if trained.exists():
         heads += [(None, trained.parent / name / catalog.HEAD.name) for name in read_json(trained)["baselines"]]
     for label, folder in cfg.evaluate.extra_heads.items():
-        if label in (SCHNELL, DEV):
+        if label in (SCHNELL, DEV, *references(cfg)):
             raise UserError(f"evaluate.extra_heads: label {label!r} is reserved for a reference row")
         heads.append((label, Path(folder)))
     return heads
@@ -134,7 +135,7 @@ def head_dirs(cfg: Config) -> list[tuple[str | None, Path]]:
 
 def head_labels(table: dict) -> list[str]:
     """The rows that are trained heads (not the references, not the controls), in table order."""
-    return [label for label in table["order"] if label not in (SCHNELL, DEV, controls.ORACLE)
+    return [label for label in table["order"] if label not in (*reference_rows(table), controls.ORACLE)
             and not controls.is_control(label) and not fitted.is_fitted(label)]
 
 
@@ -259,7 +260,7 @@ def table4(cfg: Config, schnell: np.ndarray, dev: np.ndarray, dev_check: np.ndar
                 "clip_iqa": {"available": False, "reason": metrics.NO_OFFLINE_WEIGHTS["clip_iqa"]},
             }
             bar.advance(task)
-    return {
+    out = {
         "rows": table,
         "order": list(table),  # JSON objects are written with sorted keys; this keeps the table's row order
         "n_images": len(schnell),
@@ -269,6 +270,13 @@ def table4(cfg: Config, schnell: np.ndarray, dev: np.ndarray, dev_check: np.ndar
         "bootstrap": e.bootstrap,
         "notes": table_notes(cfg, len(dev), len(dev_check)),
     }
+    named = references(cfg)
+    if named != (SCHNELL, DEV):  # computed under the fixed labels above; named after the models that rendered them
+        rename = dict(zip((SCHNELL, DEV), named))
+        out["rows"] = {rename.get(label, label): row for label, row in table.items()}
+        out["order"] = [rename.get(label, label) for label in out["order"]]
+        out["references"] = list(named)
+    return out
 
 
 def check_rows(schnell: np.ndarray, dev: np.ndarray, dev_check: np.ndarray) -> None:
@@ -403,7 +411,7 @@ def table_notes(cfg: Config, n_dev: int, n_dev_check: int) -> list[str]:
         "Rows named 'control: ...' are cheap filters of the schnell images (noise, sharpening); the register gate "
         "must reject every one of them, or it refuses to promote anything.",
         f"The test split is halved by hashed id: every row is compared with the dev images of one half "
-        f"({n_dev}); the FLUX.1-dev row holds the other half's dev images ({n_dev_check}), an independent "
+        f"({n_dev}); the {references(cfg)[1]} row holds the other half's dev images ({n_dev_check}), an independent "
         f"sample scored against them unpaired, so the check that dev passes the gate can fail. CIs: "
         f"{e.bootstrap} resamples, 95 %.",
         "Rows named 'fitted: ...' are filters fitted in closed form to the training pairs (least squares, band "
@@ -485,7 +493,7 @@ def rich_table4(table: dict) -> list:
 def unavailable_reasons(table: dict) -> dict[str, str]:
     """Column -> reason, for the columns unavailable in every row (printed under the table)."""
     rows = [r for label, r in table["rows"].items()  # schnell: input columns not applicable; controls: not computed
-            if label != SCHNELL and not controls.is_control(label)]
+            if label != reference_rows(table)[0] and not controls.is_control(label)]
     out = {}
     for col in COLUMN_KEYS:
         if all(not r[col]["available"] for r in rows):

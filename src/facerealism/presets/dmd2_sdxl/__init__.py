@@ -28,5 +28,6 @@ def build_tiny(out: Path, seed: int) -> dict:
     return {"fast_model": base, "slow_model": base, "fast_unet": str(unet)}
 
 
-PRESET = Preset(name="dmd2-sdxl", family="sdxl", summary="SDXL + DMD2 one-step UNet (LCM, t=399) -> SDXL base",
+PRESET = Preset(name="dmd2-sdxl", family="sdxl", models=("SDXL-DMD2", "SDXL-base-1.0"),
+                summary="SDXL + DMD2 one-step UNet (LCM, t=399) -> SDXL base",
                 licence="CC BY-NC-SA 4.0 (DMD2) / OpenRAIL++", tiny_components=tiny_components, build_tiny=build_tiny)

@@ -56,6 +56,6 @@ def build_tiny(out: Path, seed: int) -> dict:
             "slow_model": save(Flux2KleinPipeline, tiny_components(seed + 20, seed, False), out / "klein_base")}
 
 
-PRESET = Preset(name="flux2-klein-4b", family="flux2_klein",
+PRESET = Preset(name="flux2-klein-4b", family="flux2_klein", models=("FLUX.2-klein-4B", "FLUX.2-klein-base-4B"),
                 summary="FLUX.2 [klein] 4B -> klein 4B Base (inpaint, full mask)", licence="Apache-2.0 / Apache-2.0",
                 tiny_components=tiny_components, build_tiny=build_tiny, distilled=("fast",))

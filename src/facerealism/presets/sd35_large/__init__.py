@@ -56,5 +56,5 @@ def build_tiny(out: Path, seed: int) -> dict:
             "slow_model": save(StableDiffusion3Pipeline, tiny_components(seed + 20, seed, False), out / "large")}
 
 
-PRESET = Preset(name="sd35-large", family="sd35", summary="SD3.5 Large Turbo -> SD3.5 Large",
-                licence="Stability Community", tiny_components=tiny_components, build_tiny=build_tiny)
+PRESET = Preset(name="sd35-large", family="sd35", models=("SD3.5-Large-Turbo", "SD3.5-Large"),
+                summary="SD3.5 Large Turbo -> SD3.5 Large", licence="Stability Community", tiny_components=tiny_components, build_tiny=build_tiny)

@@ -27,5 +27,6 @@ def build_tiny(out: Path, seed: int) -> dict:
     return {"fast_model": base, "slow_model": base, "fast_lora": str(lora)}
 
 
-PRESET = Preset(name="sdxl-lightning-lora", family="sdxl", summary="SDXL + Lightning 4-step LoRA -> SDXL base",
+PRESET = Preset(name="sdxl-lightning-lora", family="sdxl", models=("SDXL-Lightning-4step", "SDXL-base-1.0"),
+                summary="SDXL + Lightning 4-step LoRA -> SDXL base",
                 licence="OpenRAIL++ / OpenRAIL++", tiny_components=tiny_components, build_tiny=build_tiny)

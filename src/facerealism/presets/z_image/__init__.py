@@ -51,5 +51,5 @@ def build_tiny(out: Path, seed: int) -> dict:
             "slow_model": save(ZImagePipeline, tiny_components(seed + 20, seed, False), out / "base")}
 
 
-PRESET = Preset(name="z-image", family="z_image", summary="Z-Image-Turbo -> Z-Image", licence="Apache-2.0 / Apache-2.0",
-                tiny_components=tiny_components, build_tiny=build_tiny)
+PRESET = Preset(name="z-image", family="z_image", models=("Z-Image-Turbo", "Z-Image"), summary="Z-Image-Turbo -> Z-Image",
+                licence="Apache-2.0 / Apache-2.0", tiny_components=tiny_components, build_tiny=build_tiny)
