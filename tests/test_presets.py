@@ -9,12 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from facerealism import presets
 from facerealism.backends import build_backend
 from facerealism.backends.diffusers import denoiser
-from facerealism import presets
 from facerealism.config import load_config
 
 from .conftest import ROOT
+
 ROWS = pd.DataFrame({"id": ["p0", "p1"], "prompt": ["A professional portrait of Ada Lovelace",
                                                     "A professional portrait of Alan Turing"], "seed": [11, 12]})
 SLOW_STEPS = 10  # the presets' 28-50 slow steps cut to 10: at strength 0.7, 7 denoising steps run
@@ -67,27 +68,52 @@ def test_every_preset_folder_is_registered_loads_and_has_a_tiny_build():
 
 
 def test_each_architecture_config_lives_in_one_folder_and_builds():
-    from facerealism.speed.preset_flops import FAMILIES
-
     configs = presets.config_files()
     stems = [p.stem for p in configs]
     assert len(stems) == len(set(stems)), "an architecture config in two preset folders"
-    # every config is built by some family, and every family's configs are shipped
-    used = {n for fam in FAMILIES.values() for n in (fam.denoiser, fam.vae, *fam.encoders)}
-    assert used == set(stems)
-    assert {p.family for p in presets.registry().values()} <= set(FAMILIES)
+    # every config is built by some preset's family, and every family's configs are shipped
+    by_preset = {p.folder.name: {p.family.denoiser, p.family.vae, *p.family.encoders}
+                 for p in presets.registry().values()}
+    assert set().union(*by_preset.values()) == set(stems)
     # shared/ holds only what two or more presets build; a preset folder only what its own family builds
-    by_preset = {p.folder.name: {n for n in used if n in (FAMILIES[p.family].denoiser, FAMILIES[p.family].vae,
-                                                         *FAMILIES[p.family].encoders)} for p in presets.registry().values()}
     for path in configs:
         users = [folder for folder, names in by_preset.items() if path.stem in names]
         assert (path.parent.name == "shared") == (len(users) > 1) and (len(users) > 1 or path.parent.name in users), \
             (path, users)
 
 
-def test_the_cli_finds_a_preset_by_its_old_path_and_the_docs_table_lists_every_preset():
-    from pathlib import Path
+def test_a_new_preset_is_one_folder(tmp_path, monkeypatch):
+    """A folder with PRESET and params.yaml (here: SD3.5's family and tiny builder, other models) is found by the
+    registry, the CLI, the FLOPs model and the GPU kit, with nothing else edited."""
+    import facerealism.presets as registry_module
+    from facerealism.bench.presets import _tiny_components
+    from facerealism.cli import params_file
+    from facerealism.presets import sd35_large
+    from facerealism.scoring.table4 import references
 
+    folder = tmp_path / "my_pair"
+    folder.mkdir()
+    (folder / "params.yaml").write_text(presets.get("sd35-large").params.read_text().replace(
+        "stabilityai/stable-diffusion-3.5-large-turbo", "me/my-fast-model"))
+    (folder / "__init__.py").write_text(
+        "from facerealism.presets.preset import Preset\n"
+        "from facerealism.presets.sd35_large import SD35, build_tiny, tiny_components\n"
+        "PRESET = Preset(name='my-pair', family=SD35, models=('my fast', 'my slow'), summary='mine -> SD3.5 Large',\n"
+        "                licence='mine', tiny_components=tiny_components, build_tiny=build_tiny)\n")
+    monkeypatch.setattr(registry_module, "__path__", [*registry_module.__path__, str(tmp_path)])
+    registry_module.registry.cache_clear()
+    try:
+        assert "my-pair" in presets.names() and presets.get("my-pair").family is sd35_large.SD35
+        assert params_file(Path("presets/my-pair.yaml")) == folder / "params.yaml"
+        cfg = load_config(params_file(Path("presets/my-pair.yaml")))
+        assert references(cfg) == ("my fast", "my slow")
+        comps = _tiny_components(presets.get("my-pair"))
+        assert comps["fast"]["transformer"] is not comps["slow"]["transformer"]
+    finally:
+        registry_module.registry.cache_clear()
+
+
+def test_the_cli_finds_a_preset_by_its_old_path_and_the_docs_table_lists_every_preset():
     from facerealism.cli import params_file
 
     for name in presets.names():

@@ -18,54 +18,34 @@ import torch
 
 from facerealism import presets
 from facerealism.backends.diffusers import denoiser
-from facerealism.backends.tiny_flux import _clip_tokenizer, _t5_tokenizer
 from facerealism.bench.gpu import PROMPT, Clock, _measure
 from facerealism.config import load_config
 from facerealism.errors import UserError
-from facerealism.presets.tiny import qwen_tokenizer
 from facerealism.speed.preset_flops import build
 
 
-def _full_components(family: str, device: str, dtype: torch.dtype) -> dict:
+def _full_components(preset: presets.Preset, device: str, dtype: torch.dtype) -> dict:
     """{"fast", "slow"}: pipeline components at full size; the two share every module but the denoiser."""
-    from diffusers import EulerDiscreteScheduler, FlowMatchEulerDiscreteScheduler
-
+    fam = preset.family
     b = lambda name: build(name, device, dtype)  # noqa: E731
-    if family == "sd35":
-        shared = {"text_encoder": b("clip_l_projection"), "text_encoder_2": b("clip_g"), "text_encoder_3": b("t5_xxl"),
-                  "vae": b("sd35_vae"), "tokenizer": _clip_tokenizer(), "tokenizer_2": _clip_tokenizer(),
-                  "tokenizer_3": _t5_tokenizer(), "scheduler": FlowMatchEulerDiscreteScheduler(shift=3.0)}
-        key, arch = "transformer", "sd35_large_transformer"
-    elif family == "sdxl":
-        shared = {"text_encoder": b("clip_l"), "text_encoder_2": b("clip_g"), "vae": b("sdxl_vae"),
-                  "tokenizer": _clip_tokenizer(), "tokenizer_2": _clip_tokenizer(),
-                  "scheduler": EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, steps_offset=1,
-                                                      beta_schedule="scaled_linear", timestep_spacing="leading"),
-                  "image_encoder": None, "feature_extractor": None}
-        key, arch = "unet", "sdxl_unet"
-    elif family == "flux2_klein":
-        shared = {"text_encoder": b("qwen3_4b"), "vae": b("flux2_vae"), "tokenizer": qwen_tokenizer(),
-                  "scheduler": FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True)}
-        key, arch = "transformer", "flux2_klein_4b_transformer"
-    elif family == "z_image":
-        shared = {"text_encoder": b("qwen3_4b").model, "vae": b("z_image_vae"), "tokenizer": qwen_tokenizer(),
-                  "scheduler": FlowMatchEulerDiscreteScheduler(shift=3.0)}
-        key, arch = "transformer", "z_image_transformer"
-    else:
-        raise UserError(f"unknown family {family!r}")
-    out = {"fast": {**shared, key: b(arch)}, "slow": {**shared, key: b(arch)}}
-    if family == "flux2_klein":
-        out["fast"]["is_distilled"], out["slow"]["is_distilled"] = True, False
-    return out
+    encoders = {f"text_encoder{f'_{i + 1}' if i else ''}": fam.encoder_module(b(name))
+                for i, name in enumerate(fam.encoders)}
+    shared = {**encoders, "vae": b(fam.vae), **fam.pipeline_parts()}
+    return {which: {**shared, fam.denoiser_key: b(fam.denoiser), **_distilled(preset, which)}
+            for which in ("fast", "slow")}
+
+
+def _distilled(preset: presets.Preset, which: str) -> dict:
+    """The pipeline's own flag for a step-distilled model, where its family has one (FLUX.2 klein: is_distilled)."""
+    flag = preset.family.distilled_flag
+    return {flag: which in preset.distilled} if flag else {}
 
 
 def _tiny_components(preset: presets.Preset) -> dict:
     """{"fast", "slow"} from the preset's tiny builder (CPU tests of this code path), sharing all but the denoiser."""
-    family = preset.family
     fast, slow = preset.tiny_components(10, 0, True), preset.tiny_components(20, 0, False)
-    key = "unet" if family == "sdxl" else "transformer"
-    return {"fast": fast, "slow": {**fast, key: slow[key],
-                                   **({"is_distilled": False} if family == "flux2_klein" else {})}}
+    key = preset.family.denoiser_key
+    return {"fast": fast, "slow": {**fast, key: slow[key], **_distilled(preset, "slow")}}
 
 
 def preset_pipelines(name: str, configs: str, device: str, dtype: torch.dtype):
@@ -82,7 +62,7 @@ def preset_pipelines(name: str, configs: str, device: str, dtype: torch.dtype):
     d = load_config(preset.params).generate.diffusers
     torch.manual_seed(0)
     if configs == "full":
-        comps = _full_components(preset.family, device, dtype)
+        comps = _full_components(preset, device, dtype)
     elif configs == "tiny":
         comps = _tiny_components(preset)
     else:

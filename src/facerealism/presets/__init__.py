@@ -17,16 +17,16 @@ import pkgutil
 from pathlib import Path
 
 from facerealism.errors import UserError
-from facerealism.presets.preset import ROOT, Preset
+from facerealism.presets.preset import ROOT, Family, Preset
 
-__all__ = ["Preset", "active", "config_file", "config_files", "get", "names", "registry"]
+__all__ = ["Family", "Preset", "active", "config_file", "config_files", "get", "names", "registry"]
 
 
 @functools.cache
 def registry() -> dict[str, Preset]:
-    """Every preset folder under presets/, by preset name (sorted)."""
+    """Every preset folder on the package's path (presets/), by preset name (sorted)."""
     found: dict[str, Preset] = {}
-    for info in sorted(pkgutil.iter_modules([str(ROOT)]), key=lambda i: i.name):
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
         if not info.ispkg:
             continue
         module = importlib.import_module(f"facerealism.presets.{info.name}")
@@ -36,7 +36,7 @@ def registry() -> dict[str, Preset]:
         if preset.name.replace("-", "_") != info.name:
             raise UserError(f"preset {preset.name!r} must live in presets/{preset.name.replace('-', '_')}/, "
                             f"not presets/{info.name}/")
-        found[preset.name] = dataclasses.replace(preset, folder=ROOT / info.name)
+        found[preset.name] = dataclasses.replace(preset, folder=Path(module.__file__).parent)
     return found
 
 
@@ -67,13 +67,13 @@ def active(diffusers) -> Preset | None:
 
 def config_file(name: str) -> Path:
     """The architecture config <name>.json, in the one preset folder (or shared/) that holds it."""
-    found = sorted(ROOT.glob(f"*/{name}.json"))
+    found = [p for root in __path__ for p in sorted(Path(root).glob(f"*/{name}.json"))]
     if len(found) != 1:
         raise FileNotFoundError(f"preset config {name}.json: {'missing' if not found else 'in several folders'} "
-                                f"under {ROOT} ({[str(p.relative_to(ROOT)) for p in found]})")
+                                f"under {ROOT} ({[str(p) for p in found]})")
     return found[0]
 
 
 def config_files() -> list[Path]:
     """Every architecture config the presets ship, sorted by name."""
-    return sorted(ROOT.glob("*/*.json"), key=lambda p: p.stem)
+    return sorted((p for root in __path__ for p in Path(root).glob("*/*.json")), key=lambda p: p.stem)

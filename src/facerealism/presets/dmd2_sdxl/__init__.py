@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from facerealism.presets.preset import Preset
-from facerealism.presets.tiny import save, sdxl_components, sdxl_unet
+from facerealism.presets.sdxl import SDXL, sdxl_components, sdxl_unet
+from facerealism.presets.tiny import save
 
 
 def tiny_components(seed: int, shared_seed: int, fast: bool) -> dict:
@@ -28,6 +29,6 @@ def build_tiny(out: Path, seed: int) -> dict:
     return {"fast_model": base, "slow_model": base, "fast_unet": str(unet)}
 
 
-PRESET = Preset(name="dmd2-sdxl", family="sdxl", models=("SDXL-DMD2", "SDXL-base-1.0"),
+PRESET = Preset(name="dmd2-sdxl", family=SDXL, models=("SDXL-DMD2", "SDXL-base-1.0"),
                 summary="SDXL + DMD2 one-step UNet (LCM, t=399) -> SDXL base",
                 licence="CC BY-NC-SA 4.0 (DMD2) / OpenRAIL++", tiny_components=tiny_components, build_tiny=build_tiny)

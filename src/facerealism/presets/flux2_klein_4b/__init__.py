@@ -9,12 +9,35 @@ from pathlib import Path
 
 import torch
 
-from facerealism.presets.preset import Preset
+from facerealism.presets.preset import Family, Preset
 from facerealism.presets.tiny import eval_mode, qwen3_config, qwen_tokenizer, save
 
 # FLUX.2 klein reads the Qwen3 hidden states of layers (9, 18, 27) by default: the tiny encoder has 28 layers so
 # the published call arguments run unchanged (each layer is 16 wide: the whole encoder is ~80k parameters).
 _QWEN_LAYERS_FLUX2 = 28
+
+
+def _denoiser_call(module, size: int, batch: int):
+    e = lambda *s: torch.empty(*s, device="meta")  # noqa: E731
+    tokens = (size // 16) ** 2  # 8x VAE, then 2x2 patches folded into 128 channels
+    return lambda: module(hidden_states=e(batch, tokens, 128), encoder_hidden_states=e(batch, 512, 7680),
+                          timestep=e(batch), img_ids=e(batch, tokens, 4), txt_ids=e(batch, 512, 4))
+
+
+def _pipeline_parts() -> dict:
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    return {"tokenizer": qwen_tokenizer(), "scheduler": FlowMatchEulerDiscreteScheduler(shift=3.0,
+                                                                                         use_dynamic_shifting=True)}
+
+
+# FLUX.2 klein runs the Qwen3 causal LM (its logits are computed too); CFG is a second call (not batched).
+FLUX2_KLEIN = Family(name="flux2_klein", denoiser="flux2_klein_4b_transformer", encoders={"qwen3_4b": 512},
+                     vae="flux2_vae", denoiser_key="transformer", cfg_batched=False, negative_encoded=True,
+                     cfg_threshold=1.0, int_strength=False, denoiser_call=_denoiser_call,
+                     pipeline_parts=_pipeline_parts, causal_encoder=True,
+                     vae_latent_channels=32,  # the FLUX.2 VAE decodes 32 channels at 1/8 (patchified to 128 outside)
+                     distilled_flag="is_distilled")
 
 
 def flux2_klein_components(seed: int, shared_seed: int, distilled: bool) -> dict:
@@ -56,6 +79,6 @@ def build_tiny(out: Path, seed: int) -> dict:
             "slow_model": save(Flux2KleinPipeline, tiny_components(seed + 20, seed, False), out / "klein_base")}
 
 
-PRESET = Preset(name="flux2-klein-4b", family="flux2_klein", models=("FLUX.2-klein-4B", "FLUX.2-klein-base-4B"),
+PRESET = Preset(name="flux2-klein-4b", family=FLUX2_KLEIN, models=("FLUX.2-klein-4B", "FLUX.2-klein-base-4B"),
                 summary="FLUX.2 [klein] 4B -> klein 4B Base (inpaint, full mask)", licence="Apache-2.0 / Apache-2.0",
                 tiny_components=tiny_components, build_tiny=build_tiny, distilled=("fast",))

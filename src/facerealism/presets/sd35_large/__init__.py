@@ -9,8 +9,27 @@ from pathlib import Path
 import torch
 
 from facerealism.backends.tiny_flux import _clip_tokenizer, _t5_tokenizer
-from facerealism.presets.preset import Preset
+from facerealism.presets.preset import Family, Preset
 from facerealism.presets.tiny import clip, eval_mode, save
+
+
+def _denoiser_call(module, size: int, batch: int):
+    lat, e = size // 8, lambda *s: torch.empty(*s, device="meta")  # noqa: E731
+    return lambda: module(hidden_states=e(batch, 16, lat, lat), encoder_hidden_states=e(batch, 77 + 256, 4096),
+                          pooled_projections=e(batch, 2048), timestep=e(batch))
+
+
+def _pipeline_parts() -> dict:
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    return {"tokenizer": _clip_tokenizer(), "tokenizer_2": _clip_tokenizer(), "tokenizer_3": _t5_tokenizer(),
+            "scheduler": FlowMatchEulerDiscreteScheduler(shift=3.0)}
+
+
+SD35 = Family(name="sd35", denoiser="sd35_large_transformer",
+              encoders={"clip_l_projection": 77, "clip_g": 77, "t5_xxl": 256}, vae="sd35_vae",
+              denoiser_key="transformer", cfg_batched=True, negative_encoded=True, cfg_threshold=1.0,
+              int_strength=False, denoiser_call=_denoiser_call, pipeline_parts=_pipeline_parts)
 
 
 def sd3_components(seed: int, shared_seed: int) -> dict:
@@ -56,5 +75,5 @@ def build_tiny(out: Path, seed: int) -> dict:
             "slow_model": save(StableDiffusion3Pipeline, tiny_components(seed + 20, seed, False), out / "large")}
 
 
-PRESET = Preset(name="sd35-large", family="sd35", models=("SD3.5-Large-Turbo", "SD3.5-Large"),
+PRESET = Preset(name="sd35-large", family=SD35, models=("SD3.5-Large-Turbo", "SD3.5-Large"),
                 summary="SD3.5 Large Turbo -> SD3.5 Large", licence="Stability Community", tiny_components=tiny_components, build_tiny=build_tiny)

@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from facerealism.presets.preset import Preset
-from facerealism.presets.tiny import save, save_sdxl_lora, sdxl_components, sdxl_unet
+from facerealism.presets.sdxl import SDXL, save_sdxl_lora, sdxl_components, sdxl_unet
+from facerealism.presets.tiny import save
 
 
 def tiny_components(seed: int, shared_seed: int, fast: bool) -> dict:
@@ -27,6 +28,6 @@ def build_tiny(out: Path, seed: int) -> dict:
     return {"fast_model": base, "slow_model": base, "fast_lora": str(lora)}
 
 
-PRESET = Preset(name="sdxl-lightning-lora", family="sdxl", models=("SDXL-Lightning-4step", "SDXL-base-1.0"),
+PRESET = Preset(name="sdxl-lightning-lora", family=SDXL, models=("SDXL-Lightning-4step", "SDXL-base-1.0"),
                 summary="SDXL + Lightning 4-step LoRA -> SDXL base",
                 licence="OpenRAIL++ / OpenRAIL++", tiny_components=tiny_components, build_tiny=build_tiny)

@@ -8,8 +8,28 @@ from pathlib import Path
 
 import torch
 
-from facerealism.presets.preset import Preset
+from facerealism.presets.preset import Family, Preset
 from facerealism.presets.tiny import eval_mode, qwen3_config, qwen_tokenizer, save
+
+CAPTION_TOKENS = 64  # Z-Image keeps only the prompt's real tokens (chat template included), padded to 32s
+
+
+def _denoiser_call(module, size: int, batch: int):
+    lat, e = size // 8, lambda *s: torch.empty(*s, device="meta")  # noqa: E731
+    return lambda: module([e(16, 1, lat, lat)] * batch, e(batch), [e(CAPTION_TOKENS, 2560)] * batch)
+
+
+def _pipeline_parts() -> dict:
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    return {"tokenizer": qwen_tokenizer(), "scheduler": FlowMatchEulerDiscreteScheduler(shift=3.0)}
+
+
+# Z-Image runs the bare Qwen3 model (no LM head) and CFG from guidance > 0, batched.
+Z_IMAGE = Family(name="z_image", denoiser="z_image_transformer", encoders={"qwen3_4b": 512}, vae="z_image_vae",
+                 denoiser_key="transformer", cfg_batched=True, negative_encoded=True, cfg_threshold=0.0,
+                 int_strength=False, denoiser_call=_denoiser_call, pipeline_parts=_pipeline_parts,
+                 encoder_module=lambda module: module.model, causal_encoder=True)
 
 
 def z_image_components(seed: int, shared_seed: int) -> dict:
@@ -51,5 +71,5 @@ def build_tiny(out: Path, seed: int) -> dict:
             "slow_model": save(ZImagePipeline, tiny_components(seed + 20, seed, False), out / "base")}
 
 
-PRESET = Preset(name="z-image", family="z_image", models=("Z-Image-Turbo", "Z-Image"), summary="Z-Image-Turbo -> Z-Image",
+PRESET = Preset(name="z-image", family=Z_IMAGE, models=("Z-Image-Turbo", "Z-Image"), summary="Z-Image-Turbo -> Z-Image",
                 licence="Apache-2.0 / Apache-2.0", tiny_components=tiny_components, build_tiny=build_tiny)
