@@ -1,5 +1,6 @@
 """One place for each kind of addition: Table 4's columns, the photo rules, the feature spaces and the presets are each
-defined once, and no other module types their names as a list (a list typed twice drifts)."""
+defined once, and no other module types their names as a list (a list typed twice drifts); the preset registry's own
+tests are in test_presets.py."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from facerealism import presets
 from facerealism.metrics.c2st import C2ST_SPACES
 from facerealism.metrics.spaces import FEATURE_SPACES
 from facerealism.scoring.photo import PHOTO_RULES, photo_damage
@@ -22,6 +24,8 @@ DEFINITIONS = {
     "Table 4 columns": (frozenset(COLUMN_KEYS), "src/facerealism/scoring/table4.py", "src/facerealism/stages/evaluate.py"),
     "photo rules": (frozenset(rule.key for rule in PHOTO_RULES), "src/facerealism/scoring/photo.py", None),
     "feature spaces": (frozenset(FEATURE_SPACES), "src/facerealism/metrics/spaces.py", None),
+    # each preset names itself in its own folder; nothing lists them
+    "presets": (frozenset(presets.names()), None, None),
 }
 
 
