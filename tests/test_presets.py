@@ -122,9 +122,17 @@ def test_the_cli_finds_a_preset_by_its_old_path_and_the_docs_table_lists_every_p
     doc = (ROOT / "docs" / "gpu-and-presets.md").read_text()
     rows = [line.split("|")[1].strip().strip("`") for line in doc.splitlines() if line.startswith("| `")]
     assert rows == [n for n in rows if n in presets.registry()] and sorted(rows) == presets.names()
+    import json
+
+    flops = {r["preset"]: r for r in json.loads((ROOT / "reports" / "preset_flops.json").read_text())["rows"]
+             if r["size"] == 1024}  # `facerealism preset-flops`: the table's last two columns
+    assert sorted(flops) == presets.names()
     for name, preset in presets.registry().items():  # its summary and licence are the registry's
         row = next(line for line in doc.splitlines() if line.startswith(f"| `{name}` |"))
         assert f"| {preset.summary} | {preset.licence} |" in row, row
+        pct = [float(cell) for cell in row.strip("| ").split(" | ")[-2:]]
+        assert pct == pytest.approx([flops[name]["fast_pct_of_slow_t2i"],
+                                     flops[name]["fast_plus_slow_i2i_pct_of_slow_t2i"]], abs=0.051), row
 
 
 @pytest.mark.parametrize("name", sorted(CALLS))
