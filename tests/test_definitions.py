@@ -21,7 +21,7 @@ SOURCES = [*sorted((ROOT / "src" / "facerealism").rglob("*.py")), *sorted((ROOT 
 # name set -> (the one module that may spell it as a collection, the module that computes them: dict literals there
 # map each name to its computation, and test_table4_rows_and_columns checks that they are exactly the definition's)
 DEFINITIONS = {
-    "Table 4 columns": (frozenset(COLUMN_KEYS), "src/facerealism/scoring/table4.py", "src/facerealism/stages/evaluate.py"),
+    "Table 4 columns": (frozenset(COLUMN_KEYS), "src/facerealism/scoring/table4.py", "src/facerealism/scoring/rows.py"),
     "photo rules": (frozenset(rule.key for rule in PHOTO_RULES), "src/facerealism/scoring/photo.py", None),
     "feature spaces": (frozenset(FEATURE_SPACES), "src/facerealism/metrics/spaces.py", None),
     # each preset names itself in its own folder; nothing lists them

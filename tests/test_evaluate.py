@@ -10,9 +10,10 @@ from facerealism.config import Config
 from facerealism.data.split import splits
 from facerealism.stages import run_stage
 from facerealism.scoring.controls import ORACLE
-from facerealism.stages.evaluate import DEV, SCHNELL, flat_metrics, head_dirs, table4
+from facerealism.scoring.rows import table4
+from facerealism.stages.evaluate import head_dirs
 from facerealism.scoring.photo import meets_photo_rules, photo_limits
-from facerealism.scoring.table4 import COLUMN_KEYS
+from facerealism.scoring.table4 import COLUMN_KEYS, DEV, SCHNELL, flat_metrics
 
 from .conftest import ROOT
 from .test_metrics import blur, make_dev
@@ -89,7 +90,7 @@ def test_a_presets_table4_names_its_reference_rows_after_its_models(paired):
     from facerealism import presets
     from facerealism.config import load_config
     from facerealism.scoring.table4 import reference_rows, references
-    from facerealism.stages.evaluate import head_labels, unavailable_reasons
+    from facerealism.scoring.rows import head_labels, unavailable_reasons
 
     assert references(small_cfg()) == (SCHNELL, DEV)  # FLUX.1 and its synthetic stand-in keep their rows' names
     for preset in presets.registry().values():

@@ -11,7 +11,7 @@ from facerealism.scoring import controls, fitted
 from facerealism.scoring.gate import gate, suite_check
 from facerealism.scoring.photo import PHOTO_RULES, meets_photo_rules, photo_check, photo_damage, photo_limits, validation_photos
 from facerealism.scoring.table4 import DEV, SCHNELL, flat_metrics
-from facerealism.stages.evaluate import table4
+from facerealism.scoring.rows import table4
 
 from .conftest import ROOT
 

@@ -148,7 +148,7 @@ def suite_check(cfg: Config, table: dict) -> tuple[bool, list[str], dict]:
     (schnell + its own dev twin's high-pass: dev's texture in dev's place), when scored, must pass it.
 
     The FLUX.1-dev row is an independent sample of test dev images scored against the ones every candidate is
-    compared with (evaluate.table4), judged by `dev_check_config`: it can fail, e.g. when those are degraded.
+    compared with (scoring.rows.table4), judged by `dev_check_config`: it can fail, e.g. when those are degraded.
 
     A control that passes means the metrics reward plain noise or sharpening, so no decision of this gate
     means anything: then nothing is promoted. Returns (sound, reasons, {row label: {"passed", "reasons"}}).

@@ -64,7 +64,7 @@ def _same(*keys: str) -> tuple[tuple[str, str], ...]:
     return tuple((k, k) for k in keys)
 
 
-# Adding a column: one Column here, and its computation in stages/evaluate.py (table4); metrics.json, the register
+# Adding a column: one Column here, and its computation in scoring/rows.py (table4); metrics.json, the register
 # gate's names, the terminal table, the HTML report and the Prefect artifact read this tuple.
 COLUMNS = (
     Column("ssim", "mean", (("SSIM", "mean"),), _same("mean")),
