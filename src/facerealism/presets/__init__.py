@@ -1,11 +1,11 @@
 """The model presets, one folder each, found by name: presets/<name>/ holds the params overlay, the architecture
-configs, the tiny builder and the licence of one fast -> slow pair.
+configs, the tiny builder, the architecture family and the licence of one fast -> slow pair.
 
 A preset folder is a package with `PRESET = Preset(...)` (presets/preset.py) in its __init__.py, its `params.yaml` (a
-params file for the diffusers backend: `facerealism run --params presets/NAME.yaml` finds it) and the architecture
-configs (*.json, no weights) only it uses; shared/ holds the configs two or more presets share, tiny.py what their
-tiny builders share. Everything that lists presets (CLI, the FLOPs table, the GPU kit, tests, the docs table) reads
-`registry()`.
+params file for the diffusers backend: `facerealism run --params presets/NAME.yaml` finds it), the architecture
+configs (*.json, no weights) only it builds and the `Family` it introduces. What several presets share sits beside
+them: shared/ (configs), sdxl.py (SDXL base, under two presets), tiny.py (tokenizers and tiny encoders). Everything
+that lists presets (CLI, the FLOPs table, the GPU kit, tests, the docs table) reads `registry()`.
 """
 
 from __future__ import annotations
