@@ -20,7 +20,7 @@ from rich.console import Console
 from facerealism.bench import servers
 from facerealism.mlops import lineage
 from facerealism.orchestration import dag, localserver, retry
-from facerealism.report.progress import StageProgress, progress
+from facerealism.progress import StageProgress, progress
 
 from .conftest import ROOT, cli_env, write_tiny_params
 from .httpstore import HTTPStore, dead_url

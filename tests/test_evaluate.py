@@ -10,9 +10,12 @@ from facerealism.config import Config
 from facerealism.data.split import splits
 from facerealism.stages import run_stage
 from facerealism.scoring.controls import ORACLE
-from facerealism.stages.evaluate import DEV, SCHNELL, flat_metrics, head_dirs, table4
-from facerealism.scoring.table4 import meets_photo_rules, photo_limits
+from facerealism.scoring.rows import table4
+from facerealism.stages.evaluate import head_dirs
+from facerealism.scoring.photo import meets_photo_rules, photo_limits
+from facerealism.scoring.table4 import COLUMN_KEYS, DEV, SCHNELL, flat_metrics
 
+from .conftest import ROOT
 from .test_metrics import blur, make_dev
 
 
@@ -50,6 +53,9 @@ def test_table4_rows_and_columns(paired):
     assert r["identity"]["available"] is False and "detected a face in 0/24" in r["identity"]["reason"]
     assert "evaluate.lpips_weights" in r["lpips"]["reason"] and "evaluate.inception_weights" in r["fid"]["reason"]
     assert "DINOv2" in r["fd_dinov2"]["reason"] and "CLIP" in r["clip_iqa"]["reason"] and "CLIP" in r["cmmd"]["reason"]
+    # Each row holds the gate's columns and exactly the optional columns scoring/table4.COLUMNS defines.
+    gate_columns = {"fd", "c2st_vs_dev", "c2st_ci", "c2st_auc", "c2st_runs", "placement", "halo_vs_dev"}
+    assert all(set(row) - gate_columns == set(COLUMN_KEYS) for row in rows.values())
     assert 0 <= r["c2st_vs_dev"] <= 1
 
     flat = flat_metrics(t, "oracle head")
@@ -78,6 +84,33 @@ def test_table4_rejects_mismatched_outputs(paired):
     schnell, dev, dev_check = paired
     with pytest.raises(ValueError, match="'bad head' has images"):
         table4(small_cfg(), schnell, dev, dev_check, {"bad head": schnell[:, :16]})
+
+
+def test_a_presets_table4_names_its_reference_rows_after_its_models(paired):
+    from facerealism import presets
+    from facerealism.config import load_config
+    from facerealism.scoring.table4 import reference_rows, references
+    from facerealism.scoring.rows import head_labels, unavailable_reasons
+
+    assert references(small_cfg()) == (SCHNELL, DEV)  # FLUX.1 and its synthetic stand-in keep their rows' names
+    for preset in presets.registry().values():
+        assert references(load_config(preset.params)) == preset.models
+    other = ["generate.backend=diffusers", "generate.diffusers.fast_model=/models/tiny/turbo"]
+    assert references(load_config(ROOT / "params.yaml", other)) == ("turbo", "stable-diffusion-3.5-large")
+    lora = [*other, "generate.diffusers.slow_model=/models/sdxl", "generate.diffusers.fast_lora=/l/lightning.safetensors"]
+    assert references(load_config(ROOT / "params.yaml", lora)) == ("lightning", "sdxl")
+
+    schnell, dev, dev_check = paired
+    cfg = load_config(presets.get("z-image").params)
+    cfg.evaluate = small_cfg().evaluate
+    fast, slow = presets.get("z-image").models
+    t, default = (table4(c, schnell, dev, dev_check, {"head": dev.copy()}) for c in (cfg, small_cfg()))
+    assert t["order"] == [fast, slow, "head"] and reference_rows(t) == (fast, slow) and t["references"] == [fast, slow]
+    assert "references" not in default and reference_rows(default) == (SCHNELL, DEV)
+    # the same numbers under the models' names
+    assert [t["rows"][label] for label in t["order"]] == [default["rows"][label] for label in default["order"]]
+    assert flat_metrics(t, "head") == flat_metrics(default, "head") and head_labels(t) == ["head"]
+    assert f"the {slow} row holds" in " ".join(t["notes"]) and unavailable_reasons(t) == unavailable_reasons(default)
 
 
 def test_extra_head_labels_cannot_shadow_references():

@@ -169,8 +169,7 @@ def test_the_least_squares_fits_from_batches_equal_one_fit_of_every_pixel_and_ke
 def _photo_safe_args(n_val: int = 6) -> dict:
     """What evaluate gives the photo-safe equaliser: validation pairs, a validation photograph, the photo rules."""
     from facerealism.config import load_config
-    from facerealism.scoring.table4 import photo_limits
-    from facerealism.stages.evaluate import photo_damage, photo_images
+    from facerealism.scoring.photo import photo_damage, photo_images, photo_limits
 
     from .conftest import ROOT
 
@@ -213,7 +212,7 @@ def test_the_photo_safe_guards_cap_chroma_fade_out_on_flat_pixels_and_clamp_edge
     """A strong boost (1 at DC to x3 at Nyquist, like the fitted one) on a photograph: each guard removes the damage it
     is there for."""
     from facerealism import metrics
-    from facerealism.stages.evaluate import photo_images
+    from facerealism.scoring.photo import photo_images
 
     x = photo_images("coffee", 64)
     boost = {"gains": {c: list(1 + 2 * (np.arange(32) + 0.5) / 32) for c in fitted.CHANNELS}, "n_bins": 32}
@@ -256,7 +255,7 @@ def test_the_guards_are_the_nearest_dev_setting_whose_damage_stays_within_the_li
 
 
 def test_the_best_fitted_baseline_is_the_nearest_dev_of_those_that_pass_the_photo_rules():
-    from facerealism.stages.evaluate import best_fitted, fitted_metrics
+    from facerealism.scoring.fitted_rows import best_fitted, fitted_metrics
 
     def row(c2st: float, photo_passes: bool) -> dict:
         return {"c2st_vs_dev": c2st, "c2st_ci": [c2st - 0.04, c2st + 0.04], "photo_passes": photo_passes}
@@ -275,14 +274,14 @@ def test_the_best_fitted_baseline_is_the_nearest_dev_of_those_that_pass_the_phot
 @pytest.mark.usefixtures("tiny_validated")
 def test_the_fits_read_the_training_and_validation_pairs_never_the_test_split(tiny_cfg, monkeypatch):
     from facerealism.data.split import splits
-    from facerealism.stages import evaluate
+    from facerealism.scoring import fitted_rows
 
     read: list[str] = []
-    load = evaluate.load_images
-    monkeypatch.setattr(evaluate, "load_images", lambda paths: read.extend(map(str, paths)) or load(paths))
+    load = fitted_rows.load_images
+    monkeypatch.setattr(fitted_rows, "load_images", lambda paths: read.extend(map(str, paths)) or load(paths))
     parts = splits(tiny_cfg)
     schnell = load(parts["test"]["schnell_path"])
-    filters, params = evaluate.fitted_filters(tiny_cfg, schnell.shape[1])
+    filters, params = fitted_rows.fitted_filters(tiny_cfg, schnell.shape[1])
     assert set(filters) == {fitted.label(n) for n in tiny_cfg.evaluate.fitted} and len(tiny_cfg.evaluate.fitted) == 5
     paths = {name: set(map(str, parts[name]["schnell_path"])) | set(map(str, parts[name]["dev_path"]))
              for name in ("train", "validation", "test")}

@@ -125,7 +125,7 @@ def test_reference_set_is_separate_and_independent_of_the_fast_image(tmp_path):
 
 
 def test_a_shard_logs_pairs_per_second_and_eta_for_workers_without_a_terminal(tmp_path):
-    from facerealism.report.progress import RateLog
+    from facerealism.progress import RateLog
 
     cfg = synthetic_cfg(tmp_path)
     run_stage("prompts", cfg)

@@ -114,7 +114,7 @@ def test_kit_runs_a_preset_on_cpu_from_tiny_models_counting_its_denoiser_calls(t
     assert result.exit_code == 0, result.output
     r = json.loads(out.read_text())
     row = r["presets"]["sd35-large"]["sizes"]["32"]
-    # presets/sd35-large.yaml as shipped: Turbo 4 steps; Large 28 steps, img2img at 0.7 runs 20 of them.
+    # the sd35-large preset's params.yaml as shipped: Turbo 4 steps; Large 28 steps, img2img at 0.7 runs 20 of them.
     assert {k: row[k]["denoiser_calls"] for k in ("fast", "slow_i2i", "slow_t2i")} == \
         {"fast": 4, "slow_i2i": 20, "slow_t2i": 28}
     assert row["fast"]["flop"] < row["slow_i2i"]["flop"] < row["slow_t2i"]["flop"]

@@ -26,9 +26,12 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("facerealism.orchestration",),                                           # how the stages run
     ("facerealism.stages",),                                                  # the pipeline's stages
     ("facerealism.mlops", "facerealism.trainers", "facerealism.speed", "facerealism.quality"),
-    ("facerealism.backends", "facerealism.head", "facerealism.metrics", "facerealism.report", "facerealism.scoring"),
+    ("facerealism.report",),                                                  # what a run shows: Table 4, grids
+    ("facerealism.scoring",),                                                 # Table 4's columns, photo rules, gate
+    ("facerealism.presets",),                                                 # model pairs, one folder each
+    ("facerealism.backends", "facerealism.head", "facerealism.metrics"),
     ("facerealism.config", "facerealism.data", "facerealism.models"),
-    ("facerealism.files", "facerealism.precision"),                          # files on disk; the machine's precision
+    ("facerealism.files", "facerealism.precision", "facerealism.progress"),  # files; precision; progress lines
     ("facerealism.errors", "facerealism.env", "facerealism"),               # what everything may read
 )
 LEVEL = {package: depth for depth, row in enumerate(LAYERS) for package in row}  # 0: top
@@ -40,6 +43,8 @@ KNOWN_UPWARD = {
         "config validates evaluate.controls against scoring's registry of control names (issue #37, item 2)",
     ("facerealism.config.evaluate", "facerealism.scoring.fitted"):
         "config validates evaluate.fitted against scoring's registry of fitted baselines (issue #37, item 2)",
+    ("facerealism.config.evaluate", "facerealism.metrics.spaces"):
+        "config validates evaluate.spaces against metrics' registry of feature spaces (issue #37, item b)",
 }
 
 
@@ -202,8 +207,8 @@ def test_every_package_has_one_layer():
 
 @pytest.mark.parametrize("module, expected", [("facerealism.cli", 0), ("flows.pipeline", 2),
                                               ("facerealism.orchestration.dag", 4), ("facerealism.stages.train", 5),
-                                              ("facerealism.scoring.gate", 7), ("facerealism.config.train", 8),
-                                              ("facerealism.errors", 10), ("facerealism", 10)])
+                                              ("facerealism.scoring.gate", 8), ("facerealism.config.train", 11),
+                                              ("facerealism.errors", 13), ("facerealism", 13)])
 def test_layers(module, expected):
     assert layer(module) == expected
 
@@ -290,8 +295,10 @@ def test_every_package_states_its_concern_in_its_first_line():
 
 # What the package root may hold: what a user runs (cli, enhance, sweep, trials), what a registered model imports when it
 # loads (head, files, errors: see mlops/pyfunc.py), the environment switch every entry point reads first, and the
-# machine's precision (training, benchmarks and the GPU kit pick bf16 only where it is native).
-ROOT_MODULES = {"__init__", "cli", "enhance", "sweep", "trials", "head", "files", "errors", "env", "precision"}
+# machine's precision (training, benchmarks and the GPU kit pick bf16 only where it is native), and the progress lines
+# every long loop reports through (stages, scoring's Table 4, quality, speed: below them all).
+ROOT_MODULES = {"__init__", "cli", "enhance", "sweep", "trials", "head", "files", "errors", "env", "precision",
+                "progress"}
 
 
 def test_the_package_root_holds_only_entry_points_and_what_models_import():

@@ -16,7 +16,8 @@ from facerealism.files import save_png, write_parquet
 from facerealism.head import enhance_array, load_head, save_head
 from facerealism.models import build_generator
 from facerealism.stages import run_stage
-from facerealism.stages.evaluate import DEV, SCHNELL, table4
+from facerealism.scoring.rows import table4
+from facerealism.scoring.table4 import DEV, SCHNELL
 
 from .conftest import ROOT
 from .test_metrics import blur, make_dev

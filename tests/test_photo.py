@@ -15,9 +15,8 @@ from facerealism.files import load_rgb, save_png
 from facerealism.head import enhance_array, load_head
 from facerealism.models.esa_cyclegan import LumaDetail
 from facerealism.scoring import controls
-from facerealism.scoring.table4 import PHOTO_RULES
+from facerealism.scoring.photo import PHOTO_RULES, photo_check
 from facerealism.stages import run_stage
-from facerealism.stages.evaluate import photo_check
 
 from .conftest import ROOT, cli_env
 

@@ -9,6 +9,7 @@ import time
 import pytest
 import yaml
 
+from facerealism import presets
 from facerealism.config import ConfigError, load_config, resolve, sources_table
 from facerealism.errors import UserError
 from facerealism.orchestration.preflight import preflight, require
@@ -16,7 +17,7 @@ from facerealism.orchestration.resources import GB, Machine, estimate, flux_step
 
 from .conftest import ROOT, cli_env
 
-PROFILES = sorted(ROOT.glob("params*.yaml")) + sorted((ROOT / "presets").glob("*.yaml"))
+PROFILES = sorted(ROOT.glob("params*.yaml")) + [p.params for p in presets.registry().values()]
 # A GPU node sized for the paper's 141k pairs at 512 px (the profiles are judged on it, not on this 2-core machine).
 PAPER_NODE = Machine(ram_bytes=128 * GB, disk_free_bytes=2000 * GB, disk_where="/data")
 
@@ -31,7 +32,7 @@ def paper(tmp_path, monkeypatch):
     return tmp_path / "params.paper.yaml"
 
 
-@pytest.mark.parametrize("path", PROFILES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", PROFILES, ids=lambda p: p.name if p.parent == ROOT else f"preset-{p.parent.name}")
 def test_every_params_file_in_the_repository_passes_preflight(path, monkeypatch):
     monkeypatch.chdir(ROOT)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)

@@ -1,4 +1,5 @@
-"""Each preset (presets/*.yaml) renders pairs through its real pipeline classes, on tiny models of its architecture."""
+"""Each preset (facerealism.presets) renders pairs through its real pipeline classes, on tiny models of its
+architecture; the registry finds every preset folder and everything that lists presets reads it."""
 
 from __future__ import annotations
 
@@ -8,14 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from facerealism import presets
 from facerealism.backends import build_backend
 from facerealism.backends.diffusers import denoiser
-from facerealism.backends.tiny_presets import TINY_PRESETS, build_tiny_preset
 from facerealism.config import load_config
 
 from .conftest import ROOT
 
-PRESETS = ROOT / "presets"
 ROWS = pd.DataFrame({"id": ["p0", "p1"], "prompt": ["A professional portrait of Ada Lovelace",
                                                     "A professional portrait of Alan Turing"], "seed": [11, 12]})
 SLOW_STEPS = 10  # the presets' 28-50 slow steps cut to 10: at strength 0.7, 7 denoising steps run
@@ -36,7 +36,7 @@ def tiny_preset(tmp_path_factory):
 
     def get(name: str) -> dict:
         if name not in built:
-            built[name] = build_tiny_preset(name, tmp_path_factory.mktemp(name))
+            built[name] = presets.get(name).build_tiny(tmp_path_factory.mktemp(name), 0)
         return built[name]
 
     yield get
@@ -45,7 +45,7 @@ def tiny_preset(tmp_path_factory):
 
 def preset_cfg(name: str, models: dict, **extra):
     """The preset file as shipped, at 32 px, float32 on CPU, on the tiny models, slow steps cut to SLOW_STEPS."""
-    cfg = load_config(PRESETS / f"{name}.yaml", ["generate.size=32", "generate.diffusers.dtype=float32",
+    cfg = load_config(presets.get(name).params, ["generate.size=32", "generate.diffusers.dtype=float32",
                                                   "generate.diffusers.device=cpu"])
     d = cfg.generate.diffusers
     d.slow_kwargs = {**d.slow_kwargs, "num_inference_steps": SLOW_STEPS}
@@ -54,12 +54,85 @@ def preset_cfg(name: str, models: dict, **extra):
     return cfg
 
 
-def test_every_preset_file_loads_and_has_a_tiny_build():
-    names = sorted(p.stem for p in PRESETS.glob("*.yaml"))
-    assert names == sorted(TINY_PRESETS) == sorted(CALLS)
-    for name in names:
-        cfg = load_config(PRESETS / f"{name}.yaml")
+def test_every_preset_folder_is_registered_loads_and_has_a_tiny_build():
+    folders = sorted(p.parent.name for p in presets.ROOT.glob("*/__init__.py"))
+    assert [n.replace("-", "_") for n in presets.names()] == folders
+    assert presets.names() == sorted(CALLS)  # each preset's denoiser calls are checked below
+    for name, preset in presets.registry().items():
+        cfg = load_config(preset.params)
         assert cfg.generate.backend == "diffusers" and cfg.generate.size == 1024
+        assert callable(preset.build_tiny) and callable(preset.tiny_components) and preset.licence
+        assert set(preset.distilled) <= {"fast", "slow"}
+    with pytest.raises(Exception, match=r"unknown preset 'nope'; known: \['dmd2-sdxl'"):
+        presets.get("nope")
+
+
+def test_each_architecture_config_lives_in_one_folder_and_builds():
+    configs = presets.config_files()
+    stems = [p.stem for p in configs]
+    assert len(stems) == len(set(stems)), "an architecture config in two preset folders"
+    # every config is built by some preset's family, and every family's configs are shipped
+    by_preset = {p.folder.name: {p.family.denoiser, p.family.vae, *p.family.encoders}
+                 for p in presets.registry().values()}
+    assert set().union(*by_preset.values()) == set(stems)
+    # shared/ holds only what two or more presets build; a preset folder only what its own family builds
+    for path in configs:
+        users = [folder for folder, names in by_preset.items() if path.stem in names]
+        assert (path.parent.name == "shared") == (len(users) > 1) and (len(users) > 1 or path.parent.name in users), \
+            (path, users)
+
+
+def test_a_new_preset_is_one_folder(tmp_path, monkeypatch):
+    """A folder with PRESET and params.yaml (here: SD3.5's family and tiny builder, other models) is found by the
+    registry, the CLI, the FLOPs model and the GPU kit, with nothing else edited."""
+    import facerealism.presets as registry_module
+    from facerealism.bench.presets import _tiny_components
+    from facerealism.cli import params_file
+    from facerealism.presets import sd35_large
+    from facerealism.scoring.table4 import references
+
+    folder = tmp_path / "my_pair"
+    folder.mkdir()
+    (folder / "params.yaml").write_text(presets.get("sd35-large").params.read_text().replace(
+        "stabilityai/stable-diffusion-3.5-large-turbo", "me/my-fast-model"))
+    (folder / "__init__.py").write_text(
+        "from facerealism.presets.preset import Preset\n"
+        "from facerealism.presets.sd35_large import SD35, build_tiny, tiny_components\n"
+        "PRESET = Preset(name='my-pair', family=SD35, models=('my fast', 'my slow'), summary='mine -> SD3.5 Large',\n"
+        "                licence='mine', tiny_components=tiny_components, build_tiny=build_tiny)\n")
+    monkeypatch.setattr(registry_module, "__path__", [*registry_module.__path__, str(tmp_path)])
+    registry_module.registry.cache_clear()
+    try:
+        assert "my-pair" in presets.names() and presets.get("my-pair").family is sd35_large.SD35
+        assert params_file(Path("presets/my-pair.yaml")) == folder / "params.yaml"
+        cfg = load_config(params_file(Path("presets/my-pair.yaml")))
+        assert references(cfg) == ("my fast", "my slow")
+        comps = _tiny_components(presets.get("my-pair"))
+        assert comps["fast"]["transformer"] is not comps["slow"]["transformer"]
+    finally:
+        registry_module.registry.cache_clear()
+
+
+def test_the_cli_finds_a_preset_by_its_old_path_and_the_docs_table_lists_every_preset():
+    from facerealism.cli import params_file
+
+    for name in presets.names():
+        assert params_file(Path(f"presets/{name}.yaml")) == params_file(Path(name)) == presets.get(name).params
+    assert params_file(Path("params.yaml")) == Path("params.yaml")
+    doc = (ROOT / "docs" / "gpu-and-presets.md").read_text()
+    rows = [line.split("|")[1].strip().strip("`") for line in doc.splitlines() if line.startswith("| `")]
+    assert rows == [n for n in rows if n in presets.registry()] and sorted(rows) == presets.names()
+    import json
+
+    flops = {r["preset"]: r for r in json.loads((ROOT / "reports" / "preset_flops.json").read_text())["rows"]
+             if r["size"] == 1024}  # `facerealism preset-flops`: the table's last two columns
+    assert sorted(flops) == presets.names()
+    for name, preset in presets.registry().items():  # its summary and licence are the registry's
+        row = next(line for line in doc.splitlines() if line.startswith(f"| `{name}` |"))
+        assert f"| {preset.summary} | {preset.licence} |" in row, row
+        pct = [float(cell) for cell in row.strip("| ").split(" | ")[-2:]]
+        assert pct == pytest.approx([flops[name]["fast_pct_of_slow_t2i"],
+                                     flops[name]["fast_plus_slow_i2i_pct_of_slow_t2i"]], abs=0.051), row
 
 
 @pytest.mark.parametrize("name", sorted(CALLS))

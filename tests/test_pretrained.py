@@ -165,7 +165,8 @@ TABLE = """
 import json, time
 import numpy as np
 from facerealism.config import load_config
-from facerealism.stages.evaluate import table4, flat_metrics, SCHNELL, DEV
+from facerealism.scoring.rows import table4
+from facerealism.scoring.table4 import DEV, SCHNELL, flat_metrics
 rng = np.random.default_rng(0)
 s, d, dc, h = (rng.integers(0, 255, (6, 32, 32, 3), dtype=np.uint8) for _ in range(4))
 cfg = load_config("params.yaml", ["evaluate.bootstrap=5", "evaluate.c2st_folds=2", "evaluate.c2st_max_images=8"])

@@ -9,8 +9,9 @@ from facerealism.backends.painter import render_pair
 from facerealism.config import load_config
 from facerealism.scoring import controls, fitted
 from facerealism.scoring.gate import gate, suite_check
-from facerealism.scoring.table4 import PHOTO_RULES, meets_photo_rules, photo_limits
-from facerealism.stages.evaluate import DEV, SCHNELL, flat_metrics, photo_check, photo_damage, table4, validation_photos
+from facerealism.scoring.photo import PHOTO_RULES, meets_photo_rules, photo_check, photo_damage, photo_limits, validation_photos
+from facerealism.scoring.table4 import DEV, SCHNELL, flat_metrics
+from facerealism.scoring.rows import table4
 
 from .conftest import ROOT
 

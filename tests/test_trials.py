@@ -27,7 +27,8 @@ def test_a_trial_trains_and_scores_without_reading_a_test_pair(tiny_validated, m
         read.extend(str(p) for p in paths)
         return real_load(paths)
 
-    for module in ("facerealism.data.split", "facerealism.stages.train", "facerealism.stages.evaluate", "facerealism.trials"):
+    for module in ("facerealism.data.split", "facerealism.stages.train", "facerealism.stages.evaluate",
+                   "facerealism.scoring.fitted_rows", "facerealism.trials"):
         monkeypatch.setattr(f"{module}.load_images", recording, raising=False)
     row = trials.run_trial(cfg, "tiny-a", ["train.steps=6"])
 

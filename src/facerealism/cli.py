@@ -19,7 +19,23 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_
 console = Console()
 err = Console(stderr=True)
 
-ParamsOpt = Annotated[Path, typer.Option("--params", "-p", help="params file (params.paper.yaml: the paper's GPU setup)")]
+
+def params_file(path: Path) -> Path:
+    """A params file; presets/NAME.yaml (or just NAME) names a preset's params.yaml (facerealism.presets), which
+    lives in the preset's folder inside the package."""
+    if path.exists():
+        return path
+    from facerealism import presets
+
+    name = path.stem if path.suffix in (".yaml", ".yml") else path.name
+    if path.parent.name in ("presets", "") and name in presets.registry():
+        return presets.get(name).params
+    return path
+
+
+ParamsOpt = Annotated[Path, typer.Option("--params", "-p", callback=params_file,
+                                         help="params file (params.paper.yaml: the paper's GPU setup; "
+                                              "presets/NAME.yaml: a model preset)")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", "-s", help="override, e.g. --set train.steps=100")]
 
 
@@ -248,8 +264,8 @@ def gpu_bench(
     train_size: Annotated[list[int] | None, typer.Option(help="training side, repeatable (default 256 512)")] = None,
     train_steps: Annotated[int, typer.Option(min=1, help="timed training steps per precision")] = 5,
     compile: Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile head variants")] = True,
-    preset: Annotated[list[str] | None, typer.Option("--preset", help="instead: presets/NAME.yaml's fast T2I, slow "
-                                                     "I2I and slow T2I (repeatable); --configs full or tiny")] = None,
+    preset: Annotated[list[str] | None, typer.Option("--preset", help="instead: preset NAME's fast T2I, slow I2I and "
+                                                     "slow T2I (repeatable); --configs full or tiny")] = None,
 ) -> None:
     """Full-size FLUX.1 dev img2img vs schnell + head, head throughput, training speed: one JSON and tables."""
     from facerealism.bench import gpu as kit
@@ -291,17 +307,19 @@ def preset_flops(
     """FLOPs per image of each preset's fast and slow model at full size, counted on the meta device (no weights)."""
     from rich.table import Table
 
+    from facerealism import presets
     from facerealism.speed import preset_flops as pf
     from facerealism.files import write_json
 
     rows = []
     try:
-        for name in preset or sorted(pf.PRESET_FAMILY):
+        for name in preset or presets.names():
             for size in sizes or [512, 1024]:
                 rows.append(pf.preset_cost(name, size))
     except _errors() as e:
         fail(str(e))
-    write_json(out, {"method": "meta-device FlopCounterMode over configs/presets (transcribed published configs)",
+    write_json(out, {"method": "meta-device FlopCounterMode over the presets' architecture configs (transcribed "
+                                "published configs)",
                      "rows": rows})
     table = Table("preset", "size", "fast TFLOP (calls)", "slow T2I TFLOP (calls)", "slow I2I TFLOP (calls)",
                   "fast % of slow T2I", "fast + slow I2I %")

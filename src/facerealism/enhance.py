@@ -14,7 +14,7 @@ from PIL import Image
 from facerealism.config import Config
 from facerealism.errors import UserError
 from facerealism.files import atomic_write_bytes
-from facerealism.report.progress import progress
+from facerealism.progress import progress
 
 # What a folder walk picks up: the same still images a file named on the command line may be (an animated GIF or
 # WebP is refused by name in both routes: the head enhances one frame, and one frame is not the file).

@@ -22,7 +22,9 @@ from facerealism.errors import UserError
 from facerealism.files import read_json, write_json
 from facerealism.mlops import tracking
 from facerealism.scoring import controls
-from facerealism.scoring.table4 import PHOTO_RULES
+from facerealism.scoring.fitted_rows import fitted_filters
+from facerealism.scoring.photo import PHOTO_RULES, meets_photo_rules, photo_check, photo_limits
+from facerealism.scoring.table4 import references
 
 CHEAP_CONTROLS = ("detail gain ×2",)  # fixed filters that came nearest dev on the default data (Table 4, 2026-12-04)
 HEAD = "head"
@@ -51,9 +53,6 @@ def cheap_filters(cfg: Config, schnell: np.ndarray) -> tuple[dict[str, np.ndarra
     """The rows a learned head must beat: each fitted baseline (fitted on the training pairs) and the nearest
     fixed controls, applied to `schnell`; and whether each passes the photo rules (the gate compares a head only
     with fitted filters that do: one that damages photographs is no product)."""
-    from facerealism.scoring.table4 import meets_photo_rules, photo_limits
-    from facerealism.stages.evaluate import fitted_filters, photo_check
-
     filters, _ = fitted_filters(cfg, schnell.shape[1])
     rows = {label: f(schnell) for label, f in filters.items()}
     for name in CHEAP_CONTROLS:
@@ -71,12 +70,11 @@ def score(cfg: Config, head_dir: Path, reports: Path) -> dict:
     guards were chosen on these validation pairs, so its figure here is optimistic: a head that beats it here has
     beaten it with a handicap."""
     from facerealism.head import enhance_array, load_head
-    from facerealism.stages.evaluate import photo_check
 
     schnell, dev = validation_pairs(cfg)
     G, meta = load_head(head_dir)
     cheap, safe = cheap_filters(cfg, schnell)
-    rows = {HEAD: enhance_array(G, schnell), "FLUX.1-schnell": schnell, **cheap}
+    rows = {HEAD: enhance_array(G, schnell), references(cfg)[0]: schnell, **cheap}
     folds = min(cfg.evaluate.c2st_folds, len(dev))
     c2st = {}
     for label, images in rows.items():

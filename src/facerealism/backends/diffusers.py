@@ -6,7 +6,7 @@
 # (steps, guidance) come from params, e.g.
 #   SD3.5 Large Turbo -> SD3.5 Large: fast_kwargs {num_inference_steps: 4, guidance_scale: 0.0},
 #                                     slow_kwargs {num_inference_steps: 28, guidance_scale: 3.5};
-#   presets/*.yaml hold the pairs users pick today (FLUX.2 klein, Z-Image, SD3.5, DMD2 and Lightning over SDXL).
+#   the presets (facerealism.presets, one folder each) hold the pairs users pick today (FLUX.2 klein, Z-Image, SD3.5, DMD2 and Lightning over SDXL).
 # Where a model needs more than an AutoPipeline: fast_pipeline/slow_pipeline name the classes; slow_full_mask
 # turns an inpaint pipeline into strength img2img (FLUX.2); fast_unet swaps a distilled UNet into the base
 # (DMD2); fast_scheduler sets its sampler; fast_lora makes the fast model "base + LoRA" over one shared base.

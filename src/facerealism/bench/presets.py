@@ -1,7 +1,8 @@
 """`facerealism gpu-bench --preset NAME`: each preset's fast T2I, slow I2I and slow T2I at full size, random weights."""
 
 # What the FLUX.1 kit (bench/gpu.py) does for schnell/dev, per preset: the networks are built on the device from
-# the shipped published architectures (configs/presets, via preset_flops.build; "tiny": tiny_presets' modules
+# the shipped published architectures (the preset folders' configs, via preset_flops.build; "tiny": each preset's
+# tiny_components
 # for CPU tests), wired into the preset's own pipeline classes with its steps, guidance, strength, scheduler and
 # full inpaint mask, then each call is timed after a warm-up that counts its FLOPs and its denoiser calls. The
 # fast and slow denoisers are separate random networks; text encoders and VAE are one set shared by both, as the
@@ -15,78 +16,55 @@ from pathlib import Path
 
 import torch
 
+from facerealism import presets
 from facerealism.backends.diffusers import denoiser
-from facerealism.backends.tiny_flux import _clip_tokenizer, _t5_tokenizer
-from facerealism.backends.tiny_presets import (
-    TINY_PRESETS, _qwen_tokenizer, flux2_klein_components, sd3_components, sdxl_components, z_image_components)
 from facerealism.bench.gpu import PROMPT, Clock, _measure
 from facerealism.config import load_config
 from facerealism.errors import UserError
-from facerealism.speed.preset_flops import PRESETS_DIR, PRESET_FAMILY, build
+from facerealism.speed.preset_flops import build
 
 
-def _full_components(family: str, device: str, dtype: torch.dtype) -> dict:
+def _full_components(preset: presets.Preset, device: str, dtype: torch.dtype) -> dict:
     """{"fast", "slow"}: pipeline components at full size; the two share every module but the denoiser."""
-    from diffusers import EulerDiscreteScheduler, FlowMatchEulerDiscreteScheduler
-
+    fam = preset.family
     b = lambda name: build(name, device, dtype)  # noqa: E731
-    if family == "sd35":
-        shared = {"text_encoder": b("clip_l_projection"), "text_encoder_2": b("clip_g"), "text_encoder_3": b("t5_xxl"),
-                  "vae": b("sd35_vae"), "tokenizer": _clip_tokenizer(), "tokenizer_2": _clip_tokenizer(),
-                  "tokenizer_3": _t5_tokenizer(), "scheduler": FlowMatchEulerDiscreteScheduler(shift=3.0)}
-        key, arch = "transformer", "sd35_large_transformer"
-    elif family == "sdxl":
-        shared = {"text_encoder": b("clip_l"), "text_encoder_2": b("clip_g"), "vae": b("sdxl_vae"),
-                  "tokenizer": _clip_tokenizer(), "tokenizer_2": _clip_tokenizer(),
-                  "scheduler": EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, steps_offset=1,
-                                                      beta_schedule="scaled_linear", timestep_spacing="leading"),
-                  "image_encoder": None, "feature_extractor": None}
-        key, arch = "unet", "sdxl_unet"
-    elif family == "flux2_klein":
-        shared = {"text_encoder": b("qwen3_4b"), "vae": b("flux2_vae"), "tokenizer": _qwen_tokenizer(),
-                  "scheduler": FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True)}
-        key, arch = "transformer", "flux2_klein_4b_transformer"
-    elif family == "z_image":
-        shared = {"text_encoder": b("qwen3_4b").model, "vae": b("z_image_vae"), "tokenizer": _qwen_tokenizer(),
-                  "scheduler": FlowMatchEulerDiscreteScheduler(shift=3.0)}
-        key, arch = "transformer", "z_image_transformer"
-    else:
-        raise UserError(f"unknown family {family!r}")
-    out = {"fast": {**shared, key: b(arch)}, "slow": {**shared, key: b(arch)}}
-    if family == "flux2_klein":
-        out["fast"]["is_distilled"], out["slow"]["is_distilled"] = True, False
-    return out
+    encoders = {f"text_encoder{f'_{i + 1}' if i else ''}": fam.encoder_module(b(name))
+                for i, name in enumerate(fam.encoders)}
+    shared = {**encoders, "vae": b(fam.vae), **fam.pipeline_parts()}
+    return {which: {**shared, fam.denoiser_key: b(fam.denoiser), **_distilled(preset, which)}
+            for which in ("fast", "slow")}
 
 
-def _tiny_components(family: str) -> dict:
-    """{"fast", "slow"} from tiny_presets (CPU tests of this code path), sharing all but the denoiser."""
-    make = {"sd35": sd3_components, "sdxl": sdxl_components, "z_image": z_image_components,
-            "flux2_klein": lambda seed, shared: flux2_klein_components(seed, shared, seed == 10)}[family]
-    fast, slow = make(10, 0), make(20, 0)
-    key = "unet" if family == "sdxl" else "transformer"
-    return {"fast": fast, "slow": {**fast, key: slow[key],
-                                   **({"is_distilled": False} if family == "flux2_klein" else {})}}
+def _distilled(preset: presets.Preset, which: str) -> dict:
+    """The pipeline's own flag for a step-distilled model, where its family has one (FLUX.2 klein: is_distilled)."""
+    flag = preset.family.distilled_flag
+    return {flag: which in preset.distilled} if flag else {}
 
 
-def preset_pipelines(name: str, configs: str, device: str, dtype: torch.dtype, presets_dir: Path = PRESETS_DIR):
+def _tiny_components(preset: presets.Preset) -> dict:
+    """{"fast", "slow"} from the preset's tiny builder (CPU tests of this code path), sharing all but the denoiser."""
+    fast, slow = preset.tiny_components(10, 0, True), preset.tiny_components(20, 0, False)
+    key = preset.family.denoiser_key
+    return {"fast": fast, "slow": {**fast, key: slow[key], **_distilled(preset, "slow")}}
+
+
+def preset_pipelines(name: str, configs: str, device: str, dtype: torch.dtype):
     """{"fast", "slow_i2i", "slow_t2i"} pipelines of a preset and its generate.diffusers section.
 
     Args:
-        name: preset name (presets/<name>.yaml).
-        configs: "full" (configs/presets, published sizes) or "tiny" (tiny_presets).
+        name: preset name (facerealism.presets).
+        configs: "full" (the presets' architecture configs, published sizes) or "tiny" (each preset's tiny builder).
         device, dtype: where and how the modules are built.
     """
     import diffusers
 
-    if name not in PRESET_FAMILY:
-        raise UserError(f"unknown preset {name!r}; known: {sorted(PRESET_FAMILY)}")
-    d = load_config(presets_dir / f"{name}.yaml").generate.diffusers
-    family = PRESET_FAMILY[name]
+    preset = presets.get(name)
+    d = load_config(preset.params).generate.diffusers
     torch.manual_seed(0)
     if configs == "full":
-        comps = _full_components(family, device, dtype)
+        comps = _full_components(preset, device, dtype)
     elif configs == "tiny":
-        comps = _tiny_components(family)
+        comps = _tiny_components(preset)
     else:
         raise UserError(f"--configs for presets must be full or tiny, got {configs!r}")
     fast = dict(comps["fast"])
@@ -130,7 +108,7 @@ def run_presets(names: list[str], sizes: list[int] | None, configs: str, dtype: 
     from facerealism.backends.full_flux import parameter_counts
 
     out = {}
-    for name in names or list(TINY_PRESETS):
+    for name in names or presets.names():
         if clock.left() < 60 and out:
             out[name] = {"skipped": f"time budget ({clock.left():.0f} s left)"}
             continue
@@ -141,7 +119,7 @@ def run_presets(names: list[str], sizes: list[int] | None, configs: str, dtype: 
                 **{k: getattr(pipes["fast"], k) for k in ("text_encoder", "text_encoder_2", "text_encoder_3", "vae")
                    if getattr(pipes["fast"], k, None) is not None}}
         rows = {str(s): preset_row(pipes, d, s, repeats, device) for s in (sizes or [load_config(
-            PRESETS_DIR / f"{name}.yaml").generate.size])}
+            presets.get(name).params).generate.size])}
         out[name] = {"build_s": round(build_s, 2), "params": parameter_counts(mods),
                      "settings": {"fast_kwargs": d.fast_kwargs, "slow_kwargs": d.slow_kwargs, "strength": d.strength,
                                   "fast_pipeline": d.fast_pipeline, "slow_pipeline": d.slow_pipeline},
@@ -173,9 +151,9 @@ def run_preset_kit(out: str | Path, names: list[str], sizes: list[int] | None, c
     dtype = pipeline_dtype(dtype, device)  # auto: bfloat16 only where the device computes it natively
     if dtype not in DTYPES:
         raise UserError(f"--dtype must be one of {list(DTYPES)}, got {dtype!r}")
-    unknown = [n for n in names if n not in PRESET_FAMILY]
+    unknown = [n for n in names if n not in presets.registry()]
     if unknown:
-        raise UserError(f"unknown preset(s) {unknown}; known: {sorted(PRESET_FAMILY)}")
+        raise UserError(f"unknown preset(s) {unknown}; known: {presets.names()}")
     report = {"device": device, "device_name": torch.cuda.get_device_name() if device == "cuda"
               else platform.processor() or "cpu", "dtype": dtype, "configs": configs, "torch": torch.__version__,
               "weights": "random", "presets": run_presets(names, sizes, configs, DTYPES[dtype], device, repeats, clock)}

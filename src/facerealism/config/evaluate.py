@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import Field, field_validator
 
 from facerealism.config.base import Section
@@ -18,9 +16,14 @@ def _known(names: list[str], known, what: str) -> list[str]:
 
 
 class EvaluateConfig(Section):
-    spaces: list[Literal["spectral", "spectral_chroma", "random_conv"]] = Field(
-        default_factory=lambda: ["spectral", "spectral_chroma", "random_conv"])
-    """Feature spaces of the Fréchet distances (FD_diff with CIs per space); spectral_chroma sees colour speckle."""
+    spaces: list[str] = Field(default_factory=lambda: list(_space_names()))
+    """Feature spaces of the Fréchet distances (FD_diff with CIs per space; facerealism.metrics.spaces);
+    spectral_chroma sees colour speckle."""
+
+    @field_validator("spaces")
+    @classmethod
+    def _known_spaces(cls, v: list[str]) -> list[str]:
+        return _known(v, _space_names(), "feature space(s)")
     c2st_folds: int = Field(5, ge=2)
     """Folds of the C2ST: each image is scored by a classifier trained on the other folds (its pair held out too)."""
     c2st_seeds: int = Field(5, ge=1)
@@ -58,6 +61,12 @@ class EvaluateConfig(Section):
     extra_heads: dict[str, str] = Field(default_factory=dict)
     """Table 4 label -> trained head folder (e.g. CycleGAN: models/head_resnet), evaluated beside models/head."""
     grid_n: int = Field(8, ge=1)
+
+
+def _space_names() -> list[str]:
+    from facerealism.metrics.spaces import FEATURE_SPACES
+
+    return list(FEATURE_SPACES)
 
 
 def _control_names() -> list[str]:

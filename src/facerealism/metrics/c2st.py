@@ -71,7 +71,7 @@ def c2st(feats_a: np.ndarray, feats_b: np.ndarray, seed: int = 0, folds: int = 5
     return {"accuracy": correct / (2 * n), "ci": [low, high], "auc": float(roc_auc_score(y, scores)), "n": n}
 
 
-C2ST_SPACES = ("spectral", "spectral_chroma", "random_conv")
+C2ST_SPACES = tuple(FEATURE_SPACES)  # every feature space, side by side
 
 
 def c2st_images(images_a: np.ndarray, images_b: np.ndarray, seed: int = 0, folds: int = 5,

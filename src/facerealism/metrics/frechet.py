@@ -141,7 +141,7 @@ def fd_diff(
     enhanced: np.ndarray,
     schnell: np.ndarray,
     dev: np.ndarray,
-    spaces: Sequence[str] = ("spectral", "random_conv"),
+    spaces: Sequence[str] | None = None,
 ) -> dict[str, dict[str, float]]:
     """The paper's FID_diff in offline feature spaces: FD(enhanced, schnell) - FD(enhanced, dev).
 
@@ -149,12 +149,13 @@ def fd_diff(
         enhanced: (n, h, w, 3) uint8 head outputs.
         schnell: (n, h, w, 3) uint8 schnell-like images.
         dev: (n, h, w, 3) uint8 dev-like images.
-        spaces: names from FEATURE_SPACES.
+        spaces: names from FEATURE_SPACES; default every one.
 
     Returns:
         {space: {"fd_enh_schnell", "fd_enh_dev", "fd_diff", "fd_schnell_dev"}}; fd_diff > 0 means enhanced
         moved toward dev, and fd_schnell_dev is the size of the gap for scale.
     """
+    spaces = list(FEATURE_SPACES) if spaces is None else spaces
     unknown = [s for s in spaces if s not in FEATURE_SPACES]
     if unknown:
         raise UserError(f"unknown feature space(s) {unknown}; choose from {sorted(FEATURE_SPACES)}")

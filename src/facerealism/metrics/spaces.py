@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -163,8 +164,22 @@ def random_conv_features(
     return torch.cat(out).double().numpy()
 
 
-FEATURE_SPACES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "spectral": spectral_features,
-    "spectral_chroma": spectral_chroma_features,
-    "random_conv": random_conv_features,
+@dataclass(frozen=True)
+class FeatureSpace:
+    """One offline feature space: called on uint8 (n, h, w, 3) images it gives their (n, d) features."""
+
+    extract: Callable[[np.ndarray], np.ndarray]
+    about: str
+    """What it measures, in a few words (Table 4's notes)."""
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        return self.extract(images)
+
+
+# Adding a space: one entry here (and, to score it, its name in params.yaml's evaluate.spaces); the config's choices,
+# the FD rows, the C2ST, the gate's metric names and Table 4's notes read this dict.
+FEATURE_SPACES: dict[str, FeatureSpace] = {
+    "spectral": FeatureSpace(spectral_features, "radial log power spectrum of luminance"),
+    "spectral_chroma": FeatureSpace(spectral_chroma_features, "the same of Cb and Cr"),
+    "random_conv": FeatureSpace(random_conv_features, "statistics of a seeded random conv net"),
 }

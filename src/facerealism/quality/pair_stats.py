@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from facerealism.config import Config
-from facerealism.report.progress import progress
+from facerealism.progress import progress
 
 SIDES = ("schnell", "dev")
 # Which PIL format each extension promises; a JPEG saved as .png is a mislabelled file.

@@ -14,6 +14,7 @@ from facerealism.data import catalog
 from facerealism.errors import UserError
 from facerealism.files import atomic_write_bytes, encode_png, read_json
 from facerealism.report.grids import image_grid
+from facerealism.scoring.table4 import COLUMN_KEYS, COLUMNS, reference_rows
 
 # Fixed regions as fractions of (top, bottom, left, right). On the synthetic portraits the face centre sits at
 # ~0.44 of the height with the eyes just above it and the hair cap above the forehead; on real FLUX portraits
@@ -197,7 +198,7 @@ def _gate_verdicts(table: dict, promotion: dict | None) -> dict[str, str]:
     for label in table.get("order", []):
         if label.startswith("fitted: "):
             out.setdefault(label, "baseline the head must beat")
-    out.setdefault("FLUX.1-schnell", "reference (the input)")
+    out.setdefault(reference_rows(table)[0], "reference (the input)")
     if promotion and table.get("head_label"):
         out[table["head_label"]] = "promoted" if promotion["promoted"] else "not promoted"
     return out
@@ -230,8 +231,7 @@ def _table4_html(table: dict) -> str:
     header = ["row"]
     for s in spaces:
         header += [f"FD_schnell {s}", f"FD_dev {s}", f"FD_diff {s}", f"FD_diff 95% CI {s}"]
-    header += ["C2ST vs dev", "SSIM", "LPIPS", "identity (cos)", "FID_schnell", "FID_dev", "FID_diff",
-               "FD_diff DINOv2", "CMMD_diff"]
+    header += ["C2ST vs dev", *(header for col in COLUMNS for header, _ in col.cells)]
     out = []
     for label in table.get("order", rows):
         r = rows[label]
@@ -240,17 +240,14 @@ def _table4_html(table: dict) -> str:
             f = r["fd"][s]
             cells += [f["fd_schnell"], f["fd_dev"], f["fd_diff"], f.get("fd_diff_ci", "-")]
         cells.append(r["c2st_vs_dev"])
-        for col, key in (("ssim", "mean"), ("lpips", "mean"), ("identity", "mean_cosine")):
-            cells.append(r[col][key] if r[col]["available"] else "n/a")
-        fid = r["fid"]
-        cells += [fid[k] if fid["available"] else "n/a" for k in ("fid_schnell", "fid_dev", "fid_diff")]
-        cells += [r[c][k] if r.get(c, {}).get("available") else "n/a" for c, k in (("fd_dinov2", "fd_diff"), ("cmmd", "cmmd_diff"))]
+        cells += [r[col.key][key] if r.get(col.key, {}).get("available") else "n/a" for col in COLUMNS
+                  for _, key in col.cells]
         out.append(cells)
     reasons = {}
     for label, r in rows.items():
-        if label == "FLUX.1-schnell":  # its input -> output columns are "not applicable", not missing
+        if label == reference_rows(table)[0]:  # its input -> output columns are "not applicable", not missing
             continue
-        for col in ("ssim", "lpips", "identity", "fid", "fd_dinov2", "cmmd", "clip_iqa"):
+        for col in COLUMN_KEYS:
             if not r[col]["available"]:
                 reasons.setdefault(col, r[col]["reason"])
     checked = [label for label in table.get("order", rows) if "photo" in rows[label]]
@@ -320,7 +317,7 @@ def _verdict_html(promotion: dict | None, table: dict | None, bench: dict | None
         spaces = list(r["fd"])
         numbers.append("FD_diff (> 0: nearer dev than schnell) " + ", ".join(
             f"{s} {_with_ci(r['fd'][s]['fd_diff'], r['fd'][s].get('fd_diff_ci'))}" for s in spaces))
-        schnell = rows.get("FLUX.1-schnell")
+        schnell = rows.get(reference_rows(table)[0])
         numbers.append(f"C2ST vs dev {_with_ci(r['c2st_vs_dev'], r.get('c2st_ci'))}"
                        + (f" (schnell {_with_ci(schnell['c2st_vs_dev'], schnell.get('c2st_ci'))}; 0.5: "
                           f"indistinguishable)" if schnell else ""))

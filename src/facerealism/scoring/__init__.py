@@ -1,1 +1,2 @@
-"""Does a candidate head earn promotion: the gate, the negative controls, the fitted baselines, Table 4."""
+"""Does a candidate head earn promotion: Table 4 (its layout and its rows), the photo rules, the negative controls, the
+fitted baselines and the gate."""

@@ -405,7 +405,7 @@ def fit_photo_safe_equaliser(train: Pairs, validation: Callable[[], Pairs], phot
     Args:
         validation: a callable giving a fresh pass over the validation pairs (read once, and once more per
             setting whose photographs pass).
-        photos: uint8 (1, s, s, 3) photographs that are not the gate's own (evaluate.validation_photos): the
+        photos: uint8 (1, s, s, 3) photographs that are not the gate's own (scoring.photo.validation_photos): the
             portraits alone are too gentle to show halos and speckle (no hard edges, no flat sky).
     """
     plain = fit_equaliser(train)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from facerealism.config import Config
-from facerealism.scoring.table4 import PHOTO_RULES
+from facerealism.scoring.photo import PHOTO_RULES
 
 
 def is_number(value) -> bool:
@@ -108,7 +108,7 @@ def beats_fitted(cfg: Config, candidate: dict) -> tuple[bool, list[str]]:
 
     On the gate's realism metric (C2ST vs dev, lower is nearer dev) with separated 95 % CIs: the head's whole CI
     below the baseline's. A fitted filter that damages photographs is no product, so it is not the one to beat
-    (evaluate.best_fitted). If the head does not beat it, the head is not promoted: it has not earned its place
+    (fitted_rows.best_fitted). If the head does not beat it, the head is not promoted: it has not earned its place
     against a filter of a few numbers, and register may promote that filter instead, named as what it is
     (register.promote_fitted; docs/realism-gate.md).
     """
@@ -148,7 +148,7 @@ def suite_check(cfg: Config, table: dict) -> tuple[bool, list[str], dict]:
     (schnell + its own dev twin's high-pass: dev's texture in dev's place), when scored, must pass it.
 
     The FLUX.1-dev row is an independent sample of test dev images scored against the ones every candidate is
-    compared with (evaluate.table4), judged by `dev_check_config`: it can fail, e.g. when those are degraded.
+    compared with (scoring.rows.table4), judged by `dev_check_config`: it can fail, e.g. when those are degraded.
 
     A control that passes means the metrics reward plain noise or sharpening, so no decision of this gate
     means anything: then nothing is promoted. Returns (sound, reasons, {row label: {"passed", "reasons"}}).
@@ -157,14 +157,15 @@ def suite_check(cfg: Config, table: dict) -> tuple[bool, list[str], dict]:
         table: Table 4 as evaluate wrote it (reports/table4.json); not read when register.check_controls is off.
     """
     from facerealism.scoring import controls
-    from facerealism.scoring.table4 import DEV, flat_metrics
+    from facerealism.scoring.table4 import flat_metrics, reference_rows
 
     if not cfg.register.check_controls:
         return True, ["controls not checked (register.check_controls=false)"], {}
+    dev = reference_rows(table)[1]  # the slow model's row: FLUX.1-dev by default
     rows, sound, reasons = {}, True, []
-    positives = [DEV] + [controls.ORACLE] * (controls.ORACLE in table["order"])
+    positives = [dev] + [controls.ORACLE] * (controls.ORACLE in table["order"])
     for label in [label for label in table["order"] if controls.is_control(label)] + positives:
-        passed, why = gate(dev_check_config(cfg) if label == DEV else cfg, flat_metrics(table, label), None, photo=False)
+        passed, why = gate(dev_check_config(cfg) if label == dev else cfg, flat_metrics(table, label), None, photo=False)
         rows[label] = {"passed": passed, "reasons": why}
     fooled = [label for label, r in rows.items() if label not in positives and r["passed"]]
     n_controls = len(rows) - len(positives)
@@ -174,9 +175,9 @@ def suite_check(cfg: Config, table: dict) -> tuple[bool, list[str], dict]:
     for label in fooled:
         sound = False
         reasons.append(f"the metric suite is fooled by {label}: it passes the gate: fail")
-    if not rows[DEV]["passed"]:
+    if not rows[dev]["passed"]:
         sound = False
-        reasons.append(f"{DEV} itself (an independent sample of test dev images) fails the gate, so no head could "
+        reasons.append(f"{dev} itself (an independent sample of test dev images) fails the gate, so no head could "
                        f"pass it: fail")
     if controls.ORACLE in rows and not rows[controls.ORACLE]["passed"]:
         sound = False

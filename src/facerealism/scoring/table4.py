@@ -1,20 +1,89 @@
-"""Table 4's layout, in one place: its reference row labels, how a row flattens into metrics.json (the keys the register
-gate reads, the photo rules among them) and into the flat rows a Prefect artifact shows. evaluate builds the table; gate,
-preflight and dag read it."""
+"""Table 4's layout, in one place: its reference row labels, its optional columns (COLUMNS), how a row flattens into
+metrics.json (the keys the register gate reads, the photo rules among them) and into the flat rows a Prefect artifact
+shows. evaluate builds the table; gate, preflight, dag and the reports read it."""
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
 from typing import NamedTuple
 
 from facerealism.config import Config
+from facerealism.scoring.photo import PHOTO_RULES
 
-SCHNELL, DEV = "FLUX.1-schnell", "FLUX.1-dev"
+SCHNELL, DEV = "FLUX.1-schnell", "FLUX.1-dev"  # the reference rows of FLUX.1 and of its synthetic stand-in
+
+
+def references(cfg: Config) -> tuple[str, str]:
+    """Table 4's reference rows (fast, slow), named after the models that rendered the pairs: FLUX.1's (and the
+    synthetic stand-in's) SCHNELL and DEV; a preset's own model names (facerealism.presets); another diffusers pair's
+    fast and slow model (its UNet or LoRA where that is what makes it fast), by the last part of its id or path."""
+    if cfg.generate.backend != "diffusers":
+        return SCHNELL, DEV
+    from facerealism import presets
+
+    d = cfg.generate.diffusers
+    preset = presets.active(d)
+    if preset is not None:
+        return preset.models
+    fast, slow = _model_name(d.fast_unet or d.fast_lora or d.fast_model), _model_name(d.slow_model)
+    return (f"{fast} (fast)", slow) if fast == slow else (fast, slow)
+
+
+def _model_name(ref: str) -> str:
+    """A hub id's, folder's or weights file's last part: "owner/FLUX.2-klein-4B" -> "FLUX.2-klein-4B"."""
+    name = PurePosixPath(ref.rstrip("/")).name or ref
+    for ext in (".safetensors", ".bin", ".pth", ".pt"):  # a weights file (a UNet, a LoRA): its stem
+        name = name.removesuffix(ext)
+    return name
+
+
+def reference_rows(table: dict) -> tuple[str, str]:
+    """The (fast, slow) reference rows of a Table 4: table4.json names them under "references" when they are not
+    FLUX.1's (so the default's table4.json reads as it always has)."""
+    fast, slow = table.get("references", (SCHNELL, DEV))
+    return fast, slow
+
+
+class Column(NamedTuple):
+    """One of Table 4's optional columns (FD, C2ST, placement and halo, which the gate reads, are always computed).
+
+    A row holds it under `key` as {"available": True, value keys...} or {"available": False, "reason"}.
+    """
+
+    key: str
+    """The row's key in table4.json; metrics.json holds KEY.available and KEY.reason (or its values)."""
+    headline: str | None
+    """The value key the terminal table and the Prefect artifact show; None: never computed offline."""
+    cells: tuple[tuple[str, str], ...]
+    """(header, value key) of each cell the HTML report shows."""
+    flat: tuple[tuple[str, str], ...] | None
+    """(value key, metrics.json name under KEY.) of the main head's values; None: not in metrics.json."""
+
+
+def _same(*keys: str) -> tuple[tuple[str, str], ...]:
+    return tuple((k, k) for k in keys)
+
+
+# Adding a column: one Column here, and its computation in scoring/rows.py (table4); metrics.json, the register
+# gate's names, the terminal table, the HTML report and the Prefect artifact read this tuple.
+COLUMNS = (
+    Column("ssim", "mean", (("SSIM", "mean"),), _same("mean")),
+    Column("lpips", "mean", (("LPIPS", "mean"),), _same("mean")),
+    Column("identity", "mean_cosine", (("identity (cos)", "mean_cosine"),), _same("mean_cosine")),
+    Column("fid", "fid_diff", (("FID_schnell", "fid_schnell"), ("FID_dev", "fid_dev"), ("FID_diff", "fid_diff")),
+           (("fid_schnell", "fid_enhanced_schnell"), ("fid_dev", "fid_enhanced_dev"),
+            ("kid_schnell", "kid_enhanced_schnell"), ("kid_dev", "kid_enhanced_dev"), ("fid_diff", "fid_diff"))),
+    Column("fd_dinov2", "fd_diff", (("FD_diff DINOv2", "fd_diff"),), _same("fd_schnell", "fd_dev", "fd_diff")),
+    Column("cmmd", "cmmd_diff", (("CMMD_diff", "cmmd_diff"),), _same("cmmd_schnell", "cmmd_dev", "cmmd_diff")),
+    Column("clip_iqa", None, (), None),
+)
+COLUMN_KEYS = tuple(col.key for col in COLUMNS)
 
 
 def flat_metrics(table: dict, head_label: str) -> dict:
     """metrics.json: the main head's row under the flat keys the register gate and DVC read."""
     rows = table["rows"]
-    head, ref = rows[head_label], rows[SCHNELL]
+    head, ref = rows[head_label], rows[reference_rows(table)[0]]
     flat: dict = {}
     for space, r in head["fd"].items():
         flat[f"fd_enh_schnell.{space}"] = r["fd_schnell"]
@@ -35,72 +104,30 @@ def flat_metrics(table: dict, head_label: str) -> dict:
     flat["placement.gain"], flat["placement.share"] = place.get("gain"), place.get("share")
     flat["placement.gain_ci_low"], flat["placement.gain_ci_high"] = place["ci"]
     flat["halo.vs_dev"] = head["halo_vs_dev"]
-    for col, value_key in (("ssim", "mean"), ("lpips", "mean"), ("identity", "mean_cosine")):
-        c = head[col]
-        flat[f"{col}.available"] = c["available"]
+    for col in COLUMNS:
+        if col.flat is None:  # never computed offline: table4.json says why, metrics.json leaves it out
+            continue
+        c = head[col.key]
+        flat[f"{col.key}.available"] = c["available"]
         if c["available"]:
-            flat[f"{col}.{value_key}"] = c[value_key]
+            flat.update({f"{col.key}.{name}": c[key] for key, name in col.flat})
         else:
-            flat[f"{col}.reason"] = c["reason"]
-    fid = head["fid"]
-    flat["fid.available"] = fid["available"]
-    if fid["available"]:
-        flat.update({"fid.fid_enhanced_schnell": fid["fid_schnell"], "fid.fid_enhanced_dev": fid["fid_dev"],
-                     "fid.kid_enhanced_schnell": fid["kid_schnell"], "fid.kid_enhanced_dev": fid["kid_dev"],
-                     "fid.fid_diff": fid["fid_diff"]})
-    else:
-        flat["fid.reason"] = fid["reason"]
-    for col, keys in (("fd_dinov2", ("fd_schnell", "fd_dev", "fd_diff")), ("cmmd", ("cmmd_schnell", "cmmd_dev", "cmmd_diff"))):
-        c = head[col]
-        flat[f"{col}.available"] = c["available"]
-        flat.update({f"{col}.{k}": c[k] for k in keys} if c["available"] else {f"{col}.reason": c["reason"]})
+            flat[f"{col.key}.reason"] = c["reason"]
     return flat
-
-
-class PhotoRule(NamedTuple):
-    """One rule of the photo check: evaluate's photo_check key, its register ceiling, and the harm it names."""
-
-    key: str
-    """photo_check's key; metrics.json holds it as photo.KEY."""
-    ceiling: str
-    """RegisterConfig field of the ceiling (the value may not exceed it)."""
-    short: str
-    """Column and rule name in recipe trials."""
-    harm: str
-
-
-PHOTO_RULES = (
-    PhotoRule("colour_noise_gain", "max_photo_colour_noise_gain", "colour noise", "the head adds colour noise to a photo"),
-    PhotoRule("edge_overshoot", "max_photo_edge_overshoot", "edge overshoot", "the head draws halos or rings at a photo's edges"),
-    PhotoRule("clipped_gain", "max_photo_clipped_gain", "clipped", "the head blows out a photo's highlights"),
-    PhotoRule("flat_grain", "max_photo_flat_grain", "flat grain", "the head paints grain on a photo's flat regions"),
-)
-
-
-def photo_limits(cfg: Config) -> dict[str, float]:
-    """{photo_check key: register ceiling} of every photo rule."""
-    return {rule.key: getattr(cfg.register, rule.ceiling) for rule in PHOTO_RULES}
-
-
-def meets_photo_rules(photo: dict, limits: dict[str, float]) -> bool:
-    """Does a photo check (evaluate.photo_check's dict) stay within every ceiling of `limits` (photo_limits)?"""
-    return all(isinstance(photo.get(key), (int, float)) and photo[key] <= bound for key, bound in limits.items())
 
 
 # Keys run() adds to metrics.json beside flat_metrics' own.
 RUN_KEYS = ("holdout_pairs", "best_head", *(f"photo.{rule.key}" for rule in PHOTO_RULES),
             "fitted.best", "fitted.scored", "c2st.dev_vs_fitted", "c2st.dev_vs_fitted_ci_low",
             "c2st.dev_vs_fitted_ci_high")
-OPTIONAL_COLUMNS = ("ssim", "lpips", "identity", "fid", "fd_dinov2", "cmmd")
+OPTIONAL_COLUMNS = tuple(col.key for col in COLUMNS if col.flat is not None)  # those metrics.json holds
 
 
 def metric_names(cfg: Config) -> set[str]:
     """Every key metrics.json can hold under this config (an optional column's value keys included, as if it were
     available): the names the register gate may read. Built by flat_metrics itself on a table of this shape."""
     fd = {"fd_schnell": 0.0, "fd_dev": 0.0, "fd_diff": 0.0, **({"fd_diff_ci": [0.0, 0.0]} if cfg.evaluate.bootstrap else {})}
-    available = {"available": True, "mean": 0.0, "mean_cosine": 0.0, "fid_schnell": 0.0, "fid_dev": 0.0,
-                 "kid_schnell": 0.0, "kid_dev": 0.0, "fid_diff": 0.0, "fd_schnell": 0.0, "fd_dev": 0.0,
-                 "fd_diff": 0.0, "cmmd_schnell": 0.0, "cmmd_dev": 0.0, "cmmd_diff": 0.0}
+    available = {"available": True, **{key: 0.0 for col in COLUMNS for key, _ in col.flat or ()}}
     runs = {"runs": [0.5], "worst": 0.5, "best": 0.5, "worst_ci_high": 0.5}
     row = {"fd": {space: fd for space in cfg.evaluate.spaces}, "c2st_vs_dev": 0.5, "c2st_ci": [0.5, 0.5],
            "c2st_auc": 0.5, "c2st_runs": runs, "placement": {"gain": 0.0, "ci": [0.0, 0.0], "share": 0.0, "n": 1}, "halo_vs_dev": 1.0,
@@ -111,7 +138,7 @@ def metric_names(cfg: Config) -> set[str]:
 
 def table4_rows(table: dict) -> list[dict]:
     """Table 4 (reports/table4.json) as flat rows: FD and FD_diff per space, C2ST and its spread, placement gain,
-    halo over dev's, SSIM; "n/a" where unavailable."""
+    halo over dev's, each optional column's headline value; "n/a" where unavailable."""
     rows = []
     for label in table.get("order", []):
         row = table["rows"][label]
@@ -129,10 +156,11 @@ def table4_rows(table: dict) -> list[dict]:
             flat["placement_gain"] = round(row["placement"]["gain"], 4)
         if isinstance(row.get("halo_vs_dev"), (int, float)):
             flat["halo_vs_dev"] = round(row["halo_vs_dev"], 3)
-        for col in ("ssim", "lpips", "identity", "fid", "fd_dinov2", "clip_iqa"):
-            cell = row.get(col)
+        for col in COLUMNS:
+            cell = row.get(col.key)
             if isinstance(cell, dict):
-                flat[col] = round(float(cell["mean"]), 4) if cell.get("available") and "mean" in cell else "n/a"
+                available = cell.get("available") and col.headline in cell
+                flat[col.key] = round(float(cell[col.headline]), 4) if available else "n/a"
         rows.append(flat)
     keys = list(dict.fromkeys(k for r in rows for k in r))
     return [{k: r.get(k, "") for k in keys} for r in rows]

@@ -15,7 +15,7 @@ import torch
 
 from facerealism.config import Config
 from facerealism.precision import EMULATED_COST, Precision, resolve
-from facerealism.report.progress import progress
+from facerealism.progress import progress
 
 
 def device() -> str:

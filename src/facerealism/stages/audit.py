@@ -115,7 +115,7 @@ def embed_images(cfg: Config, paths: list[str]) -> dict:
 
     from facerealism.metrics.dlib_faces import descriptor, detect_faces
     from facerealism.files import load_rgb
-    from facerealism.report.progress import progress
+    from facerealism.progress import progress
 
     descs, pixels, has_face = [], [], []
     with progress() as bar:
@@ -211,7 +211,7 @@ def perceived_attributes(cfg: Config, df: pd.DataFrame, path_col: str) -> dict:
     """
     from facerealism.metrics.dlib_faces import build_age_gender, build_analyser
     from facerealism.files import load_rgb
-    from facerealism.report.progress import progress
+    from facerealism.progress import progress
 
     age_gender, why = build_age_gender()
     ethnic, ethnic_why = build_analyser(cfg.audit.deepface_weights)

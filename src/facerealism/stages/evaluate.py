@@ -3,27 +3,24 @@
 from __future__ import annotations
 
 import functools
-import tempfile
-from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
 
-from facerealism import metrics
 from facerealism.config import Config
 from facerealism.config.architectures import head_recipe
 from facerealism.data import catalog
-from facerealism.data.split import dev_check_half, load_images, splits, train_holdout
+from facerealism.data.split import dev_check_half, load_images, train_holdout
 from facerealism.errors import UserError
-from facerealism.files import read_json, save_png, write_json
+from facerealism.files import read_json, write_json
 from facerealism.head import enhance_array, load_head
-from facerealism.metrics import fd_dinov2_cmmd as features
 from facerealism.mlops import tracking
 from facerealism.report.grids import save_grid
-from facerealism.report.progress import progress
 from facerealism.scoring import controls, fitted
-from facerealism.scoring.table4 import (DEV, PHOTO_RULES, SCHNELL, flat_metrics, meets_photo_rules,
-                                        photo_limits)
+from facerealism.scoring.fitted_rows import fitted_filters, fitted_metrics
+from facerealism.scoring.photo import PHOTO_RULES, meets_photo_rules, photo_check, photo_limits
+from facerealism.scoring.rows import Row, ranking, table4, unavailable_reasons
+from facerealism.scoring.table4 import COLUMNS, DEV, SCHNELL, flat_metrics, references
 
 
 def run(cfg: Config) -> dict:
@@ -117,46 +114,6 @@ def holdout_sets(cfg: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
             load_images(sample["schnell_path"]))
 
 
-def fitted_filters(cfg: Config, size: int) -> tuple[dict[str, fitted.Filter], dict[str, dict]]:
-    """Each evaluate.fitted baseline, fitted to the training pairs read batch by batch (the photo-safe equaliser's
-    guards chosen on the validation pairs and validation photographs of `size` px, never the test split):
-    ({label: filter}, {label: fitted numbers})."""
-    parts = splits(cfg)
-    limits = photo_limits(cfg)  # what the photo-safe equaliser's guards must keep its damage under
-    photos = validation_photos(size) if cfg.evaluate.fitted else []
-    shift = cfg.train.paired_max_shift  # the misalignment the head's paired loss forgives, forgiven here too
-    filters, params = {}, {}
-    for name in cfg.evaluate.fitted:
-        f = fitted.fit(name, pair_batches(parts["train"]), seed=cfg.seed, max_shift=shift,
-                       validation=pair_batches(parts["validation"]), photos=photos, limits=limits, damage=photo_damage,
-                       train_pairs=len(parts["train"]))
-        filters[fitted.label(name)], params[fitted.label(name)] = f, f.params
-    return filters, params
-
-
-FIT_BATCH = 64  # pairs decoded at a time for the fits: their sums (fitted.py) do not grow with the split
-
-
-def pair_batches(rows, batch: int = FIT_BATCH):
-    """A callable giving a fresh pass over (schnell, dev) uint8 batches of the manifest rows, `batch` pairs each."""
-
-    def batches():
-        for start in range(0, len(rows), batch):
-            part = rows.iloc[start : start + batch]
-            yield load_images(part["schnell_path"]), load_images(part["dev_path"])
-
-    return batches
-
-
-def best_fitted(table: dict) -> str | None:
-    """The fitted baseline a head must beat: of those that pass the photo rules (a filter that damages photographs
-    is no product; run() records the verdict under "photo_passes"), the nearest dev by the gate's realism metric
-    (lowest C2ST vs dev, then lowest CI top)."""
-    rows = table["rows"]
-    labels = [label for label in table["order"] if fitted.is_fitted(label) and rows[label].get("photo_passes")]
-    return min(labels, key=lambda l: (rows[l]["c2st_vs_dev"], rows[l]["c2st_ci"][1]), default=None)
-
-
 def head_dirs(cfg: Config) -> list[tuple[str | None, Path]]:
     """(Table 4 label, head folder): models/head, the baselines the train stage trained beside it (both labelled
     by the recipe their head.json records: None), then evaluate.extra_heads."""
@@ -165,368 +122,10 @@ def head_dirs(cfg: Config) -> list[tuple[str | None, Path]]:
     if trained.exists():
         heads += [(None, trained.parent / name / catalog.HEAD.name) for name in read_json(trained)["baselines"]]
     for label, folder in cfg.evaluate.extra_heads.items():
-        if label in (SCHNELL, DEV):
+        if label in (SCHNELL, DEV, *references(cfg)):
             raise UserError(f"evaluate.extra_heads: label {label!r} is reserved for a reference row")
         heads.append((label, Path(folder)))
     return heads
-
-
-def head_labels(table: dict) -> list[str]:
-    """The rows that are trained heads (not the references, not the controls), in table order."""
-    return [label for label in table["order"] if label not in (SCHNELL, DEV, controls.ORACLE)
-            and not controls.is_control(label) and not fitted.is_fitted(label)]
-
-
-def ranking(table: dict, space: str) -> list[dict]:
-    """The heads, best first by FD_diff in `space` (higher: nearer dev); what "which head is better" means here."""
-    heads = head_labels(table)
-    rows = [{"head": label, **{f"fd_diff.{s}": r["fd_diff"] for s, r in table["rows"][label]["fd"].items()},
-             "c2st_vs_dev": table["rows"][label]["c2st_vs_dev"]} for label in heads]
-    return sorted(rows, key=lambda r: -r[f"fd_diff.{space}"])
-
-
-def _optional(fn, *args, **kwargs) -> dict:
-    """Run an optional column; our own ValueErrors (bad or too-small input) become its reason, not a lost report.
-
-    FD and C2ST are not wrapped: the register gate reads them, so they must fail loudly.
-    """
-    try:
-        return fn(*args, **kwargs)
-    except ValueError as e:
-        return {"available": False, "reason": str(e)}
-
-
-def _fid_columns(weights: str | None, dirs: dict[str, Path], label: str) -> dict:
-    problem = metrics.inception_weights_problem(weights)
-    if problem:
-        return {"available": False, "reason": problem}
-    out: dict = {"available": True}
-    for ref in (SCHNELL, DEV):
-        r = metrics.inception_metrics(str(dirs[label]), str(dirs[ref]), weights)
-        key = "schnell" if ref == SCHNELL else "dev"
-        out[f"fid_{key}"], out[f"kid_{key}"] = r["fid"], r["kid_mean"]
-        out["kid_subset_size"] = r["kid_subset_size"]  # lowered to the sample count when there are fewer images
-    out["fid_diff"] = out["fid_schnell"] - out["fid_dev"]
-    return out
-
-
-DEV_REF = "dev (reference)"  # the dev images every row is compared with; not a row of its own
-
-Row = np.ndarray | Callable[[], np.ndarray]
-"""A Table 4 row's images (n, h, w, 3) uint8, or a callable that makes them (made again on every read, never kept)."""
-
-
-class Rows(Mapping):
-    """Table 4's rows by label; reading one gives its images, made by its callable if it is one.
-
-    Each made row is checked against the inputs' shape (the dev check sample, DEV, only for the image size) and
-    dropped by the reader after use, so a pass over the rows holds one row's images at a time.
-    """
-
-    def __init__(self, rows: dict[str, Row], shape: tuple[int, ...]):
-        self.rows, self.shape = rows, shape
-
-    def __getitem__(self, label: str) -> np.ndarray:
-        row = self.rows[label]
-        imgs = row() if callable(row) else row
-        if imgs.shape[1:] != self.shape[1:] or (label != DEV and imgs.shape != self.shape):
-            raise UserError(f"Table 4 row {label!r} has images {imgs.shape}, expected {self.shape} like schnell")
-        return imgs
-
-    def __iter__(self):
-        return iter(self.rows)
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-
-
-def table4(cfg: Config, schnell: np.ndarray, dev: np.ndarray, dev_check: np.ndarray,
-           outputs: dict[str, Row], *, schnell_check: np.ndarray | None = None,
-           outputs_check: dict[str, Row] | None = None) -> dict:
-    """Every Table 4 column for the reference rows (schnell, dev) and each head's outputs.
-
-    Args:
-        cfg: the resolved config (evaluate section and seed).
-        schnell: (n, h, w, 3) uint8 test schnell images, the heads' inputs.
-        dev: (n, h, w, 3) uint8 test dev images, paired with schnell: what every row is compared with.
-        dev_check: (m, h, w, 3) uint8 dev images of other test pairs: the FLUX.1-dev row, an independent sample
-            scored against `dev` (unpaired) like a candidate, so the "dev passes the gate" check can fail.
-        outputs: head label -> (n, h, w, 3) uint8 outputs on `schnell`, or a callable making them (a Row: made
-            on each read, one row at a time, so the rows' images are never all in memory).
-        schnell_check: (m, h, w, 3) schnell twins of `dev_check`: the dev check's placement and halo columns are
-            measured against them; None leaves those two of its columns unavailable (so it fails the gate).
-        outputs_check: head label -> outputs on `schnell_check`: with them every C2ST is repeated with the halves'
-            roles swapped (scored on the check half, against its dev images), besides over `c2st_seeds` fold seeds.
-
-    Returns:
-        {"rows": {label: {"fd": {space: {...}}, "c2st_vs_dev", "ssim", "lpips", "identity", "fid", "fd_dinov2",
-        "cmmd", "clip_iqa"}}, "n_images", "notes"}; a column that cannot be computed holds {"available": False, "reason"}.
-    """
-    e = cfg.evaluate
-    check_rows(schnell, dev, dev_check)
-    rows = Rows({SCHNELL: schnell, DEV: dev_check, **outputs}, schnell.shape)
-    feats = feature_sets(cfg, dev, rows)
-    halves = c2st_halves(cfg, feats, dev, dev_check, schnell_check, outputs_check)
-    halo_ref = metrics.edge_halo(schnell, dev)  # dev's own overshoot over these inputs: what a halo is measured against
-    refs = Rows({SCHNELL: schnell, DEV: dev, **outputs}, schnell.shape)  # the optional columns compare with dev
-    dinov2 = features.fd_dinov2_columns(refs, SCHNELL, DEV, e.dinov2_weights, n_boot=e.bootstrap, seed=cfg.seed)
-    cmmd = features.cmmd_columns(refs, SCHNELL, DEV, e.clip_model)
-    for column in (dinov2, cmmd):  # there, "FLUX.1-dev" is the reference itself, not the dev check sample
-        column[DEV] = {"available": False, "reason": "not computed for the dev check sample"}
-    table: dict = {}
-    with tempfile.TemporaryDirectory() as tmp, progress() as bar:
-        dirs = fid_folders(cfg, Rows({SCHNELL: schnell, DEV: dev, **outputs}, schnell.shape), Path(tmp))
-        task = bar.add_task("evaluate: Table 4 rows (bootstrap, C2ST)", total=len(rows))
-        for label, imgs in rows.items():
-            fd = {space: metrics.fd_row(feats[space][label], feats[space][SCHNELL], feats[space][DEV_REF],
-                                        n_boot=e.bootstrap, seed=cfg.seed, paired=label != DEV) for space in e.spaces}
-            c2st = c2st_vs_dev(cfg, halves[0], label, cfg.seed)
-            table[label] = {
-                "fd": fd,
-                "c2st_vs_dev": c2st["accuracy"],
-                "c2st_ci": c2st["ci"],
-                "c2st_auc": c2st["auc"],
-                "c2st_runs": c2st_runs(cfg, halves, label),
-                "placement": placement_row(cfg, label, imgs, schnell, dev, schnell_check),
-                "halo_vs_dev": halo_vs_dev(label, imgs, schnell, schnell_check, halo_ref),
-                **input_columns(cfg, label, schnell, imgs),
-                "fid": _optional(_fid_columns, e.inception_weights, dirs, label) if label != DEV else
-                {"available": False, "reason": "not computed for the dev check sample"},
-                "fd_dinov2": dinov2[label],
-                "cmmd": cmmd[label],
-                "clip_iqa": {"available": False, "reason": metrics.NO_OFFLINE_WEIGHTS["clip_iqa"]},
-            }
-            bar.advance(task)
-    return {
-        "rows": table,
-        "order": list(table),  # JSON objects are written with sorted keys; this keeps the table's row order
-        "n_images": len(schnell),
-        "n_dev_check": len(dev_check),
-        "c2st_halves": len(halves),
-        "c2st_seeds": e.c2st_seeds,
-        "bootstrap": e.bootstrap,
-        "notes": table_notes(cfg, len(dev), len(dev_check)),
-    }
-
-
-def check_rows(schnell: np.ndarray, dev: np.ndarray, dev_check: np.ndarray) -> None:
-    """dev pairs with schnell image for image; the dev check sample has the same image size (Rows checks each row)."""
-    if dev.shape != schnell.shape or dev_check.shape[1:] != schnell.shape[1:] or len(dev_check) < 2:
-        raise UserError(f"dev {dev.shape} must pair with schnell {schnell.shape}, and the dev check sample "
-                         f"{dev_check.shape} needs >= 2 images of the same size")
-
-
-def feature_sets(cfg: Config, dev: np.ndarray, rows: Mapping[str, np.ndarray],
-                 spaces=None) -> dict[str, dict[str, np.ndarray]]:
-    """{space: {row label (and DEV_REF, the reference dev images): (n, d) features}} for `spaces` (default: every FD
-    and C2ST space); each row is read once, for all spaces (the feature spaces compute in batches)."""
-    spaces = sorted({*cfg.evaluate.spaces, *metrics.C2ST_SPACES}) if spaces is None else list(spaces)
-    feats: dict[str, dict[str, np.ndarray]] = {space: {} for space in spaces}
-    with progress() as bar:  # without a terminal: a "done/total, rate, eta" line every ~30 s
-        task = bar.add_task("evaluate: features", total=len(spaces) * (len(rows) + 1))
-        for label in (DEV_REF, *rows):
-            imgs = dev if label == DEV_REF else rows[label]
-            for space in spaces:
-                feats[space][label] = metrics.FEATURE_SPACES[space](imgs)
-                bar.advance(task)
-    return feats
-
-
-def c2st_halves(cfg: Config, feats: dict, dev: np.ndarray, dev_check: np.ndarray, schnell_check: np.ndarray | None,
-                outputs_check: dict[str, Row] | None) -> list[dict[str, np.ndarray]]:
-    """Per test half, {label: C2ST features (all C2ST spaces side by side)}, DEV_REF the reference dev images of that
-    half. Half one is the scored half (rows on schnell, against `dev`; the FLUX.1-dev row is the check half's
-    dev). Half two, when `outputs_check` is given, swaps the roles: rows on `schnell_check` against `dev_check`,
-    the FLUX.1-dev row being the scored half's dev."""
-    spaces = metrics.C2ST_SPACES
-    halves = [{label: np.concatenate([feats[s][label] for s in spaces], axis=1) for label in feats[spaces[0]]}]
-    if outputs_check is not None and schnell_check is not None:
-        check_rows(schnell_check, dev_check, dev)
-        other = Rows({SCHNELL: schnell_check, DEV: dev, **outputs_check}, schnell_check.shape)
-        feats_b = feature_sets(cfg, dev_check, other, spaces)
-        halves.append({label: np.concatenate([feats_b[s][label] for s in spaces], axis=1) for label in feats_b[spaces[0]]})
-    return halves
-
-
-def placement_row(cfg: Config, label: str, imgs: np.ndarray, schnell: np.ndarray, dev: np.ndarray,
-                  schnell_check: np.ndarray | None) -> dict | None:
-    """metrics.placement_gain of a row against the dev twins of its inputs. The dev check sample is its own twin, so
-    its gain is its input's whole shortfall (> 0 by construction: this rule cannot fail dev; the oracle row is
-    the positive that can); None without its schnell twins."""
-    if label == DEV:
-        if schnell_check is None:
-            return None
-        return metrics.placement_gain(schnell_check, imgs, imgs, n_boot=max(cfg.evaluate.bootstrap, 1), seed=cfg.seed)
-    return metrics.placement_gain(schnell, imgs, dev, n_boot=max(cfg.evaluate.bootstrap, 1), seed=cfg.seed)
-
-
-def c2st_vs_dev(cfg: Config, feats: dict[str, np.ndarray], label: str, seed: int) -> dict:
-    """The classifier two-sample test of a row's features against the reference dev images' (DEV_REF), on the first
-    evaluate.c2st_max_images of each: pairs kept in one fold, except for the dev check sample (other faces)."""
-    e = cfg.evaluate
-    n = min(e.c2st_max_images, len(feats[DEV_REF]))
-    both = [feats[row][:n] for row in (DEV_REF, label)]
-    if label == DEV:  # an independent sample: no pairs to keep together
-        return metrics.c2st(*both, seed=seed, folds=min(e.c2st_folds, len(both[1])), paired=False)
-    return metrics.c2st(*both, seed=seed, folds=min(e.c2st_folds, n), paired=True)
-
-
-def c2st_runs(cfg: Config, halves: list[dict[str, np.ndarray]], label: str) -> dict:
-    """The C2ST of a row repeated over evaluate.c2st_seeds fold seeds on each test half: its spread, and the worst
-    run (highest accuracy) with its CI top, which the gate reads; a lucky fold split cannot pass a row."""
-    runs = [c2st_vs_dev(cfg, feats, label, cfg.seed + k) for feats in halves if label in feats
-            for k in range(cfg.evaluate.c2st_seeds)]
-    acc = [r["accuracy"] for r in runs]
-    return {"runs": acc, "worst": max(acc), "best": min(acc), "worst_ci_high": max(r["ci"][1] for r in runs)}
-
-
-def halo_vs_dev(label: str, imgs: np.ndarray, schnell: np.ndarray, schnell_check: np.ndarray | None,
-                halo_ref: float) -> float | None:
-    """The row's halo beside the edges of its inputs (metrics.edge_halo) over dev's own on the scored half: > 1 means
-    more overshoot than dev draws. The dev check sample is measured beside its own schnell twins (None without)."""
-    if label == DEV:
-        return None if schnell_check is None else metrics.edge_halo(schnell_check, imgs) / halo_ref
-    return metrics.edge_halo(schnell, imgs) / halo_ref
-
-
-def input_columns(cfg: Config, label: str, schnell: np.ndarray, imgs: np.ndarray) -> dict:
-    """SSIM, LPIPS and identity of a row's images against their schnell inputs (a head's), or why not computed."""
-    if label == SCHNELL:  # the heads' input itself: input -> output comparisons would be trivially perfect
-        ssim = lp = identity = {"available": False, "reason": "not applicable: the schnell row is the input"}
-    elif label == DEV:
-        ssim = lp = identity = {"available": False, "reason": "not applicable: the dev check sample shows other test pairs"}
-    elif controls.is_control(label):  # only what the gate reads: a control is judged like a head there
-        ssim = lp = identity = {"available": False, "reason": "not computed for a control"}
-    else:
-        lp = _optional(metrics.lpips_pairs, schnell, imgs, cfg.evaluate.lpips_weights)
-        lp.pop("per_pair", None)
-        ssim = _optional(lambda: {"available": True, "mean": float(metrics.ssim_pairs(schnell, imgs).mean())})
-        identity = _optional(metrics.identity_similarity, schnell, imgs, upsample=cfg.evaluate.face_upsample)
-    return {"ssim": ssim, "lpips": lp, "identity": identity}
-
-
-def fid_folders(cfg: Config, rows: Mapping[str, np.ndarray], tmp: Path) -> dict[str, Path]:
-    """Each row's images as PNG files under `tmp` for torch-fidelity; none when the Inception weights are missing."""
-    dirs: dict[str, Path] = {}
-    if metrics.inception_weights_problem(cfg.evaluate.inception_weights) is None:
-        for i, (label, imgs) in enumerate(rows.items()):
-            dirs[label] = tmp / f"row{i}"
-            for j, img in enumerate(imgs):
-                save_png(dirs[label] / f"{j:05d}.png", img)
-    return dirs
-
-
-def table_notes(cfg: Config, n_dev: int, n_dev_check: int) -> list[str]:
-    """How to read Table 4, for table4.json and the report."""
-    e = cfg.evaluate
-    return [
-        "FD_* are Fréchet distances in offline feature spaces (spectral: radial log power spectrum of luminance; "
-        "spectral_chroma: the same of Cb and Cr; random_conv: statistics of a seeded random conv net), not FID; "
-        "FD_diff = FD_schnell - FD_dev > 0: nearer dev.",
-        f"C2ST vs dev: held-out accuracy of a logistic regression on all three spaces telling the row from dev, "
-        f"{e.c2st_folds} folds, a pair's two images in one fold, 95 % Wilson CI; 0.5: indistinguishable. Each C2ST "
-        f"is repeated over {e.c2st_seeds} fold seeds on both test halves (their roles swapped); the spread is "
-        f"reported and the gate reads the worst run.",
-        "Placement gain: how much closer each output's map of local detail energy is to its dev twin's than its "
-        "schnell input's was (metrics.placement_gain, 95 % bootstrap CI over pairs): texture in the wrong place "
-        "reads < 0 even when its amount and spectrum match dev's. Halo/dev: overshoot beside the portraits' "
-        "strongest edges (metrics.edge_halo) over dev's own on the same inputs.",
-        f"The row '{controls.ORACLE}' is dev's texture in dev's place: the gate must pass it.",
-        "Rows named 'control: ...' are cheap filters of the schnell images (noise, sharpening); the register gate "
-        "must reject every one of them, or it refuses to promote anything.",
-        f"The test split is halved by hashed id: every row is compared with the dev images of one half "
-        f"({n_dev}); the FLUX.1-dev row holds the other half's dev images ({n_dev_check}), an independent "
-        f"sample scored against them unpaired, so the check that dev passes the gate can fail. CIs: "
-        f"{e.bootstrap} resamples, 95 %.",
-        "Rows named 'fitted: ...' are filters fitted in closed form to the training pairs (least squares, band "
-        "energies matched to dev's, a radial spectral equaliser and its photo-safe variant, whose guards are chosen "
-        "on the validation split); each gets the photo check, and a head is promoted only if its C2ST vs dev is "
-        "clearly below the best of them that passes the photo rules.",
-        "SSIM, LPIPS and identity compare each row's image with its schnell input (the head's input); "
-        "identity averages only the pairs where dlib finds a face in both images (pairs_scored).",
-    ]
-
-
-PHOTO_SIZES = (64, 512)  # the default head's training size and the paper's
-PHOTO = "astronaut"  # the gate's photograph (scikit-image, public domain, NASA): never used to tune anything
-VALIDATION_PHOTOS = ("chelsea", "coffee", "rocket")  # other scikit-image photographs: what fitted guards are tuned on
-
-
-def photo_images(name: str, size: int) -> np.ndarray:
-    """scikit-image's photograph `name`, centre-cropped square and resized to size x size: uint8 (1, s, s, 3)."""
-    from PIL import Image
-    from skimage import data
-
-    photo = getattr(data, name)()[..., :3]
-    h, w = photo.shape[:2]
-    side = min(h, w)
-    square = photo[(h - side) // 2 : (h - side) // 2 + side, (w - side) // 2 : (w - side) // 2 + side]
-    return np.asarray(Image.fromarray(square).resize((size, size), Image.LANCZOS))[None]
-
-
-def photo_sizes(train_size: int) -> list[int]:
-    return sorted({train_size, *PHOTO_SIZES})
-
-
-def validation_photos(train_size: int) -> list[np.ndarray]:
-    """VALIDATION_PHOTOS at the photo check's sizes: photographs for tuning photo guards, never the gate's own."""
-    return [photo_images(name, size) for name in VALIDATION_PHOTOS for size in photo_sizes(train_size)]
-
-
-def photo_damage(inputs: np.ndarray, outputs: np.ndarray) -> dict[str, float]:
-    """The photo rules' measurements (one per PHOTO_RULES key) of a filter's outputs on its inputs, worst image."""
-    return {"colour_noise_gain": metrics.colour_noise_gain(inputs, outputs),
-            "edge_overshoot": metrics.edge_overshoot(inputs, outputs),
-            "clipped_gain": metrics.clipped_gain(inputs, outputs),
-            "flat_grain": metrics.flat_grain(inputs, outputs, flat_quantile=0.25)}
-
-
-def photo_check(enhance, train_size: int, reports: Path | None = None) -> dict:
-    """A head or fitted filter (`enhance`: uint8 (n, h, w, 3) -> the same) on a real photograph (scikit-image's
-    astronaut) at its training size and 512 px.
-
-    A head must not turn a photo's skin, sky and walls into colour speckle: `colour_noise_gain` <= 1 means it
-    lifted colour detail no more than brightness detail. Saves the before/after pairs to reports/photo.png (when
-    `reports` is given).
-
-    It must not draw halos or rings at the photo's edges (`metrics.edge_overshoot`, grey levels) or blow out its
-    highlights (`metrics.clipped_gain`) or paint grain on its flattest quarter (`metrics.flat_grain`, grey levels)
-    either: texture statistics of the portraits do not see those.
-
-    Returns:
-        {"colour_noise_gain": worst over sizes, "by_size": {size: gain}, "edge_overshoot", "clipped_gain",
-        "flat_grain" (worst over sizes) with their "_by_size", "image": "photo.png"}.
-    """
-    from PIL import Image
-
-    by_size: dict[str, dict[str, float]] = {rule.key: {} for rule in PHOTO_RULES}
-    pairs = []
-    for size in photo_sizes(train_size):
-        x = photo_images(PHOTO, size)  # (1, s, s, 3)
-        out = enhance(x)
-        for key, value in photo_damage(x, out).items():
-            by_size[key][str(size)] = value
-        big = np.asarray(Image.fromarray(np.concatenate([x[0], out[0]], axis=1)).resize((1024, 512), Image.NEAREST))
-        pairs.append(big)
-    if reports is not None:
-        save_png(reports / catalog.PHOTO.name, np.concatenate(pairs, axis=0))
-    worst = {key: max(values.values()) for key, values in by_size.items()}  # a size that fails, fails the photo
-    return {**worst, "by_size": by_size["colour_noise_gain"],
-            **{f"{key}_by_size": values for key, values in by_size.items() if key != "colour_noise_gain"},
-            **({"image": catalog.PHOTO.name} if reports is not None else {})}
-
-
-def fitted_metrics(table: dict) -> dict:
-    """metrics.json keys of the best fitted baseline that passes the photo rules: what register's `beats_fitted`
-    compares the head with (fitted.scored counts every fitted row, photo-safe or not)."""
-    scored = sum(fitted.is_fitted(label) for label in table["order"])
-    best = best_fitted(table)
-    if best is None:
-        return {"fitted.best": None, "fitted.scored": scored}
-    row = table["rows"][best]
-    return {"fitted.best": best, "fitted.scored": scored, "c2st.dev_vs_fitted": row["c2st_vs_dev"],
-            "c2st.dev_vs_fitted_ci_low": row["c2st_ci"][0], "c2st.dev_vs_fitted_ci_high": row["c2st_ci"][1]}
 
 
 def rich_table4(table: dict) -> list:
@@ -587,22 +186,10 @@ def rich_table4(table: dict) -> list:
         out.append(t)
     t = Table(title="Table 4 — input -> output fidelity; FID, FD-DINOv2, CMMD (heads and references)")
     t.add_column("row", style="bold", no_wrap=True)
-    for col in ("SSIM", "LPIPS", "identity", "FID_diff", "FD_diff DINOv2", "CMMD_diff"):
-        t.add_column(col, justify="right")
+    shown = [col for col in COLUMNS if col.headline is not None]
+    for col in shown:  # the headline cell's header (the HTML report shows every cell)
+        t.add_column(next(header for header, key in col.cells if key == col.headline), justify="right")
     for label in [label for label in order if not controls.is_control(label)]:
-        r = rows[label]
-        t.add_row(label, opt(r["ssim"], "mean"), opt(r["lpips"], "mean"), opt(r["identity"], "mean_cosine"),
-                  opt(r["fid"], "fid_diff"), opt(r["fd_dinov2"], "fd_diff"), opt(r["cmmd"], "cmmd_diff"))
+        t.add_row(label, *(opt(rows[label][col.key], col.headline) for col in shown))
     out.append(t)
-    return out
-
-
-def unavailable_reasons(table: dict) -> dict[str, str]:
-    """Column -> reason, for the columns unavailable in every row (printed under the table)."""
-    rows = [r for label, r in table["rows"].items()  # schnell: input columns not applicable; controls: not computed
-            if label != SCHNELL and not controls.is_control(label)]
-    out = {}
-    for col in ("ssim", "lpips", "identity", "fid", "fd_dinov2", "cmmd", "clip_iqa"):
-        if all(not r[col]["available"] for r in rows):
-            out[col] = rows[-1][col]["reason"]
     return out

@@ -30,7 +30,7 @@ from facerealism.config import Config
 from facerealism.data import catalog
 from facerealism.errors import UserError
 from facerealism.files import read_parquet, save_png, sha256_file, write_json, write_parquet
-from facerealism.report.progress import RateLog, progress
+from facerealism.progress import RateLog, progress
 
 MANIFEST_COLUMNS = [
     "id", "prompt", "seed", "template", "region", "gender", "schnell_path", "dev_path",

@@ -15,7 +15,8 @@ from facerealism.mlops.registry import (APPROVAL_TAG, CANDIDATE_TAG, DECIDED_TAG
                                         log_fitted_pyfunc, log_pyfunc, promote, registered_candidate, settle_champion)
 from facerealism.scoring import fitted
 from facerealism.scoring.gate import gate, is_number, suite_check, throughput
-from facerealism.scoring.table4 import PHOTO_RULES, flat_metrics
+from facerealism.scoring.photo import PHOTO_RULES
+from facerealism.scoring.table4 import flat_metrics
 
 
 def run(cfg: Config) -> dict:

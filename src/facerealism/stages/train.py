@@ -22,7 +22,7 @@ from facerealism.head import enhance_array, save_head
 from facerealism.mlops import tracking
 from facerealism.precision import Precision, resolve
 from facerealism.report.grids import image_grid, save_grid
-from facerealism.report.progress import log_line, progress
+from facerealism.progress import log_line, progress
 from facerealism.trainers import Trainer, build_trainer, checkpoint, make_accelerator, trainer_class
 from facerealism.trainers.samplers import FileSampler, Sampler, image_size
 

@@ -63,7 +63,7 @@ class RateLog:
 
 
 def log_line(line: str) -> None:
-    """One progress line to the Prefect run log inside a flow/task run, else to the `facerealism.report.progress` logger
+    """One progress line to the Prefect run log inside a flow/task run, else to the `facerealism.progress` logger
     (and stderr when nothing handles that logger)."""
     if "prefect" in sys.modules:  # no Prefect imported: no run to log to (and no 1 s import to pay)
         from prefect.exceptions import MissingContextError

@@ -1,0 +1,119 @@
+"""The photo rules, in one place: each rule's measurement, register ceiling and harm, and the photo check that applies
+them to a head or fitted filter on real photographs (evaluate, trials, the gate and the fitted guards read them here)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from facerealism import metrics
+from facerealism.config import Config
+from facerealism.data import catalog
+from facerealism.files import save_png
+
+
+class PhotoRule(NamedTuple):
+    """One rule of the photo check: its key, how it is measured, its register ceiling, and the harm it names."""
+
+    key: str
+    """photo_check's key; metrics.json holds it as photo.KEY."""
+    measure: Callable[[np.ndarray, np.ndarray], float]
+    """(inputs, outputs) uint8 (n, h, w, 3) -> the damage, worst image; higher is worse."""
+    ceiling: str
+    """RegisterConfig field of the ceiling (the value may not exceed it)."""
+    short: str
+    """Column and rule name in recipe trials."""
+    harm: str
+
+
+# Adding a rule: one PhotoRule here, its ceiling field in config/register.py and its value in params.yaml; the photo
+# check, metrics.json, the gate, trials, the fitted guards and the reports read this tuple.
+PHOTO_RULES = (
+    PhotoRule("colour_noise_gain", metrics.colour_noise_gain, "max_photo_colour_noise_gain", "colour noise",
+              "the head adds colour noise to a photo"),
+    PhotoRule("edge_overshoot", metrics.edge_overshoot, "max_photo_edge_overshoot", "edge overshoot",
+              "the head draws halos or rings at a photo's edges"),
+    PhotoRule("clipped_gain", metrics.clipped_gain, "max_photo_clipped_gain", "clipped",
+              "the head blows out a photo's highlights"),
+    # the photo's flattest quarter (metrics.flat_grain's default is the flattest half)
+    PhotoRule("flat_grain", functools.partial(metrics.flat_grain, flat_quantile=0.25), "max_photo_flat_grain",
+              "flat grain", "the head paints grain on a photo's flat regions"),
+)
+
+
+def photo_limits(cfg: Config) -> dict[str, float]:
+    """{photo_check key: register ceiling} of every photo rule."""
+    return {rule.key: getattr(cfg.register, rule.ceiling) for rule in PHOTO_RULES}
+
+
+def meets_photo_rules(photo: dict, limits: dict[str, float]) -> bool:
+    """Does a photo check (photo_check's dict) stay within every ceiling of `limits` (photo_limits)?"""
+    return all(isinstance(photo.get(key), (int, float)) and photo[key] <= bound for key, bound in limits.items())
+
+
+PHOTO_SIZES = (64, 512)  # the default head's training size and the paper's
+PHOTO = "astronaut"  # the gate's photograph (scikit-image, public domain, NASA): never used to tune anything
+VALIDATION_PHOTOS = ("chelsea", "coffee", "rocket")  # other scikit-image photographs: what fitted guards are tuned on
+
+
+def photo_images(name: str, size: int) -> np.ndarray:
+    """scikit-image's photograph `name`, centre-cropped square and resized to size x size: uint8 (1, s, s, 3)."""
+    from PIL import Image
+    from skimage import data
+
+    photo = getattr(data, name)()[..., :3]
+    h, w = photo.shape[:2]
+    side = min(h, w)
+    square = photo[(h - side) // 2 : (h - side) // 2 + side, (w - side) // 2 : (w - side) // 2 + side]
+    return np.asarray(Image.fromarray(square).resize((size, size), Image.LANCZOS))[None]
+
+
+def photo_sizes(train_size: int) -> list[int]:
+    return sorted({train_size, *PHOTO_SIZES})
+
+
+def validation_photos(train_size: int) -> list[np.ndarray]:
+    """VALIDATION_PHOTOS at the photo check's sizes: photographs for tuning photo guards, never the gate's own."""
+    return [photo_images(name, size) for name in VALIDATION_PHOTOS for size in photo_sizes(train_size)]
+
+
+def photo_damage(inputs: np.ndarray, outputs: np.ndarray) -> dict[str, float]:
+    """Every photo rule's measurement (by PHOTO_RULES key) of a filter's outputs on its inputs, worst image."""
+    return {rule.key: rule.measure(inputs, outputs) for rule in PHOTO_RULES}
+
+
+def photo_check(enhance, train_size: int, reports: Path | None = None) -> dict:
+    """A head or fitted filter (`enhance`: uint8 (n, h, w, 3) -> the same) on a real photograph (scikit-image's
+    astronaut) at its training size and 512 px, measured by every rule of PHOTO_RULES.
+
+    A head must not turn a photo's skin, sky and walls into colour speckle: `colour_noise_gain` <= 1 means it
+    lifted colour detail no more than brightness detail. It must not draw halos or rings at the photo's edges,
+    blow out its highlights or paint grain on its flattest quarter either: texture statistics of the portraits do
+    not see those. Saves the before/after pairs to reports/photo.png (when `reports` is given).
+
+    Returns:
+        {rule key: worst over sizes, for each rule; "by_size": {size: colour_noise_gain}, "<key>_by_size" for the
+        other rules, "image": "photo.png"}.
+    """
+    from PIL import Image
+
+    by_size: dict[str, dict[str, float]] = {rule.key: {} for rule in PHOTO_RULES}
+    pairs = []
+    for size in photo_sizes(train_size):
+        x = photo_images(PHOTO, size)  # (1, s, s, 3)
+        out = enhance(x)
+        for key, value in photo_damage(x, out).items():
+            by_size[key][str(size)] = value
+        big = np.asarray(Image.fromarray(np.concatenate([x[0], out[0]], axis=1)).resize((1024, 512), Image.NEAREST))
+        pairs.append(big)
+    if reports is not None:
+        save_png(reports / catalog.PHOTO.name, np.concatenate(pairs, axis=0))
+    worst = {key: max(values.values()) for key, values in by_size.items()}  # a size that fails, fails the photo
+    first = PHOTO_RULES[0].key  # the first rule's sizes keep their original key "by_size" (committed reports read it)
+    return {**worst, "by_size": by_size[first],
+            **{f"{key}_by_size": values for key, values in by_size.items() if key != first},
+            **({"image": catalog.PHOTO.name} if reports is not None else {})}
