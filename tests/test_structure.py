@@ -218,3 +218,26 @@ def test_the_split_section_is_listed_by_exactly_the_stages_that_read_it():
     listed = {name for name in STAGE_NAMES if any(p.split(".")[0] == "split" for p in DVC[name].get("params", []))}
     assert "split" not in STAGE_NAMES and "train" in readers
     assert readers == listed, (sorted(readers), sorted(listed))
+
+
+def test_every_mutation_applies_and_names_tests_that_exist():
+    """`make mutate` stops on a snippet that moved (exit 2): this catches the drift when the code moves, not when
+    someone next runs the mutations."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("mutate", ROOT / ".ci/mutate.py")
+    mutate = importlib.util.module_from_spec(spec)
+    sys.modules["mutate"] = mutate  # dataclasses look their module up by name
+    try:
+        spec.loader.exec_module(mutate)
+    finally:
+        del sys.modules["mutate"]
+    assert mutate.check_snippets(mutate.MUTATIONS) == []
+    missing = []
+    for m in mutate.MUTATIONS:
+        for test in m.tests:
+            path, _, name = test.partition("::")
+            if not (ROOT / path).exists() or (name and f"def {name.split('[')[0]}(" not in (ROOT / path).read_text()):
+                missing.append(f"{m.name}: {test}")
+    assert not missing, missing
