@@ -216,6 +216,10 @@ def test_the_c2st_is_reported_over_fold_seeds_and_both_halves_and_the_gate_reads
     for label in table["order"]:
         runs = table["rows"][label]["c2st_runs"]
         assert len(runs["runs"]) == 2 * cfg.evaluate.c2st_seeds and runs["worst"] == max(runs["runs"]), label
+    # What the gate is handed for a candidate is its worst run, not its seed-0 figure (a row where the two differ).
+    label = next(label for label in table["order"]
+                 if table["rows"][label]["c2st_runs"]["worst"] != table["rows"][label]["c2st_vs_dev"])
+    assert flat_metrics(table, label)["c2st.dev_vs_enhanced_worst"] == table["rows"][label]["c2st_runs"]["worst"]
     # The gate reads the worst run: a candidate whose runs straddle the bound fails though its seed-0 run is under it.
     flat = {**flat_metrics(table, "near-dev blend"), **PHOTO_OK}
     bound = cfg.register.below["c2st.dev_vs_enhanced_worst"]
