@@ -29,6 +29,9 @@ unexport PYTHONDONTWRITEBYTECODE
 ifeq ($(CPU),avx2)
 export ONEDNN_MAX_CPU_ISA := AVX2
 export ATEN_CPU_CAPABILITY := avx2
+# torch.compile's kernels built under the cap go to a cache of their own: its key does not hold the cap, and a
+# kernel cached under it crashed (SIGSEGV) an uncapped run on the same machine.
+export TORCHINDUCTOR_CACHE_DIR := $(or $(TMPDIR),/tmp)/torchinductor-avx2-$(shell id -u)
 endif
 PYTEST_ARGS ?=
 MUTATE_ARGS ?=
