@@ -36,10 +36,10 @@ def test_unwritten_keys_are_found_at_any_depth():
     import yaml
 
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    del raw["register"]["max_photo_flat_grain"], raw["generate"]["diffusers"]["fast_lora"]
+    del raw["register"]["photo_max"], raw["generate"]["diffusers"]["fast_lora"]
     raw["prompts"] = None  # a section written empty: every key of it is unwritten
     prompts = {f"prompts.{k}" for k in type(Config().prompts).model_fields}
-    assert set(unwritten_keys(Config(), raw)) == {"generate.diffusers.fast_lora", "register.max_photo_flat_grain",
+    assert set(unwritten_keys(Config(), raw)) == {"generate.diffusers.fast_lora", "register.photo_max",
                                                    *prompts}
 
 

@@ -12,17 +12,20 @@ import pytest
 from facerealism import presets
 from facerealism.metrics.c2st import C2ST_SPACES
 from facerealism.metrics.spaces import FEATURE_SPACES
-from facerealism.scoring.photo import PHOTO_RULES, photo_damage
+from facerealism.scoring.photo import PHOTO_RULES, photo_damage, photo_limits
 from facerealism.scoring.table4 import COLUMN_KEYS, COLUMNS, OPTIONAL_COLUMNS, metric_names
 
 from .conftest import ROOT
 
 SOURCES = [*sorted((ROOT / "src" / "facerealism").rglob("*.py")), *sorted((ROOT / "flows").rglob("*.py"))]
-# name set -> (the one module that may spell it as a collection, the module that computes them: dict literals there
-# map each name to its computation, and test_table4_rows_and_columns checks that they are exactly the definition's)
+# name set -> (the one module that may spell it as a collection, the module whose dict literals map each name to its
+# computation or setting, checked to be exactly the definition's names: Table 4's computations in rows.py by
+# test_table4_rows_and_columns, the photo rules' default ceilings in config/register.py by
+# test_every_photo_rule_has_one_ceiling_and_no_ceiling_lacks_a_rule)
 DEFINITIONS = {
     "Table 4 columns": (frozenset(COLUMN_KEYS), "src/facerealism/scoring/table4.py", "src/facerealism/scoring/rows.py"),
-    "photo rules": (frozenset(rule.key for rule in PHOTO_RULES), "src/facerealism/scoring/photo.py", None),
+    "photo rules": (frozenset(rule.key for rule in PHOTO_RULES), "src/facerealism/scoring/photo.py",
+                    "src/facerealism/config/register.py"),
     "feature spaces": (frozenset(FEATURE_SPACES), "src/facerealism/metrics/spaces.py", None),
     # each preset names itself in its own folder; nothing lists them
     "presets": (frozenset(presets.names()), None, None),
@@ -82,8 +85,28 @@ def test_the_gate_names_and_config_choices_follow_the_definitions():
     assert cfg.evaluate.spaces == list(FEATURE_SPACES)  # params.yaml scores every space
     with pytest.raises(Exception, match="unknown feature space"):
         load_config(ROOT / "params.yaml", ["evaluate.spaces=[spectral, not_a_space]"])
-    for rule in PHOTO_RULES:  # each rule's ceiling is a register setting
-        assert isinstance(getattr(cfg.register, rule.ceiling), float)
+
+
+def test_every_photo_rule_has_one_ceiling_and_no_ceiling_lacks_a_rule():
+    """register.photo_max in params.yaml, and its default (what params files without a base run on), holds exactly
+    PHOTO_RULES' keys, in their order; photo_limits names a key that drifted."""
+    import yaml
+
+    from facerealism.config import RegisterConfig, load_config
+    from facerealism.errors import UserError
+
+    keys = [rule.key for rule in PHOTO_RULES]
+    assert list(yaml.safe_load((ROOT / "params.yaml").read_text())["register"]["photo_max"]) == keys
+    assert list(RegisterConfig().photo_max) == keys
+    cfg = load_config(ROOT / "params.yaml")
+    assert photo_limits(cfg) == cfg.register.photo_max
+    renamed = {**{k: v for k, v in cfg.register.photo_max.items() if k != keys[-1]}, f"{keys[-1]}s": 1.0}
+    with pytest.raises(UserError, match=rf"register\.photo_max\.{keys[-1]}s: .*did you mean register\.photo_max\."
+                                        rf"{keys[-1]}\?"):
+        photo_limits(cfg.model_copy(update={"register": cfg.register.model_copy(update={"photo_max": renamed})}))
+    dropped = {k: v for k, v in cfg.register.photo_max.items() if k != keys[0]}
+    with pytest.raises(UserError, match=rf"register\.photo_max has no ceiling for the photo rule\(s\) {keys[0]}:"):
+        photo_limits(cfg.model_copy(update={"register": cfg.register.model_copy(update={"photo_max": dropped})}))
 
 
 def test_photo_damage_measures_every_rule_and_nothing_else():

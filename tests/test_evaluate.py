@@ -139,7 +139,7 @@ def test_evaluate_stage_with_an_extra_head_and_report(tiny_cfg, project):
     cfg = tiny_cfg.model_copy(deep=True)
     cfg.evaluate.bootstrap = 10
     cfg.evaluate.extra_heads = {"CycleGAN": str(project / "models/head_resnet")}
-    cfg.register.max_photo_flat_grain = 3.0  # tight enough that some fitted rows fail (the plain equaliser's 4.8)
+    cfg.register.photo_max["flat_grain"] = 3.0  # tight enough that some fitted rows fail (the plain equaliser's 4.8)
     out = run_stage("evaluate", cfg)
     assert {"fd_diff.spectral", "fd_diff.random_conv"} <= set(out)
 

@@ -20,7 +20,7 @@ from facerealism.stages import run_stage
 
 from .conftest import ROOT, cli_env
 
-BOUND = load_config(ROOT / "params.yaml").register.max_photo_colour_noise_gain
+BOUND = load_config(ROOT / "params.yaml").register.photo_max["colour_noise_gain"]
 
 
 def astronaut(size: int) -> np.ndarray:

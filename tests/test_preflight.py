@@ -101,6 +101,10 @@ PLANTED = {
     "local model folder that does not exist": (["generate.flux.fast_model=/models/FLUX.1-schnell"],
                                                ("generate.flux.fast_model", "/models/FLUX.1-schnell")),
     "gate throughput size never benchmarked": (["register.throughput_size=64"], ("register.throughput_size",)),
+    "photo ceiling under a misspelt rule": (["register.photo_max.flat_grian=6.0"], (
+        "register.photo_max.flat_grian", "did you mean register.photo_max.flat_grain")),
+    "photo rule without a ceiling": (["register.photo_max={colour_noise_gain: 1.1}"],
+                                     ("register.photo_max", "edge_overshoot, clipped_gain, flat_grain")),
     "critic deeper than the image": (["train.d_layers=5", "generate.size=64", "train.crop=null"],
                                      ("train.d_layers", "64x64")),
 }

@@ -148,20 +148,10 @@ UNREACHED = {("benchmark", "generate.size"): "FluxBackend's; benchmark only call
              ("register", "generate.diffusers"): "table4.references (evaluate's); register reads table4.json's rows"}
 
 
-def by_name() -> dict[tuple[str, str], set[str]]:
-    """(stage, section read whole) -> the keys it reads by name: evaluate reads each photo rule's ceiling through
-    table4.PHOTO_RULES (getattr(cfg.register, rule.ceiling)), which the scan sees as a read of all of register."""
-    from facerealism.scoring.photo import PHOTO_RULES
-
-    return {("evaluate", "register"): {f"register.{rule.ceiling}" for rule in PHOTO_RULES}}
-
-
 def test_each_stage_lists_exactly_the_params_it_reads():
-    named = by_name()
     for name in STAGE_NAMES:
         listed = DVC[name].get("params", [])
         reads = {r for r in config_reads(writers(name)) if not r.startswith("paths") and (name, r) not in UNREACHED}
-        reads = set().union(*(named.get((name, r), {r}) for r in reads))
         covered = lambda r: any(r == p or r.startswith(f"{p}.") for p in listed)  # noqa: E731
         assert all(covered(r) for r in reads), (name, sorted(r for r in reads if not covered(r)))
         # and nothing more: a listed param nobody reads reruns the stage for nothing (seed is read via helpers); a

@@ -83,8 +83,9 @@ def score(cfg: Config, head_dir: Path, reports: Path) -> dict:
     candidates = [label for label in cheap if safe[label]] or list(cheap)  # none safe: the nearest of all
     best = min(candidates, key=lambda label: (c2st[label]["accuracy"], c2st[label]["ci"][1]))
     photo = photo_check(lambda x: enhance_array(G, x), schnell.shape[1], reports)
+    limits = photo_limits(cfg)
     rules = {"beats the best cheap filter": c2st[HEAD]["ci"][1] < c2st[best]["ci"][0],
-             **{f"photo {rule.short}": photo[rule.key] <= getattr(cfg.register, rule.ceiling) for rule in PHOTO_RULES}}
+             **{f"photo {rule.short}": photo[rule.key] <= limits[rule.key] for rule in PHOTO_RULES}}
     return {"validation_pairs": len(dev), "c2st": c2st, "best_cheap": best,
             "cheap_photo_passes": safe,
             "photo": {rule.key: round(photo[rule.key], 4) for rule in PHOTO_RULES},

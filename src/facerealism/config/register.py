@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, PositiveFloat
 
 from facerealism.config.base import Section
 
@@ -26,20 +26,12 @@ class RegisterConfig(Section):
     edges under 1.5x dev's own (metrics.edge_halo). Halo ratio on the default data (2026-12-05): dev check 0.99,
     oracle 0.42, texture pasted from another face 0.32, detail gain x2 1.0, a light band above edges 2.8, unsharp
     r3 300 % 8.5."""
-    max_photo_colour_noise_gain: float = Field(1.1, gt=0)
-    """Ceiling of evaluate's photo check (chroma detail gain over luminance detail gain on a real photograph):
-    RGB noise of sigma 4/255 reads 1.22 at 64 px and 2.7 at 512 px there; a head that only sharpens reads <= 1."""
-    max_photo_edge_overshoot: float = Field(4.0, gt=0)
-    """Ceiling of the photo check's luminance overshoot beyond the input's local range at its strongest edges (grey
-    levels, worst size): halos and ringing. Measured on the astronaut at 64 / 512 px: unsharp r1 100 % 2.0 / 3.2,
-    detail gain x1 2.0 / 3.2, unsharp r2 200 % 7.6 / 12.4, detail gain x2 5.7 / 7.8."""
-    max_photo_clipped_gain: float = Field(0.1, gt=0)
-    """Ceiling of the share of the photo's pixels whose highlights the head newly blows out (a channel at 255).
-    Measured at 64 / 512 px: unsharp r1 100 % 0.05 / 0.01, unsharp r2 200 % 0.21 / 0.05, brightness x1.35 0.40 / 0.41."""
-    max_photo_flat_grain: float = Field(6.0, gt=0)
-    """Ceiling of the RMS luminance grain (grey levels, worst size) the head adds in the flattest quarter of the photo:
-    texture in the wrong place. Measured at 64 / 512 px: unsharp r1 100 % 3.6 / 0.7, detail gain x1 3.7 / 0.9, luma
-    noise sigma 4 3.5 / 3.3, sigma 8 6.9 / 6.5, grain on flat regions sigma 8 6.9 / 6.5, unsharp r2 200 % 8.1 / 1.9."""
+    photo_max: dict[str, PositiveFloat] = Field(default_factory=lambda: {
+        "colour_noise_gain": 1.1, "edge_overshoot": 4.0, "clipped_gain": 0.1, "flat_grain": 6.0})
+    """photo rule -> ceiling of its damage on a real photograph (evaluate's photo check; the value may not exceed it).
+    Each rule, what it measures and why its ceiling sits where it does: scoring/photo.py PHOTO_RULES. Exactly one
+    ceiling per rule: preflight (`facerealism check`) names a rule missing here or a key no rule has. The default
+    repeats params.yaml's for the params files that have no base (the presets')."""
     check_controls: bool = True
     """Refuse to promote unless every Table 4 control fails the gate and dev passes it. false: smoke tests only."""
     must_beat_fitted: bool = True

@@ -3,9 +3,10 @@
 `facerealism check` prints what it found; `facerealism run` runs it before the first stage. Checked: the head, its
 discriminators and one forward of a small image on the CPU (random init, no weights); the backend's model sources (local
 folders, the Hugging Face cache: what a run would download); the metrics' weight files; the register gate's metric
-names against those evaluate writes; the controls; the registry settings; the resources (facerealism.orchestration
-.resources): the disk, RAM and GPU-hours the profile needs against this machine, and the dataset's size against the
-batch size and split fractions. The first inconsistency is a UserError of one line naming the keys.
+names against those evaluate writes; one ceiling per photo rule; the controls; the registry settings; the resources
+(facerealism.orchestration.resources): the disk, RAM and GPU-hours the profile needs against this machine, and the
+dataset's size against the batch size and split fractions. The first inconsistency is a UserError of one line naming
+the keys.
 """
 
 from __future__ import annotations
@@ -150,7 +151,9 @@ def check_evaluate(cfg: Config, f: Findings) -> None:
 
 
 def check_register(cfg: Config, f: Findings) -> None:
-    """Every metric the gate reads is one evaluate writes; the throughput it reads is one benchmark measures."""
+    """Every metric the gate reads is one evaluate writes; each photo rule has a ceiling (and each ceiling a rule); the
+    throughput it reads is one benchmark measures."""
+    from facerealism.scoring.photo import photo_limits
     from facerealism.scoring.table4 import metric_names
 
     r, written = cfg.register, metric_names(cfg)
@@ -163,6 +166,10 @@ def check_register(cfg: Config, f: Findings) -> None:
             near = sorted(n for n in written if n.split(".")[0] == metric.split(".")[0]) or sorted(written)[:6]
             f.error(f"{key}: metric {metric!r} is never written by evaluate (evaluate.spaces={list(cfg.evaluate.spaces)}, "
                     f"bootstrap={cfg.evaluate.bootstrap}); it writes e.g. {', '.join(near[:6])}")
+    try:
+        photo_limits(cfg)
+    except UserError as e:
+        f.error(str(e))
     size = r.throughput_size or cfg.benchmark.sizes[0]
     if size not in cfg.benchmark.sizes:
         f.error(f"register.throughput_size={size} is not one of benchmark.sizes {cfg.benchmark.sizes}: the gate "

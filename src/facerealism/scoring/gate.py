@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from facerealism.config import Config
-from facerealism.scoring.photo import PHOTO_RULES
+from facerealism.scoring.photo import PHOTO_RULES, photo_limits
 
 
 def is_number(value) -> bool:
@@ -57,8 +57,9 @@ def gate(cfg: Config, candidate: dict, champion: dict | None, benchmark: dict | 
         else:
             reasons.append(f"{key} = {value:.4g} < {shown}: ok")
     if photo:
+        limits = photo_limits(cfg)
         for rule in PHOTO_RULES:
-            key, bound, harm = f"photo.{rule.key}", getattr(r, rule.ceiling), rule.harm
+            key, bound, harm = f"photo.{rule.key}", limits[rule.key], rule.harm
             value = candidate.get(key)
             if not is_number(value):
                 passed = False

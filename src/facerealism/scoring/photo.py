@@ -1,8 +1,10 @@
-"""The photo rules, in one place: each rule's measurement, register ceiling and harm, and the photo check that applies
-them to a head or fitted filter on real photographs (evaluate, trials, the gate and the fitted guards read them here)."""
+"""The photo rules, in one place: each rule's measurement, harm and the reason for its ceiling, and the photo check that
+applies them to a head or fitted filter on real photographs (evaluate, trials, the gate and the fitted guards read them
+here; the ceilings are register.photo_max)."""
 
 from __future__ import annotations
 
+import difflib
 import functools
 from collections.abc import Callable
 from pathlib import Path
@@ -13,41 +15,70 @@ import numpy as np
 from facerealism import metrics
 from facerealism.config import Config
 from facerealism.data import catalog
+from facerealism.errors import UserError
 from facerealism.files import save_png
 
 
 class PhotoRule(NamedTuple):
-    """One rule of the photo check: its key, how it is measured, its register ceiling, and the harm it names."""
+    """One rule of the photo check: its key, how it is measured, the harm it names, and why its ceiling
+    (register.photo_max[key] in params.yaml) sits where it does."""
 
     key: str
-    """photo_check's key; metrics.json holds it as photo.KEY."""
+    """photo_check's key and register.photo_max's; metrics.json holds it as photo.KEY."""
     measure: Callable[[np.ndarray, np.ndarray], float]
     """(inputs, outputs) uint8 (n, h, w, 3) -> the damage, worst image; higher is worse."""
-    ceiling: str
-    """RegisterConfig field of the ceiling (the value may not exceed it)."""
     short: str
     """Column and rule name in recipe trials."""
     harm: str
+    why: str
+    """What the measure reads for known filters on the gate's photograph: the reason for the ceiling."""
 
 
-# Adding a rule: one PhotoRule here, its ceiling field in config/register.py and its value in params.yaml; the photo
-# check, metrics.json, the gate, trials, the fitted guards and the reports read this tuple.
+# Adding a rule: one PhotoRule here and its ceiling in params.yaml's register.photo_max (and in that setting's
+# default, config/register.py); the photo check, metrics.json, the gate, trials, the fitted guards and the reports read
+# this tuple.
 PHOTO_RULES = (
-    PhotoRule("colour_noise_gain", metrics.colour_noise_gain, "max_photo_colour_noise_gain", "colour noise",
-              "the head adds colour noise to a photo"),
-    PhotoRule("edge_overshoot", metrics.edge_overshoot, "max_photo_edge_overshoot", "edge overshoot",
-              "the head draws halos or rings at a photo's edges"),
-    PhotoRule("clipped_gain", metrics.clipped_gain, "max_photo_clipped_gain", "clipped",
-              "the head blows out a photo's highlights"),
+    PhotoRule("colour_noise_gain", metrics.colour_noise_gain, "colour noise", "the head adds colour noise to a photo",
+              why="chroma detail gain over luminance detail gain: RGB noise of sigma 4/255 reads 1.22 at 64 px and 2.7 "
+                  "at 512 px; a head that only sharpens reads <= 1"),
+    PhotoRule("edge_overshoot", metrics.edge_overshoot, "edge overshoot",
+              "the head draws halos or rings at a photo's edges",
+              why="luminance overshoot beyond the input's local range at its strongest edges (grey levels, worst "
+                  "size): halos and ringing. At 64 / 512 px: unsharp r1 100 % 2.0 / 3.2, detail gain x1 2.0 / 3.2, "
+                  "unsharp r2 200 % 7.6 / 12.4, detail gain x2 5.7 / 7.8"),
+    PhotoRule("clipped_gain", metrics.clipped_gain, "clipped", "the head blows out a photo's highlights",
+              why="share of the photo's pixels whose highlights the head newly blows out (a channel at 255). At 64 / "
+                  "512 px: unsharp r1 100 % 0.05 / 0.01, unsharp r2 200 % 0.21 / 0.05, brightness x1.35 0.40 / 0.41"),
     # the photo's flattest quarter (metrics.flat_grain's default is the flattest half)
-    PhotoRule("flat_grain", functools.partial(metrics.flat_grain, flat_quantile=0.25), "max_photo_flat_grain",
-              "flat grain", "the head paints grain on a photo's flat regions"),
+    PhotoRule("flat_grain", functools.partial(metrics.flat_grain, flat_quantile=0.25), "flat grain",
+              "the head paints grain on a photo's flat regions",
+              why="RMS luminance grain (grey levels, worst size) the head adds in the flattest quarter of the photo: "
+                  "texture in the wrong place. At 64 / 512 px: unsharp r1 100 % 3.6 / 0.7, detail gain x1 3.7 / 0.9, "
+                  "luma noise sigma 4 3.5 / 3.3, sigma 8 6.9 / 6.5, grain on flat regions sigma 8 6.9 / 6.5, unsharp "
+                  "r2 200 % 8.1 / 1.9"),
 )
 
 
 def photo_limits(cfg: Config) -> dict[str, float]:
-    """{photo_check key: register ceiling} of every photo rule."""
-    return {rule.key: getattr(cfg.register, rule.ceiling) for rule in PHOTO_RULES}
+    """{photo_check key: ceiling} of every photo rule, from register.photo_max.
+
+    Raises:
+        UserError: register.photo_max names a key no rule has (with the rule it is closest to), or lacks a rule's
+            ceiling; preflight reports it before a run.
+    """
+    given, keys = cfg.register.photo_max, [rule.key for rule in PHOTO_RULES]
+    unknown = [key for key in given if key not in keys]
+    if unknown:
+        near = difflib.get_close_matches(unknown[0], keys, n=1, cutoff=0.6)
+        hint = f" (did you mean register.photo_max.{near[0]}?)" if near else ""
+        more = f" (+{len(unknown) - 1} more)" if len(unknown) > 1 else ""
+        raise UserError(f"register.photo_max.{unknown[0]}: no photo rule of that name{hint}{more}; the rules "
+                        f"(scoring/photo.py): {', '.join(keys)}")
+    missing = [key for key in keys if key not in given]
+    if missing:
+        raise UserError(f"register.photo_max has no ceiling for the photo rule(s) {', '.join(missing)}: every rule "
+                        f"needs one (a profile that sets register.photo_max replaces the whole mapping)")
+    return {key: given[key] for key in keys}
 
 
 def meets_photo_rules(photo: dict, limits: dict[str, float]) -> bool:
