@@ -20,12 +20,10 @@ from .conftest import ROOT
 SOURCES = [*sorted((ROOT / "src" / "facerealism").rglob("*.py")), *sorted((ROOT / "flows").rglob("*.py"))]
 # name set -> (the one module that may spell it as a collection, the module whose dict literals map each name to its
 # computation or setting, checked to be exactly the definition's names: Table 4's computations in rows.py by
-# test_table4_rows_and_columns, the photo rules' default ceilings in config/register.py by
-# test_every_photo_rule_has_one_ceiling_and_no_ceiling_lacks_a_rule)
+# test_table4_rows_and_columns)
 DEFINITIONS = {
     "Table 4 columns": (frozenset(COLUMN_KEYS), "src/facerealism/scoring/table4.py", "src/facerealism/scoring/rows.py"),
-    "photo rules": (frozenset(rule.key for rule in PHOTO_RULES), "src/facerealism/scoring/photo.py",
-                    "src/facerealism/config/register.py"),
+    "photo rules": (frozenset(rule.key for rule in PHOTO_RULES), "src/facerealism/scoring/photo.py", None),
     "feature spaces": (frozenset(FEATURE_SPACES), "src/facerealism/metrics/spaces.py", None),
     # each preset names itself in its own folder; nothing lists them
     "presets": (frozenset(presets.names()), None, None),
@@ -89,7 +87,7 @@ def test_the_gate_names_and_config_choices_follow_the_definitions():
 
 def test_every_photo_rule_has_one_ceiling_and_no_ceiling_lacks_a_rule():
     """register.photo_max in params.yaml, and its default (what params files without a base run on), holds exactly
-    PHOTO_RULES' keys, in their order; photo_limits names a key that drifted."""
+    PHOTO_RULES' keys and ceilings, in their order; photo_limits names a key that drifted."""
     import yaml
 
     from facerealism.config import RegisterConfig, load_config
@@ -97,6 +95,7 @@ def test_every_photo_rule_has_one_ceiling_and_no_ceiling_lacks_a_rule():
 
     keys = [rule.key for rule in PHOTO_RULES]
     assert list(yaml.safe_load((ROOT / "params.yaml").read_text())["register"]["photo_max"]) == keys
+    assert RegisterConfig().photo_max == {rule.key: rule.ceiling for rule in PHOTO_RULES}
     assert list(RegisterConfig().photo_max) == keys
     cfg = load_config(ROOT / "params.yaml")
     assert photo_limits(cfg) == cfg.register.photo_max

@@ -45,6 +45,8 @@ KNOWN_UPWARD = {
         "config validates evaluate.fitted against scoring's registry of fitted baselines (issue #37, item 2)",
     ("facerealism.config.evaluate", "facerealism.metrics.spaces"):
         "config validates evaluate.spaces against metrics' registry of feature spaces (issue #37, item b)",
+    ("facerealism.config.register", "facerealism.scoring.photo"):
+        "register.photo_max's default is each photo rule's own ceiling, defined with the rule (issue #37, item 2)",
 }
 
 

@@ -26,12 +26,11 @@ class RegisterConfig(Section):
     edges under 1.5x dev's own (metrics.edge_halo). Halo ratio on the default data (2026-12-05): dev check 0.99,
     oracle 0.42, texture pasted from another face 0.32, detail gain x2 1.0, a light band above edges 2.8, unsharp
     r3 300 % 8.5."""
-    photo_max: dict[str, PositiveFloat] = Field(default_factory=lambda: {
-        "colour_noise_gain": 1.1, "edge_overshoot": 4.0, "clipped_gain": 0.1, "flat_grain": 6.0})
+    photo_max: dict[str, PositiveFloat] = Field(default_factory=lambda: _photo_ceilings())
     """photo rule -> ceiling of its damage on a real photograph (evaluate's photo check; the value may not exceed it).
     Each rule, what it measures and why its ceiling sits where it does: scoring/photo.py PHOTO_RULES. Exactly one
     ceiling per rule: preflight (`facerealism check`) names a rule missing here or a key no rule has. The default
-    repeats params.yaml's for the params files that have no base (the presets')."""
+    is each rule's own `ceiling` (what params files without a base, the presets', run on)."""
     check_controls: bool = True
     """Refuse to promote unless every Table 4 control fails the gate and dev passes it. false: smoke tests only."""
     must_beat_fitted: bool = True
@@ -53,3 +52,9 @@ class RegisterConfig(Section):
     human_approval: bool = False
     """Pause the Prefect flow before `@champion` moves: a person approves or rejects (with a reason) in the Prefect UI,
     seeing the gate's decision and the rating results. Off by default so `make run` runs unattended."""
+
+
+def _photo_ceilings() -> dict[str, float]:
+    from facerealism.scoring.photo import PHOTO_RULES
+
+    return {rule.key: rule.ceiling for rule in PHOTO_RULES}

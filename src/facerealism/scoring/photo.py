@@ -13,7 +13,6 @@ from typing import NamedTuple
 import numpy as np
 
 from facerealism import metrics
-from facerealism.config import Config
 from facerealism.data import catalog
 from facerealism.errors import UserError
 from facerealism.files import save_png
@@ -30,28 +29,31 @@ class PhotoRule(NamedTuple):
     short: str
     """Column and rule name in recipe trials."""
     harm: str
+    ceiling: float
+    """The default of register.photo_max[key] (params.yaml spells it): the value may not exceed it."""
     why: str
     """What the measure reads for known filters on the gate's photograph: the reason for the ceiling."""
 
 
-# Adding a rule: one PhotoRule here and its ceiling in params.yaml's register.photo_max (and in that setting's
-# default, config/register.py); the photo check, metrics.json, the gate, trials, the fitted guards and the reports read
-# this tuple.
+# Adding a rule: one PhotoRule here and its ceiling in params.yaml's register.photo_max (tests/test_config.py checks
+# that params.yaml spells the default); the config's default, the photo check, metrics.json, the gate, trials, the
+# fitted guards and the reports read this tuple.
 PHOTO_RULES = (
-    PhotoRule("colour_noise_gain", metrics.colour_noise_gain, "colour noise", "the head adds colour noise to a photo",
+    PhotoRule("colour_noise_gain", metrics.colour_noise_gain, "colour noise",
+              "the head adds colour noise to a photo", 1.1,
               why="chroma detail gain over luminance detail gain: RGB noise of sigma 4/255 reads 1.22 at 64 px and 2.7 "
                   "at 512 px; a head that only sharpens reads <= 1"),
     PhotoRule("edge_overshoot", metrics.edge_overshoot, "edge overshoot",
-              "the head draws halos or rings at a photo's edges",
+              "the head draws halos or rings at a photo's edges", 4.0,
               why="luminance overshoot beyond the input's local range at its strongest edges (grey levels, worst "
                   "size): halos and ringing. At 64 / 512 px: unsharp r1 100 % 2.0 / 3.2, detail gain x1 2.0 / 3.2, "
                   "unsharp r2 200 % 7.6 / 12.4, detail gain x2 5.7 / 7.8"),
-    PhotoRule("clipped_gain", metrics.clipped_gain, "clipped", "the head blows out a photo's highlights",
+    PhotoRule("clipped_gain", metrics.clipped_gain, "clipped", "the head blows out a photo's highlights", 0.1,
               why="share of the photo's pixels whose highlights the head newly blows out (a channel at 255). At 64 / "
                   "512 px: unsharp r1 100 % 0.05 / 0.01, unsharp r2 200 % 0.21 / 0.05, brightness x1.35 0.40 / 0.41"),
     # the photo's flattest quarter (metrics.flat_grain's default is the flattest half)
     PhotoRule("flat_grain", functools.partial(metrics.flat_grain, flat_quantile=0.25), "flat grain",
-              "the head paints grain on a photo's flat regions",
+              "the head paints grain on a photo's flat regions", 6.0,
               why="RMS luminance grain (grey levels, worst size) the head adds in the flattest quarter of the photo: "
                   "texture in the wrong place. At 64 / 512 px: unsharp r1 100 % 3.6 / 0.7, detail gain x1 3.7 / 0.9, "
                   "luma noise sigma 4 3.5 / 3.3, sigma 8 6.9 / 6.5, grain on flat regions sigma 8 6.9 / 6.5, unsharp "
@@ -59,8 +61,11 @@ PHOTO_RULES = (
 )
 
 
-def photo_limits(cfg: Config) -> dict[str, float]:
+def photo_limits(cfg) -> dict[str, float]:
     """{photo_check key: ceiling} of every photo rule, from register.photo_max.
+
+    Args:
+        cfg: the run's Config (untyped here: config builds register.photo_max's default from this module's rules).
 
     Raises:
         UserError: register.photo_max names a key no rule has (with the rule it is closest to), or lacks a rule's
