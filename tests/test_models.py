@@ -1,5 +1,9 @@
 """Fast tests of the head architectures and their factory (tiny widths, 32-64 px)."""
 
+import math
+import subprocess
+import sys
+
 import pytest
 import torch
 import torch.nn as nn
@@ -241,3 +245,24 @@ def test_highpass_critic_sees_texture_on_the_scale_of_content():
     grain = 0.01 * torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     d(x + grain)
     assert seen[-1][:, 3:].std() > 2 * grain.std()
+
+
+@pytest.mark.parametrize("sigma", [0.5, 1.0, 3.0])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_lowpass_is_torchvisions_gaussian_blur_bit_for_bit(sigma, dtype):
+    """lowpass writes torchvision's blur out (to spare each process its import); the critic must see the same view."""
+    from torchvision.transforms.functional import gaussian_blur
+
+    from facerealism.models.patchgan import lowpass
+
+    x = torch.rand(2, 3, 24, 20, generator=torch.Generator().manual_seed(0)).to(dtype) * 2 - 1
+    k = 2 * math.ceil(3 * sigma) + 1
+    assert torch.equal(lowpass(x, sigma), gaussian_blur(x, kernel_size=k, sigma=sigma))
+    assert torch.equal(lowpass(x, 0), x) and not torch.equal(lowpass(x, sigma), x)
+
+
+def test_building_and_running_the_high_pass_critic_does_not_import_torchvision():
+    code = ("import sys, torch; from facerealism.models import build_discriminator; "
+            "build_discriminator('patchgan_highpass', ndf=8, n_layers=2)(torch.zeros(1, 3, 32, 32)); "
+            "assert 'torchvision' not in sys.modules, 'torchvision imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)

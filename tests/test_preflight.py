@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import resource
 import subprocess
 import time
@@ -199,3 +200,30 @@ def test_the_flop_formulas_match_torchs_count_of_the_full_size_models():
     assert flux_step_flop(FLUX_TRANSFORMER, 512, 256) / 1e12 == pytest.approx(counted["schnell_step"], rel=2e-3)
     assert t5_flop(T5_XXL, 256) / 1e12 == pytest.approx(counted["t5_256"], rel=2e-3)
     assert t5_flop(T5_XXL, 512) / 1e12 == pytest.approx(counted["t5_512"], rel=2e-3)
+
+
+def test_the_flux_flop_counts_are_cached_by_everything_they_depend_on(tmp_path, monkeypatch):
+    """The benchmark counts the 12B transformer's FLOPs once per configuration, size and library version; a change to
+    any of them, or a torn cache file, counts again."""
+    from facerealism.speed import flops
+
+    monkeypatch.setenv("FACEREALISM_CACHE", str(tmp_path))
+    counted = []
+
+    def fake_count(sizes):  # what torch would count, without the seconds it takes
+        counted.append(list(sizes))
+        return {s: {"schnell_step": s, "dev_step": 2 * s, "t5_256": 3, "t5_512": 4, "vae_decode": 5} for s in sizes}
+
+    monkeypatch.setattr(flops, "_count_flux", fake_count)
+    first = flops.flux_cost_models([64], "esa_resnet")
+    assert flops.flux_cost_models([64], "esa_resnet") == first and counted == [[64]]
+    assert first[64]["per_call_tflop"]["head"] > 0  # the head is always counted, from the code that builds it
+    flops.flux_cost_models([128], "esa_resnet")
+    monkeypatch.setattr(flops, "FLUX_VAE", {**flops.FLUX_VAE, "latent_channels": 8})
+    flops.flux_cost_models([64], "esa_resnet")
+    assert counted == [[64], [128], [64]]
+    files = sorted((tmp_path / "flops").iterdir(), key=lambda p: p.stat().st_mtime_ns)
+    assert len(files) == 3 and json.loads(files[-1].read_text()).keys() == {"64"}
+    files[-1].write_text("{")  # the current key's file, torn
+    flops.flux_cost_models([64], "esa_resnet")
+    assert counted == [[64], [128], [64], [64]] and not list((tmp_path / "flops").glob("*.tmp"))

@@ -93,10 +93,19 @@ class HighpassPatchDiscriminator(PatchDiscriminator):
 
 
 def lowpass(images: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Gaussian blur of (b, c, h, w) images (reflected borders; torchvision); sigma 0 returns them unchanged. The
-    high-pass critic's view and the trainer's low-pass paired term share it."""
+    """Gaussian blur of (b, c, h, w) images (reflected borders); sigma 0 returns them unchanged. The high-pass critic's
+    view and the trainer's low-pass paired term share it.
+
+    torchvision's gaussian_blur op for op (tests/test_models.py checks that the output is bit-identical), written out
+    because importing torchvision costs ~1.5 s in every process that builds this critic: the preflight of each
+    `facerealism run` and `check`, each training rank, each worker.
+    """
     if sigma <= 0:
         return images
-    from torchvision.transforms.functional import gaussian_blur
-
-    return gaussian_blur(images, kernel_size=2 * math.ceil(3 * sigma) + 1, sigma=sigma)
+    k = 2 * math.ceil(3 * sigma) + 1
+    x = torch.linspace(-(k - 1) * 0.5, (k - 1) * 0.5, steps=k, dtype=images.dtype, device=images.device)
+    pdf = torch.exp(-0.5 * (x / sigma).pow(2))
+    kernel1d = pdf / pdf.sum()
+    kernel = torch.mm(kernel1d[:, None], kernel1d[None, :]).expand(images.shape[-3], 1, k, k)  # (c, 1, k, k)
+    padded = nn.functional.pad(images, [k // 2] * 4, mode="reflect")
+    return nn.functional.conv2d(padded, kernel, groups=images.shape[-3])
