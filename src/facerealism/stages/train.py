@@ -169,7 +169,7 @@ def make_sampler(cfg: Config, accelerator, train_rows, resume) -> Sampler | File
 def restore(resume, model: Trainer, sampler, accelerator) -> RunState:
     """Load a checkpoint into the trainer, the sampler and the RNGs; returns where the run stood."""
     tensors, meta, resumed_from = resume
-    # Each rank continues its own batch stream, pools and RNGs (rank 0's are the checkpoint's plain keys).
+    # Each rank continues its own batch stream and RNGs (rank 0's are the checkpoint's plain keys); the pools are shared.
     tensors, meta = checkpoint.for_rank(tensors, meta, accelerator.process_index, accelerator.num_processes)
     model.load_state(tensors, meta["trainer"])
     sampler.set_rng_state(meta["sampler_rng"])  # a FileSampler's data order is a function of the step: set already
@@ -180,7 +180,7 @@ def restore(resume, model: Trainer, sampler, accelerator) -> RunState:
 
 def save_checkpoint(cfg: Config, accelerator, model: Trainer, sampler, run: RunState, step: int, seconds: float,
                     mlflow_run_id: str | None) -> None:
-    """On every rank (they send rank 0 their own RNGs and pools); rank 0 alone writes."""
+    """On every rank (they send rank 0 their own RNGs and a digest of their pools); rank 0 alone writes."""
     ranks = checkpoint.gather_ranks(accelerator, *checkpoint.rank_state(model, sampler))
     if not accelerator.is_main_process:
         return

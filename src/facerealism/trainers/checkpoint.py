@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -162,29 +163,36 @@ def load(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Multi-process training: what differs per rank (batch RNG, image pools, RNGs), gathered into rank 0's checkpoint
+# Multi-process training: what differs per rank (batch RNG, RNGs), gathered into rank 0's checkpoint
 # ---------------------------------------------------------------------------------------------------------------
-# Rank 0's state keeps the single-process keys ("pool.A", "rng.torch", meta["sampler_rng"], ...), so a
-# one-process checkpoint is unchanged; rank r > 0 adds "rank.r." tensors and meta["ranks"]["r"].
-# The weights and optimiser states are the same on every rank (DDP averages gradients) and stored once.
+# Rank 0's state keeps the single-process keys ("rng.torch", meta["sampler_rng"], ...), so a one-process checkpoint
+# is unchanged; rank r > 0 adds "rank.r." tensors and meta["ranks"]["r"]. The weights, optimiser states and image
+# pools are the same on every rank (DDP averages gradients; every rank queries one pool with the global batch,
+# trainers.cyclegan.ImagePool.query_global) and stored once; each rank's pool digest shows they are.
 
 RANK_PREFIX = "rank."
 
 
+def pool_digest(trainer) -> str:
+    """sha256 over a trainer's image pools and their RNG: equal digests mean the same pools."""
+    h = hashlib.sha256(json.dumps(py_rng_state(trainer.pool_rng) if trainer.pool_rng else None).encode())
+    for name in sorted(trainer.pools):
+        h.update(name.encode())
+        for img in trainer.pools[name].images:
+            h.update(img.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 def rank_state(trainer, sampler) -> tuple[dict[str, torch.Tensor], dict]:
-    """This process's own state: its RNGs, its image pools and their RNG, its batch sampler's RNG.
+    """This process's own state: its RNGs and its batch sampler's RNG, with a digest of its image pools.
 
     Args:
         trainer: a trainers.Trainer (its `pools` and `pool_rng`).
         sampler: a samplers.Sampler (its `rng`) or FileSampler (data order is a function of the step: None).
     """
     tensors, rng_meta = rng_state()
-    meta = {"rng": rng_meta, "pools": {}, "pool_rng": py_rng_state(trainer.pool_rng) if trainer.pool_rng else None,
+    meta = {"rng": rng_meta, "pools_sha256": pool_digest(trainer),
             "sampler_rng": sampler.rng.bit_generator.state if getattr(sampler, "rng", None) is not None else None}
-    for name, pool in trainer.pools.items():
-        meta["pools"][name] = len(pool.images)
-        if pool.images:
-            tensors[f"pool.{name}"] = torch.cat(pool.images).cpu()  # (n, 3, crop, crop)
     return {k: v.cpu() for k, v in tensors.items()}, meta
 
 
@@ -198,7 +206,16 @@ def gather_ranks(accelerator, tensors: dict[str, torch.Tensor], meta: dict) -> l
 
 
 def pack_ranks(ranks: list[tuple[dict, dict]]) -> tuple[dict[str, torch.Tensor], dict]:
-    """Ranks 1.. as prefixed tensors and meta["ranks"] (rank 0's state is saved under the plain keys)."""
+    """Ranks 1.. as prefixed tensors and meta["ranks"] (rank 0's state is saved under the plain keys).
+
+    Raises:
+        RuntimeError: naming the ranks whose image pools differ from rank 0's (the checkpoint stores rank 0's for
+            all: they must be the same).
+    """
+    diverged = [r for r, (_, m) in enumerate(ranks) if m["pools_sha256"] != ranks[0][1]["pools_sha256"]]
+    if diverged:
+        raise RuntimeError(f"ranks {diverged} hold other image pools than rank 0: the ranks must query one pool "
+                           f"with the global batch (ImagePool.query_global)")
     tensors, meta = {}, {"num_processes": len(ranks), "ranks": {}}
     for r, (t, m) in enumerate(ranks[1:], start=1):
         tensors.update({f"{RANK_PREFIX}{r}.{k}": v for k, v in t.items()})
@@ -207,31 +224,30 @@ def pack_ranks(ranks: list[tuple[dict, dict]]) -> tuple[dict[str, torch.Tensor],
 
 
 def for_rank(tensors: dict[str, torch.Tensor], meta: dict, rank: int, num_processes: int) -> tuple[dict, dict]:
-    """A checkpoint as rank `rank` must load it: its own pools, sampler and RNGs in place of rank 0's.
+    """A checkpoint as rank `rank` must load it: its own sampler and RNGs in place of rank 0's, the shared rest.
 
     Raises:
-        ValueError: the checkpoint was written by another number of processes (its per-rank batch streams and
-            pools cannot be continued exactly).
+        UserError: the checkpoint was written by another number of processes (its per-rank batch streams cannot be
+            continued exactly), or by a version whose ranks kept image pools of their own.
     """
     written = meta.get("num_processes", 1)
     if written != num_processes:
         raise UserError(f"checkpoint at step {meta.get('step')} was written by {written} process(es), this run has "
                          f"{num_processes}; resume with the same --num_processes or set train.resume=false")
+    if any("pools" in own for own in meta.get("ranks", {}).values()):
+        raise UserError(f"checkpoint at step {meta.get('step')} holds an image pool per rank (written before the "
+                         f"ranks shared one pool of the global batch); it cannot be continued exactly: set "
+                         f"train.resume=false to start over")
     if rank == 0:
         return {k: v for k, v in tensors.items() if not k.startswith(RANK_PREFIX)}, meta
     own, prefix = meta["ranks"][str(rank)], f"{RANK_PREFIX}{rank}."
-    shared = {k: v for k, v in tensors.items() if not k.startswith(("pool.", "rng.", RANK_PREFIX))}
+    shared = {k: v for k, v in tensors.items() if not k.startswith(("rng.", RANK_PREFIX))}
     shared.update({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
-    trainer = {**meta["trainer"], "pools": own["pools"]}
-    if own["pool_rng"] is not None:
-        trainer["pool_rng"] = own["pool_rng"]
-    return shared, {**meta, "trainer": trainer, "rng": own["rng"], "sampler_rng": own["sampler_rng"]}
+    return shared, {**meta, "rng": own["rng"], "sampler_rng": own["sampler_rng"]}
 
 
 def state_digest(modules: dict[str, torch.nn.Module]) -> str:
     """sha256 over every parameter and buffer, bit for bit: equal digests mean identical weights."""
-    import hashlib
-
     h = hashlib.sha256()
     for name in sorted(modules):
         state = modules[name].state_dict()

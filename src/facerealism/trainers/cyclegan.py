@@ -46,6 +46,24 @@ class ImagePool:
                 out.append(img)
         return torch.cat(out)
 
+    def query_global(self, images: torch.Tensor, accelerator) -> torch.Tensor:
+        """query() as one process training the global batch would answer it, for this rank's slice of that batch.
+
+        Every rank gathers all ranks' images (rank order) and queries its copy of the pool with them, so the copies
+        fill at the global rate and stay identical (same seed, same queries); each rank keeps its own slice. A pool
+        per rank, fed its own slice only, showed each critic another, staler history than one process would.
+
+        Args:
+            images: (b, 3, h, w), this rank's micro-batch (the same b on every rank).
+        Returns:
+            (b, 3, h, w), detached.
+        """
+        if accelerator.num_processes == 1:
+            return self.query(images)
+        b, rank = images.shape[0], accelerator.process_index
+        everyone = accelerator.gather(images.detach().contiguous())  # (num_processes * b, 3, h, w)
+        return self.query(everyone)[rank * b : (rank + 1) * b]
+
 
 def lsgan(pred: torch.Tensor, real: bool) -> torch.Tensor:
     return F.mse_loss(pred.float(), torch.full_like(pred.float(), 1.0 if real else 0.0))
@@ -102,6 +120,7 @@ class CycleGAN(Trainer):
         prepared = accelerator.prepare(nets["G_A"], nets["G_B"], nets["D_A"], nets["D_B"], opt_g, opt_d, sched_g, sched_d)
         self.G_A, self.G_B, self.D_A, self.D_B, self.opt_g, self.opt_d, self.sched_g, self.sched_d = prepared
         self.acc = accelerator
+        # The same seed on every rank: with the same queries (ImagePool.query_global) every rank holds the same pools.
         self.pool_rng = random.Random(cfg.seed)
         self.pool_A, self.pool_B = ImagePool(t.pool_size, self.pool_rng), ImagePool(t.pool_size, self.pool_rng)
         self.nets = {"G_A": self.G_A, "G_B": self.G_B, "D_A": self.D_A, "D_B": self.D_B}
@@ -155,8 +174,8 @@ class CycleGAN(Trainer):
             losses = self.backward_G()
             self.opt_g.step()
             self.opt_g.zero_grad(set_to_none=True)
-            losses["D_A"] = self.backward_D_basic(self.D_A, self.real_B, self.pool_B.query(self.fake_B))
-            losses["D_B"] = self.backward_D_basic(self.D_B, self.real_A, self.pool_A.query(self.fake_A))
+            losses["D_A"] = self.backward_D_basic(self.D_A, self.real_B, self.pool_B.query_global(self.fake_B, self.acc))
+            losses["D_B"] = self.backward_D_basic(self.D_B, self.real_A, self.pool_A.query_global(self.fake_A, self.acc))
             self.opt_d.step()
             self.opt_d.zero_grad(set_to_none=True)
         self.step_schedulers()
