@@ -29,7 +29,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("facerealism.report",),                                                  # what a run shows: Table 4, grids
     ("facerealism.scoring",),                                                 # Table 4's columns, photo rules, gate
     ("facerealism.presets",),                                                 # model pairs, one folder each
-    ("facerealism.backends", "facerealism.head", "facerealism.metrics"),
+    ("facerealism.backends", "facerealism.head", "facerealism.metrics",
+     "facerealism.cluster"),                                                  # Dask clusters for sharded stages
     ("facerealism.config", "facerealism.data", "facerealism.models"),
     ("facerealism.files", "facerealism.precision", "facerealism.progress"),  # files; precision; progress lines
     ("facerealism.errors", "facerealism.env", "facerealism"),               # what everything may read
@@ -298,9 +299,10 @@ def test_every_package_states_its_concern_in_its_first_line():
 # What the package root may hold: what a user runs (cli, enhance, sweep, trials), what a registered model imports when it
 # loads (head, files, errors: see mlops/pyfunc.py), the environment switch every entry point reads first, and the
 # machine's precision (training, benchmarks and the GPU kit pick bf16 only where it is native), and the progress lines
-# every long loop reports through (stages, scoring's Table 4, quality, speed: below them all).
+# every long loop reports through (stages, scoring's Table 4, quality, speed: below them all), and the Dask cluster
+# sharded work runs on (orchestration's generate flow and the evaluate stage beneath it share one address and setup).
 ROOT_MODULES = {"__init__", "cli", "enhance", "sweep", "trials", "head", "files", "errors", "env", "precision",
-                "progress"}
+                "progress", "cluster"}
 
 
 def test_the_package_root_holds_only_entry_points_and_what_models_import():

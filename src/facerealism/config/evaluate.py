@@ -61,6 +61,10 @@ class EvaluateConfig(Section):
     extra_heads: dict[str, str] = Field(default_factory=dict)
     """Table 4 label -> trained head folder (e.g. CycleGAN: models/head_resnet), evaluated beside models/head."""
     grid_n: int = Field(8, ge=1)
+    workers: int = Field(1, ge=1)
+    """Processes computing Table 4's features in shards of the test split: 1 here, no cluster; N: a local Dask
+    cluster of N single-threaded processes. A scheduler (generate.dask_address, env FACEREALISM_DASK_ADDRESS) wins.
+    The numbers are the same bits with any count (facerealism.scoring.shards)."""
 
 
 def _space_names() -> list[str]:

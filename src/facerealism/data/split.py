@@ -1,4 +1,4 @@
-"""Dataset helpers: the stable train / validation / test split by hashed id and in-memory image loading."""
+"""Dataset helpers: the stable train / validation / test split by hashed id and image loading (whole, or on demand)."""
 
 from __future__ import annotations
 
@@ -83,6 +83,22 @@ def load_images(paths) -> np.ndarray:
     if len(shapes) > 1:
         raise UserError(f"images have mixed sizes {sorted(shapes)}; the head trains on one size")
     return np.stack(images)
+
+
+class ImageFiles:
+    """Image files read on demand: indexed like a uint8 (n, h, w, 3) array by a slice or a list of positions, each
+    read decodes just those files (load_images). What a shard of evaluate's features reads, on any worker."""
+
+    def __init__(self, paths):
+        self.paths = tuple(str(p) for p in paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: slice | list[int]) -> np.ndarray:
+        if isinstance(index, slice):
+            return load_images(self.paths[index])
+        return load_images([self.paths[i] for i in index])
 
 
 def validated_manifest(data_dir: str | Path) -> pd.DataFrame:

@@ -6,23 +6,13 @@
 #     FACEREALISM_DASK_ADDRESS), with one `dask worker --nworkers 1 --nthreads 1` per GPU started
 #     with CUDA_VISIBLE_DEVICES=<gpu>; a worker that sees several GPUs puts shard i on GPU i % count.
 # Each worker process keeps its loaded pipelines between shards (stages.generate.cached_backend).
+# The address, the workers' Dask settings and the LocalCluster are facerealism.cluster's, shared with evaluate.
 
 from __future__ import annotations
 
-import os
-
+from facerealism import cluster
+from facerealism.cluster import RENDER_WORKER_DASK_CONFIG
 from facerealism.config import Config
-
-# Dask settings for render workers. A worker renders one long shard at a time, so its periodic housekeeping only
-# takes the GIL away from the render thread: a stack-sampling profiler every 10 ms, an event-loop tick every 20 ms,
-# memory and system monitors every 0.1/0.5 s (`python -m facerealism.bench.shards` measures what that costs; the
-# docs/results.md gives the figures). The memory monitor stays on (it restarts a worker over its limit).
-RENDER_WORKER_DASK_CONFIG = {
-    "distributed.worker.profile.enabled": False,
-    "distributed.admin.tick.interval": "1s",
-    "distributed.worker.memory.monitor-interval": "1s",
-    "distributed.admin.system-monitor.interval": "5s",
-}
 
 
 def dask_env(config: dict = RENDER_WORKER_DASK_CONFIG) -> dict[str, str]:
@@ -33,14 +23,11 @@ def dask_env(config: dict = RENDER_WORKER_DASK_CONFIG) -> dict[str, str]:
 def local_cluster(**kwargs):
     """A LocalCluster whose workers report to this flow's Prefect API: a temporary (ephemeral) server has no
     fixed address, and without it every worker process starts a temporary server of its own (~10 s each)."""
-    import dask
-    from distributed import LocalCluster
     from prefect.context import FlowRunContext
 
     ctx = FlowRunContext.get()
     env = {"PREFECT_API_URL": str(ctx.client.api_url)} if ctx and ctx.client else {}
-    with dask.config.set(RENDER_WORKER_DASK_CONFIG):  # the nannies hand this config to their workers
-        return LocalCluster(env=env, **kwargs)
+    return cluster.local_cluster(env=env, **kwargs)
 
 
 def generate_runner(cfg: Config):
@@ -48,7 +35,7 @@ def generate_runner(cfg: Config):
     `generate.workers` single-threaded processes."""
     from prefect_dask import DaskTaskRunner
 
-    address = os.environ.get("FACEREALISM_DASK_ADDRESS") or cfg.generate.dask_address
+    address = cluster.dask_address(cfg)
     if address:
         return DaskTaskRunner(address=address)
     return DaskTaskRunner(cluster_class=local_cluster,

@@ -8,8 +8,10 @@ register runs each through the promotion gate and refuses to promote anything wh
 
 from __future__ import annotations
 
+import copy
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageFilter
@@ -35,8 +37,7 @@ def _in_chunks(fn: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
     return chunked
 
 
-def _noise(images: np.ndarray, sigma: float, luma: bool, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
+def _noise(images: np.ndarray, sigma: float, luma: bool, rng: np.random.Generator) -> np.ndarray:
     out = []
     for part in _chunks(len(images)):
         x = images[part]
@@ -61,12 +62,12 @@ def _detail_gain(images: np.ndarray, gain: float) -> np.ndarray:
     return np.clip(x + gain * high + 0.5, 0, 255).astype(np.uint8)
 
 
-def _grain_on_flat(images: np.ndarray, sigma: float, seed: int) -> np.ndarray:
+def _grain_on_flat(images: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
     # Texture in the wrong place: grey grain only where the image is flat (background, plain clothing, the
     # smooth parts of skin), none on the hair and edges where dev's detail lives.
     from scipy import ndimage
 
-    rng, out = np.random.default_rng(seed), []
+    out = []
     for part in _chunks(len(images)):  # the grain drawn chunk after chunk from one RNG, as _noise
         x = images[part].astype(np.float64)
         y = x @ _Y  # (n, h, w)
@@ -106,13 +107,12 @@ def _skin(images: np.ndarray) -> np.ndarray:
     return ndimage.gaussian_filter(box.astype(np.float64), sigma=(0, 1, 1))[..., None]
 
 
-def _pasted_texture(images: np.ndarray, dev: np.ndarray | None, skin_only: bool) -> np.ndarray:
+def _pasted_texture(images: np.ndarray, donors: np.ndarray, skin_only: bool) -> np.ndarray:
     # Misplaced texture with dev's exact statistics: each schnell image gets the sigma-1 high-pass of *another*
-    # test pair's dev image (the next one), so its detail follows that face's skin, hair and edges, not its own.
-    # skin_only keeps it to this image's skin-coloured pixels: roughly placed, still another face's detail.
-    if dev is None or dev.shape != images.shape or len(images) < 2:
-        raise UserError("the pasted-texture controls need the dev twins of >= 2 schnell images, paired one to one")
-    detail = _high_pass(np.roll(dev, 1, axis=0))
+    # test pair's dev image (its donor: the previous pair's, see Control.donors), so its detail follows that
+    # face's skin, hair and edges, not its own. skin_only keeps it to this image's skin-coloured pixels: roughly
+    # placed, still another face's detail.
+    detail = _high_pass(donors)
     if skin_only:
         detail = detail * _skin(images)
     return np.clip(images.astype(np.float64) + detail + 0.5, 0, 255).astype(np.uint8)
@@ -140,27 +140,49 @@ def _clip_highlights(images: np.ndarray, gain: float) -> np.ndarray:
     return np.clip(images.astype(np.float64) * gain + 0.5, 0, 255).astype(np.uint8)
 
 
-CONTROLS: dict[str, Callable[[np.ndarray, int, np.ndarray | None], np.ndarray]] = {
-    "luma noise σ4": lambda x, seed, dev: _noise(x, 4.0, True, seed),
-    "luma noise σ8": lambda x, seed, dev: _noise(x, 8.0, True, seed),
-    "luma noise σ16": lambda x, seed, dev: _noise(x, 16.0, True, seed),
-    "RGB noise σ4": lambda x, seed, dev: _noise(x, 4.0, False, seed),
-    "RGB noise σ8": lambda x, seed, dev: _noise(x, 8.0, False, seed),
-    "RGB noise σ16": lambda x, seed, dev: _noise(x, 16.0, False, seed),
-    "unsharp r1 100%": lambda x, seed, dev: _pil(x, ImageFilter.UnsharpMask(radius=1, percent=100, threshold=0)),
-    "unsharp r2 200%": lambda x, seed, dev: _pil(x, ImageFilter.UnsharpMask(radius=2, percent=200, threshold=0)),
-    "detail gain ×1": lambda x, seed, dev: _detail_gain(x, 1.0),
-    "detail gain ×2": lambda x, seed, dev: _detail_gain(x, 2.0),
-    "grain on flat regions σ8": lambda x, seed, dev: _grain_on_flat(x, 8.0, seed),
-    "ringing (brick-wall sharpen)": lambda x, seed, dev: _ringing(x, 0.15, 1.5),
-    "halo: unsharp r3 300%": lambda x, seed, dev: _pil(x, ImageFilter.UnsharpMask(radius=3, percent=300, threshold=0)),
-    "clipped highlights ×1.3": lambda x, seed, dev: _clip_highlights(x, 1.3),
-    "halo: light band above edges": lambda x, seed, dev: _light_band(x, 24.0, 1, 3),
-    "texture pasted from another dev image": lambda x, seed, dev: _pasted_texture(x, dev, skin_only=False),
-    "texture pasted from another dev image, skin only": lambda x, seed, dev: _pasted_texture(x, dev, skin_only=True),
+@dataclass(frozen=True)
+class Control:
+    """One negative control: `filter(schnell images (n, h, w, 3) uint8, noise generator, donors)` -> images of the
+    same shape. Each image is filtered alone but for the fields below, which say what else reaches it: how evaluate's
+    shards (scoring.shards) make any part of the row with the pixels of one call on the whole row."""
+
+    filter: Callable[[np.ndarray, np.random.Generator, np.ndarray | None], np.ndarray]
+    noise: int = 0
+    """Standard normals it draws per pixel (0: none): how a part of the row finds its place in the stream."""
+    donors: bool = False
+    """It reads the dev image of the previous test pair beside each schnell image (the first takes the last's);
+    None is passed to the others."""
+    reach: int = 0
+    """Neighbouring images on each side whose pixels reach an image's output: the light band's ndimage.sobel also
+    smooths across the stack of images ([1, 2, 1] over the image axis; kept, so Table 4's numbers stay as they
+    were). A part of the row is computed with them, then cut back."""
+
+
+CONTROLS: dict[str, Control] = {
+    "luma noise σ4": Control(lambda x, rng, donors: _noise(x, 4.0, True, rng), noise=1),
+    "luma noise σ8": Control(lambda x, rng, donors: _noise(x, 8.0, True, rng), noise=1),
+    "luma noise σ16": Control(lambda x, rng, donors: _noise(x, 16.0, True, rng), noise=1),
+    "RGB noise σ4": Control(lambda x, rng, donors: _noise(x, 4.0, False, rng), noise=3),
+    "RGB noise σ8": Control(lambda x, rng, donors: _noise(x, 8.0, False, rng), noise=3),
+    "RGB noise σ16": Control(lambda x, rng, donors: _noise(x, 16.0, False, rng), noise=3),
+    "unsharp r1 100%": Control(lambda x, rng, donors: _pil(x, ImageFilter.UnsharpMask(radius=1, percent=100,
+                                                                                       threshold=0))),
+    "unsharp r2 200%": Control(lambda x, rng, donors: _pil(x, ImageFilter.UnsharpMask(radius=2, percent=200,
+                                                                                       threshold=0))),
+    "detail gain ×1": Control(lambda x, rng, donors: _detail_gain(x, 1.0)),
+    "detail gain ×2": Control(lambda x, rng, donors: _detail_gain(x, 2.0)),
+    "grain on flat regions σ8": Control(lambda x, rng, donors: _grain_on_flat(x, 8.0, rng), noise=1),
+    "ringing (brick-wall sharpen)": Control(lambda x, rng, donors: _ringing(x, 0.15, 1.5)),
+    "halo: unsharp r3 300%": Control(lambda x, rng, donors: _pil(x, ImageFilter.UnsharpMask(radius=3, percent=300,
+                                                                                             threshold=0))),
+    "clipped highlights ×1.3": Control(lambda x, rng, donors: _clip_highlights(x, 1.3)),
+    "halo: light band above edges": Control(lambda x, rng, donors: _light_band(x, 24.0, 1, 3), reach=1),
+    "texture pasted from another dev image": Control(lambda x, rng, donors: _pasted_texture(x, donors, False),
+                                                     donors=True),
+    "texture pasted from another dev image, skin only": Control(
+        lambda x, rng, donors: _pasted_texture(x, donors, True), donors=True),
 }
-"""Table 4 label (prefixed "control: ") -> filter(schnell images (n, h, w, 3) uint8, seed, their dev twins or None)
--> images of the same shape. Only the pasted-texture controls read the dev twins."""
+"""Table 4 label (prefixed "control: ") -> the control. Only the pasted-texture controls read dev images."""
 
 PREFIX = "control: "
 
@@ -168,9 +190,50 @@ PREFIX = "control: "
 def apply(name: str, images: np.ndarray, seed: int, dev: np.ndarray | None = None) -> np.ndarray:
     """One control's output on uint8 schnell images (n, h, w, 3); seeded, so a rerun gives the same pixels.
     `dev`: their dev twins, which the pasted-texture controls take their detail from."""
+    donors = None
+    if _control(name).donors:
+        if dev is None or dev.shape != images.shape or len(images) < 2:
+            raise UserError("the pasted-texture controls need the dev twins of >= 2 schnell images, paired one to one")
+        donors = dev[donor_positions(0, len(dev), len(dev))]
+    return apply_part(name, images, np.random.default_rng(seed), donors)
+
+
+def donor_positions(lo: int, hi: int, n: int) -> list[int]:
+    """Which dev images (positions among n test pairs) the pasted controls take detail from for images lo..hi:
+    each the previous pair's, the first the last's."""
+    return [(i - 1) % n for i in range(lo, hi)]
+
+
+def apply_part(name: str, images: np.ndarray, rng: np.random.Generator, donors: np.ndarray | None) -> np.ndarray:
+    """A control on images lo..hi of a row: `rng` as streams() gives it for lo (copied: a retried part draws the same
+    noise), `donors` the dev images at donor_positions(lo, hi, n) for a control that reads them (else None).
+    On the whole row (lo = 0, a fresh generator of the seed) it is apply()."""
+    control = _control(name)
+    if control.donors and (donors is None or donors.shape != images.shape):
+        raise UserError(f"control {name!r} needs one donor dev image per schnell image (donor_positions)")
+    return control.filter(images, copy.deepcopy(rng), donors if control.donors else None)
+
+
+def streams(name: str, seed: int, starts: Sequence[int], shape: tuple[int, int]) -> list[np.random.Generator]:
+    """The control's noise generator as apply() leaves it after the images before each of `starts` (ascending
+    image positions in the row, images of `shape` (h, w)): what apply_part on images from there needs to draw
+    what apply() draws for them on the whole row. One pass along the stream for all starts, drawing and dropping
+    a chunk's numbers at a time (no shortcut: a normal deviate takes a varying count of raw draws)."""
+    rng, done, out = np.random.default_rng(seed), 0, []
+    per_image = _control(name).noise * shape[0] * shape[1]
+    for start in starts:
+        if per_image:
+            for i in range(done, start, CHUNK):
+                rng.standard_normal(per_image * (min(i + CHUNK, start) - i))
+        done = max(done, start)
+        out.append(copy.deepcopy(rng))
+    return out
+
+
+def _control(name: str) -> Control:
     if name not in CONTROLS:
         raise UserError(f"unknown control {name!r}; choose from {sorted(CONTROLS)}")
-    return CONTROLS[name](images, seed, dev)
+    return CONTROLS[name]
 
 
 ORACLE = "oracle: schnell + its own dev twin's high-pass"

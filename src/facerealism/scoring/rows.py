@@ -15,7 +15,7 @@ from facerealism.errors import UserError
 from facerealism.files import save_png
 from facerealism.metrics import fd_dinov2_cmmd as features
 from facerealism.progress import progress
-from facerealism.scoring import controls, fitted
+from facerealism.scoring import controls, fitted, shards
 from facerealism.scoring.table4 import COLUMN_KEYS, DEV, SCHNELL, reference_rows, references
 
 
@@ -91,7 +91,8 @@ class Rows(Mapping):
 
 def table4(cfg: Config, schnell: np.ndarray, dev: np.ndarray, dev_check: np.ndarray,
            outputs: dict[str, Row], *, schnell_check: np.ndarray | None = None,
-           outputs_check: dict[str, Row] | None = None) -> dict:
+           outputs_check: dict[str, Row] | None = None, sources: dict[str, shards.Source] | None = None,
+           client=None) -> dict:
     """Every Table 4 column for the reference rows (schnell, dev) and each head's outputs.
 
     Args:
@@ -106,6 +107,10 @@ def table4(cfg: Config, schnell: np.ndarray, dev: np.ndarray, dev_check: np.ndar
             measured against them; None leaves those two of its columns unavailable (so it fails the gate).
         outputs_check: head label -> outputs on `schnell_check`: with them every C2ST is repeated with the halves'
             roles swapped (scored on the check half, against its dev images), besides over `c2st_seeds` fold seeds.
+        sources: where the feature shards read those four sets ("schnell", "dev", "dev_check", "schnell_check"),
+            e.g. their files (data.split.ImageFiles); a set not named: its array. A row that is a shards.Recipe
+            reads its own.
+        client: a distributed.Client whose workers compute the features' shards; None: this process (the same bits).
 
     Returns:
         {"rows": {label: {"fd": {space: {...}}, "c2st_vs_dev", "ssim", "lpips", "identity", "fid", "fd_dinov2",
@@ -113,9 +118,13 @@ def table4(cfg: Config, schnell: np.ndarray, dev: np.ndarray, dev_check: np.ndar
     """
     e = cfg.evaluate
     check_rows(schnell, dev, dev_check)
+    src = {"schnell": schnell, "dev": dev, "dev_check": dev_check, "schnell_check": schnell_check, **(sources or {})}
     rows = Rows({SCHNELL: schnell, DEV: dev_check, **outputs}, schnell.shape)
-    feats = feature_sets(cfg, dev, rows)
-    halves = c2st_halves(cfg, feats, dev, dev_check, schnell_check, outputs_check)
+    feats = feature_sets(cfg, src["dev"], Rows({SCHNELL: src["schnell"], DEV: src["dev_check"], **outputs},
+                                              schnell.shape), client=client)
+    if outputs_check is not None and schnell_check is not None:
+        check_rows(schnell_check, dev_check, dev)
+    halves = c2st_halves(cfg, feats, src, outputs_check, client)
     halo_ref = metrics.edge_halo(schnell, dev)  # dev's own overshoot over these inputs: what a halo is measured against
     refs = Rows({SCHNELL: schnell, DEV: dev, **outputs}, schnell.shape)  # the optional columns compare with dev
     dinov2 = features.fd_dinov2_columns(refs, SCHNELL, DEV, e.dinov2_weights, n_boot=e.bootstrap, seed=cfg.seed)
@@ -172,34 +181,32 @@ def check_rows(schnell: np.ndarray, dev: np.ndarray, dev_check: np.ndarray) -> N
                          f"{dev_check.shape} needs >= 2 images of the same size")
 
 
-def feature_sets(cfg: Config, dev: np.ndarray, rows: Mapping[str, np.ndarray],
-                 spaces=None) -> dict[str, dict[str, np.ndarray]]:
+def feature_sets(cfg: Config, dev: shards.Source, rows: Rows, spaces=None,
+                 client=None) -> dict[str, dict[str, np.ndarray]]:
     """{space: {row label (and DEV_REF, the reference dev images): (n, d) features}} for `spaces` (default: every FD
-    and C2ST space); each row is read once, for all spaces (the feature spaces compute in batches)."""
+    and C2ST space), computed in shards of each row's images (scoring.shards), on `client`'s workers or here; each
+    shard is made once, for all spaces."""
     spaces = sorted({*cfg.evaluate.spaces, *metrics.C2ST_SPACES}) if spaces is None else list(spaces)
-    feats: dict[str, dict[str, np.ndarray]] = {space: {} for space in spaces}
-    with progress() as bar:  # without a terminal: a "done/total, rate, eta" line every ~30 s
-        task = bar.add_task("evaluate: features", total=len(spaces) * (len(rows) + 1))
-        for label in (DEV_REF, *rows):
-            imgs = dev if label == DEV_REF else rows[label]
-            for space in spaces:
-                feats[space][label] = metrics.FEATURE_SPACES[space](imgs)
-                bar.advance(task)
-    return feats
+    recipes = {DEV_REF: shards.recipe_of(dev), **{label: shards.recipe_of(row) for label, row in rows.rows.items()}}
+    for label, recipe in recipes.items():
+        if label not in (DEV, DEV_REF) and len(recipe) != rows.shape[0]:
+            raise UserError(f"Table 4 row {label!r} has {len(recipe)} images, expected {rows.shape[0]} like schnell")
+    return shards.features(recipes, spaces, rows.shape, client)
 
 
-def c2st_halves(cfg: Config, feats: dict, dev: np.ndarray, dev_check: np.ndarray, schnell_check: np.ndarray | None,
-                outputs_check: dict[str, Row] | None) -> list[dict[str, np.ndarray]]:
+def c2st_halves(cfg: Config, feats: dict, src: dict[str, shards.Source | None], outputs_check: dict[str, Row] | None,
+                client=None) -> list[dict[str, np.ndarray]]:
     """Per test half, {label: C2ST features (all C2ST spaces side by side)}, DEV_REF the reference dev images of that
     half. Half one is the scored half (rows on schnell, against `dev`; the FLUX.1-dev row is the check half's
     dev). Half two, when `outputs_check` is given, swaps the roles: rows on `schnell_check` against `dev_check`,
-    the FLUX.1-dev row being the scored half's dev."""
+    the FLUX.1-dev row being the scored half's dev. `src`: table4's four sets of test images, where the shards
+    read them (arrays or files, checked by table4); `client`: feature_sets'."""
     spaces = metrics.C2ST_SPACES
     halves = [{label: np.concatenate([feats[s][label] for s in spaces], axis=1) for label in feats[spaces[0]]}]
-    if outputs_check is not None and schnell_check is not None:
-        check_rows(schnell_check, dev_check, dev)
-        other = Rows({SCHNELL: schnell_check, DEV: dev, **outputs_check}, schnell_check.shape)
-        feats_b = feature_sets(cfg, dev_check, other, spaces)
+    if outputs_check is not None and src["schnell_check"] is not None:
+        shape = (len(src["schnell_check"]), *src["schnell_check"][:1].shape[1:])  # one image read for its size
+        other = Rows({SCHNELL: src["schnell_check"], DEV: src["dev"], **outputs_check}, shape)
+        feats_b = feature_sets(cfg, src["dev_check"], other, spaces, client)
         halves.append({label: np.concatenate([feats_b[s][label] for s in spaces], axis=1) for label in feats_b[spaces[0]]})
     return halves
 

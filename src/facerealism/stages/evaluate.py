@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import numpy as np
 
+from facerealism import cluster
 from facerealism.config import Config
 from facerealism.config.architectures import head_recipe
 from facerealism.data import catalog
-from facerealism.data.split import dev_check_half, load_images, train_holdout
+from facerealism.data.split import ImageFiles, dev_check_half, train_holdout
 from facerealism.errors import UserError
 from facerealism.files import read_json, write_json
 from facerealism.head import enhance_array, load_head
 from facerealism.mlops import tracking
 from facerealism.report.grids import save_grid
-from facerealism.scoring import controls, fitted
+from facerealism.scoring import controls, fitted, shards
 from facerealism.scoring.fitted_rows import fitted_filters, fitted_metrics
 from facerealism.scoring.photo import PHOTO_RULES, meets_photo_rules, photo_check, photo_limits
 from facerealism.scoring.rows import Row, ranking, table4, unavailable_reasons
@@ -28,10 +28,13 @@ def run(cfg: Config) -> dict:
 
     from facerealism.report import html as report
 
-    schnell, dev, dev_check, schnell_check = holdout_sets(cfg)
+    files = holdout_files(cfg)
+    schnell, dev, dev_check, schnell_check = (files[name][:] for name in HALVES)
     k = min(cfg.evaluate.grid_n, len(schnell))
-    # Each row is a recipe for its images (Row), made again whenever Table 4 reads it and never kept: evaluate holds
-    # the test split's inputs and one row's outputs at a time, not every row's.
+    # Each row is a recipe for its images (scoring.shards), made from the image files whenever Table 4 reads it and
+    # never kept: evaluate holds the test split's inputs and one row's outputs at a time, not every row's, and the
+    # features' shards (here or on Dask workers) read only their own images.
+    inputs, inputs_check = files["schnell"], files["schnell_check"]
     outputs: dict[str, Row] = {}
     outputs_check: dict[str, Row] = {}  # the same rows on the check half: the swapped halves' C2ST scores these
     previews, head_label, run_id = {}, None, None
@@ -40,21 +43,19 @@ def run(cfg: Config) -> dict:
         label = label or head_recipe(meta).label  # what was trained, by name: not just the architecture
         if label in outputs:
             raise UserError(f"two heads share the Table 4 label {label!r}; rename it in evaluate.extra_heads")
-        outputs[label] = functools.partial(enhance_array, G, schnell)
-        outputs_check[label] = functools.partial(enhance_array, G, schnell_check)
+        outputs[label] = shards.Headed(str(folder), inputs)
+        outputs_check[label] = shards.Headed(str(folder), inputs_check)
         previews[label] = enhance_array(G, schnell[:k])
         if head_label is None:  # the first is models/head: its run and the gate's metrics
             head_label, run_id = label, meta.get("mlflow_run_id")
     filters, fitted_params = fitted_filters(cfg, schnell.shape[1])  # closed form: seconds to a minute
     for label, f in filters.items():
-        outputs[label], outputs_check[label] = functools.partial(f, schnell), functools.partial(f, schnell_check)
-    for name in cfg.evaluate.controls:
-        outputs[controls.label(name)] = functools.partial(controls.apply, name, schnell, cfg.seed, dev)
-        outputs_check[controls.label(name)] = functools.partial(controls.apply, name, schnell_check, cfg.seed,
-                                                                dev_check)
-    outputs[controls.ORACLE] = functools.partial(controls.oracle, schnell, dev)
-    outputs_check[controls.ORACLE] = functools.partial(controls.oracle, schnell_check, dev_check)
-    table = table4(cfg, schnell, dev, dev_check, outputs, schnell_check=schnell_check, outputs_check=outputs_check)
+        outputs[label], outputs_check[label] = shards.Filtered(f, inputs), shards.Filtered(f, inputs_check)
+    outputs.update(control_rows(cfg, inputs, files["dev"]))
+    outputs_check.update(control_rows(cfg, inputs_check, files["dev_check"]))
+    with cluster.client(cfg, cfg.evaluate.workers) as client:  # None: the shards run here, one after another
+        table = table4(cfg, schnell, dev, dev_check, outputs, schnell_check=schnell_check,
+                       outputs_check=outputs_check, sources=files, client=client)
     table["head_label"] = head_label
     table["fitted"] = fitted_params
     reports = Path(cfg.paths.reports)
@@ -96,8 +97,12 @@ def run(cfg: Config) -> dict:
     return {k: v for k, v in flat.items() if k.startswith(("fd_diff.", "c2st", "fid.available"))}
 
 
-def holdout_sets(cfg: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(schnell, dev, dev_check, schnell_check) uint8 images of the test split, halved by hashed id.
+HALVES = ("schnell", "dev", "dev_check", "schnell_check")  # holdout_files' sets, in table4's order
+
+
+def holdout_files(cfg: Config) -> dict[str, ImageFiles]:
+    """The test split's images halved by hashed id, as files (read on demand): {"schnell", "dev", "dev_check",
+    "schnell_check"}.
 
     The candidates' pairs (schnell, dev) are one half; the other half's dev images are the dev check's independent
     sample, scored against the first half's dev like a candidate (dev judged against itself could never fail).
@@ -110,8 +115,16 @@ def holdout_sets(cfg: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
     if len(scored) < 2 or len(sample) < 2:
         raise UserError(f"the test split's halves have {len(scored)} and {len(sample)} pairs; need at least 2 each "
                          f"(raise prompts.n_enriched or split.holdout_fraction)")
-    return (load_images(scored["schnell_path"]), load_images(scored["dev_path"]), load_images(sample["dev_path"]),
-            load_images(sample["schnell_path"]))
+    return {"schnell": ImageFiles(scored["schnell_path"]), "dev": ImageFiles(scored["dev_path"]),
+            "dev_check": ImageFiles(sample["dev_path"]), "schnell_check": ImageFiles(sample["schnell_path"])}
+
+
+def control_rows(cfg: Config, inputs: ImageFiles, dev: ImageFiles) -> dict[str, shards.Recipe]:
+    """Table 4's control rows on one half's schnell files (`dev`: their twins): each evaluate.controls, the oracle."""
+    rows: dict[str, shards.Recipe] = {controls.label(name): shards.Controlled(name, cfg.seed, inputs, dev)
+                                      for name in cfg.evaluate.controls}
+    rows[controls.ORACLE] = shards.Oracle(inputs, dev)
+    return rows
 
 
 def head_dirs(cfg: Config) -> list[tuple[str | None, Path]]:
