@@ -25,6 +25,14 @@ RENDER_WORKER_DASK_CONFIG = {
     "distributed.admin.system-monitor.interval": "5s",
 }
 
+# glibc's allocator settings in the worker processes, before they start. Dask's nannies set MALLOC_TRIM_THRESHOLD_ to
+# 64 KiB (to hand freed memory back at once), and any explicit value turns off glibc's sliding mmap threshold: every
+# array above 128 KiB is then mmap'ed and page-faulted afresh, and the feature spaces ran ~1.6x the CPU time in a worker
+# that they take in the evaluate process (2.2 s vs 3.5 s on one shard set, 2026-12-06). These two are where glibc's
+# sliding thresholds settle after large frees (mmap 32 MiB, trim twice that), which gives back the evaluate process's
+# speed. Workers started from a shell set the same two environment variables themselves (docs/scaling-out.md).
+WORKER_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": 32 * 2**20, "MALLOC_TRIM_THRESHOLD_": 64 * 2**20}
+
 
 def dask_address(cfg: Config) -> str | None:
     """The scheduler of an existing Dask cluster (tcp://host:8786): env FACEREALISM_DASK_ADDRESS, else
@@ -33,11 +41,13 @@ def dask_address(cfg: Config) -> str | None:
 
 
 def local_cluster(env: dict[str, str] | None = None, **kwargs):
-    """A distributed.LocalCluster whose workers run under RENDER_WORKER_DASK_CONFIG (the nannies hand it on)."""
+    """A distributed.LocalCluster whose workers run under RENDER_WORKER_DASK_CONFIG (the nannies hand it on) and
+    WORKER_MALLOC_ENV."""
     import dask
     from distributed import LocalCluster
 
-    with dask.config.set(RENDER_WORKER_DASK_CONFIG):
+    malloc = {f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in WORKER_MALLOC_ENV.items()}
+    with dask.config.set({**RENDER_WORKER_DASK_CONFIG, **malloc}):
         return LocalCluster(env=env or {}, **kwargs)
 
 
