@@ -19,10 +19,10 @@ from .conftest import ROOT
 
 SOURCES = [*sorted((ROOT / "src" / "facerealism").rglob("*.py")), *sorted((ROOT / "flows").rglob("*.py"))]
 # name set -> (the one module that may spell it as a collection, the module whose dict literals map each name to its
-# computation or setting, checked to be exactly the definition's names: Table 4's computations in rows.py by
-# test_table4_rows_and_columns)
+# computation or setting, checked to be exactly the definition's names; None: the definition carries its computation,
+# as each Table 4 Column does)
 DEFINITIONS = {
-    "Table 4 columns": (frozenset(COLUMN_KEYS), "src/facerealism/scoring/table4.py", "src/facerealism/scoring/rows.py"),
+    "Table 4 columns": (frozenset(COLUMN_KEYS), "src/facerealism/scoring/table4.py", None),
     "photo rules": (frozenset(rule.key for rule in PHOTO_RULES), "src/facerealism/scoring/photo.py", None),
     "feature spaces": (frozenset(FEATURE_SPACES), "src/facerealism/metrics/spaces.py", None),
     # each preset names itself in its own folder; nothing lists them

@@ -12,11 +12,9 @@ import numpy as np
 from facerealism import metrics
 from facerealism.config import Config
 from facerealism.errors import UserError
-from facerealism.files import save_png
-from facerealism.metrics import fd_dinov2_cmmd as features
 from facerealism.progress import progress
 from facerealism.scoring import controls, fitted, shards
-from facerealism.scoring.table4 import COLUMN_KEYS, DEV, SCHNELL, reference_rows, references
+from facerealism.scoring.table4 import COLUMN_KEYS, COLUMNS, DEV, SCHNELL, Context, reference_rows, references
 
 
 def head_labels(table: dict) -> list[str]:
@@ -31,31 +29,6 @@ def ranking(table: dict, space: str) -> list[dict]:
     rows = [{"head": label, **{f"fd_diff.{s}": r["fd_diff"] for s, r in table["rows"][label]["fd"].items()},
              "c2st_vs_dev": table["rows"][label]["c2st_vs_dev"]} for label in heads]
     return sorted(rows, key=lambda r: -r[f"fd_diff.{space}"])
-
-
-def _optional(fn, *args, **kwargs) -> dict:
-    """Run an optional column; our own ValueErrors (bad or too-small input) become its reason, not a lost report.
-
-    FD and C2ST are not wrapped: the register gate reads them, so they must fail loudly.
-    """
-    try:
-        return fn(*args, **kwargs)
-    except ValueError as e:
-        return {"available": False, "reason": str(e)}
-
-
-def _fid_columns(weights: str | None, dirs: dict[str, Path], label: str) -> dict:
-    problem = metrics.inception_weights_problem(weights)
-    if problem:
-        return {"available": False, "reason": problem}
-    out: dict = {"available": True}
-    for ref in (SCHNELL, DEV):
-        r = metrics.inception_metrics(str(dirs[label]), str(dirs[ref]), weights)
-        key = "schnell" if ref == SCHNELL else "dev"
-        out[f"fid_{key}"], out[f"kid_{key}"] = r["fid"], r["kid_mean"]
-        out["kid_subset_size"] = r["kid_subset_size"]  # lowered to the sample count when there are fewer images
-    out["fid_diff"] = out["fid_schnell"] - out["fid_dev"]
-    return out
 
 
 DEV_REF = "dev (reference)"  # the dev images every row is compared with; not a row of its own
@@ -113,8 +86,8 @@ def table4(cfg: Config, schnell: np.ndarray, dev: np.ndarray, dev_check: np.ndar
         client: a distributed.Client whose workers compute the features' shards; None: this process (the same bits).
 
     Returns:
-        {"rows": {label: {"fd": {space: {...}}, "c2st_vs_dev", "ssim", "lpips", "identity", "fid", "fd_dinov2",
-        "cmmd", "clip_iqa"}}, "n_images", "notes"}; a column that cannot be computed holds {"available": False, "reason"}.
+        {"rows": {label: {"fd": {space: {...}}, "c2st_vs_dev", ..., and each of scoring.table4.COLUMNS by its key}},
+        "n_images", "notes"}; a column that cannot be computed holds {"available": False, "reason"}.
     """
     e = cfg.evaluate
     check_rows(schnell, dev, dev_check)
@@ -126,35 +99,29 @@ def table4(cfg: Config, schnell: np.ndarray, dev: np.ndarray, dev_check: np.ndar
         check_rows(schnell_check, dev_check, dev)
     halves = c2st_halves(cfg, feats, src, outputs_check, client)
     halo_ref = metrics.edge_halo(schnell, dev)  # dev's own overshoot over these inputs: what a halo is measured against
-    refs = Rows({SCHNELL: schnell, DEV: dev, **outputs}, schnell.shape)  # the optional columns compare with dev
-    dinov2 = features.fd_dinov2_columns(refs, SCHNELL, DEV, e.dinov2_weights, n_boot=e.bootstrap, seed=cfg.seed)
-    cmmd = features.cmmd_columns(refs, SCHNELL, DEV, e.clip_model)
-    for column in (dinov2, cmmd):  # there, "FLUX.1-dev" is the reference itself, not the dev check sample
-        column[DEV] = {"available": False, "reason": "not computed for the dev check sample"}
     table: dict = {}
-    with tempfile.TemporaryDirectory() as tmp, progress() as bar:
-        dirs = fid_folders(cfg, Rows({SCHNELL: schnell, DEV: dev, **outputs}, schnell.shape), Path(tmp))
-        task = bar.add_task("evaluate: Table 4 rows (bootstrap, C2ST)", total=len(rows))
-        for label, imgs in rows.items():
-            fd = {space: metrics.fd_row(feats[space][label], feats[space][SCHNELL], feats[space][DEV_REF],
-                                        n_boot=e.bootstrap, seed=cfg.seed, paired=label != DEV) for space in e.spaces}
-            c2st = c2st_vs_dev(cfg, halves[0], label, cfg.seed)
-            table[label] = {
-                "fd": fd,
-                "c2st_vs_dev": c2st["accuracy"],
-                "c2st_ci": c2st["ci"],
-                "c2st_auc": c2st["auc"],
-                "c2st_runs": c2st_runs(cfg, halves, label),
-                "placement": placement_row(cfg, label, imgs, schnell, dev, schnell_check),
-                "halo_vs_dev": halo_vs_dev(label, imgs, schnell, schnell_check, halo_ref),
-                **input_columns(cfg, label, schnell, imgs),
-                "fid": _optional(_fid_columns, e.inception_weights, dirs, label) if label != DEV else
-                {"available": False, "reason": "not computed for the dev check sample"},
-                "fd_dinov2": dinov2[label],
-                "cmmd": cmmd[label],
-                "clip_iqa": {"available": False, "reason": metrics.NO_OFFLINE_WEIGHTS["clip_iqa"]},
-            }
-            bar.advance(task)
+    with tempfile.TemporaryDirectory() as tmp:
+        # the optional columns compare with dev: there, "FLUX.1-dev" is the reference itself, not the dev check sample
+        ctx = Context(cfg, schnell, dev, Rows({SCHNELL: schnell, DEV: dev, **outputs}, schnell.shape), Path(tmp))
+        prepared = {col.key: col.prepare(ctx) if col.prepare else None for col in COLUMNS}  # whole-table work first
+        with progress() as bar:
+            task = bar.add_task("evaluate: Table 4 rows (bootstrap, C2ST)", total=len(rows))
+            for label, imgs in rows.items():
+                fd = {space: metrics.fd_row(feats[space][label], feats[space][SCHNELL], feats[space][DEV_REF],
+                                            n_boot=e.bootstrap, seed=cfg.seed, paired=label != DEV)
+                      for space in e.spaces}
+                c2st = c2st_vs_dev(cfg, halves[0], label, cfg.seed)
+                table[label] = {
+                    "fd": fd,
+                    "c2st_vs_dev": c2st["accuracy"],
+                    "c2st_ci": c2st["ci"],
+                    "c2st_auc": c2st["auc"],
+                    "c2st_runs": c2st_runs(cfg, halves, label),
+                    "placement": placement_row(cfg, label, imgs, schnell, dev, schnell_check),
+                    "halo_vs_dev": halo_vs_dev(label, imgs, schnell, schnell_check, halo_ref),
+                    **{col.key: col.compute(ctx, label, imgs, prepared[col.key]) for col in COLUMNS},
+                }
+                bar.advance(task)
     out = {
         "rows": table,
         "order": list(table),  # JSON objects are written with sorted keys; this keeps the table's row order
@@ -250,33 +217,6 @@ def halo_vs_dev(label: str, imgs: np.ndarray, schnell: np.ndarray, schnell_check
     if label == DEV:
         return None if schnell_check is None else metrics.edge_halo(schnell_check, imgs) / halo_ref
     return metrics.edge_halo(schnell, imgs) / halo_ref
-
-
-def input_columns(cfg: Config, label: str, schnell: np.ndarray, imgs: np.ndarray) -> dict:
-    """SSIM, LPIPS and identity of a row's images against their schnell inputs (a head's), or why not computed."""
-    if label == SCHNELL:  # the heads' input itself: input -> output comparisons would be trivially perfect
-        ssim = lp = identity = {"available": False, "reason": "not applicable: the schnell row is the input"}
-    elif label == DEV:
-        ssim = lp = identity = {"available": False, "reason": "not applicable: the dev check sample shows other test pairs"}
-    elif controls.is_control(label):  # only what the gate reads: a control is judged like a head there
-        ssim = lp = identity = {"available": False, "reason": "not computed for a control"}
-    else:
-        lp = _optional(metrics.lpips_pairs, schnell, imgs, cfg.evaluate.lpips_weights)
-        lp.pop("per_pair", None)
-        ssim = _optional(lambda: {"available": True, "mean": float(metrics.ssim_pairs(schnell, imgs).mean())})
-        identity = _optional(metrics.identity_similarity, schnell, imgs, upsample=cfg.evaluate.face_upsample)
-    return {"ssim": ssim, "lpips": lp, "identity": identity}
-
-
-def fid_folders(cfg: Config, rows: Mapping[str, np.ndarray], tmp: Path) -> dict[str, Path]:
-    """Each row's images as PNG files under `tmp` for torch-fidelity; none when the Inception weights are missing."""
-    dirs: dict[str, Path] = {}
-    if metrics.inception_weights_problem(cfg.evaluate.inception_weights) is None:
-        for i, (label, imgs) in enumerate(rows.items()):
-            dirs[label] = tmp / f"row{i}"
-            for j, img in enumerate(imgs):
-                save_png(dirs[label] / f"{j:05d}.png", img)
-    return dirs
 
 
 def _count(n: int) -> str:

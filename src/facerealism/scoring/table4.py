@@ -1,13 +1,21 @@
-"""Table 4's layout, in one place: its reference row labels, its optional columns (COLUMNS), how a row flattens into
-metrics.json (the keys the register gate reads, the photo rules among them) and into the flat rows a Prefect artifact
-shows. evaluate builds the table; gate, preflight, dag and the reports read it."""
+"""Table 4's layout, in one place: its reference row labels, its optional columns (COLUMNS, each with how it is
+computed), how a row flattens into metrics.json (the keys the register gate reads, the photo rules among them) and into
+the flat rows a Prefect artifact shows. evaluate builds the table (scoring.rows); gate, preflight, dag and the reports
+read it."""
 
 from __future__ import annotations
 
-from pathlib import PurePosixPath
-from typing import NamedTuple
+from collections.abc import Callable, Mapping
+from pathlib import Path, PurePosixPath
+from typing import Any, NamedTuple
 
+import numpy as np
+
+from facerealism import metrics
 from facerealism.config import Config
+from facerealism.files import save_png
+from facerealism.metrics import fd_dinov2_cmmd as features
+from facerealism.scoring import controls
 from facerealism.scoring.photo import PHOTO_RULES
 
 SCHNELL, DEV = "FLUX.1-schnell", "FLUX.1-dev"  # the reference rows of FLUX.1 and of its synthetic stand-in
@@ -44,6 +52,21 @@ def reference_rows(table: dict) -> tuple[str, str]:
     return fast, slow
 
 
+class Context(NamedTuple):
+    """What every optional column reads, built once per table by scoring.rows.table4."""
+
+    cfg: Config
+    """The resolved config (evaluate section and seed)."""
+    schnell: np.ndarray
+    """(n, h, w, 3) uint8 test schnell images: the heads' inputs."""
+    dev: np.ndarray
+    """(n, h, w, 3) uint8 test dev images paired with `schnell`: what every row is compared with."""
+    rows: Mapping[str, np.ndarray]
+    """Every row's images by label, DEV being `dev` itself (not the dev check sample); read one row at a time."""
+    tmp: Path
+    """A scratch folder that lives as long as the table is being computed."""
+
+
 class Column(NamedTuple):
     """One of Table 4's optional columns (FD, C2ST, placement and halo, which the gate reads, are always computed).
 
@@ -58,24 +81,130 @@ class Column(NamedTuple):
     """(header, value key) of each cell the HTML report shows."""
     flat: tuple[tuple[str, str], ...] | None
     """(value key, metrics.json name under KEY.) of the main head's values; None: not in metrics.json."""
+    compute: Callable[[Context, str, np.ndarray, Any], dict]
+    """compute(ctx, label, imgs, prepared) -> the row's cell: `imgs` (n, h, w, 3) uint8 are the row's images as
+    Table 4 scores them (the dev check sample in the DEV row), `prepared` what `prepare` returned (None without)."""
+    prepare: Callable[[Context], Any] | None = None
+    """prepare(ctx) -> per-table state, computed once before any row (a column measured on all rows at once)."""
 
 
 def _same(*keys: str) -> tuple[tuple[str, str], ...]:
     return tuple((k, k) for k in keys)
 
 
-# Adding a column: one Column here, and its computation in scoring/rows.py (table4); metrics.json, the register
-# gate's names, the terminal table, the HTML report and the Prefect artifact read this tuple.
+def _unavailable(reason: str) -> dict:
+    return {"available": False, "reason": reason}
+
+
+def _optional(fn, *args, **kwargs) -> dict:
+    """Run an optional column; our own ValueErrors (bad or too-small input) become its reason, not a lost report.
+
+    FD and C2ST are not wrapped: the register gate reads them, so they must fail loudly.
+    """
+    try:
+        return fn(*args, **kwargs)
+    except ValueError as e:
+        return _unavailable(str(e))
+
+
+NOT_FOR_DEV_CHECK = "not computed for the dev check sample"  # the columns that compare with dev: DEV is dev there
+
+
+def _against_input(measure: Callable[[Context, np.ndarray], dict]) -> Callable[..., dict]:
+    """A column comparing each row's images with their schnell inputs (a head's, a fitted filter's, the oracle's)."""
+
+    def compute(ctx: Context, label: str, imgs: np.ndarray, prepared: None) -> dict:
+        if label == SCHNELL:  # the heads' input itself: input -> output comparisons would be trivially perfect
+            return _unavailable("not applicable: the schnell row is the input")
+        if label == DEV:
+            return _unavailable("not applicable: the dev check sample shows other test pairs")
+        if controls.is_control(label):  # only what the gate reads: a control is judged like a head there
+            return _unavailable("not computed for a control")
+        return _optional(measure, ctx, imgs)
+
+    return compute
+
+
+def _ssim(ctx: Context, imgs: np.ndarray) -> dict:
+    return {"available": True, "mean": float(metrics.ssim_pairs(ctx.schnell, imgs).mean())}
+
+
+def _lpips(ctx: Context, imgs: np.ndarray) -> dict:
+    out = metrics.lpips_pairs(ctx.schnell, imgs, ctx.cfg.evaluate.lpips_weights)
+    out.pop("per_pair", None)  # the mean is the column; per pair would swamp table4.json
+    return out
+
+
+def _identity(ctx: Context, imgs: np.ndarray) -> dict:
+    return metrics.identity_similarity(ctx.schnell, imgs, upsample=ctx.cfg.evaluate.face_upsample)
+
+
+def _fid_folders(ctx: Context) -> dict[str, Path]:
+    """Each row's images as PNG files under ctx.tmp for torch-fidelity; none when the Inception weights are missing."""
+    dirs: dict[str, Path] = {}
+    if metrics.inception_weights_problem(ctx.cfg.evaluate.inception_weights) is None:
+        for i, (label, imgs) in enumerate(ctx.rows.items()):
+            dirs[label] = ctx.tmp / f"row{i}"
+            for j, img in enumerate(imgs):
+                save_png(dirs[label] / f"{j:05d}.png", img)
+    return dirs
+
+
+def _fid_row(weights: str | None, dirs: dict[str, Path], label: str) -> dict:
+    problem = metrics.inception_weights_problem(weights)
+    if problem:
+        return _unavailable(problem)
+    out: dict = {"available": True}
+    for ref in (SCHNELL, DEV):
+        r = metrics.inception_metrics(str(dirs[label]), str(dirs[ref]), weights)
+        key = "schnell" if ref == SCHNELL else "dev"
+        out[f"fid_{key}"], out[f"kid_{key}"] = r["fid"], r["kid_mean"]
+        out["kid_subset_size"] = r["kid_subset_size"]  # lowered to the sample count when there are fewer images
+    out["fid_diff"] = out["fid_schnell"] - out["fid_dev"]
+    return out
+
+
+def _fid(ctx: Context, label: str, imgs: np.ndarray, dirs: dict[str, Path]) -> dict:
+    if label == DEV:
+        return _unavailable(NOT_FOR_DEV_CHECK)
+    return _optional(_fid_row, ctx.cfg.evaluate.inception_weights, dirs, label)
+
+
+def _fd_dinov2_all(ctx: Context) -> dict[str, dict]:
+    e = ctx.cfg.evaluate
+    return features.fd_dinov2_columns(ctx.rows, SCHNELL, DEV, e.dinov2_weights, n_boot=e.bootstrap, seed=ctx.cfg.seed)
+
+
+def _cmmd_all(ctx: Context) -> dict[str, dict]:
+    return features.cmmd_columns(ctx.rows, SCHNELL, DEV, ctx.cfg.evaluate.clip_model)
+
+
+def _prepared_row(ctx: Context, label: str, imgs: np.ndarray, prepared: dict[str, dict]) -> dict:
+    """A column measured on all rows at once (by its `prepare`): this row's cell. There DEV is the reference itself."""
+    return _unavailable(NOT_FOR_DEV_CHECK) if label == DEV else prepared[label]
+
+
+def _clip_iqa(ctx: Context, label: str, imgs: np.ndarray, prepared: None) -> dict:
+    return _unavailable(metrics.NO_OFFLINE_WEIGHTS["clip_iqa"])
+
+
+# Adding a column: one Column here, with its computation (a weights setting: config/evaluate.py and params.yaml);
+# scoring/rows.py (table4) computes every row's cells from this tuple, and metrics.json, the register gate's names,
+# the terminal table, the HTML report and the Prefect artifact read it.
 COLUMNS = (
-    Column("ssim", "mean", (("SSIM", "mean"),), _same("mean")),
-    Column("lpips", "mean", (("LPIPS", "mean"),), _same("mean")),
-    Column("identity", "mean_cosine", (("identity (cos)", "mean_cosine"),), _same("mean_cosine")),
+    Column("ssim", "mean", (("SSIM", "mean"),), _same("mean"), _against_input(_ssim)),
+    Column("lpips", "mean", (("LPIPS", "mean"),), _same("mean"), _against_input(_lpips)),
+    Column("identity", "mean_cosine", (("identity (cos)", "mean_cosine"),), _same("mean_cosine"),
+           _against_input(_identity)),
     Column("fid", "fid_diff", (("FID_schnell", "fid_schnell"), ("FID_dev", "fid_dev"), ("FID_diff", "fid_diff")),
            (("fid_schnell", "fid_enhanced_schnell"), ("fid_dev", "fid_enhanced_dev"),
-            ("kid_schnell", "kid_enhanced_schnell"), ("kid_dev", "kid_enhanced_dev"), ("fid_diff", "fid_diff"))),
-    Column("fd_dinov2", "fd_diff", (("FD_diff DINOv2", "fd_diff"),), _same("fd_schnell", "fd_dev", "fd_diff")),
-    Column("cmmd", "cmmd_diff", (("CMMD_diff", "cmmd_diff"),), _same("cmmd_schnell", "cmmd_dev", "cmmd_diff")),
-    Column("clip_iqa", None, (), None),
+            ("kid_schnell", "kid_enhanced_schnell"), ("kid_dev", "kid_enhanced_dev"), ("fid_diff", "fid_diff")),
+           _fid, _fid_folders),
+    Column("fd_dinov2", "fd_diff", (("FD_diff DINOv2", "fd_diff"),), _same("fd_schnell", "fd_dev", "fd_diff"),
+           _prepared_row, _fd_dinov2_all),
+    Column("cmmd", "cmmd_diff", (("CMMD_diff", "cmmd_diff"),), _same("cmmd_schnell", "cmmd_dev", "cmmd_diff"),
+           _prepared_row, _cmmd_all),
+    Column("clip_iqa", None, (), None, _clip_iqa),
 )
 COLUMN_KEYS = tuple(col.key for col in COLUMNS)
 
