@@ -282,12 +282,17 @@ def test_the_flows_local_cluster_hands_render_settings_to_its_workers():
     import dask
     from distributed import Client
 
+    from facerealism.cluster import WORKER_MALLOC_ENV
     from facerealism.orchestration.scaleout import local_cluster
 
     assert render_settings_reader()() != RENDER_SETTINGS  # Dask's defaults here: only the workers are changed
     with local_cluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
             Client(cluster) as client:
         assert settings_on(client) == {RENDER_SETTINGS}
+        # glibc's settled thresholds, not the nanny's lone 64 KiB trim threshold (1.6x the CPU on feature shards)
+        keys = list(WORKER_MALLOC_ENV)
+        env = client.run(lambda: tuple(__import__("os").environ.get(k) for k in keys))
+        assert set(env.values()) == {tuple(str(v) for v in WORKER_MALLOC_ENV.values())}
     assert dask.config.get("distributed.worker.profile.enabled") is True
 
 
