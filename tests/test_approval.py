@@ -31,6 +31,12 @@ def answer_paused_run(api: str, seen: set[str], run_input: dict, proc: subproces
         if runs:
             run = runs[0]
             seen.add(run["id"])
+            # The UI draws its form from the pause's input schema, which the flow saves just after it pauses: wait
+            # for it as the form does (posting before it exists is rejected: "Run input schema not found").
+            schema_key = run["state"]["state_details"]["run_input_keyset"]["schema"]
+            while httpx.get(f"{api}/flow_runs/{run['id']}/input/{schema_key}").status_code != 200:
+                assert time.monotonic() < deadline, "the paused run's input schema never appeared"
+                time.sleep(0.2)
             # What the UI's form posts: the typed input of the pause, validated by the server against its schema.
             # A 503 is the server busy (its SQLite database locked on a loaded machine): the UI tries again too.
             for _ in range(10):
