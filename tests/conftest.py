@@ -36,6 +36,8 @@ TINY = [
     "evaluate.controls=[RGB noise σ16, unsharp r2 200%]",
     "benchmark.sizes=[32]", "benchmark.repeats=1", "benchmark.flops_size=256",
     "benchmark.pipeline_sizes=[32]", "benchmark.pipeline_repeats=1",
+    # Fig. 8's tiny FLUX pipelines cost ~6 s of every whole-flow benchmark run here; test_benchmark.py times them.
+    "benchmark.pipelines=skip",
     # Tiny heads barely train: the gate's thresholds are tested separately; here anything passes.
     "register.required={fd_diff.spectral: -1.0e9}", "register.below={}", "register.check_controls=false",
     "register.must_beat_fitted=false", "register.promote_fitted=false",
