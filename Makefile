@@ -29,6 +29,9 @@ unexport PYTHONDONTWRITEBYTECODE
 ifeq ($(CPU),avx2)
 export ONEDNN_MAX_CPU_ISA := AVX2
 export ATEN_CPU_CAPABILITY := avx2
+# MKL (linear algebra, FFTs) picks its own code path; without this it runs AVX-512 kernels and a trained head differs
+# from one trained with them capped (docs/results.md, 2026-12-06 night).
+export MKL_ENABLE_INSTRUCTIONS := AVX2
 # torch.compile's kernels built under the cap go to a cache of their own: its key does not hold the cap, and a
 # kernel cached under it crashed (SIGSEGV) an uncapped run on the same machine.
 export TORCHINDUCTOR_CACHE_DIR := $(or $(TMPDIR),/tmp)/torchinductor-avx2-$(shell id -u)
