@@ -54,7 +54,46 @@ def rows_and_whole_images(test_split):
     return recipes, whole
 
 
-def test_sharded_features_are_bit_identical_here_and_on_a_local_cluster_of_two_processes(test_split, monkeypatch):
+PAIRED = ("head", "filter", controls.ORACLE, "grain on flat regions σ8")  # rows that read no neighbours
+
+
+def scored(test_split, tmp_path, client=None) -> dict:
+    """rows.scored_half of PAIRED on the files in shards of 64, the test pairs doubling as the check half."""
+    from facerealism.scoring.rows import scored_half
+    from facerealism.scoring.table4 import COLUMNS, Context
+
+    schnell, _, files, _ = test_split
+    recipes, _ = rows_and_whole_images(test_split)
+    cfg = load_config(ROOT / "params.yaml")
+    ctx = Context(cfg, schnell.shape[1:3], tmp_path)
+    prepared = {col.key: col.prepare(ctx) for col in COLUMNS}
+    return scored_half(cfg, ctx, files["schnell"], files["dev"], files["dev"], {k: recipes[k] for k in PAIRED},
+                       files["schnell"], prepared, client, shard=64)
+
+
+def test_table4_measures_each_pair_in_shards_as_on_the_whole_arrays_and_reads_no_more_than_a_shard(
+        test_split, tmp_path, monkeypatch):
+    """The gate's paired columns (placement, halo) and the optional ones (SSIM, identity) from shards of 64 images
+    are the whole arrays' metrics, bit for bit; no read of the image files spans more than one shard."""
+    schnell, dev, _, _ = test_split
+    _, whole = rows_and_whole_images(test_split)
+    reads = []
+    read = ImageFiles.__getitem__
+    monkeypatch.setattr(ImageFiles, "__getitem__", lambda self, index: reads.append(len(out := read(self, index))) or out)
+    done = scored(test_split, tmp_path)
+    assert max(reads) == 64 and sum(reads) > 10 * N  # every row, its inputs and its twins, shard by shard
+    for label in PAIRED:
+        r, imgs = done[label], whole[label]
+        assert metrics.placement_summary(r["placement"], 50, 0) == metrics.placement_gain(schnell, imgs, dev, 50, 0)
+        assert metrics.halo_quantile(r["halo"]) == metrics.edge_halo(schnell, imgs)
+        assert np.array_equal(r["ssim"], metrics.ssim_pairs(schnell, imgs))
+        assert np.array_equal(r["identity"], metrics.identity_pairs(schnell, imgs), equal_nan=True)
+    assert metrics.halo_quantile(done["dev (reference)"]["halo"]) == metrics.edge_halo(schnell, dev)
+    assert metrics.placement_gain(schnell, whole[controls.ORACLE], dev)["gain"] > 0  # the rows differ from their inputs
+
+
+def test_sharded_features_are_bit_identical_here_and_on_a_local_cluster_of_two_processes(test_split, monkeypatch,
+                                                                                         tmp_path):
     recipes, whole = rows_and_whole_images(test_split)
     expected = {space: {label: metrics.FEATURE_SPACES[space](imgs) for label, imgs in whole.items()}
                 for space in SPACES}
@@ -68,6 +107,14 @@ def test_sharded_features_are_bit_identical_here_and_on_a_local_cluster_of_two_p
     with cluster.client(load_config(ROOT / "params.yaml", ["evaluate.workers=2"]), 2) as client:
         assert len(client.scheduler_info()["workers"]) == 2
         on_cluster = shards.features(kinds, SPACES, shape, client=client, shard=64)
+        measured = scored(test_split, tmp_path / "cluster", client)  # every measure of Table 4, sent to workers
+    here_measured = scored(test_split, tmp_path / "here")
+    assert measured.keys() == here_measured.keys()
+    for label, by in here_measured.items():
+        assert by.keys() == measured[label].keys()
+        assert label not in PAIRED or {"placement", "halo", "ssim", "identity", *SPACES} <= set(by)
+        for name, value in by.items():
+            assert np.array_equal(measured[label][name], value, equal_nan=True), (label, name)
     for space in SPACES:
         for label in whole:
             assert np.array_equal(here[space][label], expected[space][label]), (space, label)

@@ -1,11 +1,12 @@
-"""Wall time of evaluate's feature shards: in this process, on a local Dask cluster of 1 worker and of 2, one run.
+"""Wall time of evaluate's shards (features and per-pair measures): in this process, on a local Dask cluster of 1 worker and of 2, one run.
 
     python -m facerealism.bench.evaluate_scale [--pairs 2000] [--size 64] [--holdout 0.5] [--workers 2] [--repeats 3]
 
 Builds an offline project of --pairs pairs in a temporary folder (prompts, generate, validate: not measured), then
-times feature_sets, the step of evaluate that reads every image of every row (schnell, the dev check sample, the
+times scored_half, the step of evaluate that reads every image of every row (schnell, the dev check sample, the
 reference dev images, each negative control and the oracle; heads and fitted baselines are left out: they need a
-trained head and a fit), on the scored test half: in this process (evaluate.workers 1, the default), on a
+trained head and a fit), on the scored test half, with every measure of Table 4 (features, placement, halo and
+the optional columns that can run here): in this process (evaluate.workers 1, the default), on a
 LocalCluster of 1 worker and on one of --workers, each started and warmed up (imports) before its clock starts.
 The three run in turn --repeats times and the fastest of each is compared (on a shared machine other jobs slow some
 runs; the CPU seconds of all the processes show the work itself did not grow). Prints the times, the speed-ups and whether all three gave the same bits; the load average before and after
@@ -52,8 +53,8 @@ def measure(root: Path, pairs: int, size: int, holdout: float, workers: int, par
     from facerealism import cluster
     from facerealism.bench.memory import build_project, project_overrides
     from facerealism.config import load_config
-    from facerealism.scoring.rows import Rows, feature_sets
-    from facerealism.scoring.table4 import DEV, SCHNELL
+    from facerealism.scoring.rows import scored_half
+    from facerealism.scoring.table4 import COLUMNS, Context
     from facerealism.stages.evaluate import control_rows, holdout_files
 
     overrides = project_overrides(root, pairs, size, 1) + [f"split.holdout_fraction={holdout}",
@@ -64,7 +65,7 @@ def measure(root: Path, pairs: int, size: int, holdout: float, workers: int, par
     n = len(files["schnell"])
     cfg = load_config(params, overrides)
     controls = control_rows(cfg, files["schnell"], files["dev"])
-    rows = Rows({SCHNELL: files["schnell"], DEV: files["dev_check"], **controls}, (n, size, size, 3))
+    rows = 3 + len(controls)  # schnell, the dev check sample, the reference dev images and the controls
     layouts = {"in process": 0, "cluster, 1 worker": 1, f"cluster, {workers} workers": workers}
     seconds: dict[str, list[float]] = {layout: [] for layout in layouts}
     cpu_s: dict[str, list[float]] = {layout: [] for layout in layouts}  # of the driver and the workers together
@@ -80,13 +81,17 @@ def measure(root: Path, pairs: int, size: int, holdout: float, workers: int, par
                     assert len(set(client.run(_warm).values())) == count
                 start[layout].append(time.perf_counter() - t)
                 cpu, t = _cpu_all(client), time.perf_counter()
-                feats[layout] = feature_sets(cfg, files["dev"], rows, client=client)
+                with tempfile.TemporaryDirectory() as scratch:
+                    ctx = Context(cfg, (size, size), Path(scratch))
+                    prepared = {col.key: col.prepare(ctx) for col in COLUMNS}
+                    feats[layout] = scored_half(cfg, ctx, files["schnell"], files["dev"], files["dev_check"], controls,
+                                                files["schnell_check"], prepared, client)
                 seconds[layout].append(time.perf_counter() - t)
                 cpu_s[layout].append(_cpu_all(client) - cpu)
     first = next(iter(feats.values()))
-    identical = all(np.array_equal(f[space][label], first[space][label])
-                    for f in feats.values() for space in first for label in first[space])
-    return {"pairs": pairs, "test_images": n, "rows": len(rows) + 1, "seconds": seconds, "cpu_s": cpu_s, "start_s": start,
+    identical = all(np.array_equal(f[label][name], first[label][name])
+                    for f in feats.values() for label in first for name in first[label])
+    return {"pairs": pairs, "test_images": n, "rows": rows, "seconds": seconds, "cpu_s": cpu_s, "start_s": start,
             "identical": identical}
 
 
@@ -109,7 +114,7 @@ def main(pairs: Annotated[int, typer.Option(help="pairs of the offline project")
     load_after = os.getloadavg()
     s = {layout: min(runs) for layout, runs in r["seconds"].items()}  # the least disturbed run of each
     one, many = s["cluster, 1 worker"], s[f"cluster, {workers} workers"]
-    t = Table(title=f"evaluate's features (feature_sets, scored half): {r['test_images']} test images x {r['rows']} "
+    t = Table(title=f"evaluate's shards (scored_half): {r['test_images']} test images x {r['rows']} "
                     f"rows, {size} px; {os.cpu_count()} CPU cores; load average {load_before[0]:.1f} before, "
                     f"{load_after[0]:.1f} after; same bits in all three: {'yes' if r['identical'] else 'NO'}")
     for col in ("layout", "cluster start + warm-up (s)", "features (s), fastest", "all runs (s)", "CPU s, all runs",

@@ -10,8 +10,14 @@ Beside them, imported by name: dlib_faces (dlib detection, descriptors, attribut
 
 from facerealism.metrics.c2st import C2ST_SPACES, c2st, c2st_images, wilson_interval
 from facerealism.metrics.checks import check_images, check_pairs
-from facerealism.metrics.damage import clipped_gain, edge_halo, edge_overshoot, flat_grain
-from facerealism.metrics.placement import detail_layout, layout_agreement, placement_gain
+from facerealism.metrics.damage import clipped_gain, edge_halo, edge_overshoot, flat_grain, halo_histogram, halo_quantile
+from facerealism.metrics.placement import (
+    detail_layout,
+    layout_agreement,
+    placement_gain,
+    placement_pairs,
+    placement_summary,
+)
 from facerealism.metrics.fidelity import (
     INCEPTION_WEIGHTS_FILE,
     NO_OFFLINE_WEIGHTS,
@@ -19,8 +25,8 @@ from facerealism.metrics.fidelity import (
     inception_weights_problem,
 )
 from facerealism.metrics.frechet import bootstrap_ci, fd_diff, fd_row, frechet_distance
-from facerealism.metrics.identity import face_descriptors, identity_similarity
-from facerealism.metrics.paired import load_lpips, lpips_pairs, ssim_pairs
+from facerealism.metrics.identity import face_descriptors, identity_pairs, identity_similarity, identity_summary
+from facerealism.metrics.paired import load_lpips, lpips_pairs, lpips_per_pair, ssim_pairs
 from facerealism.metrics.spaces import (
     FEATURE_SPACES,
     colour_noise_gain,
@@ -33,8 +39,10 @@ from facerealism.metrics.spaces import (
 
 __all__ = [
     "C2ST_SPACES", "FEATURE_SPACES", "INCEPTION_WEIGHTS_FILE", "NO_OFFLINE_WEIGHTS", "bootstrap_ci", "c2st",
-    "c2st_images", "check_images", "clipped_gain", "detail_layout", "edge_halo", "edge_overshoot", "layout_agreement", "placement_gain", "flat_grain", "check_pairs", "colour_noise_gain", "face_descriptors", "fd_diff", "fd_row",
-    "frechet_distance", "high_frequency_energy", "identity_similarity", "inception_metrics",
-    "inception_weights_problem", "load_lpips", "lpips_pairs", "radial_log_power", "random_conv_features",
+    "c2st_images", "check_images", "clipped_gain", "detail_layout", "edge_halo", "edge_overshoot", "halo_histogram", "halo_quantile", "layout_agreement",
+    "placement_gain", "placement_pairs", "placement_summary", "flat_grain", "check_pairs", "colour_noise_gain", "face_descriptors", "fd_diff", "fd_row",
+    "frechet_distance", "high_frequency_energy", "identity_pairs", "identity_similarity", "identity_summary",
+    "inception_metrics",
+    "inception_weights_problem", "load_lpips", "lpips_pairs", "lpips_per_pair", "radial_log_power", "random_conv_features",
     "spectral_chroma_features", "spectral_features", "ssim_pairs", "wilson_interval",
 ]

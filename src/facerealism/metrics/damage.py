@@ -9,6 +9,14 @@ from facerealism.metrics.checks import check_pairs
 _Y = np.array([0.299, 0.587, 0.114])
 
 
+def _gradient(x: np.ndarray) -> np.ndarray:
+    """(n, h, w) Sobel gradient magnitude of each luminance image alone: on the stack, ndimage.sobel would also
+    smooth across neighbouring images (axis 0), so an image's edges would depend on the batch it came in."""
+    from scipy import ndimage
+
+    return np.stack([np.hypot(ndimage.sobel(im, axis=0), ndimage.sobel(im, axis=1)) for im in x])
+
+
 def edge_overshoot(inputs: np.ndarray, outputs: np.ndarray, window: int = 5, edge_quantile: float = 0.9) -> float:
     """Mean luminance overshoot (grey levels) beyond the input's local range, at the input's strongest edges.
 
@@ -29,7 +37,7 @@ def edge_overshoot(inputs: np.ndarray, outputs: np.ndarray, window: int = 5, edg
     size = (1, window, window)
     lo, hi = ndimage.minimum_filter(x, size=size), ndimage.maximum_filter(x, size=size)
     over = np.maximum(y - hi, 0) + np.maximum(lo - y, 0)
-    grad = np.hypot(ndimage.sobel(x, axis=1), ndimage.sobel(x, axis=2))
+    grad = _gradient(x)
     worst = 0.0
     for g, o in zip(grad, over):
         edges = g >= np.quantile(g, edge_quantile)
@@ -67,7 +75,7 @@ def flat_grain(inputs: np.ndarray, outputs: np.ndarray, window: int = 5, flat_qu
     x, y = inputs.astype(np.float64) @ _Y, outputs.astype(np.float64) @ _Y  # (n, h, w)
     change = y - x
     grain = change - ndimage.uniform_filter(change, size=(1, window, window))
-    grad = ndimage.uniform_filter(np.hypot(ndimage.sobel(x, axis=1), ndimage.sobel(x, axis=2)), size=(1, 3, 3))
+    grad = ndimage.uniform_filter(_gradient(x), size=(1, 3, 3))
     worst = 0.0
     for g, d in zip(grad, grain):
         flat = g <= np.quantile(g, flat_quantile)
@@ -97,6 +105,19 @@ def edge_halo(inputs: np.ndarray, outputs: np.ndarray, window: int = 5, reach: i
             and a few pixels wide, so it survives, while texture, which swings both ways from pixel to pixel
             (dev's pores included), averages out.
     """
+    return halo_quantile(halo_histogram(inputs, outputs, window, reach, edge_quantile, smooth), tail)
+
+
+HALO_BIN = 1 / 256
+"""Width (grey levels) of the near-edge overshoot histogram's bins; the tail quantile is read from it to within it."""
+HALO_BINS = 256 * 256  # [0, 256): every overshoot a uint8 image can show
+
+
+def halo_histogram(inputs: np.ndarray, outputs: np.ndarray, window: int = 5, reach: int = 3,
+                   edge_quantile: float = 0.9, smooth: float = 1.5) -> np.ndarray:
+    """Counts of the near-edge overshoot of edge_halo (its args), as (HALO_BINS + 1,) int64: the pixels exactly
+    inside the local range first (most of them), then bins of HALO_BIN grey levels. Counts of image batches add up,
+    so a row's halo is the same read whole or in shards (halo_quantile of the sum)."""
     from scipy import ndimage
 
     check_pairs(inputs, outputs)
@@ -105,7 +126,31 @@ def edge_halo(inputs: np.ndarray, outputs: np.ndarray, window: int = 5, reach: i
     size = (1, window, window)
     lo, hi = ndimage.minimum_filter(x, size=size), ndimage.maximum_filter(x, size=size)
     outside = np.maximum(y - hi, 0) + np.maximum(lo - y, 0)  # (n, h, w) grey levels beyond the range
-    grad = np.hypot(ndimage.sobel(x, axis=1), ndimage.sobel(x, axis=2))
+    grad = _gradient(x)
     edges = grad >= np.quantile(grad, edge_quantile, axis=(1, 2), keepdims=True)
     near = ndimage.binary_dilation(edges, structure=np.ones((1, 2 * reach + 1, 2 * reach + 1), bool))
-    return float(np.quantile(outside[near], tail))
+    values = outside[near]
+    positive = values[values > 0]
+    counts = np.bincount(np.minimum(positive / HALO_BIN, HALO_BINS - 1).astype(np.int64), minlength=HALO_BINS)
+    return np.concatenate([[len(values) - len(positive)], counts]).astype(np.int64)
+
+
+def halo_quantile(counts: np.ndarray, tail: float = 0.95) -> float:
+    """The `tail` quantile (numpy's linear rule) of the overshoot counted by halo_histogram: exact where it falls
+    among the pixels inside the range (0), else within one bin (values spread evenly across their bin)."""
+    total = int(counts.sum())
+    if total == 0:
+        raise ValueError("no pixels beside edges to measure a halo on")
+    pos = tail * (total - 1)
+
+    def value(rank: int) -> float:  # the rank-th smallest overshoot (0-based)
+        if rank < counts[0]:
+            return 0.0
+        cum = np.cumsum(counts[1:]) + counts[0]
+        b = int(np.searchsorted(cum, rank, side="right"))
+        first = cum[b] - counts[1 + b]  # rank of the bin's smallest value
+        return (b + (rank - first + 0.5) / counts[1 + b]) * HALO_BIN
+
+    lo = int(np.floor(pos))
+    hi = min(lo + 1, total - 1)
+    return float(value(lo) + (pos - lo) * (value(hi) - value(lo)))

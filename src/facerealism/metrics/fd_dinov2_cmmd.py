@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from facerealism.errors import UserError
-from facerealism.metrics import check_images, fd_row, pretrained
+from facerealism.metrics import check_images, pretrained
 
 # CMMD's Gaussian RBF kernel bandwidth and output scale, as in the paper's reference code.
 CMMD_SIGMA = 10.0
@@ -96,53 +98,23 @@ def cmmd(x: np.ndarray, y: np.ndarray, sigma: float = CMMD_SIGMA, scale: float =
     return max(scale * (k_mean(x, x) + k_mean(y, y) - 2.0 * k_mean(x, y)), 0.0)
 
 
-def _unavailable(e: Exception) -> dict:
-    return {"available": False, "reason": str(e)}
+def dinov2_model(configured: str | None = None):
+    """pretrained.dinov2, loaded once per process and place it is read from (evaluate's shards ask on every shard)."""
+    return _dinov2(configured, str(pretrained.torch_hub_dir()))
 
 
-def fd_dinov2_columns(rows: dict[str, np.ndarray], schnell: str, dev: str, configured: str | None = None,
-                      n_boot: int = 100, seed: int = 0) -> dict[str, dict]:
-    """FD-DINOv2 of every Table 4 row against the schnell and dev rows, with FD_diff and bootstrap CIs.
-
-    Args:
-        rows: label -> (n, h, w, 3) uint8, paired by index across rows (the held-out split).
-        schnell: label of the schnell reference row.
-        dev: label of the dev reference row.
-        configured: evaluate.dinov2_weights.
-        n_boot: bootstrap resamples.
-        seed: seed of the resampling.
-
-    Returns:
-        label -> {"available": True, "fd_schnell", "fd_dev", "fd_diff", *_ci} or {"available": False, "reason"}.
-    """
-    try:
-        model = pretrained.dinov2(configured)
-    except pretrained.WeightsUnavailable as e:
-        return {label: _unavailable(e) for label in rows}
-    f = {label: dinov2_features(imgs, model) for label, imgs in rows.items()}
-    return {label: {"available": True, **fd_row(f[label], f[schnell], f[dev], n_boot=n_boot, seed=seed, paired=True)}
-            for label in rows}
+@functools.lru_cache(maxsize=2)
+def _dinov2(configured: str | None, hub: str):
+    return pretrained.dinov2(configured)
 
 
-def cmmd_columns(rows: dict[str, np.ndarray], schnell: str, dev: str, configured: str | None = None) -> dict[str, dict]:
-    """CMMD of every Table 4 row against the schnell and dev rows and their difference (> 0: nearer dev).
+def clip_model(configured: str | None = None):
+    """pretrained.clip (model, processor), loaded once per process and Hugging Face cache."""
+    from huggingface_hub import constants
 
-    Args:
-        rows: label -> (n, h, w, 3) uint8.
-        schnell: label of the schnell reference row.
-        dev: label of the dev reference row.
-        configured: evaluate.clip_model.
+    return _clip(configured, constants.HF_HUB_CACHE)
 
-    Returns:
-        label -> {"available": True, "cmmd_schnell", "cmmd_dev", "cmmd_diff"} or {"available": False, "reason"}.
-    """
-    try:
-        model, processor = pretrained.clip(configured)
-    except pretrained.WeightsUnavailable as e:
-        return {label: _unavailable(e) for label in rows}
-    emb = {label: clip_embeddings(imgs, model, processor) for label, imgs in rows.items()}
-    out = {}
-    for label in rows:
-        s, d = cmmd(emb[label], emb[schnell]), cmmd(emb[label], emb[dev])
-        out[label] = {"available": True, "cmmd_schnell": s, "cmmd_dev": d, "cmmd_diff": s - d}
-    return out
+
+@functools.lru_cache(maxsize=2)
+def _clip(configured: str | None, cache: str):
+    return pretrained.clip(configured)

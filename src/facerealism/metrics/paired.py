@@ -51,14 +51,20 @@ def lpips_pairs(inputs: np.ndarray, outputs: np.ndarray, weights_path: str | Non
     except pretrained.WeightsUnavailable as e:
         return {"available": False, "reason": str(e)}
     model = load_lpips("alex", weights_path, "evaluate.lpips_weights")
+    per_pair = lpips_per_pair(model, inputs, outputs, batch_size)
+    return {"available": True, "mean": float(per_pair.mean()), "per_pair": per_pair.tolist()}
+
+
+def lpips_per_pair(model: torch.nn.Module, inputs: np.ndarray, outputs: np.ndarray, batch_size: int = 16) -> np.ndarray:
+    """(n,) float64 LPIPS of each pair under `model` (from load_lpips), `batch_size` pairs per forward pass."""
+    check_pairs(inputs, outputs)
     out = []
     with torch.inference_mode():
         for start in range(0, len(inputs), batch_size):
             a = to_tensor(inputs[start : start + batch_size])
             b = to_tensor(outputs[start : start + batch_size])
             out.append(model(a, b).flatten())
-    per_pair = torch.cat(out).double().numpy()
-    return {"available": True, "mean": float(per_pair.mean()), "per_pair": per_pair.tolist()}
+    return torch.cat(out).double().numpy()
 
 
 # torchvision's class of each lpips backbone, for messages.

@@ -73,10 +73,21 @@ def placement_gain(inputs: np.ndarray, outputs: np.ndarray, dev: np.ndarray, n_b
         (1: layout as dev's), "n"}.
     """
     check_pairs(inputs, dev)
+    return placement_summary(placement_pairs(inputs, outputs, dev), n_boot, seed)
+
+
+def placement_pairs(inputs: np.ndarray, outputs: np.ndarray, dev: np.ndarray) -> np.ndarray:
+    """(n, 2) per pair: the output's and the input's layout agreement with the dev twin; placement_summary of
+    batches' rows stacked is placement_gain of the whole set."""
+    return np.column_stack([layout_agreement(outputs, dev), layout_agreement(inputs, dev)])
+
+
+def placement_summary(pairs: np.ndarray, n_boot: int = 200, seed: int = 0) -> dict:
+    """placement_gain's result from placement_pairs' rows (its args)."""
     if n_boot < 1:
         raise UserError(f"n_boot must be >= 1, got {n_boot}")
-    base = layout_agreement(inputs, dev)
-    diff = layout_agreement(outputs, dev) - base  # (n,)
+    base = pairs[:, 1]
+    diff = pairs[:, 0] - base  # (n,)
     idx = np.random.default_rng(seed).integers(0, len(diff), size=(n_boot, len(diff)))
     boot = diff[idx].mean(axis=1)
     shortfall = float(np.mean(1.0 - base))

@@ -46,7 +46,10 @@ def radial_log_power(planes: np.ndarray, n_bins: int | None = None, chunk: int =
     counts = np.bincount(bin_of[keep], minlength=n_bins)
     if (counts == 0).any():
         raise UserError(f"n_bins={n_bins} is too fine for {h}x{w} images: some bins hold no frequency")
-    one_hot = np.eye(n_bins)[bin_of[keep]] / counts  # (k, n_bins): averages power within each bin
+    # Each bin's frequencies side by side, so a bin's mean is a sum in a fixed order: a matrix product with a one-hot
+    # matrix would do the same, but OpenBLAS splits it differently by thread count (its last bits move on AMD Zen 5).
+    by_bin = np.flatnonzero(keep.ravel())[np.argsort(bin_of[keep], kind="stable")]
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     # A window stops the image border's jump from smearing power across all frequencies.
     window = np.outer(np.hanning(h), np.hanning(w))
     out = np.empty((n, n_bins))
@@ -54,7 +57,8 @@ def radial_log_power(planes: np.ndarray, n_bins: int | None = None, chunk: int =
         p = planes[start : start + chunk]
         p = p - p.mean(axis=(1, 2), keepdims=True)
         power = np.abs(np.fft.fft2(p * window)) ** 2  # (c, h, w)
-        out[start : start + chunk] = np.log10(power[:, keep] @ one_hot + 1e-12)
+        sums = np.add.reduceat(power.reshape(len(p), -1)[:, by_bin], starts, axis=1)
+        out[start : start + chunk] = np.log10(sums / counts + 1e-12)
     return out
 
 

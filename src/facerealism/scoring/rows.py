@@ -4,7 +4,7 @@ columns, on the test split's images (the evaluate stage reads the images and wri
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +14,16 @@ from facerealism.config import Config
 from facerealism.errors import UserError
 from facerealism.progress import progress
 from facerealism.scoring import controls, fitted, shards
-from facerealism.scoring.table4 import COLUMN_KEYS, COLUMNS, DEV, SCHNELL, Context, reference_rows, references
+from facerealism.scoring.table4 import (
+    COLUMN_KEYS,
+    COLUMNS,
+    DEV,
+    DEV_REF,
+    SCHNELL,
+    Context,
+    reference_rows,
+    references,
+)
 
 
 def head_labels(table: dict) -> list[str]:
@@ -31,82 +40,56 @@ def ranking(table: dict, space: str) -> list[dict]:
     return sorted(rows, key=lambda r: -r[f"fd_diff.{space}"])
 
 
-DEV_REF = "dev (reference)"  # the dev images every row is compared with; not a row of its own
-
 Row = np.ndarray | Callable[[], np.ndarray]
-"""A Table 4 row's images (n, h, w, 3) uint8, or a callable that makes them (made again on every read, never kept)."""
+"""A Table 4 row's images (n, h, w, 3) uint8, a shards.Recipe that makes them shard by shard from files, or any
+other callable making them (made once, in this process)."""
 
 
-class Rows(Mapping):
-    """Table 4's rows by label; reading one gives its images, made by its callable if it is one.
-
-    Each made row is checked against the inputs' shape (the dev check sample, DEV, only for the image size) and
-    dropped by the reader after use, so a pass over the rows holds one row's images at a time.
-    """
-
-    def __init__(self, rows: dict[str, Row], shape: tuple[int, ...]):
-        self.rows, self.shape = rows, shape
-
-    def __getitem__(self, label: str) -> np.ndarray:
-        row = self.rows[label]
-        imgs = row() if callable(row) else row
-        if imgs.shape[1:] != self.shape[1:] or (label != DEV and imgs.shape != self.shape):
-            raise UserError(f"Table 4 row {label!r} has images {imgs.shape}, expected {self.shape} like schnell")
-        return imgs
-
-    def __iter__(self):
-        return iter(self.rows)
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-
-
-def table4(cfg: Config, schnell: np.ndarray, dev: np.ndarray, dev_check: np.ndarray,
-           outputs: dict[str, Row], *, schnell_check: np.ndarray | None = None,
-           outputs_check: dict[str, Row] | None = None, sources: dict[str, shards.Source] | None = None,
-           client=None) -> dict:
+def table4(cfg: Config, schnell: shards.Source, dev: shards.Source, dev_check: shards.Source,
+           outputs: dict[str, Row], *, schnell_check: shards.Source | None = None,
+           outputs_check: dict[str, Row] | None = None, client=None) -> dict:
     """Every Table 4 column for the reference rows (schnell, dev) and each head's outputs.
+
+    No set of images is held whole: every row is measured shard by shard (scoring.shards), reading its images and
+    their inputs' and dev twins' from the same range of files, and what is kept is per image (features, per-pair
+    values) or summed (halo counts).
 
     Args:
         cfg: the resolved config (evaluate section and seed).
-        schnell: (n, h, w, 3) uint8 test schnell images, the heads' inputs.
+        schnell: (n, h, w, 3) uint8 test schnell images, the heads' inputs: an array or their files (ImageFiles).
         dev: (n, h, w, 3) uint8 test dev images, paired with schnell: what every row is compared with.
         dev_check: (m, h, w, 3) uint8 dev images of other test pairs: the FLUX.1-dev row, an independent sample
             scored against `dev` (unpaired) like a candidate, so the "dev passes the gate" check can fail.
-        outputs: head label -> (n, h, w, 3) uint8 outputs on `schnell`, or a callable making them (a Row: made
-            on each read, one row at a time, so the rows' images are never all in memory).
+        outputs: head label -> its (n, h, w, 3) uint8 outputs on `schnell`, or a Row making them (a shards.Recipe
+            reads its shards' inputs itself).
         schnell_check: (m, h, w, 3) schnell twins of `dev_check`: the dev check's placement and halo columns are
             measured against them; None leaves those two of its columns unavailable (so it fails the gate).
         outputs_check: head label -> outputs on `schnell_check`: with them every C2ST is repeated with the halves'
             roles swapped (scored on the check half, against its dev images), besides over `c2st_seeds` fold seeds.
-        sources: where the feature shards read those four sets ("schnell", "dev", "dev_check", "schnell_check"),
-            e.g. their files (data.split.ImageFiles); a set not named: its array. A row that is a shards.Recipe
-            reads its own.
-        client: a distributed.Client whose workers compute the features' shards; None: this process (the same bits).
+        client: a distributed.Client whose workers measure the shards; None: this process (the same bits).
 
     Returns:
         {"rows": {label: {"fd": {space: {...}}, "c2st_vs_dev", ..., and each of scoring.table4.COLUMNS by its key}},
         "n_images", "notes"}; a column that cannot be computed holds {"available": False, "reason"}.
     """
     e = cfg.evaluate
-    check_rows(schnell, dev, dev_check)
-    src = {"schnell": schnell, "dev": dev, "dev_check": dev_check, "schnell_check": schnell_check, **(sources or {})}
-    rows = Rows({SCHNELL: schnell, DEV: dev_check, **outputs}, schnell.shape)
-    feats = feature_sets(cfg, src["dev"], Rows({SCHNELL: src["schnell"], DEV: src["dev_check"], **outputs},
-                                              schnell.shape), client=client)
-    if outputs_check is not None and schnell_check is not None:
-        check_rows(schnell_check, dev_check, dev)
-    halves = c2st_halves(cfg, feats, src, outputs_check, client)
-    halo_ref = metrics.edge_halo(schnell, dev)  # dev's own overshoot over these inputs: what a halo is measured against
+    shape = check_rows(schnell, dev, dev_check)
     table: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
-        # the optional columns compare with dev: there, "FLUX.1-dev" is the reference itself, not the dev check sample
-        ctx = Context(cfg, schnell, dev, Rows({SCHNELL: schnell, DEV: dev, **outputs}, schnell.shape), Path(tmp))
-        prepared = {col.key: col.prepare(ctx) if col.prepare else None for col in COLUMNS}  # whole-table work first
+        ctx = Context(cfg, shape[1:3], Path(tmp))
+        prepared = {col.key: col.prepare(ctx) for col in COLUMNS}  # a Measure, or why the column cannot run
+        done = scored_half(cfg, ctx, schnell, dev, dev_check, outputs, schnell_check, prepared, client)
+        feats = {space: {label: done[label][space] for label in done} for space in feature_spaces(cfg)}
+        if outputs_check is not None and schnell_check is not None:
+            check_rows(schnell_check, dev_check, dev)
+        halves = c2st_halves(cfg, feats, shape, schnell_check, dev, dev_check, outputs_check, client)
+        halo_ref = metrics.halo_quantile(done[DEV_REF][HALO])  # dev's own overshoot over these inputs
+        measured = {col.key: {label: r[col.key] for label, r in done.items() if col.key in r}
+                    if isinstance(prepared[col.key], shards.Measure) else prepared[col.key] for col in COLUMNS}
         with progress() as bar:
-            task = bar.add_task("evaluate: Table 4 rows (bootstrap, C2ST)", total=len(rows))
-            for label, imgs in rows.items():
+            task = bar.add_task("evaluate: Table 4 rows (bootstrap, C2ST)", total=len(outputs) + 2)
+            for label in (SCHNELL, DEV, *outputs):
+                r = done[label]
                 fd = {space: metrics.fd_row(feats[space][label], feats[space][SCHNELL], feats[space][DEV_REF],
                                             n_boot=e.bootstrap, seed=cfg.seed, paired=label != DEV)
                       for space in e.spaces}
@@ -117,15 +100,17 @@ def table4(cfg: Config, schnell: np.ndarray, dev: np.ndarray, dev_check: np.ndar
                     "c2st_ci": c2st["ci"],
                     "c2st_auc": c2st["auc"],
                     "c2st_runs": c2st_runs(cfg, halves, label),
-                    "placement": placement_row(cfg, label, imgs, schnell, dev, schnell_check),
-                    "halo_vs_dev": halo_vs_dev(label, imgs, schnell, schnell_check, halo_ref),
-                    **{col.key: col.compute(ctx, label, imgs, prepared[col.key]) for col in COLUMNS},
+                    "placement": (metrics.placement_summary(r[PLACEMENT], max(e.bootstrap, 1), cfg.seed)
+                                  if PLACEMENT in r else None),
+                    # > 1: more overshoot beside the inputs' edges than dev draws (the dev check: beside its own twins')
+                    "halo_vs_dev": metrics.halo_quantile(r[HALO]) / halo_ref if HALO in r else None,
+                    **{col.key: col.compute(ctx, label, measured[col.key]) for col in COLUMNS},
                 }
                 bar.advance(task)
     out = {
         "rows": table,
         "order": list(table),  # JSON objects are written with sorted keys; this keeps the table's row order
-        "n_images": len(schnell),
+        "n_images": shape[0],
         "n_dev_check": len(dev_check),
         "c2st_halves": len(halves),
         "c2st_seeds": e.c2st_seeds,
@@ -141,53 +126,87 @@ def table4(cfg: Config, schnell: np.ndarray, dev: np.ndarray, dev_check: np.ndar
     return out
 
 
-def check_rows(schnell: np.ndarray, dev: np.ndarray, dev_check: np.ndarray) -> None:
-    """dev pairs with schnell image for image; the dev check sample has the same image size (Rows checks each row)."""
-    if dev.shape != schnell.shape or dev_check.shape[1:] != schnell.shape[1:] or len(dev_check) < 2:
-        raise UserError(f"dev {dev.shape} must pair with schnell {schnell.shape}, and the dev check sample "
-                         f"{dev_check.shape} needs >= 2 images of the same size")
+PLACEMENT, HALO = "placement", "halo"  # the gate's two paired measures, beside the feature spaces and COLUMNS' keys
 
 
-def feature_sets(cfg: Config, dev: shards.Source, rows: Rows, spaces=None,
-                 client=None) -> dict[str, dict[str, np.ndarray]]:
-    """{space: {row label (and DEV_REF, the reference dev images): (n, d) features}} for `spaces` (default: every FD
-    and C2ST space), computed in shards of each row's images (scoring.shards), on `client`'s workers or here; each
-    shard is made once, for all spaces."""
-    spaces = sorted({*cfg.evaluate.spaces, *metrics.C2ST_SPACES}) if spaces is None else list(spaces)
-    recipes = {DEV_REF: shards.recipe_of(dev), **{label: shards.recipe_of(row) for label, row in rows.rows.items()}}
-    for label, recipe in recipes.items():
-        if label not in (DEV, DEV_REF) and len(recipe) != rows.shape[0]:
-            raise UserError(f"Table 4 row {label!r} has {len(recipe)} images, expected {rows.shape[0]} like schnell")
-    return shards.features(recipes, spaces, rows.shape, client)
+def _placement(pair: shards.Pair) -> np.ndarray:
+    """Per pair: the row's and its input's detail-layout agreement with the dev twin (metrics.placement_pairs)."""
+    return metrics.placement_pairs(pair.inputs, pair.images, pair.twins)
 
 
-def c2st_halves(cfg: Config, feats: dict, src: dict[str, shards.Source | None], outputs_check: dict[str, Row] | None,
+def _halo(pair: shards.Pair) -> np.ndarray:
+    """The shard's near-edge overshoot counts beside its inputs' edges (metrics.halo_histogram), summed over shards."""
+    return metrics.halo_histogram(pair.inputs, pair.images)
+
+
+def feature_spaces(cfg: Config) -> list[str]:
+    """Every space a row is featurised in: the FD spaces and the C2ST's."""
+    return sorted({*cfg.evaluate.spaces, *metrics.C2ST_SPACES})
+
+
+def scored_half(cfg: Config, ctx: Context, schnell: shards.Source, dev: shards.Source, dev_check: shards.Source,
+                outputs: dict[str, Row], schnell_check: shards.Source | None, prepared: dict, client=None,
+                shard: int = shards.SHARD) -> dict[str, dict[str, np.ndarray]]:
+    """Everything Table 4 measures on the scored half, shard by shard (table4's args; `prepared`: each column's
+    prepare). Rows: SCHNELL, DEV (the dev check sample, paired with its own schnell twins `schnell_check`),
+    DEV_REF (the reference dev images) and `outputs`; each gets the feature spaces, placement and halo (the dev
+    check only with its twins; DEV_REF: halo only, dev's own) and each optional column that measures it."""
+    spaces = {space: shards.feature(space) for space in feature_spaces(cfg)}
+    gate = {PLACEMENT: shards.Measure(_placement, inputs=True, twins=True),
+            HALO: shards.Measure(_halo, inputs=True, total=True)}
+    columns = {key: m for key, m in prepared.items() if isinstance(m, shards.Measure)}
+    jobs: dict[str, shards.Job] = {}
+    for label, row in {SCHNELL: schnell, DEV: dev_check, DEV_REF: dev, **outputs}.items():
+        recipe = shards.recipe_of(row)
+        own = [col.key for col in COLUMNS if col.key in columns and col.measures(label)]
+        measures = {**spaces, **{key: columns[key] for key in own}}
+        if label == DEV:  # its own twin, beside its own inputs
+            if schnell_check is not None:
+                measures.update(gate)
+            inputs, twins = schnell_check, None
+        elif label == DEV_REF:
+            measures[HALO] = gate[HALO]
+            inputs, twins = schnell, None
+        else:
+            measures.update(gate)
+            inputs, twins = schnell, dev
+        if label not in (DEV, DEV_REF) and len(recipe) != len(schnell):
+            raise UserError(f"Table 4 row {label!r} has {len(recipe)} images, expected {len(schnell)} like schnell")
+        jobs[label] = shards.Job(recipe, measures, inputs if any(m.inputs for m in measures.values()) else None, twins)
+    shape = (len(schnell), *ctx.size, 3)
+    return shards.measure(jobs, shape, client, shard, "evaluate: features and pairs")
+
+
+def check_rows(schnell: shards.Source, dev: shards.Source, dev_check: shards.Source) -> tuple[int, ...]:
+    """dev pairs with schnell image for image; the dev check sample has the same image size (each row's shards are
+    checked as they are made). Returns schnell's (n, h, w, 3), read from its first image."""
+    shape = (len(schnell), *schnell[:1].shape[1:])
+    dev_shape = (len(dev), *dev[:1].shape[1:])
+    if dev_shape != shape or dev_check[:1].shape[1:] != shape[1:] or len(dev_check) < 2:
+        raise UserError(f"dev {dev_shape} must pair with schnell {shape}, and the dev check sample "
+                         f"{(len(dev_check), *dev_check[:1].shape[1:])} needs >= 2 images of the same size")
+    return shape
+
+
+def c2st_halves(cfg: Config, feats: dict, shape: tuple[int, ...], schnell_check: shards.Source | None,
+                dev: shards.Source, dev_check: shards.Source, outputs_check: dict[str, Row] | None,
                 client=None) -> list[dict[str, np.ndarray]]:
     """Per test half, {label: C2ST features (all C2ST spaces side by side)}, DEV_REF the reference dev images of that
     half. Half one is the scored half (rows on schnell, against `dev`; the FLUX.1-dev row is the check half's
-    dev). Half two, when `outputs_check` is given, swaps the roles: rows on `schnell_check` against `dev_check`,
-    the FLUX.1-dev row being the scored half's dev. `src`: table4's four sets of test images, where the shards
-    read them (arrays or files, checked by table4); `client`: feature_sets'."""
+    dev), from `feats`. Half two, when `outputs_check` is given, swaps the roles: rows on `schnell_check` against
+    `dev_check`, the FLUX.1-dev row being the scored half's dev, featurised here shard by shard."""
     spaces = metrics.C2ST_SPACES
     halves = [{label: np.concatenate([feats[s][label] for s in spaces], axis=1) for label in feats[spaces[0]]}]
-    if outputs_check is not None and src["schnell_check"] is not None:
-        shape = (len(src["schnell_check"]), *src["schnell_check"][:1].shape[1:])  # one image read for its size
-        other = Rows({SCHNELL: src["schnell_check"], DEV: src["dev"], **outputs_check}, shape)
-        feats_b = feature_sets(cfg, src["dev_check"], other, spaces, client)
+    if outputs_check is not None and schnell_check is not None:
+        rows = {DEV_REF: dev_check, SCHNELL: schnell_check, DEV: dev, **outputs_check}
+        recipes = {label: shards.recipe_of(row) for label, row in rows.items()}
+        for label, recipe in recipes.items():
+            if label not in (DEV, DEV_REF) and len(recipe) != len(schnell_check):
+                raise UserError(f"Table 4 row {label!r} has {len(recipe)} images on the check half, expected "
+                                f"{len(schnell_check)} like its schnell images")
+        feats_b = shards.features(recipes, spaces, (len(schnell_check), *shape[1:]), client)
         halves.append({label: np.concatenate([feats_b[s][label] for s in spaces], axis=1) for label in feats_b[spaces[0]]})
     return halves
-
-
-def placement_row(cfg: Config, label: str, imgs: np.ndarray, schnell: np.ndarray, dev: np.ndarray,
-                  schnell_check: np.ndarray | None) -> dict | None:
-    """metrics.placement_gain of a row against the dev twins of its inputs. The dev check sample is its own twin, so
-    its gain is its input's whole shortfall (> 0 by construction: this rule cannot fail dev; the oracle row is
-    the positive that can); None without its schnell twins."""
-    if label == DEV:
-        if schnell_check is None:
-            return None
-        return metrics.placement_gain(schnell_check, imgs, imgs, n_boot=max(cfg.evaluate.bootstrap, 1), seed=cfg.seed)
-    return metrics.placement_gain(schnell, imgs, dev, n_boot=max(cfg.evaluate.bootstrap, 1), seed=cfg.seed)
 
 
 def c2st_vs_dev(cfg: Config, feats: dict[str, np.ndarray], label: str, seed: int) -> dict:
@@ -208,15 +227,6 @@ def c2st_runs(cfg: Config, halves: list[dict[str, np.ndarray]], label: str) -> d
             for k in range(cfg.evaluate.c2st_seeds)]
     acc = [r["accuracy"] for r in runs]
     return {"runs": acc, "worst": max(acc), "best": min(acc), "worst_ci_high": max(r["ci"][1] for r in runs)}
-
-
-def halo_vs_dev(label: str, imgs: np.ndarray, schnell: np.ndarray, schnell_check: np.ndarray | None,
-                halo_ref: float) -> float | None:
-    """The row's halo beside the edges of its inputs (metrics.edge_halo) over dev's own on the scored half: > 1 means
-    more overshoot than dev draws. The dev check sample is measured beside its own schnell twins (None without)."""
-    if label == DEV:
-        return None if schnell_check is None else metrics.edge_halo(schnell_check, imgs) / halo_ref
-    return metrics.edge_halo(schnell, imgs) / halo_ref
 
 
 def _count(n: int) -> str:

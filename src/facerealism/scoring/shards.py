@@ -1,11 +1,14 @@
-"""Table 4's per-image features shard by shard: each row a recipe for any range of its images, made from the image
-files a shard reads, mapped in this process or over a Dask client and concatenated in index order."""
+"""Table 4's measures shard by shard: each row a recipe for any range of its images, made from the image files a
+shard reads (with its inputs' and dev twins' where a measure asks), measured in this process or over a Dask client,
+per image results concatenated in index order and counts summed."""
 
 # Why the numbers cannot move with the shards or the workers: every row and feature space computes its images in
 # batches that start at multiples of 64 (controls.CHUNK, fitted.APPLY_CHUNK, the spaces' chunks, the heads' 16) and
 # treats each image alone, except the noise controls, whose one noise stream a shard resumes where the images
 # before it left it (controls.streams). A shard starts at a multiple of SHARD, so it holds the same batches as one
-# pass over the whole row; tests/test_evaluate_shards.py holds that to bit-identical features.
+# pass over the whole row; tests/test_evaluate_shards.py holds that to bit-identical results. Nor may a measure depend
+# on the thread count (a Dask worker has one): a BLAS product split across threads moved the spectral features' last
+# bit on AMD Zen 5, so metrics.spaces sums its bins in a fixed order instead.
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import functools
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 import numpy as np
 
@@ -199,44 +203,128 @@ def bounds(n: int, shard: int = SHARD) -> list[tuple[int, int]]:
     return [(lo, min(lo + shard, n)) for lo in range(0, n, shard)]
 
 
-def shard_features(part: Recipe, spaces: Sequence[str], label: str, shape: tuple[int, ...]) -> dict[str, np.ndarray]:
-    """What a worker runs: the part's images, checked against the row's image size, in each feature space."""
+class Pair(NamedTuple):
+    """What a measure sees of one shard of a row: the row's images, and where it asked for them, their schnell
+    inputs and dev twins (a row scored as dev is its own twin), read from the same range of their files."""
+
+    images: np.ndarray
+    """(b, h, w, 3) uint8: the row's images lo..lo+b."""
+    inputs: np.ndarray | None
+    twins: np.ndarray | None
+    lo: int
+    """The shard's first index in its row (where a measure that writes files puts them)."""
+    label: str
+    """The row's label."""
+
+
+@dataclass(frozen=True)
+class Measure:
+    """Something computed on each shard of a row (Pair -> array): per image (concatenated in index order, the
+    first axis the shard's images) or, with `total`, counts summed over the shards (a histogram). It runs on the
+    workers: a picklable function (module level, or a functools.partial of one)."""
+
+    fn: Callable[[Pair], np.ndarray]
+    inputs: bool = False
+    twins: bool = False
+    total: bool = False
+
+
+def feature(space: str) -> Measure:
+    """A feature space of metrics.FEATURE_SPACES as a Measure: (b, d) features of the row's images."""
+    return Measure(functools.partial(_space, space))
+
+
+def _space(space: str, pair: Pair) -> np.ndarray:
+    return metrics.FEATURE_SPACES[space](pair.images)
+
+
+@dataclass(frozen=True)
+class Job:
+    """A row to measure: its recipe, the measures (by name), and where its inputs and twins are read (a Source of
+    the row's length each, or None: the row is its own twin; no inputs)."""
+
+    recipe: Recipe
+    measures: Mapping[str, Measure]
+    inputs: Source | None = None
+    twins: Source | None = None
+
+
+def shard_measures(part: Recipe, measures: Mapping[str, Measure], inputs: Source | None, twins: Source | None,
+                   lo: int, label: str, shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+    """What a worker runs: the part's images (checked against the row's image size), their inputs and twins where a
+    measure asks for them, and every measure on them."""
     imgs = part()
     if imgs.shape[1:] != tuple(shape[1:]) or len(imgs) != len(part):
         raise UserError(f"Table 4 row {label!r} has images {imgs.shape[1:]} (a shard of {len(imgs)}), expected "
                         f"{tuple(shape[1:])} like schnell")
-    return {space: metrics.FEATURE_SPACES[space](imgs) for space in spaces}
+    need_inputs = any(m.inputs for m in measures.values())
+    need_twins = any(m.twins for m in measures.values())
+    pair = Pair(imgs, inputs[:] if need_inputs and inputs is not None else None,
+                (imgs if twins is None else twins[:]) if need_twins else None, lo, label)
+    return {name: m.fn(pair) for name, m in measures.items()}
 
 
-def features(rows: Mapping[str, Recipe], spaces: Sequence[str], shape: tuple[int, ...], client=None,
-             shard: int = SHARD) -> dict[str, dict[str, np.ndarray]]:
-    """{space: {label: (n_row, d) features}} of every row, shard by shard.
+def measure(jobs: Mapping[str, Job], shape: tuple[int, ...], client=None, shard: int = SHARD,
+            what: str = "evaluate: features") -> dict[str, dict[str, np.ndarray]]:
+    """{label: {measure name: per-image array over the whole row, or summed counts}} of every row, shard by shard.
 
     Args:
-        rows: label -> recipe of its images.
+        jobs: label -> what to measure on that row.
         shape: (n, h, w, 3) of the schnell images: every row's images have their size.
         client: a distributed.Client whose workers compute the shards (all rows' at once); None: this process, one
-            after another. Either way the features are the same bits (see the module's head).
+            after another. Either way the results are the same bits (see the module's head).
         shard: images per shard, a multiple of 64.
+        what: the progress bar's label.
     """
-    jobs = [(label, part) for label, recipe in rows.items() for part in recipe.parts(bounds(len(recipe), shard), shape)]
+    work = []
+    for label, job in jobs.items():
+        n = len(job.recipe)
+        for side in (job.inputs, job.twins):
+            if side is not None and len(side) != n:
+                raise UserError(f"Table 4 row {label!r} has {n} images but {len(side)} inputs or twins to pair them with")
+        spans = bounds(n, shard)
+        for (lo, hi), part in zip(spans, job.recipe.parts(spans, shape)):
+            work.append((label, part, None if job.inputs is None else narrow(job.inputs, slice(lo, hi)),
+                         None if job.twins is None else narrow(job.twins, slice(lo, hi)), lo))
+    out: dict[str, dict[str, list]] = {label: {name: [] for name in job.measures} for label, job in jobs.items()}
+    totals: dict[str, dict[str, np.ndarray]] = {label: {} for label in jobs}
+
+    def keep(label: str, done: dict[str, np.ndarray]) -> None:  # per image: kept in order; totals: summed now
+        for name, value in done.items():
+            if jobs[label].measures[name].total:
+                totals[label][name] = totals[label][name] + value if name in totals[label] else value
+            else:
+                out[label][name].append(value)
+
     with progress() as bar:  # without a terminal: a "done/total, rate, eta" line every ~30 s
-        task = bar.add_task("evaluate: features", total=len(jobs))
+        task = bar.add_task(what, total=len(work))
         if client is None:
-            done = []
-            for label, part in jobs:
-                done.append(shard_features(part, spaces, label, shape))
+            for label, part, inputs, twins, lo in work:
+                keep(label, shard_measures(part, jobs[label].measures, inputs, twins, lo, label, shape))
                 bar.advance(task)
         else:
             from distributed import as_completed
 
-            futures = client.map(shard_features, [p for _, p in jobs], [list(spaces)] * len(jobs),
-                                 [label for label, _ in jobs], [tuple(shape)] * len(jobs), pure=False)
-            for _ in as_completed(futures):
+            futures = client.map(shard_measures, *zip(*[(part, dict(jobs[label].measures), inputs, twins, lo, label,
+                                                          tuple(shape)) for label, part, inputs, twins, lo in work]),
+                                 pure=False)
+            index = {f.key: i for i, f in enumerate(futures)}
+            done: dict[int, dict] = {}
+            nxt = 0
+            for future in as_completed(futures):  # kept in submission order: shards by row, then by index
+                done[index[future.key]] = future.result()
+                future.release()
+                while nxt in done:
+                    keep(work[nxt][0], done.pop(nxt))
+                    nxt += 1
                 bar.advance(task)
-            done = client.gather(futures)  # in submission order: shards by row, then by index
-    out: dict[str, dict[str, list]] = {space: {label: [] for label in rows} for space in spaces}
-    for (label, _), feats in zip(jobs, done):
-        for space in spaces:
-            out[space][label].append(feats[space])
-    return {space: {label: np.concatenate(parts) for label, parts in by.items()} for space, by in out.items()}
+    return {label: {**{name: np.concatenate(parts) for name, parts in by.items() if parts}, **totals[label]}
+            for label, by in out.items()}
+
+
+def features(rows: Mapping[str, Recipe], spaces: Sequence[str], shape: tuple[int, ...], client=None,
+             shard: int = SHARD) -> dict[str, dict[str, np.ndarray]]:
+    """{space: {label: (n_row, d) features}} of every row in each of `spaces` (measure's args), shard by shard."""
+    done = measure({label: Job(recipe, {space: feature(space) for space in spaces}) for label, recipe in rows.items()},
+                   shape, client, shard)
+    return {space: {label: done[label][space] for label in rows} for space in spaces}

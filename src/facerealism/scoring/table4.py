@@ -5,7 +5,9 @@ read it."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import functools
+import hashlib
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
 
@@ -15,7 +17,9 @@ from facerealism import metrics
 from facerealism.config import Config
 from facerealism.files import save_png
 from facerealism.metrics import fd_dinov2_cmmd as features
+from facerealism.metrics.pretrained import WeightsUnavailable
 from facerealism.scoring import controls
+from facerealism.scoring.shards import Measure, Pair
 from facerealism.scoring.photo import PHOTO_RULES
 
 SCHNELL, DEV = "FLUX.1-schnell", "FLUX.1-dev"  # the reference rows of FLUX.1 and of its synthetic stand-in
@@ -52,25 +56,26 @@ def reference_rows(table: dict) -> tuple[str, str]:
     return fast, slow
 
 
+DEV_REF = "dev (reference)"  # the dev images every row is compared with (the scored half's); not a row of its own
+
+
 class Context(NamedTuple):
-    """What every optional column reads, built once per table by scoring.rows.table4."""
+    """What every optional column reads, built once per table by scoring.rows.table4 (sent to the shards' workers)."""
 
     cfg: Config
     """The resolved config (evaluate section and seed)."""
-    schnell: np.ndarray
-    """(n, h, w, 3) uint8 test schnell images: the heads' inputs."""
-    dev: np.ndarray
-    """(n, h, w, 3) uint8 test dev images paired with `schnell`: what every row is compared with."""
-    rows: Mapping[str, np.ndarray]
-    """Every row's images by label, DEV being `dev` itself (not the dev check sample); read one row at a time."""
+    size: tuple[int, int]
+    """(h, w) of the test images."""
     tmp: Path
-    """A scratch folder that lives as long as the table is being computed."""
+    """A scratch folder that lives as long as the table is being computed (on a shared disk, like the images)."""
 
 
 class Column(NamedTuple):
     """One of Table 4's optional columns (FD, C2ST, placement and halo, which the gate reads, are always computed).
 
-    A row holds it under `key` as {"available": True, value keys...} or {"available": False, "reason"}.
+    A row holds it under `key` as {"available": True, value keys...} or {"available": False, "reason"}. Its images
+    are never all in memory: `prepare` names what to measure on each shard of a row (scoring.shards.Measure, run on
+    the shards' workers), and `compute` makes each row's cell from what was measured on every row.
     """
 
     key: str
@@ -81,11 +86,14 @@ class Column(NamedTuple):
     """(header, value key) of each cell the HTML report shows."""
     flat: tuple[tuple[str, str], ...] | None
     """(value key, metrics.json name under KEY.) of the main head's values; None: not in metrics.json."""
-    compute: Callable[[Context, str, np.ndarray, Any], dict]
-    """compute(ctx, label, imgs, prepared) -> the row's cell: `imgs` (n, h, w, 3) uint8 are the row's images as
-    Table 4 scores them (the dev check sample in the DEV row), `prepared` what `prepare` returned (None without)."""
-    prepare: Callable[[Context], Any] | None = None
-    """prepare(ctx) -> per-table state, computed once before any row (a column measured on all rows at once)."""
+    compute: Callable[[Context, str, Any], dict]
+    """compute(ctx, label, measured) -> the row's cell. `measured`: what `prepare` returned if it is not a Measure
+    (a reason, or None), else {label: that Measure's result over the row's images} for every row `measures` picks.
+    Labels are scoring.rows': SCHNELL, DEV (the dev check sample), DEV_REF (the reference dev images), the rest."""
+    prepare: Callable[[Context], Any] = lambda ctx: None
+    """prepare(ctx) -> the shards.Measure this column runs on each row, or why it cannot run (str), or None."""
+    measures: Callable[[str], bool] = lambda label: label != DEV
+    """Which rows (scoring.rows' labels) the Measure runs on."""
 
 
 def _same(*keys: str) -> tuple[tuple[str, str], ...]:
@@ -96,114 +104,168 @@ def _unavailable(reason: str) -> dict:
     return {"available": False, "reason": reason}
 
 
-def _optional(fn, *args, **kwargs) -> dict:
-    """Run an optional column; our own ValueErrors (bad or too-small input) become its reason, not a lost report.
-
-    FD and C2ST are not wrapped: the register gate reads them, so they must fail loudly.
-    """
-    try:
-        return fn(*args, **kwargs)
-    except ValueError as e:
-        return _unavailable(str(e))
-
-
 NOT_FOR_DEV_CHECK = "not computed for the dev check sample"  # the columns that compare with dev: DEV is dev there
 
 
-def _against_input(measure: Callable[[Context, np.ndarray], dict]) -> Callable[..., dict]:
-    """A column comparing each row's images with their schnell inputs (a head's, a fitted filter's, the oracle's)."""
+def _is_candidate(label: str) -> bool:
+    """A row whose images are made from its schnell inputs and compared with them: a head, a fitted filter, the
+    oracle (schnell is the input itself; the dev rows show other images; a control is judged only by the gate)."""
+    return label not in (SCHNELL, DEV, DEV_REF) and not controls.is_control(label)
 
-    def compute(ctx: Context, label: str, imgs: np.ndarray, prepared: None) -> dict:
+
+def _against_input(summary: Callable[[Context, np.ndarray], dict]) -> Callable[..., dict]:
+    """A column comparing each row's images with their schnell inputs: its cell from the row's per-pair values."""
+
+    def compute(ctx: Context, label: str, measured) -> dict:
         if label == SCHNELL:  # the heads' input itself: input -> output comparisons would be trivially perfect
             return _unavailable("not applicable: the schnell row is the input")
         if label == DEV:
             return _unavailable("not applicable: the dev check sample shows other test pairs")
         if controls.is_control(label):  # only what the gate reads: a control is judged like a head there
             return _unavailable("not computed for a control")
-        return _optional(measure, ctx, imgs)
+        return _unavailable(measured) if isinstance(measured, str) else summary(ctx, measured[label])
 
     return compute
 
 
-def _ssim(ctx: Context, imgs: np.ndarray) -> dict:
-    return {"available": True, "mean": float(metrics.ssim_pairs(ctx.schnell, imgs).mean())}
+def _too_small_for_ssim(ctx: Context):
+    if min(ctx.size) < 7:
+        return f"SSIM's 7x7 window needs images of at least 7x7 pixels, got {ctx.size}"
+    return Measure(_ssim_pairs, inputs=True)
 
 
-def _lpips(ctx: Context, imgs: np.ndarray) -> dict:
-    out = metrics.lpips_pairs(ctx.schnell, imgs, ctx.cfg.evaluate.lpips_weights)
-    out.pop("per_pair", None)  # the mean is the column; per pair would swamp table4.json
-    return out
+def _ssim_pairs(pair: Pair) -> np.ndarray:
+    return metrics.ssim_pairs(pair.inputs, pair.images)
 
 
-def _identity(ctx: Context, imgs: np.ndarray) -> dict:
-    return metrics.identity_similarity(ctx.schnell, imgs, upsample=ctx.cfg.evaluate.face_upsample)
+def _lpips_measure(ctx: Context):
+    import facerealism.metrics.pretrained as pretrained
+
+    try:
+        path = pretrained.lpips_backbone("alex", ctx.cfg.evaluate.lpips_weights)
+        _lpips_model(path)  # a wrong file is this column's reason here, not a failed shard
+    except (pretrained.WeightsUnavailable, ValueError) as e:
+        return str(e)
+    return Measure(functools.partial(_lpips_pairs, path), inputs=True)
 
 
-def _fid_folders(ctx: Context) -> dict[str, Path]:
-    """Each row's images as PNG files under ctx.tmp for torch-fidelity; none when the Inception weights are missing."""
-    dirs: dict[str, Path] = {}
-    if metrics.inception_weights_problem(ctx.cfg.evaluate.inception_weights) is None:
-        for i, (label, imgs) in enumerate(ctx.rows.items()):
-            dirs[label] = ctx.tmp / f"row{i}"
-            for j, img in enumerate(imgs):
-                save_png(dirs[label] / f"{j:05d}.png", img)
-    return dirs
+@functools.lru_cache(maxsize=2)
+def _lpips_model(path: str):
+    return metrics.load_lpips("alex", path, "evaluate.lpips_weights")
 
 
-def _fid_row(weights: str | None, dirs: dict[str, Path], label: str) -> dict:
-    problem = metrics.inception_weights_problem(weights)
-    if problem:
-        return _unavailable(problem)
-    out: dict = {"available": True}
-    for ref in (SCHNELL, DEV):
-        r = metrics.inception_metrics(str(dirs[label]), str(dirs[ref]), weights)
-        key = "schnell" if ref == SCHNELL else "dev"
-        out[f"fid_{key}"], out[f"kid_{key}"] = r["fid"], r["kid_mean"]
-        out["kid_subset_size"] = r["kid_subset_size"]  # lowered to the sample count when there are fewer images
-    out["fid_diff"] = out["fid_schnell"] - out["fid_dev"]
-    return out
+def _lpips_pairs(path: str, pair: Pair) -> np.ndarray:
+    return metrics.lpips_per_pair(_lpips_model(path), pair.inputs, pair.images)
 
 
-def _fid(ctx: Context, label: str, imgs: np.ndarray, dirs: dict[str, Path]) -> dict:
+def _identity_pairs(upsample: int, pair: Pair) -> np.ndarray:
+    return metrics.identity_pairs(pair.inputs, pair.images, upsample)
+
+
+def _fid_folder(ctx: Context, label: str) -> Path:
+    """Where a row's images are written as PNG files for torch-fidelity (one folder per row, named by its label)."""
+    return ctx.tmp / f"fid-{hashlib.sha1(label.encode()).hexdigest()[:12]}"
+
+
+def _fid_prepare(ctx: Context):
+    problem = metrics.inception_weights_problem(ctx.cfg.evaluate.inception_weights)
+    return problem or Measure(functools.partial(_write_pngs, ctx))
+
+
+def _write_pngs(ctx: Context, pair: Pair) -> np.ndarray:
+    folder = _fid_folder(ctx, pair.label)
+    for j, img in enumerate(pair.images):
+        save_png(folder / f"{pair.lo + j:06d}.png", img)
+    return np.zeros((len(pair.images), 0))
+
+
+def _fid(ctx: Context, label: str, measured) -> dict:
     if label == DEV:
         return _unavailable(NOT_FOR_DEV_CHECK)
-    return _optional(_fid_row, ctx.cfg.evaluate.inception_weights, dirs, label)
+    if isinstance(measured, str):
+        return _unavailable(measured)
+    try:
+        weights = ctx.cfg.evaluate.inception_weights
+        out: dict = {"available": True}
+        for ref in (SCHNELL, DEV_REF):
+            r = metrics.inception_metrics(str(_fid_folder(ctx, label)), str(_fid_folder(ctx, ref)), weights)
+            key = "schnell" if ref == SCHNELL else "dev"
+            out[f"fid_{key}"], out[f"kid_{key}"] = r["fid"], r["kid_mean"]
+            out["kid_subset_size"] = r["kid_subset_size"]  # lowered to the sample count when there are fewer images
+        out["fid_diff"] = out["fid_schnell"] - out["fid_dev"]
+        return out
+    except ValueError as e:  # too few images and the like: the column's reason, not a lost report
+        return _unavailable(str(e))
 
 
-def _fd_dinov2_all(ctx: Context) -> dict[str, dict]:
+def _dinov2_prepare(ctx: Context):
+    try:
+        features.dinov2_model(ctx.cfg.evaluate.dinov2_weights)
+    except WeightsUnavailable as e:
+        return str(e)
+    return Measure(functools.partial(_dinov2_features, ctx.cfg.evaluate.dinov2_weights))
+
+
+def _dinov2_features(configured: str | None, pair: Pair) -> np.ndarray:
+    return features.dinov2_features(pair.images, features.dinov2_model(configured))
+
+
+def _fd_dinov2(ctx: Context, label: str, measured) -> dict:
+    if label == DEV:
+        return _unavailable(NOT_FOR_DEV_CHECK)
+    if isinstance(measured, str):
+        return _unavailable(measured)
     e = ctx.cfg.evaluate
-    return features.fd_dinov2_columns(ctx.rows, SCHNELL, DEV, e.dinov2_weights, n_boot=e.bootstrap, seed=ctx.cfg.seed)
+    return {"available": True, **metrics.fd_row(measured[label], measured[SCHNELL], measured[DEV_REF],
+                                                n_boot=e.bootstrap, seed=ctx.cfg.seed, paired=True)}
 
 
-def _cmmd_all(ctx: Context) -> dict[str, dict]:
-    return features.cmmd_columns(ctx.rows, SCHNELL, DEV, ctx.cfg.evaluate.clip_model)
+def _cmmd_prepare(ctx: Context):
+    try:
+        features.clip_model(ctx.cfg.evaluate.clip_model)
+    except WeightsUnavailable as e:
+        return str(e)
+    return Measure(functools.partial(_clip_embeddings, ctx.cfg.evaluate.clip_model))
 
 
-def _prepared_row(ctx: Context, label: str, imgs: np.ndarray, prepared: dict[str, dict]) -> dict:
-    """A column measured on all rows at once (by its `prepare`): this row's cell. There DEV is the reference itself."""
-    return _unavailable(NOT_FOR_DEV_CHECK) if label == DEV else prepared[label]
+def _clip_embeddings(configured: str | None, pair: Pair) -> np.ndarray:
+    return features.clip_embeddings(pair.images, *features.clip_model(configured))
 
 
-def _clip_iqa(ctx: Context, label: str, imgs: np.ndarray, prepared: None) -> dict:
+def _cmmd(ctx: Context, label: str, measured) -> dict:
+    if label == DEV:
+        return _unavailable(NOT_FOR_DEV_CHECK)
+    if isinstance(measured, str):
+        return _unavailable(measured)
+    s, d = (features.cmmd(measured[label], measured[ref]) for ref in (SCHNELL, DEV_REF))
+    return {"available": True, "cmmd_schnell": s, "cmmd_dev": d, "cmmd_diff": s - d}
+
+
+def _clip_iqa(ctx: Context, label: str, measured: None) -> dict:
     return _unavailable(metrics.NO_OFFLINE_WEIGHTS["clip_iqa"])
 
 
 # Adding a column: one Column here, with its computation (a weights setting: config/evaluate.py and params.yaml);
-# scoring/rows.py (table4) computes every row's cells from this tuple, and metrics.json, the register gate's names,
-# the terminal table, the HTML report and the Prefect artifact read it.
+# scoring/rows.py (table4) measures and computes every row's cells from this tuple, and metrics.json, the register
+# gate's names, the terminal table, the HTML report and the Prefect artifact read it.
 COLUMNS = (
-    Column("ssim", "mean", (("SSIM", "mean"),), _same("mean"), _against_input(_ssim)),
-    Column("lpips", "mean", (("LPIPS", "mean"),), _same("mean"), _against_input(_lpips)),
+    Column("ssim", "mean", (("SSIM", "mean"),), _same("mean"),
+           _against_input(lambda ctx, v: {"available": True, "mean": float(v.mean())}), _too_small_for_ssim,
+           _is_candidate),
+    Column("lpips", "mean", (("LPIPS", "mean"),), _same("mean"),
+           _against_input(lambda ctx, v: {"available": True, "mean": float(v.mean())}), _lpips_measure, _is_candidate),
     Column("identity", "mean_cosine", (("identity (cos)", "mean_cosine"),), _same("mean_cosine"),
-           _against_input(_identity)),
+           _against_input(lambda ctx, v: metrics.identity_summary(v, ctx.size)),
+           lambda ctx: Measure(functools.partial(_identity_pairs, ctx.cfg.evaluate.face_upsample), inputs=True),
+           _is_candidate),
     Column("fid", "fid_diff", (("FID_schnell", "fid_schnell"), ("FID_dev", "fid_dev"), ("FID_diff", "fid_diff")),
            (("fid_schnell", "fid_enhanced_schnell"), ("fid_dev", "fid_enhanced_dev"),
             ("kid_schnell", "kid_enhanced_schnell"), ("kid_dev", "kid_enhanced_dev"), ("fid_diff", "fid_diff")),
-           _fid, _fid_folders),
+           _fid, _fid_prepare),
     Column("fd_dinov2", "fd_diff", (("FD_diff DINOv2", "fd_diff"),), _same("fd_schnell", "fd_dev", "fd_diff"),
-           _prepared_row, _fd_dinov2_all),
+           _fd_dinov2, _dinov2_prepare),
     Column("cmmd", "cmmd_diff", (("CMMD_diff", "cmmd_diff"),), _same("cmmd_schnell", "cmmd_dev", "cmmd_diff"),
-           _prepared_row, _cmmd_all),
+           _cmmd, _cmmd_prepare),
     Column("clip_iqa", None, (), None, _clip_iqa),
 )
 COLUMN_KEYS = tuple(col.key for col in COLUMNS)

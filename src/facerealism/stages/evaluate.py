@@ -29,11 +29,12 @@ def run(cfg: Config) -> dict:
     from facerealism.report import html as report
 
     files = holdout_files(cfg)
-    schnell, dev, dev_check, schnell_check = (files[name][:] for name in HALVES)
-    k = min(cfg.evaluate.grid_n, len(schnell))
-    # Each row is a recipe for its images (scoring.shards), made from the image files whenever Table 4 reads it and
-    # never kept: evaluate holds the test split's inputs and one row's outputs at a time, not every row's, and the
-    # features' shards (here or on Dask workers) read only their own images.
+    # Each row is a recipe for its images (scoring.shards), made shard by shard from the image files whenever Table 4
+    # measures it and never kept: evaluate holds no set of test images whole, only the grid's first k of each row,
+    # and the shards (here or on Dask workers) read only their own images, inputs and dev twins.
+    k = min(cfg.evaluate.grid_n, len(files["schnell"]))
+    schnell_k, dev_k = files["schnell"][:k], files["dev"][:k]
+    size = files["schnell"][:1].shape[1]
     inputs, inputs_check = files["schnell"], files["schnell_check"]
     outputs: dict[str, Row] = {}
     outputs_check: dict[str, Row] = {}  # the same rows on the check half: the swapped halves' C2ST scores these
@@ -45,39 +46,39 @@ def run(cfg: Config) -> dict:
             raise UserError(f"two heads share the Table 4 label {label!r}; rename it in evaluate.extra_heads")
         outputs[label] = shards.Headed(str(folder), inputs)
         outputs_check[label] = shards.Headed(str(folder), inputs_check)
-        previews[label] = enhance_array(G, schnell[:k])
+        previews[label] = enhance_array(G, schnell_k)
         if head_label is None:  # the first is models/head: its run and the gate's metrics
             head_label, run_id = label, meta.get("mlflow_run_id")
-    filters, fitted_params = fitted_filters(cfg, schnell.shape[1])  # closed form: seconds to a minute
+    filters, fitted_params = fitted_filters(cfg, size)  # closed form: seconds to a minute
     for label, f in filters.items():
         outputs[label], outputs_check[label] = shards.Filtered(f, inputs), shards.Filtered(f, inputs_check)
     outputs.update(control_rows(cfg, inputs, files["dev"]))
     outputs_check.update(control_rows(cfg, inputs_check, files["dev_check"]))
     with cluster.client(cfg, cfg.evaluate.workers) as client:  # None: the shards run here, one after another
-        table = table4(cfg, schnell, dev, dev_check, outputs, schnell_check=schnell_check,
-                       outputs_check=outputs_check, sources=files, client=client)
+        table = table4(cfg, files["schnell"], files["dev"], files["dev_check"], outputs,
+                       schnell_check=files["schnell_check"], outputs_check=outputs_check, client=client)
     table["head_label"] = head_label
     table["fitted"] = fitted_params
     reports = Path(cfg.paths.reports)
     G = load_head(head_dirs(cfg)[0][1])[0]
-    table["photo"] = photo_check(lambda x: enhance_array(G, x), schnell.shape[1], reports)
+    table["photo"] = photo_check(lambda x: enhance_array(G, x), size, reports)
     limits = photo_limits(cfg)
     for label, params in fitted_params.items():  # fitted rows get the photo check too: they could be shipped
         row = table["rows"][label]
-        row["photo"] = photo_check(fitted.rebuild(fitted.name_of(label), params), schnell.shape[1])
+        row["photo"] = photo_check(fitted.rebuild(fitted.name_of(label), params), size)
         row["photo_passes"] = meets_photo_rules(row["photo"], limits)
     space = cfg.evaluate.spaces[0]
     table["ranking"] = {"by": f"fd_diff.{space}", "heads": ranking(table, space)}
     flat = flat_metrics(table, head_label)
-    flat["holdout_pairs"] = len(schnell)
+    flat["holdout_pairs"] = len(files["schnell"])
     flat["best_head"] = table["ranking"]["heads"][0]["head"]
     flat.update({f"photo.{rule.key}": table["photo"][rule.key] for rule in PHOTO_RULES})
     flat.update(fitted_metrics(table))
     write_json(catalog.METRICS.path(cfg), flat)
     write_json(catalog.TABLE4.path(cfg), table)
-    grid = save_grid(catalog.BEFORE_AFTER.path(cfg), [schnell[:k], *previews.values(), dev[:k]],
+    grid = save_grid(catalog.BEFORE_AFTER.path(cfg), [schnell_k, *previews.values(), dev_k],
                      ["schnell", *previews, "dev"], scale=4)
-    crops = report.save_crops(catalog.CROPS.path(cfg), {"schnell": schnell[:k], **previews, "dev": dev[:k]})
+    crops = report.save_crops(catalog.CROPS.path(cfg), {"schnell": schnell_k, **previews, "dev": dev_k})
     html = report.write_report(reports)
 
     console = Console()
