@@ -254,7 +254,10 @@ KILLS = [
     ("train", "Task run 'audit' - Finished in state Completed", 0.5),  # train still runs once audit finished
     ("evaluate", "evaluate: running", 0.0),
     ("benchmark", "benchmark: running", 0.0),
-    ("register", "register: running", 1.0),  # the version may or may not exist; it must not be duplicated
+    # Killed as it starts: on a quick machine the whole stage takes ~1 s, so a later kill raced its end (seen on an
+    # AMD EPYC Zen 5: "register not killed while running"). A version left behind by a failure after it was created
+    # is test_faults' case (the rerun finishes that version, never a second).
+    ("register", "register: running", 0.0),
 ]
 
 
