@@ -104,7 +104,7 @@ def _unavailable(reason: str) -> dict:
     return {"available": False, "reason": reason}
 
 
-NOT_FOR_DEV_CHECK = "not computed for the dev check sample"  # the columns that compare with dev: DEV is dev there
+NOT_FOR_DEV_CHECK = "not computed for the dev check sample"  # columns measured against dev (DEV_REF) skip DEV
 
 
 def _is_candidate(label: str) -> bool:
