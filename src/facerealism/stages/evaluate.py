@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from facerealism import cluster
 from facerealism.config import Config
 from facerealism.config.architectures import head_recipe
@@ -96,9 +94,6 @@ def run(cfg: Config) -> dict:
         for path in (grid, crops, catalog.PHOTO.path(cfg), catalog.METRICS.path(cfg), catalog.TABLE4.path(cfg), html):
             tracking.log_artifact(path, "evaluate")
     return {k: v for k, v in flat.items() if k.startswith(("fd_diff.", "c2st", "fid.available"))}
-
-
-HALVES = ("schnell", "dev", "dev_check", "schnell_check")  # holdout_files' sets, in table4's order
 
 
 def holdout_files(cfg: Config) -> dict[str, ImageFiles]:
