@@ -179,11 +179,19 @@ def _write_pngs(ctx: Context, pair: Pair) -> np.ndarray:
     return np.zeros((len(pair.images), 0))
 
 
-def _fid(ctx: Context, label: str, measured) -> dict:
-    if label == DEV:
-        return _unavailable(NOT_FOR_DEV_CHECK)
-    if isinstance(measured, str):
-        return _unavailable(measured)
+def _against_dev(cell: Callable[[Context, str, dict], dict]) -> Callable[..., dict]:
+    """A column measured on every row and compared with schnell's and the reference dev images' measurements (DEV_REF):
+    the dev check sample is left out, and a column that could not run gives its reason in every row."""
+
+    def compute(ctx: Context, label: str, measured) -> dict:
+        if label == DEV:
+            return _unavailable(NOT_FOR_DEV_CHECK)
+        return _unavailable(measured) if isinstance(measured, str) else cell(ctx, label, measured)
+
+    return compute
+
+
+def _fid(ctx: Context, label: str, measured: dict) -> dict:
     try:
         weights = ctx.cfg.evaluate.inception_weights
         out: dict = {"available": True}
@@ -198,45 +206,36 @@ def _fid(ctx: Context, label: str, measured) -> dict:
         return _unavailable(str(e))
 
 
-def _dinov2_prepare(ctx: Context):
-    try:
-        features.dinov2_model(ctx.cfg.evaluate.dinov2_weights)
-    except WeightsUnavailable as e:
-        return str(e)
-    return Measure(functools.partial(_dinov2_features, ctx.cfg.evaluate.dinov2_weights))
+def _pretrained(load: Callable[[str | None], Any], measure: Callable[[str | None, Pair], np.ndarray], setting: str):
+    """prepare() of a column on a pretrained model: its Measure, or why the model cannot load (`setting`: its key
+    under evaluate, the configured weights)."""
+
+    def prepare(ctx: Context):
+        configured = getattr(ctx.cfg.evaluate, setting)
+        try:
+            load(configured)  # once here, so a missing model is the column's reason, not a failed shard
+        except WeightsUnavailable as e:
+            return str(e)
+        return Measure(functools.partial(measure, configured))
+
+    return prepare
 
 
 def _dinov2_features(configured: str | None, pair: Pair) -> np.ndarray:
     return features.dinov2_features(pair.images, features.dinov2_model(configured))
 
 
-def _fd_dinov2(ctx: Context, label: str, measured) -> dict:
-    if label == DEV:
-        return _unavailable(NOT_FOR_DEV_CHECK)
-    if isinstance(measured, str):
-        return _unavailable(measured)
+def _fd_dinov2(ctx: Context, label: str, measured: dict) -> dict:
     e = ctx.cfg.evaluate
     return {"available": True, **metrics.fd_row(measured[label], measured[SCHNELL], measured[DEV_REF],
                                                 n_boot=e.bootstrap, seed=ctx.cfg.seed, paired=True)}
-
-
-def _cmmd_prepare(ctx: Context):
-    try:
-        features.clip_model(ctx.cfg.evaluate.clip_model)
-    except WeightsUnavailable as e:
-        return str(e)
-    return Measure(functools.partial(_clip_embeddings, ctx.cfg.evaluate.clip_model))
 
 
 def _clip_embeddings(configured: str | None, pair: Pair) -> np.ndarray:
     return features.clip_embeddings(pair.images, *features.clip_model(configured))
 
 
-def _cmmd(ctx: Context, label: str, measured) -> dict:
-    if label == DEV:
-        return _unavailable(NOT_FOR_DEV_CHECK)
-    if isinstance(measured, str):
-        return _unavailable(measured)
+def _cmmd(ctx: Context, label: str, measured: dict) -> dict:
     s, d = (features.cmmd(measured[label], measured[ref]) for ref in (SCHNELL, DEV_REF))
     return {"available": True, "cmmd_schnell": s, "cmmd_dev": d, "cmmd_diff": s - d}
 
@@ -261,11 +260,11 @@ COLUMNS = (
     Column("fid", "fid_diff", (("FID_schnell", "fid_schnell"), ("FID_dev", "fid_dev"), ("FID_diff", "fid_diff")),
            (("fid_schnell", "fid_enhanced_schnell"), ("fid_dev", "fid_enhanced_dev"),
             ("kid_schnell", "kid_enhanced_schnell"), ("kid_dev", "kid_enhanced_dev"), ("fid_diff", "fid_diff")),
-           _fid, _fid_prepare),
+           _against_dev(_fid), _fid_prepare),
     Column("fd_dinov2", "fd_diff", (("FD_diff DINOv2", "fd_diff"),), _same("fd_schnell", "fd_dev", "fd_diff"),
-           _fd_dinov2, _dinov2_prepare),
+           _against_dev(_fd_dinov2), _pretrained(features.dinov2_model, _dinov2_features, "dinov2_weights")),
     Column("cmmd", "cmmd_diff", (("CMMD_diff", "cmmd_diff"),), _same("cmmd_schnell", "cmmd_dev", "cmmd_diff"),
-           _cmmd, _cmmd_prepare),
+           _against_dev(_cmmd), _pretrained(features.clip_model, _clip_embeddings, "clip_model")),
     Column("clip_iqa", None, (), None, _clip_iqa),
 )
 COLUMN_KEYS = tuple(col.key for col in COLUMNS)
