@@ -17,7 +17,7 @@ from facerealism import metrics
 from facerealism.config import Config
 from facerealism.files import save_png
 from facerealism.metrics import fd_dinov2_cmmd as features
-from facerealism.metrics.pretrained import WeightsUnavailable
+from facerealism.metrics.pretrained import WeightsUnavailable, lpips_backbone
 from facerealism.scoring import controls
 from facerealism.scoring.shards import Measure, Pair
 from facerealism.scoring.photo import PHOTO_RULES
@@ -139,12 +139,10 @@ def _ssim_pairs(pair: Pair) -> np.ndarray:
 
 
 def _lpips_measure(ctx: Context):
-    import facerealism.metrics.pretrained as pretrained
-
     try:
-        path = pretrained.lpips_backbone("alex", ctx.cfg.evaluate.lpips_weights)
+        path = lpips_backbone("alex", ctx.cfg.evaluate.lpips_weights)
         _lpips_model(path)  # a wrong file is this column's reason here, not a failed shard
-    except (pretrained.WeightsUnavailable, ValueError) as e:
+    except (WeightsUnavailable, ValueError) as e:
         return str(e)
     return Measure(functools.partial(_lpips_pairs, path), inputs=True)
 
