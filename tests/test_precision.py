@@ -80,7 +80,7 @@ def test_preflight_notes_the_choice_and_warns_on_explicit_emulated_bf16(forced, 
     if forced == "native":
         assert not f.warnings
     else:
-        assert len(f.warnings) == 1 and "~29x slower than fp32" in f.warnings[0]
+        assert len(f.warnings) == 1 and "29-73x slower than fp32" in f.warnings[0]
         assert "set train.mixed_precision=auto" in f.warnings[0]
 
 
@@ -129,7 +129,7 @@ def test_the_benchmark_skips_emulated_bf16_variants_with_the_reason(forced, tiny
         assert skipped is None and {"bf16", "channels_last_bf16", "bf16_batch2"} <= names
     else:
         assert names == {"fp32", "channels_last", "fp32_batch2"}
-        assert "emulated" in skipped and "~29x slower" in skipped
+        assert "emulated" in skipped and "29-73x slower" in skipped
     # fp32 is what a user asked for: nothing in bf16 is timed, on any machine.
     cfg.benchmark.mixed_precision = "fp32"
     assert not any(v["bf16"] for v in timing.head_variants(head, False, 2, bf16=timing.bf16_plan(

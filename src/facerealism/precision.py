@@ -13,10 +13,11 @@ from facerealism.errors import UserError
 
 # Forces the detection (tests drive both branches with it; also for a machine the check misjudges).
 FORCE_ENV = "FACEREALISM_BF16"
-# Measured 2026-12-06 on AMD EPYC Zen 3 (AVX2, no AVX-512 BF16/AMX): 8 stacked 3x3 convolutions, batch 2, 32
-# channels, 64 px, forward + backward: fp32 0.042 s, bf16 autocast 1.24 s. PyTorch's AMP docs give the same advice
-# (pytorch/pytorch#118499, #86270). The default `make run` trained at 0.07 steps/s there in bf16.
-EMULATED_COST = "~29x slower than fp32 per training step (measured on AMD EPYC Zen 3, which emulates bf16)"
+# Measured on AMD EPYCs with AVX2 and no AVX-512 BF16/AMX: 8 stacked 3x3 convolutions, batch 2, 32 channels, 64 px,
+# forward + backward: fp32 0.042 s, bf16 autocast 1.24 s on a Zen 3 (2026-12-06); fp32 0.030 s, bf16 2.19 s on a
+# Zen 2 (2026-12-07). PyTorch's AMP docs give the same advice (pytorch/pytorch#118499, #86270). The default
+# `make run` trained at 0.07 steps/s on the Zen 3 in bf16.
+EMULATED_COST = "29-73x slower than fp32 per training step (measured on AMD EPYC Zen 3 and Zen 2, which emulate bf16)"
 # x86 CPU flags of bf16 arithmetic in hardware (Linux /proc/cpuinfo names).
 X86_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 

@@ -84,8 +84,8 @@ class TrainConfig(Section):
     mixed_precision: Literal["auto", "fp32", "bf16"] = "auto"
     """auto: bf16 autocast where the device computes bf16 in hardware (CUDA with bf16; CPUs with AVX-512 BF16 or
     AMX: 1.3-1.75x faster per step than fp32 on a 2-core AMX CPU at 128 px), fp32 elsewhere (a CPU that emulates
-    bf16, e.g. AMD EPYC Zen 3, runs it ~29x slower than fp32). The choice and its reason go to the log, MLflow and
-    the model card (facerealism.precision). bf16 on such a CPU is allowed; preflight warns."""
+    bf16, e.g. AMD EPYC Zen 2 or 3, runs it 29-73x slower than fp32). The choice and its reason go to the log,
+    MLflow and the model card (facerealism.precision). bf16 on such a CPU is allowed; preflight warns."""
     num_workers: int = Field(0, ge=0)
     """0: this process decodes the images each batch draws from their files; > 0: DataLoader worker processes do,
     while the step computes. Either way memory does not grow with the dataset (the paper's 140k pairs at 512 px)."""
