@@ -111,8 +111,9 @@ def fd_row(
         paired: resample the three sets with one shared index draw; they must have the same length.
 
     Returns:
-        {"fd_schnell", "fd_dev", "fd_diff"} plus "<name>_ci": [low, high] for each when n_boot > 0.
-        fd_diff = fd_schnell - fd_dev > 0 means the row sits nearer dev than schnell.
+        {"fd_schnell", "fd_dev", "fd_diff"} plus "<name>_ci": [low, high] for each when n_boot > 0, the
+        resamples' percentile interval moved so that their median sits on the plug-in value (which it then
+        always brackets). fd_diff = fd_schnell - fd_dev > 0 means the row sits nearer dev than schnell.
     """
     fd_s, fd_d = frechet_distance(feats, feats_schnell), frechet_distance(feats, feats_dev)
     out: dict = {"fd_schnell": fd_s, "fd_dev": fd_d, "fd_diff": fd_s - fd_d}
@@ -131,9 +132,15 @@ def fd_row(
         s, d = frechet_distance(x, feats_schnell[i_s]), frechet_distance(x, feats_dev[i_d])
         stats.append((s, d, s - d))
     tail = (1.0 - level) / 2.0
-    q = np.quantile(np.array(stats), [tail, 1.0 - tail], axis=0)  # (2, 3)
+    stats = np.array(stats)  # (n_boot, 3)
+    q = np.quantile(stats, [tail, 0.5, 1.0 - tail], axis=0)  # (3, 3)
+    # Re-centred on the plug-in value: a resample repeats rows (~63 % distinct), and an FD on fewer distinct rows
+    # is inflated, against dev more than against schnell; uncorrected, 13 of 26 FD_diff intervals in the conv-net
+    # space lay wholly below their own estimate (2026-12-07). The resamples' spread and skew are kept; the shift
+    # of their median, an artefact of the repeats, is removed.
     for i, name in enumerate(("fd_schnell", "fd_dev", "fd_diff")):
-        out[f"{name}_ci"] = [float(q[0, i]), float(q[1, i])]
+        shift = out[name] - q[1, i]
+        out[f"{name}_ci"] = [float(q[0, i] + shift), float(q[2, i] + shift)]
     return out
 
 
