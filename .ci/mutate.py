@@ -62,6 +62,9 @@ MUTATIONS = [
     M("evaluate: gate key holds FD to schnell", "src/facerealism/scoring/table4.py",
       'flat[f"fd_diff.{space}"] = r["fd_diff"]', 'flat[f"fd_diff.{space}"] = r["fd_schnell"]',
       (f"{KA}::test_evaluate_scores_the_heads_on_the_schnell_images_of_the_held_out_pairs",)),
+    M("evaluate: FD intervals not re-centred on their estimate", "src/facerealism/metrics/frechet.py",
+      "shift = out[name] - q[1, i]", "shift = 0.0",
+      ("tests/test_metrics.py::test_fd_row_intervals_bracket_their_own_estimate_where_repeated_rows_inflate_the_fd",)),
     # --- train: what the head learns from and which generator ships ------------------------------------------
     M("train: ships G_B (dev -> schnell)", "src/facerealism/trainers/cyclegan.py",
       'head_name = "G_A"', 'head_name = "G_B"',
