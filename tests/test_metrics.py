@@ -196,7 +196,8 @@ def test_c2st_sees_colour_speckle_that_luminance_cannot():
 
 def test_wilson_interval_known_values():
     lo, hi = wilson_interval(100, 100)
-    assert hi == pytest.approx(1.0) and lo == pytest.approx(0.963, abs=1e-3)
+    assert hi == 1.0 and lo == pytest.approx(0.963, abs=1e-3)  # exactly: the interval holds the estimate 1.0
+    assert wilson_interval(0, 119)[0] == 0.0 and wilson_interval(119, 119)[1] == 1.0
     lo, hi = wilson_interval(50, 100)
     assert lo == pytest.approx(0.404, abs=1e-3) and hi == pytest.approx(0.596, abs=1e-3)
 
