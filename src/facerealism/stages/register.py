@@ -215,7 +215,7 @@ def outcome(decision: dict) -> tuple[str, str]:
     if not f.get("considered"):
         return "nothing", f"{head}; no fitted filter was tried: {f.get('why', 'not considered')}"
     fail = next((r for r in f.get("reasons", []) if r.endswith(": fail")), "it did not pass the gate")
-    return "nothing", f"{head}; the fitted filter {f['label']} was not promoted either: {fail}"
+    return "nothing", f"{head}; {f['label']} (a fitted filter) was not promoted either: {fail}"
 
 
 def rich_decision(decision: dict) -> list:
