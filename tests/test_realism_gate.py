@@ -35,8 +35,9 @@ def with_register(**fields):
 
 def unseen_filters(equaliser: dict) -> dict:
     """Filters a head could be, built after the gate and its controls were set and never tuned against: the plain
-    radial equaliser's gains (`equaliser`, its fitted params) with the photo-safe guards but no chroma cap (flat
-    fade, edge clamp), and applied on skin-coloured pixels only."""
+    radial equaliser's gains (`equaliser`, its fitted params) with the photo-safe guards (flat fade, edge clamp)
+    but its chroma cap lifted (chroma boosted wherever luminance is at all), and applied on skin-coloured pixels
+    only."""
     guarded = fitted.rebuild("radial equaliser (photo-safe)", {
         **equaliser, "guards": {"chroma_cap": 1e6, "flat_quantile": 0.25, "edge_margin": 2.0}})
     plain = fitted.rebuild("radial equaliser", equaliser)
@@ -83,7 +84,7 @@ def default_table(tmp_path_factory):
         rows["near-dev blend"] = np.clip(0.85 * d + 0.15 * s.astype(np.float64) + 0.5, 0, 255).astype(np.uint8)
         halves.append(rows)
     table = table4(cfg, schnell, dev, dev_check, halves[0], schnell_check=schnell_check, outputs_check=halves[1])
-    for label, f in {**filters, **unseen}.items():  # as evaluate.run does: a fitted row is judged on its own photo check
+    for label, f in {**filters, **unseen}.items():  # as evaluate.run does: a fitted row is judged on its own photo
         table["rows"][label]["photo"] = photo_check(f, g.size)
     path = tmp_path_factory.mktemp("gate") / "table4.json"
     path.write_text(json.dumps(table))
